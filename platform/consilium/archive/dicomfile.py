@@ -1,0 +1,336 @@
+"""Reading what the archive needs out of encoded DICOM, without decoding pixel data.
+
+Three jobs, all on bytes as received:
+
+* :func:`check_structure` walks every element of an encoded dataset and proves that each value
+  fits in the buffer. pydicom is lenient on purpose (a truncated file reads "fine" with a warning
+  or simply misses its pixel data); an archive must refuse such a file instead of storing it.
+* :func:`build_part10` wraps a dataset received over the network into a PS3.10 file without
+  touching the dataset bytes (stored as received, no re-encoding).
+* :func:`read_header` decodes the attributes the index needs, with names decoded through their
+  Specific Character Set (ISO_IR 144, ISO_IR 192, ...).
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ImplicitVRLittleEndian,
+)
+
+IMPLEMENTATION_CLASS_UID = PYDICOM_IMPLEMENTATION_UID
+IMPLEMENTATION_VERSION_NAME = "CONSILIUM_01"
+
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+_UNDEFINED = 0xFFFFFFFF
+_ITEM = 0xFFFEE000
+_ITEM_DELIMITER = 0xFFFEE00D
+_SEQUENCE_DELIMITER = 0xFFFEE0DD
+_PIXEL_DATA = 0x7FE00010
+
+
+class UnreadableDicom(ValueError):
+    """The bytes are not a complete, well-formed DICOM dataset; the message says where."""
+
+
+@dataclass(frozen=True)
+class Encoding:
+    implicit_vr: bool
+    little_endian: bool
+    deflated: bool
+
+    @classmethod
+    def of(cls, transfer_syntax: str) -> Encoding:
+        uid = UID(transfer_syntax)
+        if uid == ImplicitVRLittleEndian:
+            return cls(True, True, False)
+        if uid == ExplicitVRBigEndian:
+            return cls(False, False, False)
+        if uid == DeflatedExplicitVRLittleEndian:
+            return cls(False, True, True)
+        # every other standard transfer syntax (including all compressed ones) encodes the
+        # dataset in explicit VR little endian
+        return cls(False, True, False)
+
+
+def inflate(data: bytes | memoryview) -> bytes:
+    """The dataset of a Deflated Explicit VR Little Endian stream (raw deflate, RFC 1951)."""
+    try:
+        decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
+        out = decompressor.decompress(bytes(data)) + decompressor.flush()
+    except zlib.error as exc:
+        raise UnreadableDicom(f"deflated dataset cannot be inflated: {exc}") from exc
+    if not decompressor.eof:
+        raise UnreadableDicom("deflated dataset is truncated")
+    return out
+
+
+class _Walker:
+    """Checks that a dataset's elements, sequences and items are complete."""
+
+    def __init__(self, buf: memoryview, encoding: Encoding) -> None:
+        self.buf = buf
+        self.end = len(buf)
+        self.little = encoding.little_endian
+        self.implicit = encoding.implicit_vr
+        self.u16 = struct.Struct("<H" if self.little else ">H").unpack_from
+        self.u32 = struct.Struct("<I" if self.little else ">I").unpack_from
+        self.tag_u16 = self.u16
+
+    def _need(self, pos: int, size: int, what: str) -> None:
+        if pos + size > self.end:
+            raise UnreadableDicom(f"dataset truncated in {what} at byte {pos}")
+
+    def _tag(self, pos: int, u16: Any) -> int:
+        group = u16(self.buf, pos)[0]
+        elem = u16(self.buf, pos + 2)[0]
+        return int((group << 16) | elem)
+
+    def dataset(self, pos: int, implicit: bool, stop_at_item_end: bool) -> int:
+        """Walk elements from ``pos``; return the position after the dataset."""
+        le16 = struct.Struct("<H").unpack_from
+        le32 = struct.Struct("<I").unpack_from
+        # implicit VR inside UN with undefined length is always little endian
+        u16 = le16 if implicit and not self.implicit else self.u16
+        u32 = le32 if implicit and not self.implicit else self.u32
+        while pos < self.end:
+            self._need(pos, 8, "an element header")
+            tag = self._tag(pos, u16)
+            if tag == _ITEM_DELIMITER:
+                if not stop_at_item_end:
+                    raise UnreadableDicom(f"unexpected item delimiter at byte {pos}")
+                return pos + 8
+            if tag in (_ITEM, _SEQUENCE_DELIMITER):
+                raise UnreadableDicom(f"unexpected item tag ({tag:08X}) at byte {pos}")
+            if implicit:
+                vr = b""
+                length = u32(self.buf, pos + 4)[0]
+                pos += 8
+            else:
+                vr = bytes(self.buf[pos + 4 : pos + 6])
+                if vr in _LONG_VRS:
+                    self._need(pos, 12, "an element header")
+                    length = u32(self.buf, pos + 8)[0]
+                    pos += 12
+                else:
+                    length = u16(self.buf, pos + 6)[0]
+                    pos += 8
+            if length == _UNDEFINED:
+                if tag == _PIXEL_DATA:
+                    pos = self.fragments(pos, u16, u32)
+                else:
+                    # SQ, or UN holding a sequence (its content is implicit VR little endian)
+                    pos = self.sequence(pos, implicit or vr == b"UN", u16, u32)
+            else:
+                self._need(pos, length, f"the value of ({tag >> 16:04X},{tag & 0xFFFF:04X})")
+                if vr == b"SQ" and length:
+                    self.defined_sequence(pos, pos + length, implicit, u16, u32)
+                pos += length
+        if stop_at_item_end:
+            raise UnreadableDicom("dataset truncated: item delimiter missing")
+        return pos
+
+    def sequence(self, pos: int, implicit: bool, u16: Any, u32: Any) -> int:
+        while True:
+            self._need(pos, 8, "a sequence item header")
+            tag = self._tag(pos, u16)
+            length = u32(self.buf, pos + 4)[0]
+            pos += 8
+            if tag == _SEQUENCE_DELIMITER:
+                return pos
+            if tag != _ITEM:
+                raise UnreadableDicom(f"expected a sequence item at byte {pos - 8}")
+            if length == _UNDEFINED:
+                pos = self.dataset(pos, implicit, stop_at_item_end=True)
+            else:
+                self._need(pos, length, "a sequence item")
+                pos += length
+
+    def defined_sequence(self, pos: int, end: int, implicit: bool, u16: Any, u32: Any) -> None:
+        while pos < end:
+            self._need(pos, 8, "a sequence item header")
+            tag = self._tag(pos, u16)
+            length = u32(self.buf, pos + 4)[0]
+            pos += 8
+            if tag != _ITEM:
+                raise UnreadableDicom(f"expected a sequence item at byte {pos - 8}")
+            if length == _UNDEFINED:
+                pos = self.dataset(pos, implicit, stop_at_item_end=True)
+            else:
+                if pos + length > end:
+                    raise UnreadableDicom(f"sequence item overruns its sequence at byte {pos}")
+                pos += length
+
+    def fragments(self, pos: int, u16: Any, u32: Any) -> int:
+        """Encapsulated pixel data: items of defined length up to the sequence delimiter."""
+        while True:
+            self._need(pos, 8, "an encapsulated pixel data fragment")
+            tag = self._tag(pos, u16)
+            length = u32(self.buf, pos + 4)[0]
+            pos += 8
+            if tag == _SEQUENCE_DELIMITER:
+                return pos
+            if tag != _ITEM or length == _UNDEFINED:
+                raise UnreadableDicom(f"bad encapsulated pixel data fragment at byte {pos - 8}")
+            self._need(pos, length, "an encapsulated pixel data fragment")
+            pos += length
+
+
+def check_structure(dataset: bytes | memoryview, transfer_syntax: str) -> None:
+    """Raise :class:`UnreadableDicom` unless every element of ``dataset`` is complete."""
+    encoding = Encoding.of(transfer_syntax)
+    view = memoryview(inflate(dataset) if encoding.deflated else dataset)
+    if len(view) == 0:
+        raise UnreadableDicom("empty dataset")
+    _Walker(view, encoding).dataset(0, encoding.implicit_vr, stop_at_item_end=False)
+
+
+def build_file_meta(
+    sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_ae: str = ""
+) -> bytes:
+    """The PS3.10 preamble, prefix and File Meta Information for one instance."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    if source_ae:
+        meta.SourceApplicationEntityTitle = source_ae
+    fp = BytesIO()
+    fp.write(b"\x00" * 128 + b"DICM")
+    write_file_meta_info(fp, meta, enforce_standard=True)  # type: ignore[arg-type]
+    return fp.getvalue()
+
+
+@dataclass(frozen=True)
+class Part10:
+    """A PS3.10 file split into its meta information and the dataset bytes."""
+
+    meta: FileMetaDataset
+    dataset_offset: int
+
+    @property
+    def transfer_syntax(self) -> str:
+        return str(self.meta.get("TransferSyntaxUID", ""))
+
+
+def split_part10(data: bytes) -> Part10:
+    """Read the File Meta Information of a PS3.10 file; raise UnreadableDicom if absent."""
+    if len(data) < 132 or data[128:132] != b"DICM":
+        raise UnreadableDicom("not a DICOM PS3.10 file (no 'DICM' prefix after the preamble)")
+    fp = BytesIO(data)
+    fp.seek(132)
+    try:
+        from pydicom.filereader import _read_file_meta_info
+
+        meta = _read_file_meta_info(fp)
+    except Exception as exc:
+        raise UnreadableDicom(f"unreadable file meta information: {exc}") from exc
+    if "TransferSyntaxUID" not in meta:
+        raise UnreadableDicom("file meta information has no Transfer Syntax UID (0002,0010)")
+    return Part10(meta=meta, dataset_offset=fp.tell())
+
+
+@dataclass(frozen=True)
+class InstanceHeader:
+    """What the index keeps of one instance."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+    patient_id: str
+    issuer: str
+    patient_name: str
+    birth_date: str
+    sex: str
+    study_date: str
+    study_time: str
+    accession_number: str
+    study_id: str
+    study_description: str
+    referring_physician: str
+    modality: str
+    series_number: int | None
+    series_description: str
+    body_part: str
+    series_date: str
+    series_time: str
+    instance_number: int | None
+    number_of_frames: int
+    rows: int | None
+    columns: int | None
+
+
+def _text(ds: Dataset, keyword: str, limit: int = 256) -> str:
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):  # multi-valued: keep DICOM's backslash form
+        return "\\".join(str(v) for v in value)[:limit]
+    return str(value).strip()[:limit]
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def read_header(part10: bytes) -> InstanceHeader:
+    """Decode the index attributes of a PS3.10 file (pixel data is not read)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = dcmread(BytesIO(part10), stop_before_pixels=True)
+            header = InstanceHeader(
+                sop_class_uid=_text(ds, "SOPClassUID", 64),
+                sop_instance_uid=_text(ds, "SOPInstanceUID", 128),
+                study_uid=_text(ds, "StudyInstanceUID", 128),
+                series_uid=_text(ds, "SeriesInstanceUID", 128),
+                patient_id=_text(ds, "PatientID", 64),
+                issuer=_text(ds, "IssuerOfPatientID", 64),
+                patient_name=_text(ds, "PatientName", 324),
+                birth_date=_text(ds, "PatientBirthDate", 8),
+                sex=_text(ds, "PatientSex", 16),
+                study_date=_text(ds, "StudyDate", 8),
+                study_time=_text(ds, "StudyTime", 16),
+                accession_number=_text(ds, "AccessionNumber", 64),
+                study_id=_text(ds, "StudyID", 16),
+                study_description=_text(ds, "StudyDescription"),
+                referring_physician=_text(ds, "ReferringPhysicianName", 324),
+                modality=_text(ds, "Modality", 16),
+                series_number=_int(ds, "SeriesNumber"),
+                series_description=_text(ds, "SeriesDescription"),
+                body_part=_text(ds, "BodyPartExamined", 64),
+                series_date=_text(ds, "SeriesDate", 8),
+                series_time=_text(ds, "SeriesTime", 16),
+                instance_number=_int(ds, "InstanceNumber"),
+                number_of_frames=_int(ds, "NumberOfFrames") or 1,
+                rows=_int(ds, "Rows"),
+                columns=_int(ds, "Columns"),
+            )
+    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, LookupError) as exc:
+        raise UnreadableDicom(f"dataset cannot be decoded: {exc}") from exc
+    return header

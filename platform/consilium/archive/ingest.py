@@ -1,0 +1,417 @@
+"""The one way an instance enters the archive: C-STORE, STOW-RS and ``consilium import`` all call
+:func:`ingest_dataset` or :func:`ingest_part10`.
+
+Order of work, so that nothing acknowledged is ever lost and nothing partial is ever kept:
+validate the complete structure -> decode the header -> check duplicates -> write the file
+atomically (fsync) -> index it in one transaction -> return the outcome (the caller acknowledges
+only ``STORED``/``DUPLICATE``). A crash between the file and the index leaves an unreferenced file,
+which :func:`consilium.archive.recovery.reconcile` indexes at the next start.
+
+Duplicate policy (a SOP Instance UID already stored): identical bytes -> ``DUPLICATE``, a success
+(resending is idempotent); different content -> refused with ``CONFLICT`` under the default
+``reject`` policy (the first version stays, its hash is named in the reason), or stored as the
+new version under ``replace``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from consilium.archive import storage
+from consilium.archive.dicomfile import (
+    InstanceHeader,
+    UnreadableDicom,
+    build_file_meta,
+    check_structure,
+    read_header,
+    split_part10,
+)
+from consilium.archive.models import Instance, Patient, Series, Study, utcnow
+from consilium.settings import DuplicatePolicy
+
+log = logging.getLogger(__name__)
+
+_UID = re.compile(r"^[0-9A-Za-z.\-_]{1,64}$")  # lenient: real files carry non-conformant UIDs
+
+
+class Outcome(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    REFUSED = "refused"
+
+
+class Refusal(StrEnum):
+    """Why an instance was refused; each maps to one DIMSE and one HTTP status."""
+
+    UNREADABLE = "unreadable"  # truncated, garbage, not decodable
+    MISSING_UID = "missing-uid"  # no Study/Series/SOP Instance/SOP Class UID
+    MISMATCH = "mismatch"  # command and dataset disagree on SOP class/instance
+    CONFLICT = "conflict"  # same SOP Instance UID, other content
+    UNKNOWN_SOURCE = "unknown-source"  # no institution owns it
+    OUT_OF_RESOURCES = "out-of-resources"  # disk or database failure
+
+
+@dataclass(frozen=True)
+class IngestSource:
+    """Who delivered the instance: owner institution, calling AE and the channel."""
+
+    institution_id: str
+    source_ae: str = ""
+    channel: str = "dimse"  # dimse | stow | import
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    outcome: Outcome
+    sop_instance_uid: str = ""
+    sop_class_uid: str = ""
+    study_uid: str = ""
+    refusal: Refusal | None = None
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is not Outcome.REFUSED
+
+
+@dataclass
+class ArchiveStore:
+    """Where and how the archive keeps instances; passed to every archive function."""
+
+    engine: Engine
+    storage_dir: Path
+    fsync: bool = True
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.REJECT
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()  # one writer per process keeps SQLite free of retries
+
+    def path_of(self, relative_path: str) -> Path:
+        return self.storage_dir / relative_path
+
+
+def _refused(refusal: Refusal, reason: str, header: InstanceHeader | None = None) -> IngestResult:
+    return IngestResult(
+        Outcome.REFUSED,
+        sop_instance_uid=header.sop_instance_uid if header else "",
+        sop_class_uid=header.sop_class_uid if header else "",
+        study_uid=header.study_uid if header else "",
+        refusal=refusal,
+        reason=reason,
+    )
+
+
+def _missing_uids(header: InstanceHeader) -> list[str]:
+    fields = {
+        "SOPClassUID": header.sop_class_uid,
+        "SOPInstanceUID": header.sop_instance_uid,
+        "StudyInstanceUID": header.study_uid,
+        "SeriesInstanceUID": header.series_uid,
+    }
+    return [f"{name} ({'missing' if not v else 'invalid'})" for name, v in fields.items()
+            if not _UID.match(v)]
+
+
+def ingest_dataset(
+    store: ArchiveStore,
+    dataset: bytes | memoryview,
+    transfer_syntax: str,
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    source: IngestSource,
+) -> IngestResult:
+    """Ingest a dataset as received over the network (no file meta), keeping its bytes."""
+    try:
+        check_structure(dataset, transfer_syntax)
+        meta = build_file_meta(sop_class_uid, sop_instance_uid, transfer_syntax, source.source_ae)
+    except UnreadableDicom as exc:
+        return _refused(Refusal.UNREADABLE, str(exc))
+    except (ValueError, TypeError) as exc:  # e.g. a UID pydicom cannot encode in the meta
+        return _refused(Refusal.MISSING_UID, f"unusable UIDs in the request: {exc}")
+    return _ingest(
+        store, [meta, dataset], transfer_syntax, sop_class_uid, sop_instance_uid, source
+    )
+
+
+def ingest_part10(store: ArchiveStore, data: bytes, source: IngestSource) -> IngestResult:
+    """Ingest a PS3.10 file (import, STOW-RS), keeping its bytes as they are."""
+    try:
+        part10 = split_part10(data)
+        check_structure(memoryview(data)[part10.dataset_offset :], part10.transfer_syntax)
+    except UnreadableDicom as exc:
+        return _refused(Refusal.UNREADABLE, str(exc))
+    meta = part10.meta
+    return _ingest(
+        store,
+        [data],
+        part10.transfer_syntax,
+        str(meta.get("MediaStorageSOPClassUID", "")),
+        str(meta.get("MediaStorageSOPInstanceUID", "")),
+        source,
+    )
+
+
+def _ingest(
+    store: ArchiveStore,
+    chunks: list[bytes | memoryview],
+    transfer_syntax: str,
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    source: IngestSource,
+) -> IngestResult:
+    whole = b"".join(chunks) if len(chunks) > 1 else bytes(chunks[0])
+    try:
+        header = read_header(whole)
+    except UnreadableDicom as exc:
+        return _refused(Refusal.UNREADABLE, str(exc))
+    missing = _missing_uids(header)
+    if missing:
+        return _refused(Refusal.MISSING_UID, "required UIDs: " + ", ".join(missing), header)
+    if sop_instance_uid and sop_instance_uid != header.sop_instance_uid:
+        return _refused(
+            Refusal.MISMATCH,
+            f"SOP Instance UID of the request ({sop_instance_uid}) differs from the dataset's "
+            f"({header.sop_instance_uid})",
+            header,
+        )
+    if sop_class_uid and sop_class_uid != header.sop_class_uid:
+        return _refused(
+            Refusal.MISMATCH,
+            f"SOP Class UID of the request ({sop_class_uid}) differs from the dataset's "
+            f"({header.sop_class_uid})",
+            header,
+        )
+    sha256 = storage.sha256_of(chunks)
+    existing = _existing(store, header.sop_instance_uid)
+    if existing is not None:
+        verdict = _duplicate_verdict(store, header, existing, sha256)
+        if verdict is not None:
+            return verdict
+    try:
+        stored = storage.write_atomic(store.storage_dir, chunks, sha256, store.fsync)
+    except OSError as exc:
+        log.error("cannot write %s: %s", header.sop_instance_uid, exc)
+        return _refused(Refusal.OUT_OF_RESOURCES, f"storage failure: {exc.strerror}", header)
+    try:
+        with store._lock:
+            return _index(store, header, stored, transfer_syntax, source)
+    except OperationalError as exc:
+        log.error("index failure for %s: %s", header.sop_instance_uid, exc)
+        return _refused(Refusal.OUT_OF_RESOURCES, "index database unavailable", header)
+
+
+def _existing(store: ArchiveStore, sop_uid: str) -> tuple[str, str] | None:
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            select(Instance.sha256, Instance.path).where(Instance.sop_uid == sop_uid)
+        ).first()
+    return (row[0], row[1]) if row else None
+
+
+def _duplicate_verdict(
+    store: ArchiveStore, header: InstanceHeader, existing: tuple[str, str], sha256: str
+) -> IngestResult | None:
+    """None means: go on and store this as the new version."""
+    if existing[0] == sha256:
+        return IngestResult(
+            Outcome.DUPLICATE, header.sop_instance_uid, header.sop_class_uid, header.study_uid
+        )
+    if store.duplicate_policy is DuplicatePolicy.REJECT:
+        log.warning(
+            "refused %s: already stored with other content (kept sha256 %s, offered %s)",
+            header.sop_instance_uid, existing[0], sha256,
+        )
+        return _refused(
+            Refusal.CONFLICT,
+            f"SOP Instance {header.sop_instance_uid} is already stored with other content "
+            f"(sha256 {existing[0][:16]}...); the archive keeps the first version",
+            header,
+        )
+    return None
+
+
+def _patient_pk(conn: Connection, header: InstanceHeader, institution_id: str) -> int:
+    row = conn.execute(
+        select(Patient.id).where(
+            Patient.institution_id == institution_id,
+            Patient.patient_id == header.patient_id,
+            Patient.issuer == header.issuer,
+        )
+    ).first()
+    if row:
+        return int(row[0])
+    result = conn.execute(
+        insert(Patient).values(
+            institution_id=institution_id,
+            patient_id=header.patient_id,
+            issuer=header.issuer,
+            patient_name=header.patient_name,
+            patient_name_search=search_form(header.patient_name),
+            birth_date=header.birth_date,
+            sex=header.sex,
+            created_at=utcnow(),
+        )
+    )
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def _study_pk(conn: Connection, header: InstanceHeader, institution_id: str) -> int:
+    row = conn.execute(select(Study.id).where(Study.study_uid == header.study_uid)).first()
+    if row:
+        return int(row[0])
+    now = utcnow()
+    result = conn.execute(
+        insert(Study).values(
+            study_uid=header.study_uid,
+            patient_pk=_patient_pk(conn, header, institution_id),
+            institution_id=institution_id,
+            study_date=header.study_date,
+            study_time=header.study_time,
+            accession_number=header.accession_number,
+            study_id=header.study_id,
+            description=header.study_description,
+            referring_physician=header.referring_physician,
+            referring_physician_search=search_form(header.referring_physician),
+            modalities="",
+            num_series=0,
+            num_instances=0,
+            size_bytes=0,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def _series_pk(conn: Connection, header: InstanceHeader, study_pk: int) -> int:
+    row = conn.execute(select(Series.id).where(Series.series_uid == header.series_uid)).first()
+    if row:
+        return int(row[0])
+    result = conn.execute(
+        insert(Series).values(
+            series_uid=header.series_uid,
+            study_pk=study_pk,
+            modality=header.modality,
+            series_number=header.series_number,
+            description=header.series_description,
+            body_part=header.body_part,
+            series_date=header.series_date,
+            series_time=header.series_time,
+            num_instances=0,
+            created_at=utcnow(),
+        )
+    )
+    series_pk = int(result.inserted_primary_key[0])  # type: ignore[index]
+    modalities = conn.execute(
+        select(Series.modality).where(Series.study_pk == study_pk).distinct()
+    ).scalars()
+    joined = "\\".join(sorted({m for m in modalities if m}))
+    conn.execute(
+        update(Study)
+        .where(Study.id == study_pk)  # type: ignore[arg-type]
+        .values(num_series=Study.num_series + 1, modalities=joined[:128])
+    )
+    return series_pk
+
+
+def _index(
+    store: ArchiveStore,
+    header: InstanceHeader,
+    stored: storage.StoredFile,
+    transfer_syntax: str,
+    source: IngestSource,
+) -> IngestResult:
+    for attempt in (1, 2):  # a concurrent writer in another process may win a unique race
+        try:
+            with store.engine.begin() as conn:
+                outcome = _index_in(conn, header, stored, transfer_syntax, source)
+            return outcome
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            existing = _existing(store, header.sop_instance_uid)
+            if existing is not None:
+                verdict = _duplicate_verdict(store, header, existing, stored.sha256)
+                if verdict is not None:
+                    if existing[1] != stored.relative_path:
+                        store.path_of(stored.relative_path).unlink(missing_ok=True)
+                    return verdict
+    raise AssertionError("unreachable")
+
+
+def _index_in(
+    conn: Connection,
+    header: InstanceHeader,
+    stored: storage.StoredFile,
+    transfer_syntax: str,
+    source: IngestSource,
+) -> IngestResult:
+    study_pk = _study_pk(conn, header, source.institution_id)
+    series_pk = _series_pk(conn, header, study_pk)
+    old = conn.execute(
+        select(Instance.id, Instance.size_bytes, Instance.path, Instance.series_pk).where(
+            Instance.sop_uid == header.sop_instance_uid
+        )
+    ).first()
+    values = dict(
+        series_pk=series_pk,
+        sop_class_uid=header.sop_class_uid,
+        instance_number=header.instance_number,
+        transfer_syntax_uid=transfer_syntax,
+        number_of_frames=header.number_of_frames,
+        rows=header.rows,
+        columns=header.columns,
+        path=stored.relative_path,
+        size_bytes=stored.size,
+        sha256=stored.sha256,
+        source_ae=source.source_ae[:16],
+        received_at=utcnow(),
+    )
+    if old is None:
+        conn.execute(insert(Instance).values(sop_uid=header.sop_instance_uid, **values))
+        conn.execute(
+            update(Series)
+            .where(Series.id == series_pk)  # type: ignore[arg-type]
+            .values(num_instances=Series.num_instances + 1)
+        )
+        conn.execute(
+            update(Study)
+            .where(Study.id == study_pk)  # type: ignore[arg-type]
+            .values(
+                num_instances=Study.num_instances + 1,
+                size_bytes=Study.size_bytes + stored.size,
+                updated_at=utcnow(),
+            )
+        )
+    else:  # replace policy: a new version of an instance stored before
+        conn.execute(
+            update(Instance).where(Instance.id == old[0]).values(**values)  # type: ignore[arg-type]
+        )
+        conn.execute(
+            update(Study)
+            .where(Study.id == study_pk)  # type: ignore[arg-type]
+            .values(size_bytes=Study.size_bytes + stored.size - old[1], updated_at=utcnow())
+        )
+        log.warning("replaced %s (old file %s kept)", header.sop_instance_uid, old[2])
+    return IngestResult(
+        Outcome.STORED, header.sop_instance_uid, header.sop_class_uid, header.study_uid
+    )
+
+
+def search_form(text: str) -> str:
+    """How names are compared: Unicode case-folded, so 'иванов' finds 'ИВАНОВ^ИВАН'."""
+    return text.casefold()
+
+
+def count_instances(store: ArchiveStore) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(Instance)).scalar_one())

@@ -1,0 +1,334 @@
+"""DIMSE service provider: Verification, Storage, Query/Retrieve FIND/MOVE/GET (pynetdicom).
+
+Thin adapters: each handler reads the event, calls the archive's plain functions and turns the
+outcome into a DIMSE status with an Error Comment. Storage-only associations are served on the
+lean receive path of :mod:`consilium.archive.fast_store` when enabled; every other association
+(and every association when it is disabled) is served by pynetdicom here.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+from pynetdicom import AE, _config, evt
+from pynetdicom.association import Association
+from pynetdicom.presentation import PresentationContext, build_context
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
+
+from consilium.archive import query as q
+from consilium.archive.ingest import ArchiveStore, IngestSource, Outcome, Refusal, ingest_dataset
+from consilium.archive.sop import ACCEPTED_TRANSFER_SYNTAXES, STORAGE_SOP_CLASSES, is_uncompressed
+from consilium.identity.policy import (
+    dicom_visible_institutions,
+    resolve_dicom_caller,
+    store_owner,
+)
+from consilium.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FIND_MODELS = {
+    PatientRootQueryRetrieveInformationModelFind: "patient",
+    StudyRootQueryRetrieveInformationModelFind: "study",
+}
+MOVE_MODELS = {
+    PatientRootQueryRetrieveInformationModelMove: "patient",
+    StudyRootQueryRetrieveInformationModelMove: "study",
+}
+GET_MODELS = {
+    PatientRootQueryRetrieveInformationModelGet: "patient",
+    StudyRootQueryRetrieveInformationModelGet: "study",
+}
+
+# C-STORE statuses (PS3.4 B.2.3; 0x0111 from PS3.7 C.4)
+STORE_STATUS = {
+    Refusal.UNREADABLE: 0xC210,  # Error: Cannot understand
+    Refusal.MISSING_UID: 0xC211,  # Error: Cannot understand
+    Refusal.MISMATCH: 0xA900,  # Error: Data Set does not match SOP Class
+    Refusal.CONFLICT: 0x0111,  # Failure: Duplicate SOP Instance
+    Refusal.UNKNOWN_SOURCE: 0xC212,
+    Refusal.OUT_OF_RESOURCES: 0xA700,  # Refused: Out of Resources
+}
+
+
+class StoredInstance(Dataset):
+    """A stored file to send as C-STORE sub-operation without decoding it.
+
+    pynetdicom's C-GET/C-MOVE service classes only accept Dataset objects from handlers and
+    would re-encode them; :func:`_send_stored` (installed on :class:`Association`) sends the
+    file's bytes as they are instead, so a retrieved instance is byte-identical to the stored one.
+    """
+
+    def __init__(self, sop_class: str, sop_instance: str, transfer_syntax: str, path: Path):
+        super().__init__()
+        self.SOPClassUID = UID(sop_class)
+        self.SOPInstanceUID = UID(sop_instance)
+        self.__dict__["stored_path"] = path
+        self.__dict__["stored_transfer_syntax"] = transfer_syntax
+
+
+_original_send_c_store = Association.send_c_store
+
+
+def _send_stored(self: Association, dataset: Any, *args: Any, **kwargs: Any) -> Dataset:
+    if not isinstance(dataset, StoredInstance):
+        return _original_send_c_store(self, dataset, *args, **kwargs)
+    path: Path = dataset.__dict__["stored_path"]
+    ts = UID(dataset.__dict__["stored_transfer_syntax"])
+    exact = [
+        cx for cx in self.accepted_contexts
+        if cx.abstract_syntax == dataset.SOPClassUID and cx.transfer_syntax[0] == ts
+        and cx.as_scu
+    ]
+    if exact:
+        return _original_send_c_store(self, path, *args, **kwargs)  # raw bytes, chunked
+    if is_uncompressed(ts):
+        # the peer accepted another uncompressed syntax: pynetdicom converts the decoded dataset
+        return _original_send_c_store(self, dcmread(path), *args, **kwargs)
+    raise ValueError(
+        f"peer accepted no presentation context for {dataset.SOPClassUID} in {ts.name}"
+    )
+
+
+Association.send_c_store = _send_stored  # type: ignore[method-assign]
+_config.STORE_SEND_CHUNKED_DATASET = True  # only used for the path form above
+_config.LOG_HANDLER_LEVEL = "none"
+
+
+class DicomServer:
+    """The archive's DIMSE listener; ``start`` binds, ``stop`` closes."""
+
+    def __init__(self, settings: Settings, store: ArchiveStore, reuse_port: bool = False):
+        self.settings = settings
+        self.store = store
+        self.reuse_port = reuse_port
+        self.ae = self._make_ae()
+        self.server: ThreadedAssociationServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def _make_ae(self) -> AE:
+        ae = AE(ae_title=self.settings.dicom_ae_title)
+        ae.maximum_pdu_size = self.settings.dicom_max_pdu
+        ae.network_timeout = self.settings.dicom_network_timeout
+        ae.acse_timeout = 30
+        ae.dimse_timeout = self.settings.dicom_network_timeout
+        ae.maximum_associations = 64
+        ae.implementation_version_name = "CONSILIUM_01"
+        if not self.settings.dicom_accept_unknown_ae:
+            # pynetdicom rejects others at association: rejected-permanent, service user,
+            # "calling AE title not recognized" (PS3.8 9.3.4)
+            ae.require_calling_aet = [
+                node.ae_title for inst in self.settings.institutions for node in inst.nodes
+            ] or ["-NOBODY-"]
+        for sop in STORAGE_SOP_CLASSES:
+            # scp_role/scu_role: accept the SCP/SCU role selection a C-GET requestor proposes
+            ae.add_supported_context(sop, ACCEPTED_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
+        ae.add_supported_context(Verification, ACCEPTED_TRANSFER_SYNTAXES[:3])
+        for model in (*FIND_MODELS, *MOVE_MODELS, *GET_MODELS):
+            ae.add_supported_context(model, ACCEPTED_TRANSFER_SYNTAXES[:3])
+        return ae
+
+    def handlers(self) -> list[tuple[Any, Any]]:
+        return [
+            (evt.EVT_C_ECHO, self.on_echo),
+            (evt.EVT_C_STORE, self.on_store),
+            (evt.EVT_C_FIND, self.on_find),
+            (evt.EVT_C_MOVE, self.on_move),
+            (evt.EVT_C_GET, self.on_get),
+        ]
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        settings = self.settings
+        request_handler: Any = RequestHandler
+        if settings.dicom_fast_store:
+            from consilium.archive.fast_store import make_request_handler
+
+            request_handler = make_request_handler(self)
+        server_cls = _ReusePortServer if self.reuse_port else ThreadedAssociationServer
+        self.server = server_cls(
+            self.ae,
+            (settings.dicom_host, settings.dicom_port),
+            settings.dicom_ae_title,
+            self.ae.supported_contexts,
+            None,
+            self.handlers(),
+            request_handler,
+        )
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="dicom-listener", daemon=True
+        )
+        self._thread.start()
+        log.info(
+            "DICOM %s listening on %s:%d", settings.dicom_ae_title,
+            settings.dicom_host, self.server.server_address[1],
+        )
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.server_address[1])
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    # -- handlers --------------------------------------------------------------------------
+
+    def _caller(self, event: Any) -> Any:
+        return resolve_dicom_caller(self.settings, event.assoc.requestor.ae_title)
+
+    def on_echo(self, event: Any) -> int:
+        return 0x0000
+
+    def on_store(self, event: Any) -> Dataset:
+        caller = self._caller(event)
+        request = event.request
+        result = ingest_dataset(
+            self.store,
+            event.request.DataSet.getbuffer(),
+            str(event.context.transfer_syntax),
+            str(request.AffectedSOPClassUID),
+            str(request.AffectedSOPInstanceUID),
+            IngestSource(store_owner(caller), caller.ae_title, "dimse"),
+        )
+        return store_status(result.outcome, result.refusal, result.reason, caller.ae_title,
+                            result.sop_instance_uid or str(request.AffectedSOPInstanceUID))
+
+    def on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
+        caller = self._caller(event)
+        root = FIND_MODELS.get(event.request.AffectedSOPClassUID, "study")
+        try:
+            query = q.parse_identifier(event.identifier, root)
+        except (q.QueryError, ValueError, KeyError) as exc:
+            log.warning("C-FIND from %s refused: %s", caller.ae_title, exc)
+            yield _failure(0xC310, str(exc))  # Unable to process
+            return
+        visible = dicom_visible_institutions(caller)
+        count = 0
+        for identifier in q.find(self.store.engine, query, visible):
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            count += 1
+            yield 0xFF00, identifier
+        log.info("C-FIND %s from %s: %d matches", query.level, caller.ae_title, count)
+        yield 0x0000, None
+
+    def _retrieve_set(self, event: Any, root: str) -> list[StoredInstance]:
+        """The instances a C-MOVE/C-GET identifier names, within what the caller may see.
+
+        A malformed identifier raises; pynetdicom answers that with 0xC511/0xC411 (unable to
+        process) and logs it.
+        """
+        caller = self._caller(event)
+        query = q.parse_identifier(event.identifier, root)
+        rows = q.instance_files(self.store.engine, query, dicom_visible_institutions(caller))
+        return [
+            StoredInstance(cls, uid, ts, self.store.path_of(path)) for cls, uid, ts, path in rows
+        ]
+
+    def on_move(self, event: Any) -> Iterator[Any]:
+        caller = self._caller(event)
+        destination = event.move_destination.decode("ascii", "replace").strip() \
+            if isinstance(event.move_destination, bytes) else str(event.move_destination).strip()
+        found = self.settings.node_by_ae(destination)
+        if found is None or not found[1].reachable:
+            log.warning("C-MOVE from %s: unknown destination %r", caller.ae_title, destination)
+            yield None, None  # 0xA801 Move Destination unknown
+            return
+        _, node = found
+        matches = self._retrieve_set(event, MOVE_MODELS.get(event.request.AffectedSOPClassUID,
+                                                            "study"))
+        yield node.host, node.port, {"contexts": proposed_contexts(matches)}
+        yield len(matches)
+        log.info("C-MOVE from %s to %s: %d instances", caller.ae_title, destination, len(matches))
+        for instance in matches:
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            yield 0xFF00, instance
+
+    def on_get(self, event: Any) -> Iterator[Any]:
+        caller = self._caller(event)
+        matches = self._retrieve_set(event, GET_MODELS.get(event.request.AffectedSOPClassUID,
+                                                           "study"))
+        yield len(matches)
+        log.info("C-GET from %s: %d instances", caller.ae_title, len(matches))
+        for instance in matches:
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            yield 0xFF00, instance
+
+
+def proposed_contexts(matches: list[StoredInstance]) -> list[PresentationContext]:
+    """Contexts for a C-MOVE association: each SOP class in each stored transfer syntax, plus
+    explicit and implicit little endian for uncompressed data; at most 128 (PS3.8 limit)."""
+    wanted: dict[str, set[str]] = {}
+    for m in matches:
+        wanted.setdefault(str(m.SOPClassUID), set()).add(m.__dict__["stored_transfer_syntax"])
+    contexts: list[PresentationContext] = []
+    for sop_class, syntaxes in wanted.items():
+        for ts in sorted(syntaxes):
+            contexts.append(build_context(sop_class, [ts]))
+        if any(is_uncompressed(UID(t)) for t in syntaxes):
+            contexts.append(build_context(sop_class, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]))
+    if len(contexts) > 128:
+        log.warning("C-MOVE needs %d presentation contexts; proposing the first 128",
+                    len(contexts))
+    return contexts[:128]
+
+
+def _failure(status: int, comment: str) -> tuple[int, Dataset | None]:
+    ds = Dataset()
+    ds.Status = status
+    ds.ErrorComment = comment[:64]
+    return status, ds
+
+
+def store_status(
+    outcome: Outcome, refusal: Refusal | None, reason: str, calling_ae: str, sop_uid: str
+) -> Dataset:
+    """The C-STORE-RSP status dataset for an ingest outcome; logs every refusal."""
+    status = Dataset()
+    if outcome is not Outcome.REFUSED:
+        status.Status = 0x0000
+        return status
+    assert refusal is not None
+    status.Status = STORE_STATUS[refusal]
+    status.ErrorComment = reason[:64]  # LO: 64 characters
+    log.warning("C-STORE from %s refused (0x%04X %s) %s: %s", calling_ae, status.Status,
+                refusal.value, sop_uid, reason)
+    return status
+
+
+class _ReusePortServer(ThreadedAssociationServer):
+    """Several processes listen on one port; the kernel spreads associations over them."""
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()

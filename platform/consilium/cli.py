@@ -1,0 +1,236 @@
+"""The ``consilium`` command: serve, dicom, import, fsck, migrate, seed-demo, generate-ct."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from consilium.settings import Settings, load_settings
+
+log = logging.getLogger("consilium")
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        "data_dir": getattr(args, "data_dir", None),
+        "http_port": getattr(args, "http_port", None),
+        "http_host": getattr(args, "http_host", None),
+        "dicom_port": getattr(args, "dicom_port", None),
+        "dicom_ae_title": getattr(args, "ae_title", None),
+        "dicom_workers": getattr(args, "dicom_workers", None),
+    }
+    if getattr(args, "no_demo", False):
+        overrides["demo_data"] = False
+    try:
+        return load_settings(args.config, overrides)
+    except (ValueError, OSError) as exc:
+        print(f"consilium: invalid configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML file (default: $CONSILIUM_CONFIG)")
+    parser.add_argument("--data-dir", type=Path, help="folder for files and the SQLite database")
+
+
+def _add_listen(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dicom-port", type=int, help="DIMSE port")
+    parser.add_argument("--ae-title", help="the archive's AE title")
+    parser.add_argument("--dicom-workers", type=int, help="DIMSE listener processes")
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+
+    def _handler(_sig: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+    stop.wait()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from consilium.app import create_app
+    from consilium.service import DicomService, configure_logging, open_runtime
+
+    settings = _settings_from(args)
+    configure_logging(settings)
+    runtime = open_runtime(settings)
+    if settings.demo_data:
+        from consilium.demo.seed import seed_demo
+
+        seed_demo(runtime, log=lambda msg: print(msg, flush=True))
+    dicom = DicomService(runtime)
+    dicom.start()
+    _print_banner(settings)
+    config = uvicorn.Config(
+        create_app(runtime), host=settings.http_host, port=settings.http_port,
+        log_level=settings.log_level.lower(), lifespan="off",
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        dicom.stop()
+    return 0
+
+
+def cmd_dicom(args: argparse.Namespace) -> int:
+    """Only the DIMSE side (scale-out: several such processes beside the web processes)."""
+    from consilium.service import DicomService, configure_logging, open_runtime
+
+    settings = _settings_from(args)
+    configure_logging(settings)
+    runtime = open_runtime(settings)
+    dicom = DicomService(runtime)
+    dicom.start()
+    print(f"DICOM: AE {settings.dicom_ae_title} on port {settings.dicom_port}", flush=True)
+    _wait_for_signal()
+    dicom.stop()
+    return 0
+
+
+def _print_banner(settings: Settings) -> None:
+    host = "localhost" if settings.dicom_host in ("0.0.0.0", "::") else settings.dicom_host
+    print(
+        "\n  Consilium is running\n"
+        f"    Web:    {settings.effective_public_url}/\n"
+        f"    DICOM:  AE title {settings.dicom_ae_title}  host {host}  port {settings.dicom_port}\n"
+        f"    Data:   {settings.data_dir.resolve()}\n"
+        "  Send a study:  storescu -aec "
+        f"{settings.dicom_ae_title} -aet CITY_CT1 {host} {settings.dicom_port} FILES...\n"
+        "  Find it:       findscu -S -k QueryRetrieveLevel=STUDY -k PatientName='*' "
+        f"-aec {settings.dicom_ae_title} -aet FINDSCU {host} {settings.dicom_port}\n",
+        flush=True,
+    )
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from consilium.archive.importer import import_files, iter_files
+    from consilium.service import configure_logging, open_runtime
+
+    settings = _settings_from(args)
+    configure_logging(settings)
+    if settings.institution(args.institution) is None:
+        known = ", ".join(i.id for i in settings.institutions) or "none configured"
+        print(f"unknown institution {args.institution!r} (known: {known})", file=sys.stderr)
+        return 2
+    runtime = open_runtime(settings)
+    try:
+        files = list(iter_files(args.paths))
+    except FileNotFoundError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    with Progress(
+        TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[s]}"),
+        disable=args.quiet,
+    ) as progress:
+        task = progress.add_task("import", total=len(files), s="")
+
+        def advance(path: Path, result: Any) -> None:
+            progress.update(task, advance=1, s=path.name[-40:])
+
+        summary = import_files(runtime.store, files, args.institution, advance)
+    print(f"stored {summary.stored}, duplicate {summary.duplicate}, "
+          f"refused {len(summary.refused)} (of {summary.total} files)")
+    for path, reason in summary.refused:
+        print(f"  refused {path}: {reason}")
+    return 0 if not summary.refused or args.allow_refused else 1
+
+
+def cmd_fsck(args: argparse.Namespace) -> int:
+    from consilium.archive.recovery import fsck
+    from consilium.service import configure_logging, open_runtime
+
+    settings = _settings_from(args)
+    configure_logging(settings)
+    runtime = open_runtime(settings)
+    report = fsck(runtime.store, verify_hashes=not args.quick, repair=args.repair)
+    print(f"indexed {report.indexed}, files {report.files}, missing {len(report.missing_files)}, "
+          f"corrupt {len(report.corrupt_files)}, orphan {len(report.orphan_files)}, "
+          f"repaired {report.repaired}")
+    for label, items in (("missing", report.missing_files), ("corrupt", report.corrupt_files),
+                         ("orphan", report.orphan_files)):
+        for item in items:
+            print(f"  {label} {item}")
+    return 0 if report.consistent else 1
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from consilium.service import configure_logging, open_runtime
+
+    settings = _settings_from(args)
+    configure_logging(settings)
+    open_runtime(settings)
+    print("database is at the newest migration")
+    return 0
+
+
+def cmd_seed_demo(args: argparse.Namespace) -> int:
+    from consilium.demo.seed import seed_demo
+    from consilium.service import configure_logging, open_runtime
+
+    settings = _settings_from(args)
+    configure_logging(settings)
+    seed_demo(open_runtime(settings), log=print, force=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="consilium", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="web, API and DICOM archive")
+    _add_common(serve)
+    _add_listen(serve)
+    serve.add_argument("--http-port", type=int, help="web/API port")
+    serve.add_argument("--http-host", help="web/API listen address")
+    serve.add_argument("--no-demo", action="store_true", help="do not seed demo data")
+    serve.set_defaults(func=cmd_serve)
+
+    dicom = sub.add_parser("dicom", help="only the DICOM listener")
+    _add_common(dicom)
+    _add_listen(dicom)
+    dicom.set_defaults(func=cmd_dicom)
+
+    imp = sub.add_parser("import", help="import DICOM files and folders (recursive)")
+    _add_common(imp)
+    imp.add_argument("paths", nargs="+", type=Path)
+    imp.add_argument("--institution", required=True, help="owning institution id")
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    imp.add_argument("--allow-refused", action="store_true", help="exit 0 even if some refused")
+    imp.set_defaults(func=cmd_import)
+
+    check = sub.add_parser("fsck", help="check that index and files agree")
+    _add_common(check)
+    check.add_argument("--quick", action="store_true", help="skip hash verification")
+    check.add_argument("--repair", action="store_true", help="index orphan files")
+    check.set_defaults(func=cmd_fsck)
+
+    mig = sub.add_parser("migrate", help="apply database migrations")
+    _add_common(mig)
+    mig.set_defaults(func=cmd_migrate)
+
+    seed = sub.add_parser("seed-demo", help="add the demo studies of two hospitals")
+    _add_common(seed)
+    seed.set_defaults(func=cmd_seed_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

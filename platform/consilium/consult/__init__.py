@@ -1,0 +1,1 @@
+"""consult domain (see ../shared/DESIGN.md); filled in by its issue."""

@@ -1,0 +1,1 @@
+"""Demo data: synthetic DICOM studies for demos, tests and benchmarks."""

@@ -1,0 +1,1 @@
+"""history domain (see ../shared/DESIGN.md); filled in by its issue."""

@@ -1,0 +1,1 @@
+"""identity domain (see ../shared/DESIGN.md); filled in by its issue."""

@@ -1,0 +1,1 @@
+"""live domain (see ../shared/DESIGN.md); filled in by its issue."""

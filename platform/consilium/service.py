@@ -1,0 +1,108 @@
+"""Start-up and shut-down of a Consilium process: the pieces every command needs, in order."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import sys
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from sqlalchemy import Engine
+
+from consilium.archive.ingest import ArchiveStore
+from consilium.archive.recovery import clear_temporaries
+from consilium.db import make_engine, migrate
+from consilium.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    store: ArchiveStore
+
+
+def open_runtime(settings: Settings, run_migrations: bool = True) -> Runtime:
+    """Data folders, database (migrated) and the archive store."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.storage_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
+    if run_migrations:
+        migrate(engine)
+    store = ArchiveStore(
+        engine=engine,
+        storage_dir=settings.storage_dir,
+        fsync=settings.storage_fsync,
+        duplicate_policy=settings.dicom_duplicate_policy,
+    )
+    return Runtime(settings, engine, store)
+
+
+def _dicom_worker(settings: Settings) -> None:
+    configure_logging(settings)
+    from consilium.archive.scp import DicomServer
+
+    runtime = open_runtime(settings, run_migrations=False)
+    server = DicomServer(settings, runtime.store, reuse_port=True)
+    server.start()
+    stop = multiprocessing.Event()
+
+    def _terminate(_sig: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
+    stop.wait()
+    server.stop()
+
+
+class DicomService:
+    """The DIMSE listener: a thread of this process, or ``dicom_workers`` processes sharing
+    the port with SO_REUSEPORT (the kernel spreads associations over them)."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self.processes: list[BaseProcess] = []
+        self.server: object | None = None
+
+    def start(self) -> None:
+        settings = self.runtime.settings
+        clear_temporaries(self.runtime.store)
+        if settings.dicom_workers == 1:
+            from consilium.archive.scp import DicomServer
+
+            server = DicomServer(settings, self.runtime.store)
+            server.start()
+            self.server = server
+            return
+        context = multiprocessing.get_context("spawn")
+        for index in range(settings.dicom_workers):
+            process = context.Process(
+                target=_dicom_worker, args=(settings,), name=f"dicom-{index + 1}", daemon=True
+            )
+            process.start()
+            self.processes.append(process)
+
+    def stop(self) -> None:
+        from consilium.archive.scp import DicomServer
+
+        if isinstance(self.server, DicomServer):
+            self.server.stop()
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.join(timeout=10)

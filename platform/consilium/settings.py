@@ -1,0 +1,230 @@
+"""The one typed configuration object.
+
+Sources, later ones winning:
+1. the defaults below,
+2. a TOML file (``config/consilium.toml`` is the embedded default). Its tables are flattened:
+   ``[dicom] port = 11112`` sets ``dicom_port``; ``[[institutions]]`` is a list of tables,
+3. ``CONSILIUM_<FIELD>`` environment variables (``CONSILIUM_DICOM_PORT=11113``); list-valued
+   fields (``CONSILIUM_INSTITUTIONS``) take JSON,
+4. explicit overrides, e.g. the command line of ``consilium serve``.
+
+Nothing else in the code base reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ENV_PREFIX = "CONSILIUM_"
+
+
+class NodeKind(StrEnum):
+    """What a configured DICOM peer is; decides what it may do with the archive."""
+
+    MODALITY = "modality"  # sends images (C-STORE), queries the worklist
+    PACS = "pacs"  # a hospital archive: sends, queries, is a C-MOVE destination
+    WORKSTATION = "workstation"  # queries and retrieves
+
+
+class DicomNode(BaseModel):
+    """A DICOM application entity of an institution.
+
+    ``host``/``port`` are needed only where the archive opens associations to it (C-MOVE
+    destination, remote PACS queries).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    ae_title: str = Field(min_length=1, max_length=16)
+    kind: NodeKind = NodeKind.MODALITY
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    description: str = ""
+
+    @field_validator("ae_title")
+    @classmethod
+    def _strip_ae(cls, value: str) -> str:
+        stripped = value.strip()
+        if not stripped or "\\" in stripped:
+            raise ValueError(f"invalid AE title {value!r}")
+        return stripped
+
+    @property
+    def reachable(self) -> bool:
+        """True when the archive can open an association to this node."""
+        return self.host is not None and self.port is not None
+
+
+class Institution(BaseModel):
+    """A hospital of the region: who it is and which DICOM nodes belong to it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: str
+    nodes: list[DicomNode] = Field(default_factory=list)
+
+
+class DuplicatePolicy(StrEnum):
+    """What C-STORE does with a SOP Instance UID that is already stored with other content.
+
+    An identical resend is always a success (idempotent). ``reject`` keeps the first version and
+    answers 0x0111 (Duplicate SOP Instance); ``replace`` keeps the newest and logs the old hash.
+    """
+
+    REJECT = "reject"
+    REPLACE = "replace"
+
+
+class Settings(BaseModel):
+    """Every setting of a Consilium process, with its default."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    data_dir: Path = Field(
+        default=Path("var"),
+        description="Where DICOM files, the SQLite database and logs live.",
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; empty means sqlite:///<data_dir>/consilium.db.",
+    )
+    log_level: str = Field(default="INFO", description="Python logging level.")
+
+    http_host: str = Field(default="127.0.0.1", description="Web/API listen address.")
+    http_port: int = Field(default=8000, ge=0, le=65535, description="Web/API port.")
+    public_url: str = Field(default="", description="External base URL; empty: from host/port.")
+
+    dicom_ae_title: str = Field(default="CONSILIUM", min_length=1, max_length=16)
+    dicom_host: str = Field(default="0.0.0.0", description="DIMSE listen address.")
+    dicom_port: int = Field(default=11112, ge=0, le=65535, description="DIMSE port.")
+    dicom_max_pdu: int = Field(
+        default=262144,
+        ge=0,
+        description="Largest PDU we accept (bytes). dcmtk sends at most 128 KiB whatever we allow.",
+    )
+    dicom_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="DIMSE listener processes sharing the port (SO_REUSEPORT) for parallel "
+        "associations; 1 runs the listener inside the main process.",
+    )
+    dicom_accept_unknown_ae: bool = Field(
+        default=False,
+        description="Accept associations from AE titles not configured for any institution.",
+    )
+    dicom_duplicate_policy: DuplicatePolicy = DuplicatePolicy.REJECT
+    dicom_network_timeout: float = Field(default=60.0, gt=0, description="Seconds of silence.")
+    dicom_fast_store: bool = Field(
+        default=True,
+        description="Serve storage-only associations on the lean C-STORE receive path.",
+    )
+
+    storage_fsync: bool = Field(
+        default=True, description="fsync every file and directory before acknowledging."
+    )
+
+    demo_data: bool = Field(default=False, description="Seed demo studies at start if empty.")
+    demo_ct_slices: int = Field(default=120, ge=1, le=2000)
+
+    institutions: list[Institution] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ae_titles(self) -> Settings:
+        seen: dict[str, str] = {}
+        for inst in self.institutions:
+            for node in inst.nodes:
+                owner = seen.setdefault(node.ae_title, inst.id)
+                if owner != inst.id:
+                    raise ValueError(
+                        f"AE title {node.ae_title!r} is configured for both {owner!r} and "
+                        f"{inst.id!r}; an AE title must identify one institution"
+                    )
+        ids = [inst.id for inst in self.institutions]
+        if len(ids) != len(set(ids)):
+            raise ValueError("institution ids must be unique")
+        return self
+
+    # -- derived values -----------------------------------------------------------------------
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'consilium.db').resolve()}"
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.data_dir / "dicom"
+
+    @property
+    def effective_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "localhost" if self.http_host in ("0.0.0.0", "127.0.0.1", "::") else self.http_host
+        return f"http://{host}:{self.http_port}"
+
+    def node_by_ae(self, ae_title: str) -> tuple[Institution, DicomNode] | None:
+        """The institution and node configured for a calling/destination AE title."""
+        wanted = ae_title.strip()
+        for inst in self.institutions:
+            for node in inst.nodes:
+                if node.ae_title == wanted:
+                    return inst, node
+        return None
+
+    def institution(self, institution_id: str) -> Institution | None:
+        return next((i for i in self.institutions if i.id == institution_id), None)
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}_"))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, field in Settings.model_fields.items():
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is None:
+            continue
+        annotation = str(field.annotation)
+        values[name] = json.loads(raw) if annotation.startswith("list") else raw
+    return values
+
+
+def load_settings(
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings from defaults, a TOML file, the environment and overrides.
+
+    ``config_file`` defaults to ``$CONSILIUM_CONFIG`` if set. Raises ``ValueError`` with every
+    problem listed when the result is invalid.
+    """
+    env = os.environ if environ is None else environ
+    if config_file is None and env.get(ENV_PREFIX + "CONFIG"):
+        config_file = Path(env[ENV_PREFIX + "CONFIG"])
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        with config_file.open("rb") as fh:
+            values.update(_flatten(tomllib.load(fh)))
+    values.update(_from_environment(env))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return Settings.model_validate(values)
