@@ -34,12 +34,11 @@ from pynetdicom.pdu_primitives import (
     MaximumLengthNotification,
 )
 from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
-from pynetdicom.sop_class import Verification
 from pynetdicom.transport import RequestHandler
 
 from consilium.archive.dicomfile import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from consilium.archive.ingest import IngestSource, ingest_dataset
-from consilium.archive.sop import STORAGE_SOP_CLASSES
+from consilium.archive.sop import STORAGE_SOP_CLASSES, VERIFICATION
 from consilium.identity.policy import resolve_dicom_caller, store_owner
 
 if TYPE_CHECKING:
@@ -47,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_LEAN_SYNTAXES = frozenset(STORAGE_SOP_CLASSES) | {str(Verification)}
+_LEAN_SYNTAXES = frozenset(STORAGE_SOP_CLASSES) | {VERIFICATION}
 _HEADER = struct.Struct(">BxI")  # PDU type, reserved, length (PS3.8 9.3.1)
 _PDV_HEADER = struct.Struct(">IBB")  # item length, context id, message control header
 _APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
@@ -147,7 +146,7 @@ class LeanStoreAssociation:
             self.dicom.ae.supported_contexts,
             None,
         )
-        self.contexts = {int(cx.context_id): cx for cx in results if cx.result == 0x00}
+        self.contexts = {cx.context_id or 0: cx for cx in results if cx.result == 0x00}
         self._send_accept(primitive, results)
         return True
 

@@ -35,7 +35,7 @@ from consilium.archive.dicomfile import (
     read_header,
     split_part10,
 )
-from consilium.archive.models import Instance, Patient, Series, Study, utcnow
+from consilium.archive.models import instances, patients, series_table, studies, utcnow
 from consilium.settings import DuplicatePolicy
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,11 @@ def _missing_uids(header: InstanceHeader) -> list[str]:
         "StudyInstanceUID": header.study_uid,
         "SeriesInstanceUID": header.series_uid,
     }
-    return [f"{name} ({'missing' if not v else 'invalid'})" for name, v in fields.items()
-            if not _UID.match(v)]
+    return [
+        f"{name} ({'missing' if not v else 'invalid'})"
+        for name, v in fields.items()
+        if not _UID.match(v)
+    ]
 
 
 def ingest_dataset(
@@ -137,9 +140,7 @@ def ingest_dataset(
         return _refused(Refusal.UNREADABLE, str(exc))
     except (ValueError, TypeError) as exc:  # e.g. a UID pydicom cannot encode in the meta
         return _refused(Refusal.MISSING_UID, f"unusable UIDs in the request: {exc}")
-    return _ingest(
-        store, [meta, dataset], transfer_syntax, sop_class_uid, sop_instance_uid, source
-    )
+    return _ingest(store, [meta, dataset], transfer_syntax, sop_class_uid, sop_instance_uid, source)
 
 
 def ingest_part10(store: ArchiveStore, data: bytes, source: IngestSource) -> IngestResult:
@@ -212,7 +213,7 @@ def _ingest(
 def _existing(store: ArchiveStore, sop_uid: str) -> tuple[str, str] | None:
     with store.engine.connect() as conn:
         row = conn.execute(
-            select(Instance.sha256, Instance.path).where(Instance.sop_uid == sop_uid)
+            select(instances.c.sha256, instances.c.path).where(instances.c.sop_uid == sop_uid)
         ).first()
     return (row[0], row[1]) if row else None
 
@@ -228,7 +229,9 @@ def _duplicate_verdict(
     if store.duplicate_policy is DuplicatePolicy.REJECT:
         log.warning(
             "refused %s: already stored with other content (kept sha256 %s, offered %s)",
-            header.sop_instance_uid, existing[0], sha256,
+            header.sop_instance_uid,
+            existing[0],
+            sha256,
         )
         return _refused(
             Refusal.CONFLICT,
@@ -241,16 +244,16 @@ def _duplicate_verdict(
 
 def _patient_pk(conn: Connection, header: InstanceHeader, institution_id: str) -> int:
     row = conn.execute(
-        select(Patient.id).where(
-            Patient.institution_id == institution_id,
-            Patient.patient_id == header.patient_id,
-            Patient.issuer == header.issuer,
+        select(patients.c.id).where(
+            patients.c.institution_id == institution_id,
+            patients.c.patient_id == header.patient_id,
+            patients.c.issuer == header.issuer,
         )
     ).first()
     if row:
         return int(row[0])
     result = conn.execute(
-        insert(Patient).values(
+        insert(patients).values(
             institution_id=institution_id,
             patient_id=header.patient_id,
             issuer=header.issuer,
@@ -265,12 +268,12 @@ def _patient_pk(conn: Connection, header: InstanceHeader, institution_id: str) -
 
 
 def _study_pk(conn: Connection, header: InstanceHeader, institution_id: str) -> int:
-    row = conn.execute(select(Study.id).where(Study.study_uid == header.study_uid)).first()
+    row = conn.execute(select(studies.c.id).where(studies.c.study_uid == header.study_uid)).first()
     if row:
         return int(row[0])
     now = utcnow()
     result = conn.execute(
-        insert(Study).values(
+        insert(studies).values(
             study_uid=header.study_uid,
             patient_pk=_patient_pk(conn, header, institution_id),
             institution_id=institution_id,
@@ -293,11 +296,13 @@ def _study_pk(conn: Connection, header: InstanceHeader, institution_id: str) -> 
 
 
 def _series_pk(conn: Connection, header: InstanceHeader, study_pk: int) -> int:
-    row = conn.execute(select(Series.id).where(Series.series_uid == header.series_uid)).first()
+    row = conn.execute(
+        select(series_table.c.id).where(series_table.c.series_uid == header.series_uid)
+    ).first()
     if row:
         return int(row[0])
     result = conn.execute(
-        insert(Series).values(
+        insert(series_table).values(
             series_uid=header.series_uid,
             study_pk=study_pk,
             modality=header.modality,
@@ -312,13 +317,13 @@ def _series_pk(conn: Connection, header: InstanceHeader, study_pk: int) -> int:
     )
     series_pk = int(result.inserted_primary_key[0])  # type: ignore[index]
     modalities = conn.execute(
-        select(Series.modality).where(Series.study_pk == study_pk).distinct()
+        select(series_table.c.modality).where(series_table.c.study_pk == study_pk).distinct()
     ).scalars()
     joined = "\\".join(sorted({m for m in modalities if m}))
     conn.execute(
-        update(Study)
-        .where(Study.id == study_pk)  # type: ignore[arg-type]
-        .values(num_series=Study.num_series + 1, modalities=joined[:128])
+        update(studies)
+        .where(studies.c.id == study_pk)
+        .values(num_series=studies.c.num_series + 1, modalities=joined[:128])
     )
     return series_pk
 
@@ -358,9 +363,9 @@ def _index_in(
     study_pk = _study_pk(conn, header, source.institution_id)
     series_pk = _series_pk(conn, header, study_pk)
     old = conn.execute(
-        select(Instance.id, Instance.size_bytes, Instance.path, Instance.series_pk).where(
-            Instance.sop_uid == header.sop_instance_uid
-        )
+        select(
+            instances.c.id, instances.c.size_bytes, instances.c.path, instances.c.series_pk
+        ).where(instances.c.sop_uid == header.sop_instance_uid)
     ).first()
     values = dict(
         series_pk=series_pk,
@@ -377,29 +382,27 @@ def _index_in(
         received_at=utcnow(),
     )
     if old is None:
-        conn.execute(insert(Instance).values(sop_uid=header.sop_instance_uid, **values))
+        conn.execute(insert(instances).values(sop_uid=header.sop_instance_uid, **values))
         conn.execute(
-            update(Series)
-            .where(Series.id == series_pk)  # type: ignore[arg-type]
-            .values(num_instances=Series.num_instances + 1)
+            update(series_table)
+            .where(series_table.c.id == series_pk)
+            .values(num_instances=series_table.c.num_instances + 1)
         )
         conn.execute(
-            update(Study)
-            .where(Study.id == study_pk)  # type: ignore[arg-type]
+            update(studies)
+            .where(studies.c.id == study_pk)
             .values(
-                num_instances=Study.num_instances + 1,
-                size_bytes=Study.size_bytes + stored.size,
+                num_instances=studies.c.num_instances + 1,
+                size_bytes=studies.c.size_bytes + stored.size,
                 updated_at=utcnow(),
             )
         )
     else:  # replace policy: a new version of an instance stored before
+        conn.execute(update(instances).where(instances.c.id == old[0]).values(**values))
         conn.execute(
-            update(Instance).where(Instance.id == old[0]).values(**values)  # type: ignore[arg-type]
-        )
-        conn.execute(
-            update(Study)
-            .where(Study.id == study_pk)  # type: ignore[arg-type]
-            .values(size_bytes=Study.size_bytes + stored.size - old[1], updated_at=utcnow())
+            update(studies)
+            .where(studies.c.id == study_pk)
+            .values(size_bytes=studies.c.size_bytes + stored.size - old[1], updated_at=utcnow())
         )
         log.warning("replaced %s (old file %s kept)", header.sop_instance_uid, old[2])
     return IngestResult(
@@ -414,4 +417,4 @@ def search_form(text: str) -> str:
 
 def count_instances(store: ArchiveStore) -> int:
     with store.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(Instance)).scalar_one())
+        return int(conn.execute(select(func.count()).select_from(instances)).scalar_one())

@@ -88,3 +88,10 @@ class Instance(SQLModel, table=True):
     sha256: str = Field(max_length=64)
     source_ae: str = Field(default="", max_length=16)
     received_at: datetime = Field(default_factory=utcnow)
+
+
+# Core table handles, typed for SQLAlchemy expressions (the ingest and query hot paths use Core)
+patients = SQLModel.metadata.tables["patient"]
+studies = SQLModel.metadata.tables["study"]
+series_table = SQLModel.metadata.tables["series"]
+instances = SQLModel.metadata.tables["instance"]

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Engine, Select, and_, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from consilium.archive.ingest import search_form
-from consilium.archive.models import Instance, Patient, Series, Study
+from consilium.archive.models import instances, patients, series_table, studies
 
 
 class Level(StrEnum):
@@ -53,44 +53,58 @@ class Attribute:
 ATTRIBUTES: dict[str, Attribute] = {
     a.keyword: a
     for a in (
-        Attribute("PatientName", Level.PATIENT, Patient.patient_name, Match.NAME,
-                  Patient.patient_name_search),
-        Attribute("PatientID", Level.PATIENT, Patient.patient_id, Match.TEXT),
-        Attribute("IssuerOfPatientID", Level.PATIENT, Patient.issuer, Match.TEXT),
-        Attribute("PatientBirthDate", Level.PATIENT, Patient.birth_date, Match.DATE),
-        Attribute("PatientSex", Level.PATIENT, Patient.sex, Match.TEXT),
-        Attribute("StudyInstanceUID", Level.STUDY, Study.study_uid, Match.UID),
-        Attribute("StudyDate", Level.STUDY, Study.study_date, Match.DATE),
-        Attribute("StudyTime", Level.STUDY, Study.study_time, Match.DATE),
-        Attribute("AccessionNumber", Level.STUDY, Study.accession_number, Match.TEXT),
-        Attribute("StudyID", Level.STUDY, Study.study_id, Match.TEXT),
-        Attribute("StudyDescription", Level.STUDY, Study.description, Match.TEXT),
-        Attribute("ReferringPhysicianName", Level.STUDY, Study.referring_physician, Match.NAME,
-                  Study.referring_physician_search),
-        Attribute("ModalitiesInStudy", Level.STUDY, Study.modalities, Match.MULTI),
-        Attribute("NumberOfStudyRelatedSeries", Level.STUDY, Study.num_series, Match.INT),
-        Attribute("NumberOfStudyRelatedInstances", Level.STUDY, Study.num_instances, Match.INT),
-        Attribute("SeriesInstanceUID", Level.SERIES, Series.series_uid, Match.UID),
-        Attribute("Modality", Level.SERIES, Series.modality, Match.TEXT),
-        Attribute("SeriesNumber", Level.SERIES, Series.series_number, Match.INT),
-        Attribute("SeriesDescription", Level.SERIES, Series.description, Match.TEXT),
-        Attribute("BodyPartExamined", Level.SERIES, Series.body_part, Match.TEXT),
-        Attribute("SeriesDate", Level.SERIES, Series.series_date, Match.DATE),
-        Attribute("SeriesTime", Level.SERIES, Series.series_time, Match.DATE),
-        Attribute("NumberOfSeriesRelatedInstances", Level.SERIES, Series.num_instances,
-                  Match.INT),
-        Attribute("SOPInstanceUID", Level.IMAGE, Instance.sop_uid, Match.UID),
-        Attribute("SOPClassUID", Level.IMAGE, Instance.sop_class_uid, Match.UID),
-        Attribute("InstanceNumber", Level.IMAGE, Instance.instance_number, Match.INT),
-        Attribute("NumberOfFrames", Level.IMAGE, Instance.number_of_frames, Match.INT),
-        Attribute("Rows", Level.IMAGE, Instance.rows, Match.INT),
-        Attribute("Columns", Level.IMAGE, Instance.columns, Match.INT),
+        Attribute(
+            "PatientName",
+            Level.PATIENT,
+            patients.c.patient_name,
+            Match.NAME,
+            patients.c.patient_name_search,
+        ),
+        Attribute("PatientID", Level.PATIENT, patients.c.patient_id, Match.TEXT),
+        Attribute("IssuerOfPatientID", Level.PATIENT, patients.c.issuer, Match.TEXT),
+        Attribute("PatientBirthDate", Level.PATIENT, patients.c.birth_date, Match.DATE),
+        Attribute("PatientSex", Level.PATIENT, patients.c.sex, Match.TEXT),
+        Attribute("StudyInstanceUID", Level.STUDY, studies.c.study_uid, Match.UID),
+        Attribute("StudyDate", Level.STUDY, studies.c.study_date, Match.DATE),
+        Attribute("StudyTime", Level.STUDY, studies.c.study_time, Match.DATE),
+        Attribute("AccessionNumber", Level.STUDY, studies.c.accession_number, Match.TEXT),
+        Attribute("StudyID", Level.STUDY, studies.c.study_id, Match.TEXT),
+        Attribute("StudyDescription", Level.STUDY, studies.c.description, Match.TEXT),
+        Attribute(
+            "ReferringPhysicianName",
+            Level.STUDY,
+            studies.c.referring_physician,
+            Match.NAME,
+            studies.c.referring_physician_search,
+        ),
+        Attribute("ModalitiesInStudy", Level.STUDY, studies.c.modalities, Match.MULTI),
+        Attribute("NumberOfStudyRelatedSeries", Level.STUDY, studies.c.num_series, Match.INT),
+        Attribute("NumberOfStudyRelatedInstances", Level.STUDY, studies.c.num_instances, Match.INT),
+        Attribute("SeriesInstanceUID", Level.SERIES, series_table.c.series_uid, Match.UID),
+        Attribute("Modality", Level.SERIES, series_table.c.modality, Match.TEXT),
+        Attribute("SeriesNumber", Level.SERIES, series_table.c.series_number, Match.INT),
+        Attribute("SeriesDescription", Level.SERIES, series_table.c.description, Match.TEXT),
+        Attribute("BodyPartExamined", Level.SERIES, series_table.c.body_part, Match.TEXT),
+        Attribute("SeriesDate", Level.SERIES, series_table.c.series_date, Match.DATE),
+        Attribute("SeriesTime", Level.SERIES, series_table.c.series_time, Match.DATE),
+        Attribute(
+            "NumberOfSeriesRelatedInstances", Level.SERIES, series_table.c.num_instances, Match.INT
+        ),
+        Attribute("SOPInstanceUID", Level.IMAGE, instances.c.sop_uid, Match.UID),
+        Attribute("SOPClassUID", Level.IMAGE, instances.c.sop_class_uid, Match.UID),
+        Attribute("InstanceNumber", Level.IMAGE, instances.c.instance_number, Match.INT),
+        Attribute("NumberOfFrames", Level.IMAGE, instances.c.number_of_frames, Match.INT),
+        Attribute("Rows", Level.IMAGE, instances.c.rows, Match.INT),
+        Attribute("Columns", Level.IMAGE, instances.c.columns, Match.INT),
     )
 }
 
 # computed at the patient level
-PATIENT_COUNTS = ("NumberOfPatientRelatedStudies", "NumberOfPatientRelatedSeries",
-                  "NumberOfPatientRelatedInstances")
+PATIENT_COUNTS = (
+    "NumberOfPatientRelatedStudies",
+    "NumberOfPatientRelatedSeries",
+    "NumberOfPatientRelatedInstances",
+)
 
 
 class QueryError(ValueError):
@@ -134,8 +148,12 @@ def _condition(attr: Attribute, value: str) -> ColumnElement[bool] | None:
     if attr.match is Match.MULTI:
         wanted = [m.strip() for m in value.split("\\") if m.strip()]
         clauses = [
-            or_(column == m, column.like(f"{m}\\%"), column.like(f"%\\{m}"),
-                column.like(f"%\\{m}\\%"))
+            or_(
+                column == m,
+                column.like(f"{m}\\%"),
+                column.like(f"%\\{m}"),
+                column.like(f"%\\{m}\\%"),
+            )
             for m in wanted
         ]
         return or_(*clauses)
@@ -196,30 +214,37 @@ def parse_identifier(identifier: Dataset, root: str = "study") -> Query:
 
 def _statement(query: Query, institutions: Sequence[str] | None) -> Select[Any]:
     level = query.level
-    columns: list[Any] = [Patient.id, Patient.institution_id]
+    columns: list[Any] = [patients.c.id, patients.c.institution_id]
     wanted = [
-        ATTRIBUTES[k] for k in query.returned
+        ATTRIBUTES[k]
+        for k in query.returned
         if k in ATTRIBUTES and ATTRIBUTES[k].level.depth <= level.depth
     ]
     columns += [a.column for a in wanted]
-    stmt = select(*columns).select_from(Patient)
+    stmt = select(*columns).select_from(patients)
     if level.depth >= Level.STUDY.depth:
-        stmt = stmt.join(Study, Study.patient_pk == Patient.id)
+        stmt = stmt.join(studies, studies.c.patient_pk == patients.c.id)
     if level.depth >= Level.SERIES.depth:
-        stmt = stmt.join(Series, Series.study_pk == Study.id)
+        stmt = stmt.join(series_table, series_table.c.study_pk == studies.c.id)
     if level.depth >= Level.IMAGE.depth:
-        stmt = stmt.join(Instance, Instance.series_pk == Series.id)
+        stmt = stmt.join(instances, instances.c.series_pk == series_table.c.id)
     for keyword, value in query.keys.items():
         condition = _condition(ATTRIBUTES[keyword], value)
         if condition is not None:
             stmt = stmt.where(condition)
     if institutions is not None:
-        owner = Patient.institution_id if level is Level.PATIENT else Study.institution_id
+        owner = patients.c.institution_id if level is Level.PATIENT else studies.c.institution_id
         stmt = stmt.where(owner.in_(list(institutions)))
     if level is Level.PATIENT:
-        stmt = stmt.where(select(Study.id).where(Study.patient_pk == Patient.id).exists())
-    order = {Level.PATIENT: Patient.id, Level.STUDY: Study.id, Level.SERIES: Series.id,
-             Level.IMAGE: Instance.id}[level]
+        stmt = stmt.where(
+            select(studies.c.id).where(studies.c.patient_pk == patients.c.id).exists()
+        )
+    order = {
+        Level.PATIENT: patients.c.id,
+        Level.STUDY: studies.c.id,
+        Level.SERIES: series_table.c.id,
+        Level.IMAGE: instances.c.id,
+    }[level]
     return stmt.order_by(order)
 
 
@@ -227,10 +252,10 @@ def _patient_counts(engine: Engine, patient_pk: int) -> tuple[int, int, int]:
     with engine.connect() as conn:
         row = conn.execute(
             select(
-                func.count(Study.id),
-                func.coalesce(func.sum(Study.num_series), 0),
-                func.coalesce(func.sum(Study.num_instances), 0),
-            ).where(Study.patient_pk == patient_pk)
+                func.count(studies.c.id),
+                func.coalesce(func.sum(studies.c.num_series), 0),
+                func.coalesce(func.sum(studies.c.num_instances), 0),
+            ).where(studies.c.patient_pk == patient_pk)
         ).one()
     return int(row[0]), int(row[1]), int(row[2])
 
@@ -245,7 +270,8 @@ def find(
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
     wanted = [
-        k for k in query.returned
+        k
+        for k in query.returned
         if k in ATTRIBUTES and ATTRIBUTES[k].level.depth <= query.level.depth
     ]
     for row in rows:
@@ -281,7 +307,10 @@ def instance_files(
     used by C-MOVE and C-GET, whose identifiers carry unique keys at or above the level."""
     image_query = Query(Level.IMAGE, query.keys, [])
     stmt = _statement(image_query, institutions).with_only_columns(
-        Instance.sop_class_uid, Instance.sop_uid, Instance.transfer_syntax_uid, Instance.path
+        instances.c.sop_class_uid,
+        instances.c.sop_uid,
+        instances.c.transfer_syntax_uid,
+        instances.c.path,
     )
     with engine.connect() as conn:
         return [(r[0], r[1], r[2], r[3]) for r in conn.execute(stmt).all()]

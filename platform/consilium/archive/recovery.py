@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from consilium.archive import storage
 from consilium.archive.ingest import ArchiveStore, IngestSource, Outcome, ingest_part10
-from consilium.archive.models import Instance
+from consilium.archive.models import instances
 from consilium.identity.policy import UNASSIGNED_INSTITUTION
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def fsck(store: ArchiveStore, verify_hashes: bool = True, repair: bool = False) 
     """Compare index and files; with ``repair``, index orphan files (never lose data)."""
     report = FsckReport()
     with store.engine.connect() as conn:
-        rows = conn.execute(select(Instance.path, Instance.sha256)).all()
+        rows = conn.execute(select(instances.c.path, instances.c.sha256)).all()
     indexed = {r[0]: r[1] for r in rows}
     report.indexed = len(indexed)
     on_disk: set[str] = set()

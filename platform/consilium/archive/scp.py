@@ -21,20 +21,22 @@ from pydicom.uid import UID
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext, build_context
-from pynetdicom.sop_class import (
-    PatientRootQueryRetrieveInformationModelFind,
-    PatientRootQueryRetrieveInformationModelGet,
-    PatientRootQueryRetrieveInformationModelMove,
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelGet,
-    StudyRootQueryRetrieveInformationModelMove,
-    Verification,
-)
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from consilium.archive import query as q
 from consilium.archive.ingest import ArchiveStore, IngestSource, Outcome, Refusal, ingest_dataset
-from consilium.archive.sop import ACCEPTED_TRANSFER_SYNTAXES, STORAGE_SOP_CLASSES, is_uncompressed
+from consilium.archive.sop import (
+    ACCEPTED_TRANSFER_SYNTAXES,
+    PATIENT_ROOT_FIND,
+    PATIENT_ROOT_GET,
+    PATIENT_ROOT_MOVE,
+    STORAGE_SOP_CLASSES,
+    STUDY_ROOT_FIND,
+    STUDY_ROOT_GET,
+    STUDY_ROOT_MOVE,
+    VERIFICATION,
+    is_uncompressed,
+)
 from consilium.identity.policy import (
     dicom_visible_institutions,
     resolve_dicom_caller,
@@ -44,18 +46,9 @@ from consilium.settings import Settings
 
 log = logging.getLogger(__name__)
 
-FIND_MODELS = {
-    PatientRootQueryRetrieveInformationModelFind: "patient",
-    StudyRootQueryRetrieveInformationModelFind: "study",
-}
-MOVE_MODELS = {
-    PatientRootQueryRetrieveInformationModelMove: "patient",
-    StudyRootQueryRetrieveInformationModelMove: "study",
-}
-GET_MODELS = {
-    PatientRootQueryRetrieveInformationModelGet: "patient",
-    StudyRootQueryRetrieveInformationModelGet: "study",
-}
+FIND_MODELS = {PATIENT_ROOT_FIND: "patient", STUDY_ROOT_FIND: "study"}
+MOVE_MODELS = {PATIENT_ROOT_MOVE: "patient", STUDY_ROOT_MOVE: "study"}
+GET_MODELS = {PATIENT_ROOT_GET: "patient", STUDY_ROOT_GET: "study"}
 
 # C-STORE statuses (PS3.4 B.2.3; 0x0111 from PS3.7 C.4)
 STORE_STATUS = {
@@ -142,12 +135,12 @@ class DicomServer:
         for sop in STORAGE_SOP_CLASSES:
             # scp_role/scu_role: accept the SCP/SCU role selection a C-GET requestor proposes
             ae.add_supported_context(sop, ACCEPTED_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
-        ae.add_supported_context(Verification, ACCEPTED_TRANSFER_SYNTAXES[:3])
+        ae.add_supported_context(VERIFICATION, ACCEPTED_TRANSFER_SYNTAXES[:3])
         for model in (*FIND_MODELS, *MOVE_MODELS, *GET_MODELS):
             ae.add_supported_context(model, ACCEPTED_TRANSFER_SYNTAXES[:3])
         return ae
 
-    def handlers(self) -> list[tuple[Any, Any]]:
+    def handlers(self) -> Any:
         return [
             (evt.EVT_C_ECHO, self.on_echo),
             (evt.EVT_C_STORE, self.on_store),
@@ -175,6 +168,7 @@ class DicomServer:
             self.handlers(),
             request_handler,
         )
+        self.ae._servers.append(self.server)  # so that AE.shutdown() and server.shutdown() agree
         self._thread = threading.Thread(
             target=self.server.serve_forever, name="dicom-listener", daemon=True
         )
@@ -329,6 +323,7 @@ class _ReusePortServer(ThreadedAssociationServer):
     """Several processes listen on one port; the kernel spreads associations over them."""
 
     def server_bind(self) -> None:
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock: Any = self.socket
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
