@@ -199,7 +199,10 @@ def parse_identifier(identifier: Dataset, root: str = "study") -> Query:
         keyword = element.keyword
         if not keyword or keyword in ("QueryRetrieveLevel", "SpecificCharacterSet"):
             continue
-        value = element.value
+        try:
+            value = element.value
+        except (ValueError, TypeError, LookupError) as exc:
+            raise QueryError(f"unreadable value of {keyword}: {exc}") from exc
         if element.VR == "SQ":
             continue  # sequence matching is not supported; such keys are ignored
         if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
