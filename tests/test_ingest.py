@@ -133,7 +133,7 @@ def test_broken_datasets_are_refused_and_leave_nothing(
     assert callable(mutate)
     result = ingest_dataset(store, mutate(body), ts, "1.2.840.10008.5.1.4.1.1.2", "1.2.3", CITY)
     assert result.outcome is Outcome.REFUSED and result.refusal is refusal
-    assert not any(store.storage_dir.glob("??/??/*.dcm"))
+    assert not any(store.storage_dir.glob("??/*/*.dcm"))
     with store.engine.connect() as conn:
         assert conn.execute(select(instances)).first() is None
 
@@ -166,8 +166,9 @@ def test_fsck_finds_and_repairs_an_orphan_file(store: ArchiveStore) -> None:
     from consilium.archive import storage
 
     digest = storage.sha256_of([data])
-    storage.write_atomic(store.storage_dir, [data], digest)
+    study_uid = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"
+    storage.write_atomic(store.storage_dir, [data], digest, study_uid)
     report = fsck(store)
-    assert report.orphan_files == [storage.content_path(digest)]
+    assert report.orphan_files == [storage.content_path(digest, study_uid)]
     report = fsck(store, repair=True)
     assert report.repaired == 1 and report.consistent

@@ -21,9 +21,10 @@ from io import BytesIO
 from typing import Any
 
 from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.filewriter import write_file_meta_info
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     UID,
@@ -43,6 +44,16 @@ _ITEM = 0xFFFEE000
 _ITEM_DELIMITER = 0xFFFEE00D
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
 _PIXEL_DATA = 0x7FE00010
+
+
+# the top-level attributes the index reads (keyword order as in InstanceHeader)
+_HEADER_KEYWORDS = (
+    "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID",
+    "SeriesInstanceUID", "PatientID", "IssuerOfPatientID", "PatientName", "PatientBirthDate",
+    "PatientSex", "StudyDate", "StudyTime", "AccessionNumber", "StudyID", "StudyDescription",
+    "ReferringPhysicianName", "Modality", "SeriesNumber", "SeriesDescription", "BodyPartExamined",
+    "SeriesDate", "SeriesTime", "InstanceNumber", "NumberOfFrames", "Rows", "Columns",
+)
 
 
 class UnreadableDicom(ValueError):
@@ -81,11 +92,24 @@ def inflate(data: bytes | memoryview) -> bytes:
     return out
 
 
+def _tags() -> frozenset[int]:
+    from pydicom.datadict import tag_for_keyword
+
+    return frozenset(int(tag_for_keyword(k) or 0) for k in _HEADER_KEYWORDS)
+
+
+_HEADER_TAGS = _tags()
+
+
 class _Walker:
     """Checks that a dataset's elements, sequences and items are complete."""
 
-    def __init__(self, buf: memoryview, encoding: Encoding) -> None:
+    def __init__(
+        self, buf: memoryview, encoding: Encoding, wanted: frozenset[int] = frozenset()
+    ) -> None:
         self.buf = buf
+        self.wanted = wanted
+        self.found: dict[int, tuple[bytes | None, int, int]] = {}  # tag -> (VR, offset, length)
         self.end = len(buf)
         self.little = encoding.little_endian
         self.implicit = encoding.implicit_vr
@@ -131,6 +155,8 @@ class _Walker:
                 else:
                     length = u16(self.buf, pos + 6)[0]
                     pos += 8
+            if tag in self.wanted and not stop_at_item_end and length != _UNDEFINED:
+                self.found[tag] = (vr or None, pos, length)
             if length == _UNDEFINED:
                 if tag == _PIXEL_DATA:
                     pos = self.fragments(pos, u16, u32)
@@ -192,31 +218,60 @@ class _Walker:
             pos += length
 
 
-def check_structure(dataset: bytes | memoryview, transfer_syntax: str) -> None:
-    """Raise :class:`UnreadableDicom` unless every element of ``dataset`` is complete."""
+def check_structure(dataset: bytes | memoryview, transfer_syntax: str) -> InstanceHeader:
+    """Prove that every element of ``dataset`` is complete and decode the index attributes.
+
+    Raises :class:`UnreadableDicom`. One pass: the walk that checks the structure also notes
+    where the attributes of the index are, and only those are decoded (pixel data never is).
+    """
     encoding = Encoding.of(transfer_syntax)
     view = memoryview(inflate(dataset) if encoding.deflated else dataset)
     if len(view) == 0:
         raise UnreadableDicom("empty dataset")
-    _Walker(view, encoding).dataset(0, encoding.implicit_vr, stop_at_item_end=False)
+    walker = _Walker(view, encoding, _HEADER_TAGS)
+    walker.dataset(0, encoding.implicit_vr, stop_at_item_end=False)
+    raw = Dataset()
+    for tag, (vr, offset, length) in sorted(walker.found.items()):
+        value = bytes(view[offset : offset + length])
+        raw[tag] = RawDataElement(
+            BaseTag(tag), vr.decode("ascii", "replace") if vr else None, length, value,
+            offset, encoding.implicit_vr, encoding.little_endian,
+        )
+    raw.set_original_encoding(encoding.implicit_vr, encoding.little_endian, "")
+    return _header_of(raw)
+
+
+def _meta_element(group_elem: int, vr: bytes, value: bytes, pad: bytes) -> bytes:
+    if len(value) % 2:
+        value += pad
+    if vr == b"OB":
+        return struct.pack("<HH2s2xI", 0x0002, group_elem, vr, len(value)) + value
+    return struct.pack("<HH2sH", 0x0002, group_elem, vr, len(value)) + value
 
 
 def build_file_meta(
     sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_ae: str = ""
 ) -> bytes:
-    """The PS3.10 preamble, prefix and File Meta Information for one instance."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
-    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
-    meta.TransferSyntaxUID = UID(transfer_syntax)
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    if source_ae:
-        meta.SourceApplicationEntityTitle = source_ae
-    fp = BytesIO()
-    fp.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(fp, meta, enforce_standard=True)  # type: ignore[arg-type]
-    return fp.getvalue()
+    """The PS3.10 preamble, prefix and File Meta Information for one instance (PS3.10 7.1),
+    encoded directly: this runs for every received instance."""
+    for uid in (sop_class_uid, sop_instance_uid, transfer_syntax):
+        if not uid or len(uid) > 64 or not uid.isascii():
+            raise ValueError(f"unusable UID {uid!r}")
+    body = b"".join(
+        (
+            _meta_element(0x0001, b"OB", b"\x00\x01", b"\x00"),
+            _meta_element(0x0002, b"UI", sop_class_uid.encode(), b"\x00"),
+            _meta_element(0x0003, b"UI", sop_instance_uid.encode(), b"\x00"),
+            _meta_element(0x0010, b"UI", transfer_syntax.encode(), b"\x00"),
+            _meta_element(0x0012, b"UI", IMPLEMENTATION_CLASS_UID.encode(), b"\x00"),
+            _meta_element(0x0013, b"SH", IMPLEMENTATION_VERSION_NAME.encode(), b" "),
+            _meta_element(0x0016, b"AE", source_ae.encode("ascii", "replace"), b" ")
+            if source_ae
+            else b"",
+        )
+    )
+    group_length = struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body))
+    return b"\x00" * 128 + b"DICM" + group_length + body
 
 
 @dataclass(frozen=True)
@@ -304,6 +359,15 @@ def read_header(part10: bytes) -> InstanceHeader:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = dcmread(BytesIO(part10), stop_before_pixels=True)
+    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, LookupError) as exc:
+        raise UnreadableDicom(f"dataset cannot be decoded: {exc}") from exc
+    return _header_of(ds)
+
+
+def _header_of(ds: Dataset) -> InstanceHeader:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             header = InstanceHeader(
                 sop_class_uid=_text(ds, "SOPClassUID", 64),
                 sop_instance_uid=_text(ds, "SOPInstanceUID", 128),

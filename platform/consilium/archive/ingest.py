@@ -2,10 +2,11 @@
 :func:`ingest_dataset` or :func:`ingest_part10`.
 
 Order of work, so that nothing acknowledged is ever lost and nothing partial is ever kept:
-validate the complete structure -> decode the header -> check duplicates -> write the file
-atomically (fsync) -> index it in one transaction -> return the outcome (the caller acknowledges
-only ``STORED``/``DUPLICATE``). A crash between the file and the index leaves an unreferenced file,
-which :func:`consilium.archive.recovery.reconcile` indexes at the next start.
+validate the complete structure and decode the header (one pass) -> write the file atomically
+(fsync) -> index it in one transaction, where the SOP Instance UID's unique constraint detects
+duplicates -> return the outcome (the caller acknowledges only ``STORED``/``DUPLICATE``). A crash
+between the file and the index leaves an unreferenced file that was never acknowledged
+(:func:`consilium.archive.recovery.fsck` finds it).
 
 Duplicate policy (a SOP Instance UID already stored): identical bytes -> ``DUPLICATE``, a success
 (resending is idempotent); different content -> refused with ``CONFLICT`` under the default
@@ -32,7 +33,6 @@ from consilium.archive.dicomfile import (
     UnreadableDicom,
     build_file_meta,
     check_structure,
-    read_header,
     split_part10,
 )
 from consilium.archive.models import instances, patients, series_table, studies, utcnow
@@ -94,6 +94,21 @@ class ArchiveStore:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()  # one writer per process keeps SQLite free of retries
+        # study/series UID -> primary key of rows known to be committed; a modality sends a
+        # series instance after instance, so this saves two lookups per instance
+        self._pks: dict[tuple[str, str], int] = {}
+
+    def cached_pk(self, key: tuple[str, str]) -> int | None:
+        return self._pks.get(key)
+
+    def remember(self, key: tuple[str, str], pk: int) -> None:
+        if len(self._pks) > 4096:
+            self._pks.clear()
+        self._pks[key] = pk
+
+    def forget(self, header: InstanceHeader) -> None:
+        self._pks.pop(("study", header.study_uid), None)
+        self._pks.pop(("series", header.series_uid), None)
 
     def path_of(self, relative_path: str) -> Path:
         return self.storage_dir / relative_path
@@ -134,46 +149,41 @@ def ingest_dataset(
 ) -> IngestResult:
     """Ingest a dataset as received over the network (no file meta), keeping its bytes."""
     try:
-        check_structure(dataset, transfer_syntax)
-        meta = build_file_meta(sop_class_uid, sop_instance_uid, transfer_syntax, source.source_ae)
+        header = check_structure(dataset, transfer_syntax)
     except UnreadableDicom as exc:
         return _refused(Refusal.UNREADABLE, str(exc))
-    except (ValueError, TypeError) as exc:  # e.g. a UID pydicom cannot encode in the meta
-        return _refused(Refusal.MISSING_UID, f"unusable UIDs in the request: {exc}")
-    return _ingest(store, [meta, dataset], transfer_syntax, sop_class_uid, sop_instance_uid, source)
+    verdict = _check_identity(header, sop_class_uid, sop_instance_uid)
+    if verdict is not None:
+        return verdict
+    try:
+        meta = build_file_meta(sop_class_uid, sop_instance_uid, transfer_syntax, source.source_ae)
+    except ValueError as exc:
+        return _refused(Refusal.MISSING_UID, f"unusable UIDs in the request: {exc}", header)
+    return _store(store, [meta, dataset], header, transfer_syntax, source)
 
 
 def ingest_part10(store: ArchiveStore, data: bytes, source: IngestSource) -> IngestResult:
     """Ingest a PS3.10 file (import, STOW-RS), keeping its bytes as they are."""
     try:
         part10 = split_part10(data)
-        check_structure(memoryview(data)[part10.dataset_offset :], part10.transfer_syntax)
+        header = check_structure(memoryview(data)[part10.dataset_offset :], part10.transfer_syntax)
     except UnreadableDicom as exc:
         return _refused(Refusal.UNREADABLE, str(exc))
     meta = part10.meta
-    return _ingest(
-        store,
-        [data],
-        part10.transfer_syntax,
+    verdict = _check_identity(
+        header,
         str(meta.get("MediaStorageSOPClassUID", "")),
         str(meta.get("MediaStorageSOPInstanceUID", "")),
-        source,
     )
+    if verdict is not None:
+        return verdict
+    return _store(store, [data], header, part10.transfer_syntax, source)
 
 
-def _ingest(
-    store: ArchiveStore,
-    chunks: list[bytes | memoryview],
-    transfer_syntax: str,
-    sop_class_uid: str,
-    sop_instance_uid: str,
-    source: IngestSource,
-) -> IngestResult:
-    whole = b"".join(chunks) if len(chunks) > 1 else bytes(chunks[0])
-    try:
-        header = read_header(whole)
-    except UnreadableDicom as exc:
-        return _refused(Refusal.UNREADABLE, str(exc))
+def _check_identity(
+    header: InstanceHeader, sop_class_uid: str, sop_instance_uid: str
+) -> IngestResult | None:
+    """Refuse missing UIDs, and a request (or file meta) that names another instance."""
     missing = _missing_uids(header)
     if missing:
         return _refused(Refusal.MISSING_UID, "required UIDs: " + ", ".join(missing), header)
@@ -191,14 +201,21 @@ def _ingest(
             f"({header.sop_class_uid})",
             header,
         )
+    return None
+
+
+def _store(
+    store: ArchiveStore,
+    chunks: list[bytes | memoryview],
+    header: InstanceHeader,
+    transfer_syntax: str,
+    source: IngestSource,
+) -> IngestResult:
     sha256 = storage.sha256_of(chunks)
-    existing = _existing(store, header.sop_instance_uid)
-    if existing is not None:
-        verdict = _duplicate_verdict(store, header, existing, sha256)
-        if verdict is not None:
-            return verdict
     try:
-        stored = storage.write_atomic(store.storage_dir, chunks, sha256, store.fsync)
+        stored = storage.write_atomic(
+            store.storage_dir, chunks, sha256, header.study_uid, store.fsync
+        )
     except OSError as exc:
         log.error("cannot write %s: %s", header.sop_instance_uid, exc)
         return _refused(Refusal.OUT_OF_RESOURCES, f"storage failure: {exc.strerror}", header)
@@ -335,38 +352,56 @@ def _index(
     transfer_syntax: str,
     source: IngestSource,
 ) -> IngestResult:
-    for attempt in (1, 2):  # a concurrent writer in another process may win a unique race
+    """Index a written file. The SOP Instance UID's unique constraint decides duplicates, so
+    the common case (a new instance) costs no extra query."""
+    for attempt in (1, 2):
+        existing = _existing(store, header.sop_instance_uid) if attempt == 2 else None
+        if existing is not None:
+            verdict = _duplicate_verdict(store, header, existing, stored.sha256)
+            if verdict is not None:
+                if existing[1] != stored.relative_path:
+                    store.path_of(stored.relative_path).unlink(missing_ok=True)
+                return verdict
         try:
             with store.engine.begin() as conn:
-                outcome = _index_in(conn, header, stored, transfer_syntax, source)
-            return outcome
+                return _index_in(
+                    conn,
+                    store,
+                    header,
+                    stored,
+                    transfer_syntax,
+                    source,
+                    replace=existing is not None,
+                )
         except IntegrityError:
+            store.forget(header)
             if attempt == 2:
                 raise
-            existing = _existing(store, header.sop_instance_uid)
-            if existing is not None:
-                verdict = _duplicate_verdict(store, header, existing, stored.sha256)
-                if verdict is not None:
-                    if existing[1] != stored.relative_path:
-                        store.path_of(stored.relative_path).unlink(missing_ok=True)
-                    return verdict
     raise AssertionError("unreachable")
 
 
 def _index_in(
     conn: Connection,
+    store: ArchiveStore,
     header: InstanceHeader,
     stored: storage.StoredFile,
     transfer_syntax: str,
     source: IngestSource,
+    replace: bool,
 ) -> IngestResult:
-    study_pk = _study_pk(conn, header, source.institution_id)
-    series_pk = _series_pk(conn, header, study_pk)
-    old = conn.execute(
-        select(
-            instances.c.id, instances.c.size_bytes, instances.c.path, instances.c.series_pk
-        ).where(instances.c.sop_uid == header.sop_instance_uid)
-    ).first()
+    study_pk = store.cached_pk(("study", header.study_uid))
+    if study_pk is None:
+        study_pk = _study_pk(conn, header, source.institution_id)
+    series_pk = store.cached_pk(("series", header.series_uid))
+    if series_pk is None:
+        series_pk = _series_pk(conn, header, study_pk)
+    old = None
+    if replace:
+        old = conn.execute(
+            select(instances.c.id, instances.c.size_bytes, instances.c.path).where(
+                instances.c.sop_uid == header.sop_instance_uid
+            )
+        ).first()
     values = dict(
         series_pk=series_pk,
         sop_class_uid=header.sop_class_uid,
@@ -405,6 +440,8 @@ def _index_in(
             .values(size_bytes=studies.c.size_bytes + stored.size - old[1], updated_at=utcnow())
         )
         log.warning("replaced %s (old file %s kept)", header.sop_instance_uid, old[2])
+    store.remember(("study", header.study_uid), study_pk)
+    store.remember(("series", header.series_uid), series_pk)
     return IngestResult(
         Outcome.STORED, header.sop_instance_uid, header.sop_class_uid, header.study_uid
     )

@@ -40,7 +40,7 @@ def fsck(store: ArchiveStore, verify_hashes: bool = True, repair: bool = False) 
     report.indexed = len(indexed)
     on_disk: set[str] = set()
     if store.storage_dir.exists():
-        for path in store.storage_dir.glob("??/??/*.dcm"):
+        for path in store.storage_dir.glob("??/*/*.dcm"):
             on_disk.add(path.relative_to(store.storage_dir).as_posix())
     report.files = len(on_disk)
     for relative, sha in indexed.items():

@@ -1,6 +1,6 @@
 """Files of the archive: written once, atomically, durably; addressed by their content.
 
-A stored file's path is derived from the SHA-256 of its bytes (``ab/cd/<sha256>.dcm``), so a
+A stored file's path is derived from the SHA-256 of its bytes (``<study>/<sha256>.dcm``), so a
 file is never rewritten in place: a new version of an instance is a new file, and two writers of
 the same SOP instance can never interleave. Writing is: temporary file in ``.tmp/`` (same file
 system), write, fsync, rename into place, fsync of the directory. The index is committed after
@@ -28,8 +28,10 @@ class StoredFile:
     sha256: str
 
 
-def content_path(sha256: str) -> str:
-    return f"{sha256[:2]}/{sha256[2:4]}/{sha256}.dcm"
+def content_path(sha256: str, study_uid: str) -> str:
+    """``<study folder>/<sha256>.dcm``: a study's files together, each named by its content."""
+    study = hashlib.sha1(study_uid.encode(), usedforsecurity=False).hexdigest()
+    return f"{study[:2]}/{study[2:20]}/{sha256}.dcm"
 
 
 def sha256_of(chunks: list[bytes | memoryview]) -> str:
@@ -48,13 +50,17 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_atomic(
-    root: Path, chunks: list[bytes | memoryview], sha256: str, fsync: bool = True
+    root: Path,
+    chunks: list[bytes | memoryview],
+    sha256: str,
+    study_uid: str,
+    fsync: bool = True,
 ) -> StoredFile:
     """Write ``chunks`` (the whole file) to its content address under ``root``.
 
     Idempotent: if the content is already there, nothing is written.
     """
-    relative = content_path(sha256)
+    relative = content_path(sha256, study_uid)
     target = root / relative
     size = sum(len(c) for c in chunks)
     if target.exists() and target.stat().st_size == size:
@@ -67,11 +73,11 @@ def write_atomic(
     tmp = tmp_dir / f"{sha256}.{os.getpid()}.{threading.get_ident()}{TMP_SUFFIX}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     try:
-        for chunk in chunks:
-            view = memoryview(chunk)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+        written = os.writev(fd, chunks)
+        if written < size:  # a short write (rare): finish chunk by chunk
+            rest = memoryview(b"".join(chunks))[written:]
+            while rest:
+                rest = rest[os.write(fd, rest) :]
         if fsync:
             os.fsync(fd)
     except BaseException:
