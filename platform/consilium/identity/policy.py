@@ -46,3 +46,35 @@ def dicom_visible_institutions(caller: DicomCaller) -> list[str]:
     (DICOMweb with a user's identity), not by AE title.
     """
     return [caller.institution_id] if caller.institution_id else []
+
+
+# -- web callers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling the web API: a signed-in clinician, an API client or nobody."""
+
+    subject: str
+    institution_id: str | None
+    roles: frozenset[str] = frozenset()
+    display_name: str = ""
+    authenticated: bool = False
+
+
+ANONYMOUS = Principal(subject="anonymous", institution_id=None)
+
+
+def readable_institutions(principal: Principal) -> list[str] | None:
+    """Institutions whose studies ``principal`` may read through the web; None means all.
+
+    The identity issue replaces this with the real rule (own institution + case grants);
+    until then every web caller may read everything.
+    """
+    return None
+
+
+def may_read_study(principal: Principal, institution_id: str, study_uid: str) -> bool:
+    """The one check before any patient data of a study leaves the server."""
+    visible = readable_institutions(principal)
+    return visible is None or institution_id in visible
