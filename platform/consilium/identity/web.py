@@ -1,0 +1,15 @@
+"""How a web request becomes a :class:`Principal` (filled in by the identity issue's middleware)."""
+
+from __future__ import annotations
+
+from starlette.requests import HTTPConnection
+
+from consilium.identity.policy import ANONYMOUS, Principal
+
+PRINCIPAL_SCOPE_KEY = "consilium.principal"
+
+
+def current_principal(connection: HTTPConnection) -> Principal:
+    """The caller of this request or websocket; the authentication middleware sets it."""
+    principal = connection.scope.get(PRINCIPAL_SCOPE_KEY)
+    return principal if isinstance(principal, Principal) else ANONYMOUS
