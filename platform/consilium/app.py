@@ -1,41 +1,180 @@
-"""Assembles the web application: routes of every domain, the static frontend. No logic here."""
+"""Assembles the web application: routes of every domain, authentication, Socket.IO, the dev
+identity provider when configured. No logic here."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from html import escape
+from typing import Any
 
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
 
 from consilium import __version__
-from consilium.archive.models import Instance, Study
+from consilium.archive.catalog import visible_studies
+from consilium.archive.models import instances, studies
+from consilium.audit import Actor, AuditAction
+from consilium.history.audit_search import AuditFilter, search_audit, to_csv
+from consilium.identity.grants import granted_study_uids
+from consilium.identity.middleware import AuthenticationMiddleware, client_address
+from consilium.identity.policy import Principal, may_read_audit, readable_institutions
+from consilium.identity.routes import identity_routes
+from consilium.identity.tokens import ProviderDirectory
+from consilium.identity.web import current_principal
+from consilium.live.socket import create_socket_app
 from consilium.service import Runtime
 
+PAGE_STYLE = (
+    "<style>body{font-family:system-ui,sans-serif;margin:1.5rem;max-width:70rem}"
+    "table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:.3rem .6rem;"
+    "text-align:left}</style>"
+)
 
-def create_app(runtime: Runtime) -> Starlette:
+
+def actor_of(request: Request, principal: Principal) -> Actor:
+    return Actor(principal.subject, principal.display_name, principal.institution_id or "",
+                 client_address(request.scope), "web")
+
+
+def create_app(runtime: Runtime) -> Any:
     settings = runtime.settings
+    directory = ProviderDirectory(settings.effective_identity_providers)
 
     async def health(_request: Request) -> JSONResponse:
         with runtime.engine.connect() as conn:
-            studies = conn.execute(select(func.count()).select_from(Study)).scalar_one()
-            instances = conn.execute(select(func.count()).select_from(Instance)).scalar_one()
-        return JSONResponse(
-            {"status": "ok", "version": __version__, "studies": studies, "instances": instances}
-        )
+            n_studies = conn.execute(select(func.count()).select_from(studies)).scalar_one()
+            n_instances = conn.execute(select(func.count()).select_from(instances)).scalar_one()
+        return JSONResponse({"status": "ok", "version": __version__, "studies": n_studies,
+                             "instances": n_instances})
 
-    async def home(_request: Request) -> HTMLResponse:
-        # The web viewer arrives with the DICOMweb/viewer issue; until then, say what runs here.
+    def studies_for(request: Request, principal: Principal) -> list[dict[str, Any]]:
+        rows = visible_studies(runtime.engine, readable_institutions(principal),
+                               granted_study_uids(runtime.engine, principal))
+        runtime.audit.record(actor_of(request, principal), AuditAction.QUERY,
+                             detail={"what": "study list", "results": len(rows)})
+        return rows
+
+    async def api_studies(request: Request) -> JSONResponse:
+        principal = current_principal(request)
+        if not principal.authenticated:
+            return JSONResponse({"error": "not authenticated"}, 401)
+        return JSONResponse(studies_for(request, principal))
+
+    async def home(request: Request) -> HTMLResponse:
+        principal = current_principal(request)
         ae = escape(settings.dicom_ae_title)
+        head = (f"<!doctype html><meta charset=utf-8><title>Consilium</title>{PAGE_STYLE}"
+                f"<h1>Consilium</h1><p>DICOM archive: AE title <b>{ae}</b>, "
+                f"port <b>{settings.dicom_port}</b>.</p>")
+        if not principal.authenticated:
+            return HTMLResponse(head + '<p><a id="login" href="/auth/login">Log in</a></p>')
+        rows = studies_for(request, principal)
+        body = "".join(
+            f"<tr><td>{escape(str(r['patient_name']))}</td><td>{escape(str(r['patient_id']))}"
+            f"</td><td>{escape(str(r['study_date']))}</td><td>{escape(str(r['modalities']))}</td>"
+            f"<td>{escape(str(r['description']))}</td><td>{r['num_instances']}</td></tr>"
+            for r in rows
+        )
+        audit_link = '<a href="/audit">Audit trail</a> · ' if may_read_audit(principal) else ""
         return HTMLResponse(
-            "<!doctype html><meta charset=utf-8><title>Consilium</title>"
-            f"<h1>Consilium {__version__}</h1>"
-            f"<p>DICOM archive: AE title <b>{ae}</b>, port <b>{settings.dicom_port}</b>.</p>"
-            "<p><a href=/healthz>/healthz</a></p>"
+            head + f'<p id="who">{escape(principal.display_name)} · '
+            f"{escape(principal.institution_id or '')} · "
+            f"{escape(', '.join(sorted(principal.roles)))}"
+            f'</p><p>{audit_link}<button id="logout">Log out</button></p>'
+            f'<table id="studies"><tr><th>Patient</th><th>ID</th><th>Date</th><th>Modalities</th>'
+            f"<th>Description</th><th>Images</th></tr>{body}</table>"
+            "<script>document.getElementById('logout').onclick=async()=>{"
+            "const me=await (await fetch('/api/me')).json();"
+            "const r=await fetch('/auth/logout',{method:'POST',headers:{'X-CSRF-Token':"
+            "me.csrf_token,'Accept':'application/json'}});"
+            "location=(await r.json()).next;};</script>"
         )
 
-    return Starlette(
-        routes=[Route("/", home), Route("/healthz", health)],
-    )
+    def audit_filter(request: Request, principal: Principal) -> AuditFilter:
+        from datetime import datetime
+
+        q = request.query_params
+
+        def when(name: str) -> datetime | None:
+            return datetime.fromisoformat(q[name]) if q.get(name) else None
+
+        return AuditFilter(
+            institution_id=principal.institution_id or "", patient_id=q.get("patient_id", ""),
+            study_uid=q.get("study_uid", ""), actor=q.get("actor", ""),
+            action=q.get("action", ""), since=when("since"), until=when("until"),
+            limit=min(int(q.get("limit", "500")), 5000), offset=int(q.get("offset", "0")),
+        )
+
+    async def api_audit(request: Request) -> Response:
+        principal = current_principal(request)
+        if not principal.authenticated:
+            return JSONResponse({"error": "not authenticated"}, 401)
+        if not may_read_audit(principal):
+            return JSONResponse({"error": "forbidden"}, 403)
+        try:
+            flt = audit_filter(request, principal)
+        except ValueError as exc:
+            return JSONResponse({"error": f"bad parameter: {exc}"}, 400)
+        rows = search_audit(runtime.engine, flt)
+        if request.query_params.get("format") == "csv":
+            runtime.audit.record(actor_of(request, principal), AuditAction.EXPORT,
+                                 detail={"what": "audit csv", "rows": len(rows)})
+            return Response(to_csv(rows), media_type="text/csv; charset=utf-8", headers={
+                "Content-Disposition": 'attachment; filename="consilium-audit.csv"'})
+        return JSONResponse(rows)
+
+    async def audit_page(request: Request) -> HTMLResponse:
+        principal = current_principal(request)
+        if not may_read_audit(principal):
+            return HTMLResponse("<p>Forbidden</p>", 403 if principal.authenticated else 401)
+        try:
+            rows = search_audit(runtime.engine, audit_filter(request, principal))
+        except ValueError as exc:
+            return HTMLResponse(f"<p>Bad parameter: {escape(str(exc))}</p>", 400)
+        q = request.query_params
+        cells = "".join(
+            "<tr>" + "".join(f"<td>{escape(str(r[c]))}</td>" for c in (
+                "at", "action", "outcome", "actor_name", "actor_institution", "source",
+                "patient_id", "study_uid")) + "</tr>"
+            for r in rows)
+        return HTMLResponse(
+            f"<!doctype html><meta charset=utf-8><title>Audit trail</title>{PAGE_STYLE}"
+            "<h1>Audit trail</h1><form>"
+            f'<input name="patient_id" placeholder="Patient ID" '
+            f'value="{escape(q.get("patient_id", ""))}">'
+            f'<input name="study_uid" placeholder="Study UID" '
+            f'value="{escape(q.get("study_uid", ""))}">'
+            '<button>Search</button></form>'
+            f'<p><a href="/api/audit?{escape(str(request.query_params))}&format=csv">CSV</a></p>'
+            "<table><tr><th>When</th><th>Action</th><th>Outcome</th><th>Who</th>"
+            f"<th>Institution</th><th>From</th><th>Patient</th><th>Study</th></tr>{cells}</table>")
+
+    routes: list[Any] = [
+        Route("/", home),
+        Route("/healthz", health),
+        Route("/api/studies", api_studies),
+        Route("/api/audit", api_audit),
+        Route("/audit", audit_page),
+        *identity_routes(settings, runtime.engine, directory, runtime.audit),
+    ]
+    if settings.identity_dev_idp:
+        from consilium.identity.devidp import dev_idp_routes
+
+        routes.append(Mount("/dev-idp", routes=dev_idp_routes(
+            f"{settings.effective_public_url}/dev-idp", settings.effective_public_url,
+            settings.data_dir / "dev-idp")))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        await directory.aclose()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.runtime = runtime
+    app.state.directory = directory
+    combined = create_socket_app(app, directory, runtime)
+    return AuthenticationMiddleware(combined, settings, runtime.engine, directory, runtime.audit)

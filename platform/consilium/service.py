@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from consilium.archive.ingest import ArchiveStore
 from consilium.archive.recovery import clear_temporaries
+from consilium.audit import AuditTrail
 from consilium.db import make_engine, migrate
 from consilium.settings import Settings
 
@@ -34,6 +35,7 @@ class Runtime:
     settings: Settings
     engine: Engine
     store: ArchiveStore
+    audit: AuditTrail
 
 
 def open_runtime(settings: Settings, run_migrations: bool = True) -> Runtime:
@@ -49,7 +51,8 @@ def open_runtime(settings: Settings, run_migrations: bool = True) -> Runtime:
         fsync=settings.storage_fsync,
         duplicate_policy=settings.dicom_duplicate_policy,
     )
-    return Runtime(settings, engine, store)
+    audit = AuditTrail(engine, settings.audit_syslog_host, settings.audit_syslog_port)
+    return Runtime(settings, engine, store, audit)
 
 
 def _dicom_worker(settings: Settings) -> None:

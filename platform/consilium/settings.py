@@ -73,6 +73,52 @@ class Institution(BaseModel):
     nodes: list[DicomNode] = Field(default_factory=list)
 
 
+class OidcProvider(BaseModel):
+    """An OpenID Connect provider clinicians log in with (one per institution, or regional).
+
+    Claims map onto Consilium's user: ``institution`` (fixed for a per-institution provider,
+    otherwise read from ``institution_claim``), roles (``roles_claim``, values translated by
+    ``role_map``), specialty and display name. The client secret is never in the config file:
+    ``client_secret_file`` or ``client_secret_env`` names where it is; a public client (PKCE
+    only) has neither.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: str
+    issuer: str = Field(description="discovery at <issuer>/.well-known/openid-configuration")
+    client_id: str
+    client_secret_file: Path | None = None
+    client_secret_env: str | None = None
+    scopes: str = "openid profile email"
+    institution: str | None = Field(default=None, description="fixed institution id")
+    institution_claim: str = "institution"
+    roles_claim: str = "roles"
+    role_map: dict[str, str] = Field(
+        default_factory=dict, description="provider role/group value -> consilium role"
+    )
+    specialty_claim: str = "specialty"
+    name_claim: str = "name"
+    api_audience: str = Field(default="", description="aud of bearer tokens; default client_id")
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "PS256"])
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, values: list[str]) -> list[str]:
+        bad = [a for a in values if a.lower() == "none" or a.upper().startswith("HS")]
+        if bad:
+            raise ValueError(f"algorithms {bad} are not allowed (asymmetric signatures only)")
+        return values
+
+    @property
+    def audience(self) -> str:
+        return self.api_audience or self.client_id
+
+
+DEV_IDP_PROVIDER_ID = "dev"
+
+
 class DuplicatePolicy(StrEnum):
     """What C-STORE does with a SOP Instance UID that is already stored with other content.
 
@@ -133,6 +179,23 @@ class Settings(BaseModel):
         default=True, description="fsync every file and directory before acknowledging."
     )
 
+    identity_dev_idp: bool = Field(
+        default=False,
+        description="Serve the built-in demo OpenID provider at /dev-idp (demo clinicians of two "
+        "hospitals). Never in production.",
+    )
+    identity_providers: list[OidcProvider] = Field(default_factory=list)
+    identity_session_hours: float = Field(default=12.0, gt=0, le=24 * 14)
+    identity_login_attempts_per_minute: int = Field(
+        default=10, ge=1, description="per client address, failed and started logins"
+    )
+    identity_cookie_secure: bool | None = Field(
+        default=None, description="Secure cookies; default: when public_url is https"
+    )
+
+    audit_syslog_host: str = Field(default="", description="DICOM audit messages via syslog UDP")
+    audit_syslog_port: int = Field(default=514, ge=1, le=65535)
+
     demo_data: bool = Field(default=False, description="Seed demo studies at start if empty.")
     demo_ct_slices: int = Field(default=120, ge=1, le=2000)
 
@@ -184,6 +247,42 @@ class Settings(BaseModel):
 
     def institution(self, institution_id: str) -> Institution | None:
         return next((i for i in self.institutions if i.id == institution_id), None)
+
+    @property
+    def effective_identity_providers(self) -> list[OidcProvider]:
+        """The configured providers, plus the built-in demo provider when it is enabled; the
+        demo one is reached over HTTP like any other (discovery, JWKS), nothing special-cased."""
+        providers = list(self.identity_providers)
+        if self.identity_dev_idp and not any(p.id == DEV_IDP_PROVIDER_ID for p in providers):
+            providers.append(
+                OidcProvider(
+                    id=DEV_IDP_PROVIDER_ID,
+                    name="Consilium demo identity provider",
+                    issuer=f"{self.effective_public_url}/dev-idp",
+                    client_id="consilium",
+                )
+            )
+        return providers
+
+    def provider(self, provider_id: str) -> OidcProvider | None:
+        return next((p for p in self.effective_identity_providers if p.id == provider_id), None)
+
+    def client_secret(self, provider: OidcProvider) -> str | None:
+        """The provider's client secret from its file or environment variable (None: public)."""
+        if provider.client_secret_file is not None:
+            return provider.client_secret_file.read_text().strip()
+        if provider.client_secret_env:
+            value = os.environ.get(provider.client_secret_env)
+            if not value:
+                raise ValueError(f"{provider.client_secret_env} is not set ({provider.id})")
+            return value
+        return None
+
+    @property
+    def cookies_secure(self) -> bool:
+        if self.identity_cookie_secure is not None:
+            return self.identity_cookie_secure
+        return self.effective_public_url.startswith("https://")
 
 
 def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -8,6 +8,7 @@ a case-folded copy), which is what users expect of ``иванов*``; other stri
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -317,3 +318,158 @@ def instance_files(
     )
     with engine.connect() as conn:
         return [(r[0], r[1], r[2], r[3]) for r in conn.execute(stmt).all()]
+
+
+# -- QIDO-RS and WADO-RS (PS3.18): paged searches and the files of a study, series or instance --
+
+
+@dataclass(frozen=True)
+class Search:
+    """A QIDO-RS search: matching keys, indexed attributes to return, paging and fuzziness.
+
+    Keys above ``level`` match the parents (``/series?PatientID=...``); keys below it are not
+    used (the caller warns about them). ``limit`` 0 means no limit.
+    """
+
+    level: Level
+    keys: dict[str, str]
+    returned: tuple[str, ...]
+    fuzzy: bool = False
+    limit: int = 0
+    offset: int = 0
+
+
+def fuzzy_name_condition(attr: Attribute, value: str) -> ColumnElement[bool] | None:
+    """Fuzzy person-name matching: every word of ``value`` is the prefix of some component of
+    the name (family, given, middle..., any group), case-insensitively in any script."""
+    words = [
+        w for w in re.split(r"[\s^=,]+", search_form(value).replace("*", " ").replace("?", " "))
+        if w
+    ]
+    if not words:
+        return None
+    column = attr.search_column
+    clauses = []
+    for word in words:
+        like = wildcard_to_like(word)
+        clauses.append(
+            or_(
+                *(
+                    column.like(f"{lead}{like}%", escape="\\")
+                    for lead in ("", "%^", "% ", "%=", "%-")
+                )
+            )
+        )
+    return and_(*clauses)
+
+
+def search(
+    engine: Engine, request: Search, institutions: Sequence[str] | None = None
+) -> tuple[list[dict[str, Any]], bool]:
+    """Rows (keyword -> indexed value, plus ``_institution``) matching ``request`` in index
+    order, and whether more rows exist beyond the page."""
+    exact: dict[str, str] = {}
+    fuzzy: list[ColumnElement[bool]] = []
+    for keyword, value in request.keys.items():
+        attr = ATTRIBUTES[keyword]
+        if request.fuzzy and attr.match is Match.NAME and value.strip() not in ("", "*"):
+            condition = fuzzy_name_condition(attr, value)
+            if condition is not None:
+                fuzzy.append(condition)
+            continue
+        exact[keyword] = value
+    returned = [
+        k for k in dict.fromkeys(request.returned)
+        if k in ATTRIBUTES and ATTRIBUTES[k].level.depth <= request.level.depth
+    ]
+    stmt = _statement(Query(request.level, exact, returned), institutions)
+    for condition in fuzzy:
+        stmt = stmt.where(condition)
+    if request.limit:
+        stmt = stmt.limit(request.limit + 1)
+    if request.offset:
+        stmt = stmt.offset(request.offset)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    more = bool(request.limit) and len(rows) > request.limit
+    if more:
+        rows = rows[: request.limit]
+    out = []
+    for row in rows:
+        values = dict(zip(returned, row[2:], strict=True))
+        values["_institution"] = row[1]
+        out.append(values)
+    return out, more
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """One stored file of a study, as WADO-RS needs it."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    path: str
+    size_bytes: int
+    sha256: str
+    number_of_frames: int
+    rows: int | None
+    columns: int | None
+    instance_number: int | None
+    series_number: int | None
+    institution_id: str
+
+
+def stored_instances(
+    engine: Engine, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+) -> list[StoredInstance]:
+    """The instances of a study (or of one series, or one instance), in series and instance
+    order; empty if nothing matches."""
+    stmt = (
+        select(
+            studies.c.study_uid,
+            series_table.c.series_uid,
+            instances.c.sop_uid,
+            instances.c.sop_class_uid,
+            instances.c.transfer_syntax_uid,
+            instances.c.path,
+            instances.c.size_bytes,
+            instances.c.sha256,
+            instances.c.number_of_frames,
+            instances.c.rows,
+            instances.c.columns,
+            instances.c.instance_number,
+            series_table.c.series_number,
+            studies.c.institution_id,
+        )
+        .select_from(studies)
+        .join(series_table, series_table.c.study_pk == studies.c.id)
+        .join(instances, instances.c.series_pk == series_table.c.id)
+        .where(studies.c.study_uid == study_uid)
+    )
+    if series_uid is not None:
+        stmt = stmt.where(series_table.c.series_uid == series_uid)
+    if sop_uid is not None:
+        stmt = stmt.where(instances.c.sop_uid == sop_uid)
+    stmt = stmt.order_by(
+        func.coalesce(series_table.c.series_number, 2**31),
+        series_table.c.id,
+        func.coalesce(instances.c.instance_number, 2**31),
+        instances.c.id,
+    )
+    with engine.connect() as conn:
+        return [StoredInstance(*row) for row in conn.execute(stmt).all()]
+
+
+def study_owner(engine: Engine, study_uid: str, series_uid: str | None = None) -> str | None:
+    """The institution owning a study (and, if given, holding that series); None if unknown."""
+    stmt = select(studies.c.institution_id).where(studies.c.study_uid == study_uid)
+    if series_uid is not None:
+        stmt = stmt.join(series_table, series_table.c.study_pk == studies.c.id).where(
+            series_table.c.series_uid == series_uid
+        )
+    with engine.connect() as conn:
+        row = conn.execute(stmt.limit(1)).first()
+    return str(row[0]) if row else None

@@ -50,6 +50,8 @@ def dicom_visible_institutions(caller: DicomCaller) -> list[str]:
 
 # -- web callers -------------------------------------------------------------------------------
 
+CLINICAL_ROLE_NAMES = frozenset({"referring", "consultant", "head"})
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -60,21 +62,43 @@ class Principal:
     roles: frozenset[str] = frozenset()
     display_name: str = ""
     authenticated: bool = False
+    user_id: int | None = None
+    specialty: str = ""
+
+    @property
+    def is_clinician(self) -> bool:
+        return self.authenticated and bool(self.roles & CLINICAL_ROLE_NAMES)
+
+    def has_role(self, role: str) -> bool:
+        return self.authenticated and role in self.roles
 
 
 ANONYMOUS = Principal(subject="anonymous", institution_id=None)
 
 
-def readable_institutions(principal: Principal) -> list[str] | None:
-    """Institutions whose studies ``principal`` may read through the web; None means all.
+def readable_institutions(principal: Principal) -> list[str]:
+    """Institutions all of whose studies ``principal`` may read: a clinician's own. Admins
+    manage configuration and read the audit trail, but see no images by their role alone."""
+    if principal.is_clinician and principal.institution_id:
+        return [principal.institution_id]
+    return []
 
-    The identity issue replaces this with the real rule (own institution + case grants);
-    until then every web caller may read everything.
-    """
-    return None
+
+def may_read_study(
+    principal: Principal,
+    institution_id: str,
+    study_uid: str,
+    granted_study_uids: frozenset[str] = frozenset(),
+) -> bool:
+    """The one check before any patient data of a study leaves the server: own institution's
+    study, or a study granted (case, consilium invitation) to the caller and still active."""
+    if not principal.authenticated:
+        return False
+    if institution_id in readable_institutions(principal):
+        return True
+    return principal.is_clinician and study_uid in granted_study_uids
 
 
-def may_read_study(principal: Principal, institution_id: str, study_uid: str) -> bool:
-    """The one check before any patient data of a study leaves the server."""
-    visible = readable_institutions(principal)
-    return visible is None or institution_id in visible
+def may_read_audit(principal: Principal) -> bool:
+    """Heads (their institution's events) and admins (their institution's events)."""
+    return principal.has_role("head") or principal.has_role("admin")

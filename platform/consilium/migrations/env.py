@@ -6,7 +6,9 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-import consilium.archive.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import consilium.archive.models
+import consilium.audit
+import consilium.identity.models  # noqa: F401
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -1,0 +1,353 @@
+"""The DICOM JSON Model (PS3.18 F.2) and the instance metadata that WADO-RS serves in it.
+
+Encoding rules kept here, in one place:
+
+* an object keyed by the tag as eight upper-case hex digits; every attribute has ``"vr"``;
+* a value is ``"Value"`` (always an array), ``"BulkDataURI"`` or ``"InlineBinary"`` (base64);
+  an empty attribute has none of them; an empty item of a multi-valued attribute is ``null``;
+* PN values are objects with ``Alphabetic`` / ``Ideographic`` / ``Phonetic`` (empty groups left
+  out); IS, DS and the binary numeric VRs are JSON numbers (SV/UV outside +-2^53 as strings);
+  AT values are ``"GGGGEEEE"``; SQ values are arrays of objects;
+* group lengths (gggg,0000) and the file meta group are not part of a dataset's JSON.
+
+Instance metadata is generated from the stored file's header (``stop_before_pixels``: the
+pixel data is never read) and cached per content hash, both in memory and as a file under the
+cache directory: content-addressed, so a cached entry is never stale. Bulk data URIs are stored
+as a marker (U+FFFF, which is removed from every text value, so it cannot occur otherwise)
+followed by the path below the instance; :func:`with_base` puts the instance URL in its place
+when the metadata is served, so the cache does not depend on the host name of the request.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pydicom import dcmread
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+BULK_MARK = "\uffff"
+_BULK_MARK_UTF8 = BULK_MARK.encode()
+BULK_THRESHOLD = 1024  # binary values above this many bytes become BulkDataURIs
+BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+_NUMBER_VRS = frozenset({"FL", "FD", "SL", "SS", "UL", "US", "SV", "UV"})
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+_PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
+_SAFE_INT = 2**53
+
+
+class UnknownAttribute(ValueError):
+    """A keyword or tag that the data dictionary does not know."""
+
+
+@lru_cache(maxsize=4096)
+def resolve_attribute(name: str) -> tuple[int, str]:
+    """``PatientName`` or ``00100010`` -> (tag, VR). Private or unknown tags written as eight hex
+    digits are accepted with VR UN; unknown keywords raise :class:`UnknownAttribute`."""
+    text = name.strip()
+    if len(text) == 8 and all(c in "0123456789abcdefABCDEF" for c in text):
+        tag = int(text, 16)
+        try:
+            return tag, _first_vr(dictionary_VR(tag))
+        except KeyError:
+            return tag, "UN"
+    tag_value = tag_for_keyword(text)
+    if tag_value is None:
+        raise UnknownAttribute(f"unknown attribute {name!r} (neither a keyword nor a tag)")
+    return int(tag_value), _first_vr(dictionary_VR(tag_value))
+
+
+def keyword_of(tag: int) -> str:
+    return keyword_for_tag(tag) or f"{tag:08X}"
+
+
+def tag_key(tag: int) -> str:
+    return f"{tag:08X}"
+
+
+def _first_vr(vr: str) -> str:
+    """An ambiguous dictionary VR ('US or SS', 'OB or OW') resolved to its first choice."""
+    return vr.split(" or ")[0] if " or " in vr else vr
+
+
+def _clean(text: str) -> str:
+    if "\x00" in text or BULK_MARK in text:
+        text = text.replace("\x00", "").replace(BULK_MARK, "")
+    return text
+
+
+def _number(value: Any, integer: bool) -> int | float | str | None:
+    try:
+        number = float(value) if not integer else int(value)
+    except (TypeError, ValueError):
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            return None
+    if isinstance(number, float):
+        if math.isnan(number) or math.isinf(number):
+            return None
+        if number.is_integer() and abs(number) < _SAFE_INT:
+            return int(number)
+    return number
+
+
+def _pn(value: Any) -> dict[str, str] | None:
+    text = _clean(str(value))
+    if not text:
+        return None
+    groups = text.split("=")
+    out = {name: g for name, g in zip(_PN_GROUPS, groups, strict=False) if g}
+    return out or None
+
+
+def _values(vr: str, value: Any) -> list[Any]:
+    items = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
+    if vr == "PN":
+        return [_pn(v) if v is not None else None for v in items]
+    if vr in ("IS", "DS"):
+        return [None if v is None or v == "" else _number(v, vr == "IS") for v in items]
+    if vr in _NUMBER_VRS:
+        out: list[Any] = []
+        for v in items:
+            n = _number(v, vr not in ("FL", "FD"))
+            if vr in ("SV", "UV") and isinstance(n, int) and abs(n) >= _SAFE_INT:
+                n = str(v)
+            out.append(n)
+        return out
+    if vr == "AT":
+        return [f"{int(v):08X}" if v is not None else None for v in items]
+    return [None if v is None or v == "" else _clean(str(v)) for v in items]
+
+
+def _is_empty(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str | bytes | bytearray | MultiValue | list | tuple):
+        return len(value) == 0
+    return False
+
+
+BulkNamer = Callable[[str], str]
+
+
+def element_json(elem: DataElement, path: str, bulk: BulkNamer | None) -> dict[str, Any]:
+    """One attribute. ``path`` names the element below its instance (``tag[/item/tag]...``);
+    ``bulk`` makes a BulkDataURI from it (None: everything inline)."""
+    vr = _first_vr(elem.VR)
+    out: dict[str, Any] = {"vr": vr}
+    value = elem.value
+    if vr == "SQ":
+        if value:
+            out["Value"] = [
+                dataset_json(item, f"{path}/{index}/", bulk) for index, item in enumerate(value, 1)
+            ]
+        return out
+    if _is_empty(value):
+        return out
+    if vr in BINARY_VRS:
+        if isinstance(value, MultiValue | list | tuple):  # pydicom may split UN/OB oddly
+            value = b"".join(v if isinstance(v, bytes) else bytes(v) for v in value)
+        if not isinstance(value, bytes | bytearray):
+            value = bytes(value)
+        if bulk is not None and len(value) > BULK_THRESHOLD:
+            out["BulkDataURI"] = bulk(path)
+        else:
+            out["InlineBinary"] = base64.b64encode(value).decode("ascii")
+        return out
+    values = _values(vr, value)
+    if values:
+        out["Value"] = values
+    return out
+
+
+def dataset_json(ds: Dataset, prefix: str = "", bulk: BulkNamer | None = None) -> dict[str, Any]:
+    """A dataset (or sequence item) in the DICOM JSON model."""
+    out: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for elem in ds:
+            tag = int(elem.tag)
+            if tag & 0xFFFF == 0 or tag >> 16 == 0x0002:
+                continue  # group lengths and file meta are not attributes of the dataset
+            key = f"{tag:08X}"
+            try:
+                out[key] = element_json(elem, prefix + key, bulk)
+            except (ValueError, TypeError, LookupError, OverflowError):
+                out[key] = {"vr": _first_vr(elem.VR)}  # undecodable value: present, empty
+    return out
+
+
+def marker_bulk(path: str) -> str:
+    """The cached form of a BulkDataURI: the marker, then the path below the instance."""
+    return f"{BULK_MARK}bulkdata/{path}"
+
+
+def with_base(cached: bytes, instance_url: str) -> bytes:
+    """Cached instance metadata with its bulk data URIs made absolute."""
+    if _BULK_MARK_UTF8 not in cached:
+        return cached
+    return cached.replace(_BULK_MARK_UTF8, instance_url.encode() + b"/")
+
+
+# -- reading a stored instance --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PixelElement:
+    """Where the pixel data element of a stored file is (non-deflated files only)."""
+
+    tag: int
+    vr: str
+    value_offset: int  # file offset of the value (first item tag when encapsulated)
+    length: int  # 0xFFFFFFFF: encapsulated
+
+
+@dataclass(frozen=True)
+class StoredHeader:
+    dataset: Dataset  # everything before the pixel data, file meta in .file_meta
+    transfer_syntax: str
+    pixel: PixelElement | None
+    deflated_pixel_vr: str | None = None  # deflated files: pixel VR, offsets unknown
+
+
+def _pixel_at(fp: BinaryIO, transfer_syntax: str, ds: Dataset) -> PixelElement | None:
+    start = fp.tell()
+    head = fp.read(12)
+    if len(head) < 8:
+        return None
+    little = transfer_syntax != "1.2.840.10008.1.2.2"
+    order = "little" if little else "big"
+    tag = (int.from_bytes(head[0:2], order) << 16) | int.from_bytes(head[2:4], order)
+    if tag not in _PIXEL_TAGS:
+        return None
+    if transfer_syntax == ImplicitVRLittleEndian:
+        length = int.from_bytes(head[4:8], "little")
+        bits = int(ds.get("BitsAllocated", 16) or 16)
+        vr = {0x7FE00008: "OF", 0x7FE00009: "OD"}.get(tag, "OW" if bits > 8 else "OB")
+        return PixelElement(tag, vr, start + 8, length)
+    vr = head[4:6].decode("ascii", "replace")
+    if len(head) < 12:
+        return None
+    length = int.from_bytes(head[8:12], order)
+    return PixelElement(tag, vr, start + 12, length)
+
+
+def read_stored_header(path: Path) -> StoredHeader:
+    """The header of a stored PS3.10 file and where its pixel data is."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with path.open("rb") as fp:
+            ds = dcmread(fp, stop_before_pixels=True)
+            transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
+            if transfer_syntax == DeflatedExplicitVRLittleEndian:
+                fp.seek(0)
+                full = dcmread(fp)
+                pixel = next((full[t] for t in _PIXEL_TAGS if t in full), None)
+                return StoredHeader(ds, transfer_syntax, None,
+                                    _first_vr(pixel.VR) if pixel is not None else None)
+            return StoredHeader(ds, transfer_syntax, _pixel_at(fp, transfer_syntax, ds))
+
+
+def instance_metadata(path: Path) -> bytes:
+    """The DICOM JSON of a stored instance, bulk data URIs as markers (see :func:`with_base`)."""
+    header = read_stored_header(path)
+    out = dataset_json(header.dataset, "", marker_bulk)
+    pixel_vr = header.pixel.vr if header.pixel else header.deflated_pixel_vr
+    if pixel_vr is not None:
+        tag = header.pixel.tag if header.pixel else 0x7FE00010
+        out[f"{tag:08X}"] = {"vr": pixel_vr, "BulkDataURI": marker_bulk(f"{tag:08X}")}
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class MetadataCache:
+    """Instance metadata by content hash: an LRU in memory over files in ``directory``."""
+
+    def __init__(self, directory: Path | None, max_bytes: int = 128 * 2**20) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self._memory: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def _file(self, sha256: str) -> Path | None:
+        if self.directory is None:
+            return None
+        return self.directory / sha256[:2] / f"{sha256}.json"
+
+    def cached(self, sha256: str) -> bytes | None:
+        with self._lock:
+            hit = self._memory.get(sha256)
+            if hit is not None:
+                self._memory.move_to_end(sha256)
+                return hit
+        file = self._file(sha256)
+        if file is not None:
+            try:
+                data = file.read_bytes()
+            except OSError:
+                return None
+            self._remember(sha256, data)
+            return data
+        return None
+
+    def _remember(self, sha256: str, data: bytes) -> None:
+        with self._lock:
+            if sha256 in self._memory:
+                return
+            self._memory[sha256] = data
+            self._size += len(data)
+            while self._size > self.max_bytes and self._memory:
+                _, old = self._memory.popitem(last=False)
+                self._size -= len(old)
+
+    def get(self, sha256: str, path: Path) -> bytes:
+        """The metadata of the file ``path`` whose content hash is ``sha256``."""
+        hit = self.cached(sha256)
+        if hit is not None:
+            return hit
+        data = instance_metadata(path)
+        self._remember(sha256, data)
+        file = self._file(sha256)
+        if file is not None:  # a cache: written without fsync, replaced atomically
+            try:
+                file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = file.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+                tmp.write_bytes(data)
+                os.replace(tmp, file)
+            except OSError:
+                pass
+        return data
+
+
+def join_array(items: Iterable[bytes]) -> bytes:
+    """A JSON array of already-encoded objects."""
+    return b"[" + b",".join(items) + b"]"
+
+
+def index_value_json(vr: str, value: Any) -> dict[str, Any]:
+    """An attribute from a value kept in the index (text in DICOM's backslash form, or int)."""
+    out: dict[str, Any] = {"vr": vr}
+    if value is None or value == "":
+        return out
+    if isinstance(value, str) and vr not in ("LT", "ST", "UT", "UR"):
+        values = _values(vr, value.split("\\"))
+    else:
+        values = _values(vr, value)
+    if any(v is not None for v in values):
+        out["Value"] = values
+    return out

@@ -1,0 +1,191 @@
+"""multipart/related (RFC 2387) as DICOMweb uses it (PS3.18 8.6.1.2): parsing request bodies
+(STOW-RS) and framing responses (WADO-RS), plus the media-type and Accept header parsing both
+need.
+
+A body is ``[preamble] --B CRLF headers CRLF CRLF content CRLF --B ... CRLF --B-- [epilogue]``.
+Parsing works on the whole body in memory (STOW bodies are read before ingest anyway) with
+``bytes.find``, so a part's content is a memoryview, never a copy. Anything malformed raises
+:class:`MultipartError`, which the routes answer with 400.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+
+class MultipartError(ValueError):
+    """The body or a header is not valid multipart/related."""
+
+
+@dataclass(frozen=True)
+class MediaType:
+    """``type/subtype; name=value...`` with lower-cased names; values unquoted."""
+
+    type: str
+    params: dict[str, str] = field(default_factory=dict)
+    q: float = 1.0
+
+    def param(self, name: str, default: str = "") -> str:
+        return self.params.get(name, default)
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.type in ("*/*", "")
+
+
+def _split_params(text: str) -> list[str]:
+    """Split on ``;`` outside double quotes."""
+    out: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        if ch == ";" and not quoted:
+            out.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    if quoted:
+        raise MultipartError(f"unbalanced quotes in media type {text!r}")
+    out.append("".join(current))
+    return out
+
+
+def parse_media_type(text: str) -> MediaType:
+    pieces = _split_params(text)
+    mtype = pieces[0].strip().lower()
+    if mtype and ("/" not in mtype or " " in mtype):
+        raise MultipartError(f"malformed media type {pieces[0].strip()!r}")
+    params: dict[str, str] = {}
+    q = 1.0
+    for piece in pieces[1:]:
+        if not piece.strip():
+            continue
+        name, sep, value = piece.partition("=")
+        if not sep:
+            raise MultipartError(f"malformed media type parameter {piece.strip()!r}")
+        name = name.strip().lower()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        if name == "q":
+            try:
+                q = float(value)
+            except ValueError as exc:
+                raise MultipartError(f"malformed quality value {value!r}") from exc
+            continue
+        params[name] = value
+    return MediaType(mtype, params, q)
+
+
+def _split_list(text: str) -> list[str]:
+    """Split an Accept header on commas outside quotes."""
+    out: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            out.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    out.append("".join(current))
+    return [item for item in (o.strip() for o in out) if item]
+
+
+def parse_accept(header: str | None) -> list[MediaType]:
+    """The media ranges of an Accept header, best first (stable for equal q). Empty or absent
+    header: ``*/*``."""
+    if not header or not header.strip():
+        return [MediaType("*/*")]
+    ranges = [parse_media_type(item) for item in _split_list(header)]
+    ranges = [r for r in ranges if r.q > 0]
+    return sorted(ranges, key=lambda r: -r.q)
+
+
+@dataclass(frozen=True)
+class Part:
+    headers: dict[str, str]  # lower-cased names
+    content: memoryview
+
+    @property
+    def content_type(self) -> MediaType:
+        return parse_media_type(self.headers.get("content-type", ""))
+
+
+def _headers(block: bytes) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in block.split(b"\r\n"):
+        if not line:
+            continue
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise MultipartError(f"malformed part header line {line[:80]!r}")
+        headers[name.decode("latin-1").strip().lower()] = value.decode("latin-1").strip()
+    return headers
+
+
+def parse_multipart(body: bytes, boundary: str) -> list[Part]:
+    """Split a multipart body into its parts; raise :class:`MultipartError` if malformed."""
+    if not boundary or len(boundary) > 200:
+        raise MultipartError("multipart body without a usable boundary parameter")
+    marker = b"--" + boundary.encode("latin-1")
+    view = memoryview(body)
+    # the first delimiter may start the body or follow a preamble ending in CRLF
+    if body.startswith(marker):
+        pos = len(marker)
+    else:
+        first = body.find(b"\r\n" + marker)
+        if first < 0:
+            raise MultipartError("the boundary of the Content-Type never occurs in the body")
+        pos = first + 2 + len(marker)
+    delimiter = b"\r\n" + marker
+    parts: list[Part] = []
+    while True:
+        if body.startswith(b"--", pos):
+            break  # close delimiter
+        # transport padding, then CRLF
+        line_end = body.find(b"\r\n", pos)
+        if line_end < 0 or body[pos:line_end].strip(b" \t"):
+            raise MultipartError("malformed boundary line")
+        start = line_end + 2
+        end = body.find(delimiter, start)
+        if end < 0:
+            raise MultipartError("multipart body is truncated (no closing boundary)")
+        header_end = body.find(b"\r\n\r\n", start, end)
+        if body.startswith(b"\r\n", start):  # no headers at all
+            headers: dict[str, str] = {}
+            content_start = start + 2
+        elif header_end < 0:
+            raise MultipartError("part headers are not terminated by an empty line")
+        else:
+            headers = _headers(body[start:header_end])
+            content_start = header_end + 4
+        parts.append(Part(headers, view[content_start:end]))
+        pos = end + len(delimiter)
+    return parts
+
+
+def new_boundary() -> str:
+    return f"consilium-{secrets.token_hex(12)}"
+
+
+def part_head(boundary: str, content_type: str, extra: dict[str, str] | None = None,
+              first: bool = False) -> bytes:
+    """The delimiter and headers that precede a part's content."""
+    lines = [("" if first else "\r\n") + f"--{boundary}", f"Content-Type: {content_type}"]
+    lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def closing(boundary: str) -> bytes:
+    return f"\r\n--{boundary}--\r\n".encode("latin-1")
+
+
+def related_type(boundary: str, root_type: str) -> str:
+    """The Content-Type of a multipart/related response whose parts are ``root_type``."""
+    return f'multipart/related; type="{root_type}"; boundary={boundary}'

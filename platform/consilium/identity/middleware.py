@@ -1,0 +1,120 @@
+"""Authentication for every HTTP request and websocket: a bearer token (API clients) or the
+session cookie (browsers) becomes the :class:`Principal` in the ASGI scope; cookie-authenticated
+writes must carry the session's CSRF token. Routes then ask the policy; nothing here grants
+access to data by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from consilium.audit import Actor, AuditAction, AuditOutcome, AuditTrail
+from consilium.identity.policy import Principal
+from consilium.identity.tokens import ProviderDirectory, TokenError
+from consilium.identity.users import (
+    LoginRefused,
+    map_claims,
+    principal_of,
+    principal_of_claims,
+    session_of,
+)
+from consilium.identity.web import PRINCIPAL_SCOPE_KEY
+from consilium.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "consilium_session"
+CSRF_HEADER = "x-csrf-token"
+SESSION_SCOPE_KEY = "consilium.session"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CSRF_EXEMPT_PREFIXES = ("/auth/callback/", "/dev-idp/")
+
+
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""
+
+
+class AuthenticationMiddleware:
+    def __init__(
+        self, app: ASGIApp, settings: Settings, engine: Any, directory: ProviderDirectory,
+        audit: AuditTrail,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.engine = engine
+        self.directory = directory
+        self.audit = audit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        authorization = headers.get("authorization", "")
+        if authorization.lower().startswith("bearer "):
+            principal = await self.bearer_principal(authorization[7:].strip(), scope)
+            if principal is None:
+                await self._reject(scope, receive, send, 401, "invalid_token",
+                                   'Bearer error="invalid_token"')
+                return
+            scope[PRINCIPAL_SCOPE_KEY] = principal
+            await self.app(scope, receive, send)
+            return
+        token = HTTPConnection(scope).cookies.get(SESSION_COOKIE)
+        found = session_of(self.engine, token) if token else None
+        if found is not None:
+            web_session, user = found
+            scope[PRINCIPAL_SCOPE_KEY] = principal_of(user)
+            scope[SESSION_SCOPE_KEY] = web_session
+            if (scope["type"] == "http" and scope["method"] in UNSAFE_METHODS
+                    and not scope["path"].startswith(CSRF_EXEMPT_PREFIXES)
+                    and not self._csrf_ok(headers, web_session.csrf_token)):
+                await self._reject(scope, receive, send, 403, "csrf", None)
+                return
+        await self.app(scope, receive, send)
+
+    def _csrf_ok(self, headers: Headers, expected: str) -> bool:
+        import secrets
+
+        supplied = headers.get(CSRF_HEADER, "")
+        if supplied and secrets.compare_digest(supplied, expected):
+            origin = headers.get("origin")
+            return origin is None or origin == self.settings.effective_public_url
+        return False
+
+    async def bearer_principal(self, token: str, scope: Scope) -> Principal | None:
+        try:
+            provider, claims = await self.directory.validate_bearer(token)
+            mapped = map_claims(self.settings, provider, claims)
+        except (TokenError, LoginRefused, KeyError) as exc:
+            log.warning("bearer token refused from %s: %s", client_address(scope), exc)
+            self.audit.record(
+                Actor("unknown", source=client_address(scope), channel="api"),
+                AuditAction.LOGIN_FAILED, AuditOutcome.FAILURE,
+                detail={"reason": str(exc)[:300], "method": "bearer"},
+            )
+            return None
+        except Exception as exc:  # provider unreachable: refuse, never let it through
+            log.error("bearer token check failed: %s", exc)
+            return None
+        return principal_of_claims(provider, mapped)
+
+    async def _reject(
+        self, scope: Scope, receive: Receive, send: Send, status: int, error: str,
+        challenge: str | None,
+    ) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 4401 if status == 401 else 4403})
+            return
+        response = JSONResponse(
+            {"error": error}, status_code=status,
+            headers={"WWW-Authenticate": challenge} if challenge else None,
+        )
+        await response(scope, receive, send)

@@ -1,0 +1,224 @@
+"""Browser login through OpenID Connect (authorization code + PKCE, state, nonce), logout,
+and ``/api/me``. Thin adapters over :mod:`consilium.identity.users` and the token checks."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from consilium.audit import Actor, AuditAction, AuditOutcome, AuditTrail
+from consilium.identity.middleware import SESSION_COOKIE, SESSION_SCOPE_KEY, client_address
+from consilium.identity.tokens import ProviderDirectory, TokenError
+from consilium.identity.users import (
+    LoginRefused,
+    consume_login,
+    create_session,
+    end_session,
+    map_claims,
+    start_login,
+    upsert_user,
+)
+from consilium.identity.web import current_principal
+from consilium.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RateLimiter:
+    """At most ``limit`` events per ``window`` seconds per key (a client address).
+
+    In-process: with several web processes each applies the limit on its own."""
+
+    limit: int
+    window: float = 60.0
+    events: dict[str, deque[float]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        with self.lock:
+            queue = self.events.setdefault(key, deque())
+            while queue and now - queue[0] > self.window:
+                queue.popleft()
+            if len(queue) >= self.limit:
+                return False
+            queue.append(now)
+            return True
+
+
+def _safe_return_to(value: str | None) -> str:
+    """Only same-site paths: an open redirect after login would be a phishing tool."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
+
+
+def _s256(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def identity_routes(
+    settings: Settings, engine: Any, directory: ProviderDirectory, audit: AuditTrail
+) -> list[Route]:
+    limiter = RateLimiter(settings.identity_login_attempts_per_minute)
+    base = settings.effective_public_url
+
+    def actor_of(request: Request, subject: str = "unknown", name: str = "",
+                 institution: str = "") -> Actor:
+        return Actor(subject, name, institution, client_address(request.scope), "web")
+
+    def failure_page(message: str, status: int = 401) -> HTMLResponse:
+        return HTMLResponse(
+            "<!doctype html><meta charset=utf-8><title>Login failed</title>"
+            f"<h1>Login failed</h1><p role=alert>{escape(message)}</p>"
+            '<p><a href="/auth/login">Try again</a></p>', status_code=status)
+
+    async def login_page(request: Request) -> HTMLResponse:
+        return_to = _safe_return_to(request.query_params.get("return_to"))
+        items = "".join(
+            f'<li><a class="provider" href="/auth/login/{escape(p.id)}?'
+            f'{urlencode({"return_to": return_to})}">{escape(p.name)}</a></li>'
+            for p in settings.effective_identity_providers
+        ) or "<li>No identity provider is configured.</li>"
+        return HTMLResponse(
+            "<!doctype html><meta charset=utf-8><title>Log in to Consilium</title>"
+            "<h1>Log in to Consilium</h1><p>Choose your institution's login:</p>"
+            f"<ul>{items}</ul>")
+
+    async def login_start(request: Request) -> Response:
+        provider = settings.provider(request.path_params["provider"])
+        if provider is None:
+            return failure_page("Unknown identity provider.", 404)
+        if not limiter.allow(client_address(request.scope)):
+            audit.record(actor_of(request), AuditAction.LOGIN_FAILED, AuditOutcome.DENIED,
+                         detail={"reason": "rate limited", "provider": provider.id})
+            return failure_page("Too many login attempts; wait a minute.", 429)
+        try:
+            metadata = await directory.metadata(provider.id)
+        except Exception as exc:
+            log.error("discovery of %s failed: %s", provider.id, exc)
+            return failure_page("The identity provider cannot be reached.", 502)
+        attempt = start_login(engine, provider.id,
+                              _safe_return_to(request.query_params.get("return_to")))
+        params = {
+            "response_type": "code", "client_id": provider.client_id,
+            "redirect_uri": f"{base}/auth/callback/{provider.id}", "scope": provider.scopes,
+            "state": attempt.state, "nonce": attempt.nonce,
+            "code_challenge": _s256(attempt.code_verifier), "code_challenge_method": "S256",
+        }
+        return RedirectResponse(f"{metadata['authorization_endpoint']}?{urlencode(params)}", 303)
+
+    async def callback(request: Request) -> Response:
+        provider = settings.provider(request.path_params["provider"])
+        if provider is None:
+            return failure_page("Unknown identity provider.", 404)
+        params = request.query_params
+        attempt = consume_login(engine, provider.id, params.get("state", ""))
+        if attempt is None or "code" not in params:
+            reason = params.get("error_description") or params.get("error") or "invalid state"
+            audit.record(actor_of(request), AuditAction.LOGIN_FAILED, AuditOutcome.FAILURE,
+                         detail={"reason": reason[:200], "provider": provider.id})
+            return failure_page(f"The login could not be completed ({reason}).")
+        try:
+            metadata = await directory.metadata(provider.id)
+            form = {
+                "grant_type": "authorization_code", "code": params["code"],
+                "redirect_uri": f"{base}/auth/callback/{provider.id}",
+                "client_id": provider.client_id, "code_verifier": attempt.code_verifier,
+            }
+            secret = settings.client_secret(provider)
+            if secret:
+                form["client_secret"] = secret
+            response = await directory.http.post(metadata["token_endpoint"], data=form,
+                                                  headers={"Accept": "application/json"})
+            if response.status_code != 200:
+                raise TokenError(f"token endpoint answered {response.status_code}: "
+                                 f"{response.text[:200]}")
+            id_token = str(response.json().get("id_token", ""))
+            claims = await directory.validate(provider.id, id_token, provider.client_id,
+                                              nonce=attempt.nonce)
+            mapped = map_claims(settings, provider, claims)
+        except (TokenError, LoginRefused, ValueError, KeyError) as exc:
+            log.warning("login via %s failed: %s", provider.id, exc)
+            audit.record(actor_of(request), AuditAction.LOGIN_FAILED, AuditOutcome.FAILURE,
+                         detail={"reason": str(exc)[:300], "provider": provider.id})
+            message = str(exc) if isinstance(exc, LoginRefused) else "invalid tokens"
+            return failure_page(f"The login was refused: {message}.")
+        user = upsert_user(engine, provider.id, mapped)
+        cookie, _ = create_session(engine, user, provider.id, id_token,
+                                   client_address(request.scope), settings.identity_session_hours)
+        audit.record(
+            actor_of(request, f"{provider.id}:{mapped.subject}", mapped.display_name,
+                     mapped.institution_id),
+            AuditAction.LOGIN, detail={"provider": provider.id,
+                                       "roles": sorted(r.value for r in mapped.roles)})
+        redirect = RedirectResponse(attempt.return_to, 303)
+        redirect.set_cookie(
+            SESSION_COOKIE, cookie, max_age=int(settings.identity_session_hours * 3600),
+            httponly=True, samesite="lax", secure=settings.cookies_secure, path="/")
+        return redirect
+
+    async def logout(request: Request) -> Response:
+        principal = current_principal(request)
+        web_session = request.scope.get(SESSION_SCOPE_KEY)
+        target = "/"
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            ended = end_session(engine, token)
+            if ended is not None:
+                audit.record(actor_of(request, principal.subject, principal.display_name,
+                                      principal.institution_id or ""), AuditAction.LOGOUT)
+                provider = settings.provider(ended.provider_id)
+                if provider is not None and web_session is not None:
+                    try:
+                        metadata = await directory.metadata(provider.id)
+                    except Exception:
+                        metadata = {}
+                    if metadata.get("end_session_endpoint"):
+                        target = metadata["end_session_endpoint"] + "?" + urlencode({
+                            "id_token_hint": ended.id_token, "client_id": provider.client_id,
+                            "post_logout_redirect_uri": f"{base}/"})
+        response: Response
+        if "application/json" in request.headers.get("accept", ""):
+            response = JSONResponse({"next": target})
+        else:
+            response = RedirectResponse(target, 303)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
+                               secure=settings.cookies_secure)
+        return response
+
+    async def me(request: Request) -> JSONResponse:
+        principal = current_principal(request)
+        if not principal.authenticated:
+            return JSONResponse({"error": "not authenticated"}, 401)
+        web_session = request.scope.get(SESSION_SCOPE_KEY)
+        institution = settings.institution(principal.institution_id or "")
+        return JSONResponse({
+            "subject": principal.subject, "name": principal.display_name,
+            "institution": principal.institution_id,
+            "institution_name": institution.name if institution else "",
+            "roles": sorted(principal.roles), "specialty": principal.specialty,
+            "csrf_token": web_session.csrf_token if web_session is not None else None,
+        })
+
+    return [
+        Route("/auth/login", login_page),
+        Route("/auth/login/{provider}", login_start),
+        Route("/auth/callback/{provider}", callback),
+        Route("/auth/logout", logout, methods=["POST"]),
+        Route("/api/me", me),
+    ]

@@ -1,0 +1,58 @@
+"""The Socket.IO endpoint (``/socket.io``). Connections authenticate like HTTP requests: the
+session cookie or a bearer token (in the ``Authorization`` header, or ``auth: {token}`` for
+browsers' socket.io-client), checked by the same middleware and token code. Anonymous
+connections are refused. Live consilium events arrive with the live issue."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import socketio
+
+from consilium.identity.policy import Principal
+from consilium.identity.tokens import ProviderDirectory, TokenError
+from consilium.identity.users import LoginRefused, map_claims, principal_of_claims
+from consilium.identity.web import PRINCIPAL_SCOPE_KEY
+from consilium.service import Runtime
+
+log = logging.getLogger(__name__)
+
+EVT_WHOAMI = "whoami"
+
+
+def create_socket_app(other_app: Any, directory: ProviderDirectory, runtime: Runtime) -> Any:
+    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=[
+        runtime.settings.effective_public_url])
+
+    async def principal_for(environ: dict[str, Any], auth: Any) -> Principal | None:
+        scope = environ.get("asgi.scope", {})
+        principal = scope.get(PRINCIPAL_SCOPE_KEY)
+        if isinstance(principal, Principal) and principal.authenticated:
+            return principal
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if isinstance(token, str) and token:
+            try:
+                provider, claims = await directory.validate_bearer(token)
+                return principal_of_claims(provider, map_claims(runtime.settings, provider,
+                                                                claims))
+            except (TokenError, LoginRefused) as exc:
+                log.warning("socket token refused: %s", exc)
+        return None
+
+    @sio.event  # type: ignore[untyped-decorator]
+    async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        principal = await principal_for(environ, auth)
+        if principal is None:
+            raise socketio.exceptions.ConnectionRefusedError("authentication required")
+        await sio.save_session(sid, {"principal": principal})
+        return True
+
+    @sio.on(EVT_WHOAMI)  # type: ignore[untyped-decorator]
+    async def whoami(sid: str, _data: Any = None) -> dict[str, Any]:
+        session = await sio.get_session(sid)
+        principal: Principal = session["principal"]
+        return {"subject": principal.subject, "institution": principal.institution_id,
+                "roles": sorted(principal.roles)}
+
+    return socketio.ASGIApp(sio, other_asgi_app=other_app, socketio_path="socket.io")
