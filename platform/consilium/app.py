@@ -103,7 +103,9 @@ def create_app(runtime: Runtime) -> Any:
             return datetime.fromisoformat(q[name]) if q.get(name) else None
 
         return AuditFilter(
-            institution_id=principal.institution_id or "", patient_id=q.get("patient_id", ""),
+            institution_id=principal.institution_id or "",
+            include_unattributed=principal.has_role("admin"),
+            patient_id=q.get("patient_id", ""),
             study_uid=q.get("study_uid", ""), actor=q.get("actor", ""),
             action=q.get("action", ""), since=when("since"), until=when("until"),
             limit=min(int(q.get("limit", "500")), 5000), offset=int(q.get("offset", "0")),

@@ -1,7 +1,8 @@
 """Searching the audit trail: "who opened this patient's images, when, from where".
 
 Heads and admins see the events of their institution: what its people did, and what anyone
-did with its patients' studies (a consultant of another hospital opening them, say).
+did with its patients' studies (a consultant of another hospital opening them, say). Admins
+also see events nobody could be attributed to (failed logins, refused tokens).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ COLUMNS = ("at", "action", "outcome", "actor", "actor_name", "actor_institution"
 @dataclass(frozen=True)
 class AuditFilter:
     institution_id: str  # whose view of the trail
+    include_unattributed: bool = False  # admins: failed logins of unknown people, etc.
     patient_id: str = ""
     study_uid: str = ""
     actor: str = ""
@@ -39,13 +41,14 @@ def search_audit(engine: Engine, flt: AuditFilter) -> list[dict[str, Any]]:
     own_studies = select(studies.c.study_uid).where(studies.c.institution_id == flt.institution_id)
     own_patients = select(patients.c.patient_id).where(
         patients.c.institution_id == flt.institution_id)
-    stmt = select(*[table.c[c] for c in COLUMNS]).where(
-        or_(
-            table.c.actor_institution == flt.institution_id,
-            table.c.study_uid.in_(own_studies),
-            table.c.patient_id.in_(own_patients),
-        )
-    )
+    scope = [
+        table.c.actor_institution == flt.institution_id,
+        table.c.study_uid.in_(own_studies),
+        table.c.patient_id.in_(own_patients),
+    ]
+    if flt.include_unattributed:
+        scope.append(table.c.actor_institution == "")
+    stmt = select(*[table.c[c] for c in COLUMNS]).where(or_(*scope))
     if flt.patient_id:
         stmt = stmt.where(table.c.patient_id == flt.patient_id)
     if flt.study_uid:
