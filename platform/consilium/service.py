@@ -60,7 +60,7 @@ def _dicom_worker(settings: Settings) -> None:
     from consilium.archive.scp import DicomServer
 
     runtime = open_runtime(settings, run_migrations=False)
-    server = DicomServer(settings, runtime.store, reuse_port=True)
+    server = DicomServer(settings, runtime.store, runtime.audit, reuse_port=True)
     server.start()
     stop = multiprocessing.Event()
 
@@ -88,7 +88,7 @@ class DicomService:
         if settings.dicom_workers == 1:
             from consilium.archive.scp import DicomServer
 
-            server = DicomServer(settings, self.runtime.store)
+            server = DicomServer(settings, self.runtime.store, self.runtime.audit)
             server.start()
             self.server = server
             return

@@ -37,7 +37,7 @@ from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 from pynetdicom.transport import RequestHandler
 
 from consilium.archive.dicomfile import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from consilium.archive.ingest import IngestSource, ingest_dataset
+from consilium.archive.ingest import IngestSource, Outcome, ingest_dataset
 from consilium.archive.sop import STORAGE_SOP_CLASSES, VERIFICATION
 from consilium.identity.policy import resolve_dicom_caller, store_owner
 
@@ -121,6 +121,7 @@ class LeanStoreAssociation:
         self.peer_max_pdu = 16384
         self.calling_ae = ""
         self.stored = 0
+        self.studies: dict[str, tuple[str, int]] = {}  # for the audit trail
 
     # -- association establishment -------------------------------------------------------
 
@@ -276,6 +277,9 @@ class LeanStoreAssociation:
             code, comment = 0x0110, "processing failure"
         if code == 0:
             self.stored += 1
+            if result.outcome is Outcome.STORED:
+                patient, count = self.studies.get(result.study_uid, (result.patient_id, 0))
+                self.studies[result.study_uid] = (patient, count + 1)
         self._respond(message, encode_response(
             C_STORE_RSP, message["message_id"], message["sop_class"], code,
             message["sop_instance"], comment))
@@ -331,6 +335,9 @@ def make_request_handler(dicom: DicomServer) -> type[RequestHandler]:
                 if association.stored:
                     log.info("association from %s: %d instances stored",
                              association.calling_ae, association.stored)
+                if association.studies:
+                    dicom.record_stores(association.caller, self.client_address[0],
+                                        association.studies)
                 with contextlib.suppress(OSError):
                     sock.close()
 

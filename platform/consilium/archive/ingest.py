@@ -77,6 +77,7 @@ class IngestResult:
     study_uid: str = ""
     refusal: Refusal | None = None
     reason: str = ""
+    patient_id: str = ""
 
     @property
     def ok(self) -> bool:
@@ -122,6 +123,7 @@ def _refused(refusal: Refusal, reason: str, header: InstanceHeader | None = None
         study_uid=header.study_uid if header else "",
         refusal=refusal,
         reason=reason,
+        patient_id=header.patient_id if header else "",
     )
 
 
@@ -241,7 +243,8 @@ def _duplicate_verdict(
     """None means: go on and store this as the new version."""
     if existing[0] == sha256:
         return IngestResult(
-            Outcome.DUPLICATE, header.sop_instance_uid, header.sop_class_uid, header.study_uid
+            Outcome.DUPLICATE, header.sop_instance_uid, header.sop_class_uid, header.study_uid,
+            patient_id=header.patient_id,
         )
     if store.duplicate_policy is DuplicatePolicy.REJECT:
         log.warning(
@@ -443,7 +446,8 @@ def _index_in(
     store.remember(("study", header.study_uid), study_pk)
     store.remember(("series", header.series_uid), series_pk)
     return IngestResult(
-        Outcome.STORED, header.sop_instance_uid, header.sop_class_uid, header.study_uid
+        Outcome.STORED, header.sop_instance_uid, header.sop_class_uid, header.study_uid,
+        patient_id=header.patient_id,
     )
 
 

@@ -306,18 +306,20 @@ def _identifier(engine: Engine, query: Query, values: dict[str, Any], patient_pk
 
 def instance_files(
     engine: Engine, query: Query, institutions: Sequence[str] | None = None
-) -> list[tuple[str, str, str, str]]:
-    """(sop class, sop instance, transfer syntax, relative path) of every matching instance;
-    used by C-MOVE and C-GET, whose identifiers carry unique keys at or above the level."""
+) -> list[tuple[str, str, str, str, str]]:
+    """(sop class, sop instance, transfer syntax, relative path, study uid) of every matching
+    instance; used by C-MOVE and C-GET, whose identifiers carry unique keys at or above the
+    level."""
     image_query = Query(Level.IMAGE, query.keys, [])
     stmt = _statement(image_query, institutions).with_only_columns(
         instances.c.sop_class_uid,
         instances.c.sop_uid,
         instances.c.transfer_syntax_uid,
         instances.c.path,
+        studies.c.study_uid,
     )
     with engine.connect() as conn:
-        return [(r[0], r[1], r[2], r[3]) for r in conn.execute(stmt).all()]
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in conn.execute(stmt).all()]
 
 
 # -- QIDO-RS and WADO-RS (PS3.18): paged searches and the files of a study, series or instance --
@@ -460,7 +462,7 @@ def stored_instances(
         instances.c.id,
     )
     with engine.connect() as conn:
-        return [StoredInstance(*row) for row in conn.execute(stmt).all()]
+        return [StoredInstance(*row) for row in conn.execute(stmt).all()]  # type: ignore[call-arg]
 
 
 def study_owner(engine: Engine, study_uid: str, series_uid: str | None = None) -> str | None:
@@ -473,3 +475,29 @@ def study_owner(engine: Engine, study_uid: str, series_uid: str | None = None) -
     with engine.connect() as conn:
         row = conn.execute(stmt.limit(1)).first()
     return str(row[0]) if row else None
+
+
+def first_files(engine: Engine, level: Level, uids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """UID -> (sha256, relative path) of an instance, of a series' or a study's first instance;
+    where QIDO-RS finds attributes the index does not hold."""
+    if not uids:
+        return {}
+    key = {
+        Level.STUDY: studies.c.study_uid,
+        Level.SERIES: series_table.c.series_uid,
+        Level.IMAGE: instances.c.sop_uid,
+    }[level]
+    joined = (
+        select(key, func.min(instances.c.id).label("first"))
+        .select_from(instances)
+        .join(series_table, series_table.c.id == instances.c.series_pk)
+        .join(studies, studies.c.id == series_table.c.study_pk)
+        .where(key.in_(list(uids)))
+        .group_by(key)
+        .subquery()
+    )
+    stmt = select(joined.c[0], instances.c.sha256, instances.c.path).join(
+        instances, instances.c.id == joined.c.first
+    )
+    with engine.connect() as conn:
+        return {str(r[0]): (str(r[1]), str(r[2])) for r in conn.execute(stmt).all()}

@@ -22,9 +22,11 @@ from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
+from sqlalchemy import select
 
 from consilium.archive import query as q
 from consilium.archive.ingest import ArchiveStore, IngestSource, Outcome, Refusal, ingest_dataset
+from consilium.archive.models import patients, studies
 from consilium.archive.sop import (
     ACCEPTED_TRANSFER_SYNTAXES,
     PATIENT_ROOT_FIND,
@@ -37,7 +39,9 @@ from consilium.archive.sop import (
     VERIFICATION,
     is_uncompressed,
 )
+from consilium.audit import Actor, AuditAction, AuditTrail
 from consilium.identity.policy import (
+    DicomCaller,
     dicom_visible_institutions,
     resolve_dicom_caller,
     store_owner,
@@ -69,12 +73,14 @@ class StoredInstance(Dataset):
     file's bytes as they are instead, so a retrieved instance is byte-identical to the stored one.
     """
 
-    def __init__(self, sop_class: str, sop_instance: str, transfer_syntax: str, path: Path):
+    def __init__(self, sop_class: str, sop_instance: str, transfer_syntax: str, path: Path,
+                 study_uid: str = ""):
         super().__init__()
         self.SOPClassUID = UID(sop_class)
         self.SOPInstanceUID = UID(sop_instance)
         self.__dict__["stored_path"] = path
         self.__dict__["stored_transfer_syntax"] = transfer_syntax
+        self.__dict__["study_uid"] = study_uid
 
 
 _original_send_c_store = Association.send_c_store
@@ -105,12 +111,54 @@ _config.STORE_SEND_CHUNKED_DATASET = True  # only used for the path form above
 _config.LOG_HANDLER_LEVEL = "none"
 
 
+class StoreLedger:
+    """What each association stored, per study, so that the audit trail gets one ``store``
+    event per association and study instead of one per image."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[int, dict[str, tuple[str, int]]] = {}
+
+    def add(self, association: int, study_uid: str, patient_id: str) -> None:
+        with self._lock:
+            studies = self._open.setdefault(association, {})
+            _, count = studies.get(study_uid, (patient_id, 0))
+            studies[study_uid] = (patient_id, count + 1)
+
+    def take(self, association: int) -> dict[str, tuple[str, int]]:
+        with self._lock:
+            return self._open.pop(association, {})
+
+
+def dimse_actor(caller: DicomCaller, address: str) -> Actor:
+    return Actor(f"AE:{caller.ae_title}", caller.ae_title, caller.institution_id or "",
+                 address, "dimse")
+
+
+def study_patients(engine: Any, study_uids: list[str]) -> dict[str, str]:
+    """Patient ID of each study (for the audit trail)."""
+    if not study_uids:
+        return {}
+    stmt = (
+        select(studies.c.study_uid, patients.c.patient_id)
+        .join(patients, patients.c.id == studies.c.patient_pk)
+        .where(studies.c.study_uid.in_(study_uids))
+    )
+    with engine.connect() as conn:
+        return {row[0]: row[1] for row in conn.execute(stmt)}
+
+
 class DicomServer:
     """The archive's DIMSE listener; ``start`` binds, ``stop`` closes."""
 
-    def __init__(self, settings: Settings, store: ArchiveStore, reuse_port: bool = False):
+    def __init__(
+        self, settings: Settings, store: ArchiveStore, audit: AuditTrail | None = None,
+        reuse_port: bool = False,
+    ):
         self.settings = settings
         self.store = store
+        self.audit = audit
+        self.ledger = StoreLedger()
         self.reuse_port = reuse_port
         self.ae = self._make_ae()
         self.server: ThreadedAssociationServer | None = None
@@ -147,6 +195,7 @@ class DicomServer:
             (evt.EVT_C_FIND, self.on_find),
             (evt.EVT_C_MOVE, self.on_move),
             (evt.EVT_C_GET, self.on_get),
+            (evt.EVT_CONN_CLOSE, self.on_close),
         ]
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -197,6 +246,24 @@ class DicomServer:
     def on_echo(self, event: Any) -> int:
         return 0x0000
 
+    def _address(self, event: Any) -> str:
+        return str(event.assoc.requestor.address)
+
+    def record_stores(self, caller: DicomCaller, address: str,
+                      stored: dict[str, tuple[str, int]]) -> None:
+        """One audit event per study an association stored into."""
+        if self.audit is None:
+            return
+        for study_uid, (patient_id, count) in stored.items():
+            self.audit.record(dimse_actor(caller, address), AuditAction.STORE,
+                              study_uid=study_uid, patient_id=patient_id,
+                              detail={"instances": count})
+
+    def on_close(self, event: Any) -> None:
+        stored = self.ledger.take(id(event.assoc))
+        if stored:
+            self.record_stores(self._caller(event), self._address(event), stored)
+
     def on_store(self, event: Any) -> Dataset:
         caller = self._caller(event)
         request = event.request
@@ -208,6 +275,8 @@ class DicomServer:
             str(request.AffectedSOPInstanceUID),
             IngestSource(store_owner(caller), caller.ae_title, "dimse"),
         )
+        if result.outcome is Outcome.STORED:
+            self.ledger.add(id(event.assoc), result.study_uid, result.patient_id)
         return store_status(result.outcome, result.refusal, result.reason, caller.ae_title,
                             result.sop_instance_uid or str(request.AffectedSOPInstanceUID))
 
@@ -229,6 +298,16 @@ class DicomServer:
             count += 1
             yield 0xFF00, identifier
         log.info("C-FIND %s from %s: %d matches", query.level, caller.ae_title, count)
+        if self.audit is not None:
+            self.audit.record(
+                dimse_actor(caller, self._address(event)), AuditAction.QUERY,
+                patient_id=query.keys.get("PatientID", "") if "*" not in query.keys.get(
+                    "PatientID", "*") else "",
+                study_uid=query.keys.get("StudyInstanceUID", "") if "\\" not in query.keys.get(
+                    "StudyInstanceUID", "") else "",
+                detail={"level": query.level.value, "matches": count,
+                        "keys": {k: v for k, v in query.keys.items() if v}},
+            )
         yield 0x0000, None
 
     def _retrieve_set(self, event: Any, root: str) -> list[StoredInstance]:
@@ -241,8 +320,23 @@ class DicomServer:
         query = q.parse_identifier(event.identifier, root)
         rows = q.instance_files(self.store.engine, query, dicom_visible_institutions(caller))
         return [
-            StoredInstance(cls, uid, ts, self.store.path_of(path)) for cls, uid, ts, path in rows
+            StoredInstance(cls, uid, ts, self.store.path_of(path), study)
+            for cls, uid, ts, path, study in rows
         ]
+
+    def _audit_retrieve(self, event: Any, matches: list[StoredInstance], how: str,
+                        destination: str = "") -> None:
+        if self.audit is None:
+            return
+        uids = sorted({m.__dict__["study_uid"] for m in matches})
+        owners = study_patients(self.store.engine, uids)
+        caller = self._caller(event)
+        for uid in uids:
+            count = sum(1 for m in matches if m.__dict__["study_uid"] == uid)
+            self.audit.record(dimse_actor(caller, self._address(event)), AuditAction.RETRIEVE,
+                              study_uid=uid, patient_id=owners.get(uid, ""),
+                              detail={"service": how, "instances": count,
+                                      "destination": destination})
 
     def on_move(self, event: Any) -> Iterator[Any]:
         caller = self._caller(event)
@@ -258,6 +352,7 @@ class DicomServer:
                                                             "study"))
         yield node.host, node.port, {"contexts": proposed_contexts(matches)}
         yield len(matches)
+        self._audit_retrieve(event, matches, "C-MOVE", destination)
         log.info("C-MOVE from %s to %s: %d instances", caller.ae_title, destination, len(matches))
         for instance in matches:
             if event.is_cancelled:
@@ -270,6 +365,7 @@ class DicomServer:
         matches = self._retrieve_set(event, GET_MODELS.get(event.request.AffectedSOPClassUID,
                                                            "study"))
         yield len(matches)
+        self._audit_retrieve(event, matches, "C-GET")
         log.info("C-GET from %s: %d instances", caller.ae_title, len(matches))
         for instance in matches:
             if event.is_cancelled:
