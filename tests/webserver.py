@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -94,7 +93,3 @@ def csrf_of(client: httpx.Client) -> str:
     token = client.get("/api/me").json()["csrf_token"]
     assert isinstance(token, str) and token
     return token
-
-
-def hidden_fields(html: str) -> dict[str, str]:
-    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', html))

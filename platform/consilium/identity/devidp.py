@@ -269,10 +269,6 @@ async def _oauth2_request(request: Request) -> OAuth2Request:
 
 
 def _login_page(request: Request, error: str = "") -> HTMLResponse:
-    fields = "".join(
-        f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">'
-        for k, v in request.query_params.items()
-    )
     options = "".join(
         f"<tr><td><code>{escape(c.username)}</code></td><td>{escape(c.name)}</td>"
         f"<td>{escape(c.institution)}</td><td>{escape(', '.join(c.roles))}</td></tr>"
@@ -286,9 +282,10 @@ def _login_page(request: Request, error: str = "") -> HTMLResponse:
         "<h1>Consilium demo identity provider</h1>"
         "<p>For the embedded demo only. Every demo clinician's password is "
         f"<code>{DEMO_PASSWORD}</code>.</p>{notice}"
-        f'<form method="post">{fields}'
+        '<form method="post">'
         '<label>User name <input name="username" autocomplete="username" required></label> '
-        '<label>Password <input name="password" type="password" required></label> '
+        '<label>Password <input name="password" type="password" '
+        'autocomplete="current-password" required></label> '
         '<button type="submit">Sign in</button></form>'
         f"<table><tr><th>user</th><th>name</th><th>institution</th><th>roles</th></tr>{options}"
         "</table>",
