@@ -39,10 +39,11 @@ from consilium.archive.sop import (
     VERIFICATION,
     is_uncompressed,
 )
-from consilium.audit import Actor, AuditAction, AuditTrail
+from consilium.audit import Actor, AuditAction, AuditOutcome, AuditTrail
 from consilium.identity.policy import (
     DicomCaller,
     dicom_visible_institutions,
+    may_move_to,
     resolve_dicom_caller,
     store_owner,
 )
@@ -347,7 +348,18 @@ class DicomServer:
             log.warning("C-MOVE from %s: unknown destination %r", caller.ae_title, destination)
             yield None, None  # 0xA801 Move Destination unknown
             return
-        _, node = found
+        owner, node = found
+        if not may_move_to(caller, owner.id):
+            # sending a hospital's images to another hospital's node is a sharing decision
+            # (a consult case), never a side effect of a C-MOVE
+            log.warning("C-MOVE from %s refused: destination %s belongs to %s", caller.ae_title,
+                        destination, owner.id)
+            if self.audit is not None:
+                self.audit.record(dimse_actor(caller, self._address(event)), AuditAction.DENIED,
+                                  AuditOutcome.DENIED,
+                                  detail={"service": "C-MOVE", "destination": destination})
+            yield None, None  # 0xA801: not a destination for this caller
+            return
         matches = self._retrieve_set(event, MOVE_MODELS.get(event.request.AffectedSOPClassUID,
                                                             "study"))
         yield node.host, node.port, {"contexts": proposed_contexts(matches)}

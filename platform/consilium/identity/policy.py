@@ -48,6 +48,11 @@ def dicom_visible_institutions(caller: DicomCaller) -> list[str]:
     return [caller.institution_id] if caller.institution_id else []
 
 
+def may_move_to(caller: DicomCaller, destination_institution: str) -> bool:
+    """C-MOVE sends only to the caller's own institution's nodes."""
+    return caller.institution_id is not None and caller.institution_id == destination_institution
+
+
 # -- web callers -------------------------------------------------------------------------------
 
 CLINICAL_ROLE_NAMES = frozenset({"referring", "consultant", "head"})
