@@ -115,3 +115,102 @@ def dcmtk_available() -> None:
 
 def pydicom_data_dir() -> Path:
     return Path(str(resources.files("pydicom") / "data"))
+
+
+# -- helpers of the DIMSE end-to-end modules (roundtrip, find, bad input, crash safety) ---------
+
+# storescu's proposal option that sends a file in its own transfer syntax: that syntax in its own
+# presentation context (plus the uncompressed ones). getscu/movescu spell the preference "+x?".
+STORESCU_PROPOSAL: dict[str, str] = {
+    "1.2.840.10008.1.2.1": "-xe",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2": "-xi",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.2": "-xb",  # Explicit VR Big Endian
+    "1.2.840.10008.1.2.1.99": "-xd",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.4.50": "-xy",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.51": "-xx",  # JPEG Extended
+    "1.2.840.10008.1.2.4.70": "-xs",  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80": "-xt",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81": "-xu",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.90": "-xv",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91": "-xw",  # JPEG 2000
+    "1.2.840.10008.1.2.5": "-xr",  # RLE Lossless
+}
+
+
+def storescu_statuses(output: str) -> dict[str, int | None]:
+    """The C-STORE response status of every file a ``storescu -d`` run sent, by its path as
+    storescu printed it; None for a file whose request got no response."""
+    statuses: dict[str, int | None] = {}
+    current: str | None = None
+    for line in output.splitlines():
+        if line.startswith("I: Sending file: "):
+            current = line.removeprefix("I: Sending file: ").strip()
+            statuses[current] = None
+        elif current is not None and line.startswith("D: DIMSE Status"):
+            statuses[current] = int(line.split(":", 2)[2].strip()[2:6], 16)
+            current = None
+    return statuses
+
+
+def dcmtk_in(cwd: Path, tool: str, *args: str, timeout: float = 300
+             ) -> subprocess.CompletedProcess[str]:
+    """:func:`dcmtk` run in ``cwd`` (movescu's bit-preserving mode ignores ``-od``)."""
+    env = dict(os.environ, TCP_NODELAY="1")
+    return subprocess.run([str(DCMTK / tool), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=cwd, errors="replace")
+
+
+def institutions_env(ports: dict[str, int]) -> dict[str, str]:
+    """``extra_env`` for :class:`ConsiliumServer`: the institutions of config/consilium.toml
+    with the port of the named nodes replaced (e.g. ``{"MOVESCU": 40123}``)."""
+    import json
+    import tomllib
+
+    institutions = tomllib.loads(CONFIG.read_text())["institutions"]
+    for institution in institutions:
+        for node in institution["nodes"]:
+            if node["ae_title"] in ports:
+                node["port"] = ports[node["ae_title"]]
+    return {"CONSILIUM_INSTITUTIONS": json.dumps(institutions)}
+
+
+def send_raw(port: int, files: list[Path], calling_ae: str = "STORESCU",
+             with_find: bool = False, called_ae: str = "CONSILIUM"
+             ) -> list[tuple[int | None, str]]:
+    """C-STORE PS3.10 files with pynetdicom on one association, each file's bytes after its meta
+    sent as they are (``STORE_SEND_CHUNKED_DATASET``): dcmtk refuses to send files it cannot
+    parse, this does not. The request's SOP Class/Instance UIDs and the transfer syntax come
+    from the file meta. A storage-only association is served on the archive's lean path;
+    ``with_find`` also proposes Study Root FIND, which puts it on pynetdicom's path.
+    Returns (status or None when no response came, error comment) per file."""
+    from pynetdicom import AE, _config
+    from pynetdicom.dsutils import split_dataset
+
+    ae = AE(ae_title=calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    pairs: dict[tuple[str, str], None] = {}
+    for path in files:
+        meta, _offset = split_dataset(path)
+        pairs[(str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID))] = None
+    for sop_class, ts in pairs:
+        ae.add_requested_context(sop_class, [ts])
+    if with_find:
+        ae.add_requested_context("1.2.840.10008.5.1.4.1.2.2.1")
+    previous = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    try:
+        assoc = ae.associate("127.0.0.1", port, ae_title=called_ae)
+        if not assoc.is_established:
+            raise ConnectionError(f"association refused or aborted (port {port})")
+        results: list[tuple[int | None, str]] = []
+        try:
+            for message_id, path in enumerate(files, start=1):
+                rsp = assoc.send_c_store(path, msg_id=message_id)
+                status = int(rsp.Status) if "Status" in rsp else None
+                results.append((status, str(rsp.get("ErrorComment", ""))))
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        return results
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = previous

@@ -155,7 +155,12 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     settings = _settings_from(args)
     configure_logging(settings)
     runtime = open_runtime(settings)
-    report = fsck(runtime.store, verify_hashes=not args.quick, repair=args.repair)
+    def owner_of_ae(ae_title: str) -> str | None:
+        found = settings.node_by_ae(ae_title)
+        return found[0].id if found else None
+
+    report = fsck(runtime.store, verify_hashes=not args.quick, repair=args.repair,
+                  owner_of_ae=owner_of_ae)
     print(f"indexed {report.indexed}, files {report.files}, missing {len(report.missing_files)}, "
           f"corrupt {len(report.corrupt_files)}, orphan {len(report.orphan_files)}, "
           f"repaired {report.repaired}")

@@ -13,7 +13,7 @@ from types import FrameType
 from sqlalchemy import Engine
 
 from consilium.archive.ingest import ArchiveStore
-from consilium.archive.recovery import clear_temporaries
+from consilium.archive.recovery import resolve_pending_writes
 from consilium.audit import AuditTrail
 from consilium.db import make_engine, migrate
 from consilium.settings import Settings
@@ -51,6 +51,8 @@ def open_runtime(settings: Settings, run_migrations: bool = True) -> Runtime:
         fsync=settings.storage_fsync,
         duplicate_policy=settings.dicom_duplicate_policy,
     )
+    if run_migrations:  # a main process, before it writes anything
+        resolve_pending_writes(store)
     audit = AuditTrail(engine, settings.audit_syslog_host, settings.audit_syslog_port)
     return Runtime(settings, engine, store, audit)
 
@@ -84,7 +86,6 @@ class DicomService:
 
     def start(self) -> None:
         settings = self.runtime.settings
-        clear_temporaries(self.runtime.store)
         if settings.dicom_workers == 1:
             from consilium.archive.scp import DicomServer
 

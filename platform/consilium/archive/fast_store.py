@@ -293,10 +293,14 @@ class LeanStoreAssociation:
             self.sock.sendall(bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 0x02, reason]))
 
 
-def _is_storage_only(raw_rq: bytes) -> bool:
+def _decode_rq(raw_rq: bytes) -> A_ASSOCIATE:
     rq = A_ASSOCIATE_RQ()
     rq.decode(raw_rq)
-    primitive = rq.to_primitive()
+    primitive: A_ASSOCIATE = rq.to_primitive()
+    return primitive
+
+
+def _is_storage_only(primitive: A_ASSOCIATE) -> bool:
     contexts = primitive.presentation_context_definition_list
     if not contexts:
         return False
@@ -306,25 +310,54 @@ def _is_storage_only(raw_rq: bytes) -> bool:
     return all(str(cx.abstract_syntax) in _LEAN_SYNTAXES for cx in contexts)
 
 
+def _requested_order(primitive: A_ASSOCIATE) -> dict[str, list[str]]:
+    """Per abstract syntax, the transfer syntaxes in the order the requestor proposed them."""
+    order: dict[str, list[str]] = {}
+    for cx in primitive.presentation_context_definition_list:
+        wanted = order.setdefault(str(cx.abstract_syntax), [])
+        wanted.extend(str(ts) for ts in cx.transfer_syntax if str(ts) not in wanted)
+    return order
+
+
+def _reject_unknown_ae(sock: socket.socket, calling_ae: str, address: str) -> None:
+    log.warning("association refused: unknown calling AE %r from %s", calling_ae, address)
+    # A-ASSOCIATE-RJ: rejected-permanent, service-user, calling AE title not recognized
+    with contextlib.suppress(OSError):
+        sock.recv(1 << 20)  # consume the request so the peer reads our answer, not a reset
+        sock.sendall(bytes([0x03, 0, 0, 0, 0, 4, 0, 0x01, 0x01, 0x03]))
+
+
 def make_request_handler(dicom: DicomServer) -> type[RequestHandler]:
-    """A pynetdicom request handler that serves storage-only associations itself."""
+    """A pynetdicom request handler that peeks at every A-ASSOCIATE-RQ: it refuses unknown
+    calling AE titles (logged), serves storage-only associations on the lean path, and hands
+    the rest to pynetdicom with the transfer syntaxes ordered by the requestor's preference
+    (a C-GET requestor that proposes JPEG first gets JPEG data sent unchanged, not refused)."""
 
     class LeanStoreRequestHandler(RequestHandler):
+        requested_order: dict[str, list[str]]
+
         def handle(self) -> None:
             sock: socket.socket = self.request
+            address = str(self.client_address[0])
             try:
                 raw = _peek_pdu(sock, dicom.settings.dicom_network_timeout)
-                lean = raw is not None and _is_storage_only(raw)
+                primitive = _decode_rq(raw) if raw is not None else None
             except (OSError, ValueError, struct.error) as exc:
-                log.info("connection from %s dropped before association: %s",
-                         self.client_address[0], exc)
+                log.info("connection from %s dropped before association: %s", address, exc)
                 return
-            if not lean:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if primitive is not None:
+                calling_ae = str(primitive.calling_ae_title).strip()
+                caller = resolve_dicom_caller(dicom.settings, calling_ae)
+                if caller.institution_id is None and not dicom.settings.dicom_accept_unknown_ae:
+                    _reject_unknown_ae(sock, calling_ae, address)
+                    return
+            if primitive is None or not _is_storage_only(primitive):
+                self.requested_order = _requested_order(primitive) if primitive else {}
                 sock.settimeout(None)
                 super().handle()
                 return
             assert raw is not None
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             association = LeanStoreAssociation(dicom, sock, self.client_address)
             try:
                 if association.establish(raw):
@@ -336,9 +369,19 @@ def make_request_handler(dicom: DicomServer) -> type[RequestHandler]:
                     log.info("association from %s: %d instances stored",
                              association.calling_ae, association.stored)
                 if association.studies:
-                    dicom.record_stores(association.caller, self.client_address[0],
-                                        association.studies)
+                    dicom.record_stores(association.caller, address, association.studies)
                 with contextlib.suppress(OSError):
                     sock.close()
+
+        def _create_association(self) -> Any:
+            assoc = super()._create_association()
+            order = getattr(self, "requested_order", {})
+            for cx in assoc.acceptor.supported_contexts:
+                wanted = order.get(str(cx.abstract_syntax))
+                if wanted:
+                    ours = [str(ts) for ts in cx.transfer_syntax]
+                    cx.transfer_syntax = [t for t in wanted if t in ours] + [
+                        t for t in ours if t not in wanted]
+            return assoc
 
     return LeanStoreRequestHandler

@@ -223,10 +223,19 @@ def _store(
         return _refused(Refusal.OUT_OF_RESOURCES, f"storage failure: {exc.strerror}", header)
     try:
         with store._lock:
-            return _index(store, header, stored, transfer_syntax, source)
+            result = _index(store, header, stored, transfer_syntax, source)
     except OperationalError as exc:
         log.error("index failure for %s: %s", header.sop_instance_uid, exc)
+        storage.discard(store.storage_dir, stored)
         return _refused(Refusal.OUT_OF_RESOURCES, "index database unavailable", header)
+    except BaseException:
+        storage.discard(store.storage_dir, stored)
+        raise
+    if result.outcome is Outcome.REFUSED:
+        storage.discard(store.storage_dir, stored)
+    else:
+        storage.settle(stored)
+    return result
 
 
 def _existing(store: ArchiveStore, sop_uid: str) -> tuple[str, str] | None:
@@ -362,9 +371,7 @@ def _index(
         if existing is not None:
             verdict = _duplicate_verdict(store, header, existing, stored.sha256)
             if verdict is not None:
-                if existing[1] != stored.relative_path:
-                    store.path_of(stored.relative_path).unlink(missing_ok=True)
-                return verdict
+                return verdict  # the caller discards what this write created
         try:
             with store.engine.begin() as conn:
                 return _index_in(

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
 from consilium.archive import storage
+from consilium.archive.dicomfile import UnreadableDicom, split_part10
 from consilium.archive.ingest import ArchiveStore, IngestSource, Outcome, ingest_part10
 from consilium.archive.models import instances
 from consilium.identity.policy import UNASSIGNED_INSTITUTION
@@ -31,8 +33,15 @@ class FsckReport:
         return not (self.missing_files or self.corrupt_files or self.orphan_files)
 
 
-def fsck(store: ArchiveStore, verify_hashes: bool = True, repair: bool = False) -> FsckReport:
-    """Compare index and files; with ``repair``, index orphan files (never lose data)."""
+def fsck(
+    store: ArchiveStore,
+    verify_hashes: bool = True,
+    repair: bool = False,
+    owner_of_ae: Callable[[str], str | None] | None = None,
+) -> FsckReport:
+    """Compare index and files; with ``repair``, index orphan files (never lose data), owned by
+    the institution of the AE title recorded in their file meta where ``owner_of_ae`` knows it.
+    """
     report = FsckReport()
     with store.engine.connect() as conn:
         rows = conn.execute(select(instances.c.path, instances.c.sha256)).all()
@@ -40,7 +49,7 @@ def fsck(store: ArchiveStore, verify_hashes: bool = True, repair: bool = False) 
     report.indexed = len(indexed)
     on_disk: set[str] = set()
     if store.storage_dir.exists():
-        for path in store.storage_dir.glob("??/*/*.dcm"):
+        for path in store.storage_dir.glob("??/*/*.dcm"):  # .tmp/ is the write journal
             on_disk.add(path.relative_to(store.storage_dir).as_posix())
     report.files = len(on_disk)
     for relative, sha in indexed.items():
@@ -59,11 +68,15 @@ def fsck(store: ArchiveStore, verify_hashes: bool = True, repair: bool = False) 
         report.orphan_files.append(relative)
     if repair:
         for relative in list(report.orphan_files):
-            result = ingest_part10(
-                store,
-                store.path_of(relative).read_bytes(),
-                IngestSource(UNASSIGNED_INSTITUTION, "", "import"),
-            )
+            data = store.path_of(relative).read_bytes()
+            owner = UNASSIGNED_INSTITUTION
+            try:
+                source_ae = str(split_part10(data).meta.get("SourceApplicationEntityTitle", ""))
+            except UnreadableDicom:
+                source_ae = ""
+            if source_ae and owner_of_ae is not None:
+                owner = owner_of_ae(source_ae.strip()) or owner
+            result = ingest_part10(store, data, IngestSource(owner, source_ae, "import"))
             if result.outcome is Outcome.STORED:
                 report.repaired += 1
                 report.orphan_files.remove(relative)
@@ -71,7 +84,16 @@ def fsck(store: ArchiveStore, verify_hashes: bool = True, repair: bool = False) 
     return report
 
 
-def clear_temporaries(store: ArchiveStore) -> None:
-    removed = storage.remove_stale_temporaries(store.storage_dir)
-    if removed:
-        log.info("removed %d unfinished temporary files", removed)
+def resolve_pending_writes(store: ArchiveStore) -> None:
+    """Run at start, before any write: settle what a crashed process left in the journal."""
+
+    def indexed(relative: str) -> bool:
+        with store.engine.connect() as conn:
+            return conn.execute(
+                select(instances.c.id).where(instances.c.path == relative)
+            ).first() is not None
+
+    kept, removed = storage.resolve_pending(store.storage_dir, indexed)
+    if kept or removed:
+        log.warning("after a crash: %d pending writes were indexed, %d never were (removed)",
+                    kept, removed)

@@ -2,23 +2,38 @@
 
 A stored file's path is derived from the SHA-256 of its bytes (``<study>/<sha256>.dcm``), so a
 file is never rewritten in place: a new version of an instance is a new file, and two writers of
-the same SOP instance can never interleave. Writing is: temporary file in ``.tmp/`` (same file
-system), write, fsync, rename into place, fsync of the directory. The index is committed after
-that and the instance is acknowledged after the commit, so an acknowledged instance always has
-both its file and its index row. A crash can leave only temporaries (cleared at start) and, in
-the short window between rename and commit, a file nobody references (``consilium fsck``).
+the same SOP instance can never interleave.
+
+Writing, and why each step:
+
+1. write a temporary file in ``.tmp/`` (same file system) and fsync it;
+2. *link* it to its final path and fsync the directory: the file is now durable where the index
+   will point;
+3. the caller indexes it (one transaction) and acknowledges;
+4. the caller :func:`settle` s the write: the temporary name is removed.
+
+The temporary name, which encodes the final path, is the journal: if the process dies between
+2 and 4, :func:`resolve_pending` at the next start finds it and removes the final file unless
+the index references it. So a crash leaves neither a half-written file nor an unindexed one, and
+an acknowledged instance always has both its file and its index row.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
 TMP_SUFFIX = ".part"
 TMP_DIR = ".tmp"
+_HOST = socket.gethostname().replace(".", "_")
 
 
 @dataclass(frozen=True)
@@ -26,6 +41,8 @@ class StoredFile:
     relative_path: str
     size: int
     sha256: str
+    pending: Path | None = None  # the journal entry, until settled
+    created: bool = False  # False: the same content was already there
 
 
 def content_path(sha256: str, study_uid: str) -> str:
@@ -49,6 +66,20 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _journal_name(relative: str) -> str:
+    return f"{_HOST}.{os.getpid()}.{threading.get_ident()}.{relative.replace('/', '!')}{TMP_SUFFIX}"
+
+
+def _parse_journal_name(name: str) -> tuple[str, int, str] | None:
+    """(host, pid, relative path) of a journal entry."""
+    if not name.endswith(TMP_SUFFIX):
+        return None
+    parts = name[: -len(TMP_SUFFIX)].split(".", 3)
+    if len(parts) != 4 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1]), parts[3].replace("!", "/")
+
+
 def write_atomic(
     root: Path,
     chunks: list[bytes | memoryview],
@@ -56,9 +87,9 @@ def write_atomic(
     study_uid: str,
     fsync: bool = True,
 ) -> StoredFile:
-    """Write ``chunks`` (the whole file) to its content address under ``root``.
+    """Make ``chunks`` (the whole file) durable at its content address under ``root``.
 
-    Idempotent: if the content is already there, nothing is written.
+    Idempotent: if the content is already there, nothing is written (and nothing is pending).
     """
     relative = content_path(sha256, study_uid)
     target = root / relative
@@ -66,11 +97,11 @@ def write_atomic(
     if target.exists() and target.stat().st_size == size:
         return StoredFile(relative, size, sha256)
     directory = target.parent
-    created = not directory.exists()
+    created_dir = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     tmp_dir = root / TMP_DIR
     tmp_dir.mkdir(exist_ok=True)
-    tmp = tmp_dir / f"{sha256}.{os.getpid()}.{threading.get_ident()}{TMP_SUFFIX}"
+    tmp = tmp_dir / _journal_name(relative)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     try:
         written = os.writev(fd, chunks)
@@ -85,25 +116,69 @@ def write_atomic(
         tmp.unlink(missing_ok=True)
         raise
     os.close(fd)
-    os.replace(tmp, target)
+    try:
+        os.link(tmp, target)
+    except FileExistsError:  # a concurrent writer of the same content won the race
+        tmp.unlink(missing_ok=True)
+        return StoredFile(relative, size, sha256)
     if fsync:
         _fsync_dir(directory)
-        if created:  # the new fan-out directories must survive a crash as well
+        if created_dir:  # the new study folders must survive a crash as well
             _fsync_dir(directory.parent)
             _fsync_dir(directory.parent.parent)
-    return StoredFile(relative, size, sha256)
+    return StoredFile(relative, size, sha256, pending=tmp, created=True)
 
 
-def remove_stale_temporaries(root: Path) -> int:
-    """Delete temporary files a crash left behind (never acknowledged); return how many."""
-    removed = 0
+def settle(stored: StoredFile) -> None:
+    """The write is indexed (or deliberately dropped): forget its journal entry."""
+    if stored.pending is not None:
+        stored.pending.unlink(missing_ok=True)
+
+
+def discard(root: Path, stored: StoredFile) -> None:
+    """Remove a file this write created (refused after writing), then settle it."""
+    if stored.created:
+        (root / stored.relative_path).unlink(missing_ok=True)
+    settle(stored)
+
+
+def _alive(host: str, pid: int) -> bool:
+    if host != _HOST:
+        return True  # another machine's writer on shared storage: not ours to judge
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # our own pid: a previous process that had it is gone (resolve runs before any write)
+    return pid != os.getpid()
+
+
+def resolve_pending(root: Path, is_indexed: Callable[[str], bool]) -> tuple[int, int]:
+    """After a crash: for each journal entry of a dead writer, keep the final file if the index
+    references it, otherwise delete it (it was never acknowledged). Returns (kept, removed)."""
     tmp_dir = root / TMP_DIR
+    kept = removed = 0
     if not tmp_dir.exists():
-        return 0
-    for tmp in tmp_dir.iterdir():
-        tmp.unlink(missing_ok=True)
-        removed += 1
-    return removed
+        return kept, removed
+    for entry in tmp_dir.iterdir():
+        parsed = _parse_journal_name(entry.name)
+        if parsed is None:
+            entry.unlink(missing_ok=True)
+            continue
+        host, pid, relative = parsed
+        if _alive(host, pid):
+            continue
+        final = root / relative
+        if final.exists() and not is_indexed(relative):
+            final.unlink()
+            removed += 1
+            log.warning("removed %s: written but never indexed before a crash", relative)
+        else:
+            kept += 1
+        entry.unlink(missing_ok=True)
+    return kept, removed
 
 
 def read_file(root: Path, relative_path: str) -> bytes:
