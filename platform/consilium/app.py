@@ -16,6 +16,7 @@ from starlette.routing import Mount, Route
 
 from consilium import __version__
 from consilium.archive.catalog import visible_studies
+from consilium.archive.dicomweb import BASE_PATH, dicomweb_routes
 from consilium.archive.models import instances, studies
 from consilium.audit import Actor, AuditAction
 from consilium.history.audit_search import AuditFilter, search_audit, to_csv
@@ -27,6 +28,7 @@ from consilium.identity.tokens import ProviderDirectory
 from consilium.identity.web import current_principal
 from consilium.live.socket import create_socket_app
 from consilium.service import Runtime
+from consilium.web_static import viewer_routes
 
 PAGE_STYLE = (
     "<style>body{font-family:system-ui,sans-serif;margin:1.5rem;max-width:70rem}"
@@ -84,7 +86,8 @@ def create_app(runtime: Runtime) -> Any:
             head + f'<p id="who">{escape(principal.display_name)} · '
             f"{escape(principal.institution_id or '')} · "
             f"{escape(', '.join(sorted(principal.roles)))}"
-            f'</p><p>{audit_link}<button id="logout">Log out</button></p>'
+            f'</p><p><a id="viewer" href="/viewer">Open the viewer</a> · '
+            f'{audit_link}<button id="logout">Log out</button></p>'
             f'<table id="studies"><tr><th>Patient</th><th>ID</th><th>Date</th><th>Modalities</th>'
             f"<th>Description</th><th>Images</th></tr>{body}</table>"
             "<script>document.getElementById('logout').onclick=async()=>{"
@@ -161,7 +164,9 @@ def create_app(runtime: Runtime) -> Any:
         Route("/api/studies", api_studies),
         Route("/api/audit", api_audit),
         Route("/audit", audit_page),
+        Mount(BASE_PATH, routes=dicomweb_routes(runtime)),
         *identity_routes(settings, runtime.engine, directory, runtime.audit),
+        *viewer_routes(),
     ]
     if settings.identity_dev_idp:
         from consilium.identity.devidp import dev_idp_routes

@@ -9,13 +9,24 @@ a case-folded copy), which is what users expect of ``иванов*``; other stri
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from pydicom.dataset import Dataset
-from sqlalchemy import ColumnElement, Engine, Select, and_, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.orm import InstrumentedAttribute
 
 from consilium.archive.ingest import search_form
@@ -30,7 +41,10 @@ class Level(StrEnum):
 
     @property
     def depth(self) -> int:
-        return list(Level).index(self)
+        return _DEPTH[self]
+
+
+_DEPTH = {level: n for n, level in enumerate(Level)}  # Level.depth runs in every query
 
 
 class Match(StrEnum):
@@ -341,58 +355,51 @@ class Search:
     offset: int = 0
 
 
-def fuzzy_name_condition(attr: Attribute, value: str) -> ColumnElement[bool] | None:
-    """Fuzzy person-name matching: every word of ``value`` is the prefix of some component of
-    the name (family, given, middle..., any group), case-insensitively in any script."""
-    words = [
-        w for w in re.split(r"[\s^=,]+", search_form(value).replace("*", " ").replace("?", " "))
-        if w
-    ]
-    if not words:
-        return None
-    column = attr.search_column
-    clauses = []
-    for word in words:
-        like = wildcard_to_like(word)
-        clauses.append(
-            or_(
-                *(
-                    column.like(f"{lead}{like}%", escape="\\")
-                    for lead in ("", "%^", "% ", "%=", "%-")
-                )
-            )
-        )
-    return and_(*clauses)
-
-
 def search(
-    engine: Engine, request: Search, institutions: Sequence[str] | None = None
+    engine: Engine,
+    request: Search,
+    institutions: Sequence[str] | None = None,
+    granted: Collection[str] = (),
 ) -> tuple[list[dict[str, Any]], bool]:
     """Rows (keyword -> indexed value, plus ``_institution``) matching ``request`` in index
-    order, and whether more rows exist beyond the page."""
-    exact: dict[str, str] = {}
-    fuzzy: list[ColumnElement[bool]] = []
-    for keyword, value in request.keys.items():
-        attr = ATTRIBUTES[keyword]
-        if request.fuzzy and attr.match is Match.NAME and value.strip() not in ("", "*"):
-            condition = fuzzy_name_condition(attr, value)
-            if condition is not None:
-                fuzzy.append(condition)
-            continue
-        exact[keyword] = value
-    returned = [
+    order, and whether more rows exist beyond the page. Visible: studies of ``institutions``
+    (None: all) and the ``granted`` study UIDs.
+
+    Values are bound parameters of a statement cached per shape of the request (which keys,
+    which kind of matching), so a search costs no SQL construction (measured: 0.6 -> 0.2 ms).
+    """
+    if institutions is not None and not institutions and not granted:
+        return [], False
+    returned = tuple(
         k for k in dict.fromkeys(request.returned)
         if k in ATTRIBUTES and ATTRIBUTES[k].level.depth <= request.level.depth
-    ]
-    stmt = _statement(Query(request.level, exact, returned), institutions)
-    for condition in fuzzy:
-        stmt = stmt.where(condition)
+    )
+    shapes: list[tuple[str, str]] = []
+    params: dict[str, Any] = {}
+    for n, (keyword, value) in enumerate(request.keys.items()):
+        attr = ATTRIBUTES[keyword]
+        if request.fuzzy and attr.match is Match.NAME and value.strip() not in ("", "*"):
+            shape = _bind_fuzzy(value, f"p{n}", params)
+        else:
+            shape = _bind(attr, value, f"p{n}", params)
+        shapes.append((keyword, shape))
+    if institutions is not None:
+        params["institutions"] = list(institutions)
+        params["granted"] = list(granted) or [""]
     if request.limit:
-        stmt = stmt.limit(request.limit + 1)
+        params["limit"] = request.limit + 1
     if request.offset:
-        stmt = stmt.offset(request.offset)
+        params["offset"] = request.offset
+    key = (request.level, returned, tuple(shapes), institutions is not None,
+           bool(request.limit), bool(request.offset))
+    stmt = _SEARCHES.get(key)
+    if stmt is None:
+        stmt = _search_statement(*key)
+        if len(_SEARCHES) > 512:
+            _SEARCHES.clear()
+        _SEARCHES[key] = stmt
     with engine.connect() as conn:
-        rows = conn.execute(stmt).all()
+        rows = conn.execute(stmt, params).all()
     more = bool(request.limit) and len(rows) > request.limit
     if more:
         rows = rows[: request.limit]
@@ -402,6 +409,129 @@ def search(
         values["_institution"] = row[1]
         out.append(values)
     return out, more
+
+
+_SEARCHES: dict[tuple[Any, ...], Select[Any]] = {}
+
+
+def _bind(attr: Attribute, value: str, name: str, params: dict[str, Any]) -> str:
+    """Parameters of one key, matched as :func:`_condition` matches it; returns its shape."""
+    value = value.strip()
+    if value in ("", "*"):
+        return "all"
+    if attr.match is Match.NAME:
+        folded = search_form(value)
+        if _has_wildcard(folded):
+            params[name] = wildcard_to_like(folded)
+            return "like"
+        params[name] = folded
+        return "eq"
+    if attr.match is Match.TEXT:
+        if _has_wildcard(value):
+            params[name] = wildcard_to_like(value)
+            return "like"
+        params[name] = value
+        return "eq"
+    if attr.match is Match.UID:
+        uids = [u.strip() for u in value.split("\\") if u.strip()]
+        if len(uids) > 1:
+            params[name] = uids
+            return "in"
+        params[name] = uids[0]
+        return "eq"
+    if attr.match is Match.INT:
+        try:
+            params[name] = int(value)
+        except ValueError as exc:
+            raise QueryError(f"{attr.keyword} must be an integer, got {value!r}") from exc
+        return "eq"
+    if attr.match is Match.MULTI:
+        wanted = [m.strip() for m in value.split("\\") if m.strip()]
+        for i, m in enumerate(wanted):
+            params[f"{name}_{i}"] = m
+            params[f"{name}_{i}a"] = f"{m}\\%"
+            params[f"{name}_{i}b"] = f"%\\{m}"
+            params[f"{name}_{i}c"] = f"%\\{m}\\%"
+        return f"multi{len(wanted)}"
+    # dates and times
+    if "-" not in value:
+        if _has_wildcard(value):
+            params[name] = wildcard_to_like(value)
+            return "like"
+        params[name] = value
+        return "eq"
+    low, _, high = value.partition("-")
+    low, high = low.strip(), high.strip()
+    if not low and not high:
+        raise QueryError(f"malformed range {value!r}")
+    if low:
+        params[f"{name}_lo"] = low
+    if high:
+        params[f"{name}_hi"] = high + ("~" if len(high) < 8 else "")
+    return "range" + ("L" if low else "") + ("H" if high else "")
+
+
+def _bind_fuzzy(value: str, name: str, params: dict[str, Any]) -> str:
+    words = [
+        w for w in re.split(r"[\s^=,]+", search_form(value).replace("*", " ").replace("?", " "))
+        if w
+    ]
+    for i, word in enumerate(words):
+        params[f"{name}_{i}"] = wildcard_to_like(word)
+    return f"fuzzy{len(words)}"
+
+
+def _bound_condition(attr: Attribute, shape: str, name: str) -> ColumnElement[bool] | None:
+    column = attr.search_column if attr.match is Match.NAME else attr.column
+    if shape == "all":
+        return None
+    if shape == "eq":
+        return column == bindparam(name)  # type: ignore[no-any-return]
+    if shape == "like":
+        return column.like(bindparam(name), escape="\\")  # type: ignore[no-any-return]
+    if shape == "in":
+        return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
+    if shape.startswith("multi"):
+        return or_(*(
+            or_(column == bindparam(f"{name}_{i}"), column.like(bindparam(f"{name}_{i}a")),
+                column.like(bindparam(f"{name}_{i}b")), column.like(bindparam(f"{name}_{i}c")))
+            for i in range(int(shape[5:]))
+        ))
+    if shape.startswith("fuzzy"):
+        return and_(*(
+            or_(*(column.like(literal(lead) + bindparam(f"{name}_{i}") + literal("%"),
+                              escape="\\")
+                  for lead in ("", "%^", "% ", "%=", "%-")))
+            for i in range(int(shape[5:]))
+        ))
+    if shape.startswith("range"):
+        parts = []
+        if "L" in shape:
+            parts.append(column >= bindparam(f"{name}_lo"))
+        if "H" in shape:
+            parts.append(column <= bindparam(f"{name}_hi"))
+        return and_(*parts, column != "")
+    raise QueryError(f"no matching rule for {attr.keyword}")
+
+
+def _search_statement(level: Level, returned: tuple[str, ...],
+                      shapes: tuple[tuple[str, str], ...], visible: bool, limit: bool,
+                      offset: bool) -> Select[Any]:
+    stmt = _statement(Query(level, {}, list(returned)), None)
+    for n, (keyword, shape) in enumerate(shapes):
+        condition = _bound_condition(ATTRIBUTES[keyword], shape, f"p{n}")
+        if condition is not None:
+            stmt = stmt.where(condition)
+    if visible:
+        stmt = stmt.where(or_(
+            studies.c.institution_id.in_(bindparam("institutions", expanding=True)),
+            studies.c.study_uid.in_(bindparam("granted", expanding=True)),
+        ))
+    if limit:
+        stmt = stmt.limit(bindparam("limit", type_=Integer))
+    if offset:
+        stmt = stmt.offset(bindparam("offset", type_=Integer))
+    return stmt
 
 
 @dataclass(frozen=True)
@@ -501,3 +631,20 @@ def first_files(engine: Engine, level: Level, uids: Sequence[str]) -> dict[str, 
     )
     with engine.connect() as conn:
         return {str(r[0]): (str(r[1]), str(r[2])) for r in conn.execute(stmt).all()}
+
+
+def instance_locations(engine: Engine, sop_uids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """SOP Instance UID -> (study UID, series UID) of stored instances."""
+    out: dict[str, tuple[str, str]] = {}
+    uids = list(dict.fromkeys(sop_uids))
+    with engine.connect() as conn:
+        for start in range(0, len(uids), 500):
+            stmt = (
+                select(instances.c.sop_uid, studies.c.study_uid, series_table.c.series_uid)
+                .select_from(instances)
+                .join(series_table, series_table.c.id == instances.c.series_pk)
+                .join(studies, studies.c.id == series_table.c.study_pk)
+                .where(instances.c.sop_uid.in_(uids[start : start + 500]))
+            )
+            out.update({str(r[0]): (str(r[1]), str(r[2])) for r in conn.execute(stmt).all()})
+    return out
