@@ -196,3 +196,79 @@ def test_a_login_and_a_look_leave_exactly_two_records(web: WebServer) -> None:
     with sqlite3.connect(web.data_dir / "consilium.db") as conn:
         second = conn.execute("SELECT COUNT(*) FROM audit_event").fetchone()[0]
     assert second == first + 2  # one login, one query
+
+
+# -- DICOMweb --------------------------------------------------------------------------------
+
+
+def _wait_for_audit(web: WebServer, actor: str, count: int) -> list[tuple[str, str, str, str, str]]:
+    """DICOMweb writes its audit events right after the response: wait for them."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        rows = audit_rows(web, actor)
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
+DICOMWEB_READS = [
+    "/dicom-web/studies?StudyInstanceUID={study}",
+    "/dicom-web/studies/{study}/series",
+    "/dicom-web/studies/{study}/metadata",
+    "/dicom-web/studies/{study}/thumbnail",
+]
+
+
+@pytest.mark.parametrize("username", sorted(USERS))
+@pytest.mark.parametrize("route", DICOMWEB_READS)
+def test_dicomweb_by_role_own_and_foreign(web: WebServer, username: str, route: str) -> None:
+    institution, reads_images, _ = USERS[username]
+    foreign = REGIONAL_STUDY if institution == "city-hospital" else CITY_STUDY
+    client = web.login(username)
+    own_answer = client.get(route.format(study=OWN_STUDY[institution]))
+    foreign_answer = client.get(route.format(study=foreign))
+    searching = route.startswith("/dicom-web/studies?")
+    if searching:  # a search answers 200 with what may be seen, never the foreign study
+        assert foreign_answer.status_code == 200 and foreign_answer.json() == []
+        assert own_answer.status_code == 200
+        assert len(own_answer.json()) == (1 if reads_images else 0)
+    else:
+        assert foreign_answer.status_code == 404
+        assert own_answer.status_code == (200 if reads_images else 404)
+    # the foreign study's existence does not leak: same answer as a study that does not exist
+    missing = client.get(route.format(study="1.2.3.4.5.6.7.8.9"))
+    assert missing.status_code == foreign_answer.status_code
+    assert missing.content == foreign_answer.content
+
+
+def test_dicomweb_anonymous_is_401(web: WebServer) -> None:
+    for route in DICOMWEB_READS:
+        assert web.client().get(route.format(study=CITY_STUDY)).status_code == 401
+
+
+def test_dicomweb_grant_and_revoke(web: WebServer) -> None:
+    from consilium.audit import Actor
+    from consilium.identity.grants import grant_study, revoke_grant
+    from consilium.service import open_runtime
+    from consilium.settings import load_settings
+
+    runtime = open_runtime(load_settings(CONFIG, {"data_dir": web.data_dir}, environ={}))
+    consultant = web.login("kuznetsova")
+    route = f"/dicom-web/studies/{CITY_STUDY}/metadata"
+    assert consultant.get(route).status_code == 404
+    grant = grant_study(runtime.engine, runtime.audit, Actor("dev:petrov"), CITY_STUDY,
+                        institution_id="regional-center", reference="case-7")
+    assert grant.id is not None
+    before = len(audit_rows(web, "dev:kuznetsova"))
+    assert consultant.get(route).status_code == 200
+    rows = _wait_for_audit(web, "dev:kuznetsova", before + 1)[before:]
+    assert [(a, o, s, p) for a, o, s, p, _ in rows] == [("view", "success", CITY_STUDY, "1CT1")]
+    revoke_grant(runtime.engine, runtime.audit, Actor("dev:petrov"), grant.id)
+    assert consultant.get(route).status_code == 404
+    # the head of the city hospital sees who from the other hospital opened their patient
+    head = web.login("sidorov")
+    seen = head.get("/api/audit", params={"patient_id": "1CT1", "action": "view"}).json()
+    assert {(r["actor"], r["actor_institution"]) for r in seen} >= {
+        ("dev:kuznetsova", "regional-center")}

@@ -15,6 +15,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -84,6 +85,10 @@ class AuditTrail:
     engine: Engine
     syslog_host: str = ""
     syslog_port: int = 514
+    # study UID -> (patient ID, patient name), given by the service (this module knows no
+    # domain): every event about a study then names its patient, so "who opened this
+    # patient's images" is one search
+    patient_of_study: Callable[[str], tuple[str, str] | None] | None = None
     _recent_views: dict[tuple[str, str], float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -99,6 +104,8 @@ class AuditTrail:
         detail: dict[str, Any] | None = None,
     ) -> None:
         at = datetime.now(UTC)
+        if study_uid and not patient_id and self.patient_of_study is not None:
+            patient_id, patient_name = self.patient_of_study(study_uid) or ("", patient_name)
         if action is AuditAction.VIEW and study_uid and outcome is AuditOutcome.SUCCESS:
             key = (actor.subject, study_uid)
             now = time.monotonic()

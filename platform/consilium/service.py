@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import signal
@@ -12,6 +13,7 @@ from types import FrameType
 
 from sqlalchemy import Engine
 
+from consilium.archive.catalog import patient_of_study
 from consilium.archive.ingest import ArchiveStore
 from consilium.archive.recovery import resolve_pending_writes
 from consilium.audit import AuditTrail
@@ -53,7 +55,8 @@ def open_runtime(settings: Settings, run_migrations: bool = True) -> Runtime:
     )
     if run_migrations:  # a main process, before it writes anything
         resolve_pending_writes(store)
-    audit = AuditTrail(engine, settings.audit_syslog_host, settings.audit_syslog_port)
+    audit = AuditTrail(engine, settings.audit_syslog_host, settings.audit_syslog_port,
+                       patient_of_study=functools.partial(patient_of_study, engine))
     return Runtime(settings, engine, store, audit)
 
 

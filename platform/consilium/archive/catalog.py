@@ -38,3 +38,15 @@ def visible_studies(
     )
     with engine.connect() as conn:
         return [dict(row) for row in conn.execute(stmt).mappings().all()]
+
+
+def patient_of_study(engine: Engine, study_uid: str) -> tuple[str, str] | None:
+    """(patient ID, patient name) of a study, for the audit trail."""
+    stmt = (
+        select(patients.c.patient_id, patients.c.patient_name)
+        .join(studies, studies.c.patient_pk == patients.c.id)
+        .where(studies.c.study_uid == study_uid)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(stmt).first()
+    return (row[0], row[1]) if row else None
