@@ -107,3 +107,59 @@ def may_read_study(
 def may_read_audit(principal: Principal) -> bool:
     """Heads (their institution's events) and admins (their institution's events)."""
     return principal.has_role("head") or principal.has_role("admin")
+
+
+# -- consult cases -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaseParties:
+    """Who a case is between: what the policy needs to know of it."""
+
+    requester_subject: str
+    requester_institution: str
+    target_institution: str
+    target_subject: str = ""
+    assignee_subject: str = ""
+    submitted: bool = True  # a draft is the requester's own until it is sent
+
+
+REQUESTER_ACTIONS = frozenset({"edit", "submit", "resubmit", "cancel", "close"})
+TARGET_ACTIONS = frozenset({"accept", "decline", "return", "reassign"})
+ASSIGNEE_ACTIONS = frozenset({"conclude", "amend"})
+
+
+def may_see_case(principal: Principal, case: CaseParties) -> bool:
+    """Clinicians of the requesting institution (their own cases; heads all of them) and of the
+    target institution (consultants and heads)."""
+    if not principal.is_clinician:
+        return False
+    if principal.institution_id == case.requester_institution:
+        return principal.subject == case.requester_subject or principal.has_role("head")
+    if principal.institution_id == case.target_institution and case.submitted:
+        return principal.has_role("consultant") or principal.has_role("head")
+    return False
+
+
+def may_act_on_case(principal: Principal, action: str, case: CaseParties) -> bool:
+    """Who may make which transition; the state machine decides when."""
+    if not may_see_case(principal, case):
+        return False
+    if action in REQUESTER_ACTIONS:
+        return principal.institution_id == case.requester_institution and (
+            principal.subject == case.requester_subject or principal.has_role("head"))
+    if action in TARGET_ACTIONS:
+        if principal.institution_id != case.target_institution:
+            return False
+        if principal.has_role("head"):
+            return True
+        named = case.target_subject
+        return principal.has_role("consultant") and (not named or named == principal.subject)
+    if action in ASSIGNEE_ACTIONS:
+        return principal.institution_id == case.target_institution and (
+            principal.subject == case.assignee_subject)
+    return action == "message"  # any party who may see the case
+
+
+def may_open_case(principal: Principal) -> bool:
+    return principal.has_role("referring") or principal.has_role("head")

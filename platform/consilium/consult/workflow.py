@@ -1,0 +1,429 @@
+"""The consult case state machine: every transition is one plain function.
+
+Each function checks, in this order: the caller may see the case (else 404), the case is in a
+state that allows the transition (else 409 with the reason), the caller may make it (identity
+policy, else 403), the caller saw the current version (optimistic lock, else 409). Then it
+changes the case, leaves a history event, and ends or creates grants.
+
+    draft ──submit──▶ submitted ──accept──▶ accepted ──conclude──▶ concluded ──amend──▶ amended
+      │                 │  ▲  │                │                        │                 │
+    cancel          decline │ reassign      return                    close             close
+      ▼                 ▼  │                   ▼                        ▼                 ▼
+    cancelled      declined └──resubmit── returned                    closed            closed
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from consilium.archive.catalog import patient_of_study
+from consilium.archive.models import studies
+from consilium.audit import Actor, AuditTrail
+from consilium.consult.models import (
+    CaseEvent,
+    CaseMessage,
+    CaseStatus,
+    CaseStudy,
+    Conclusion,
+    ConsultCase,
+    EventKind,
+    Priority,
+)
+from consilium.errors import Conflict, Forbidden, InvalidInput, NotFound
+from consilium.identity.grants import grant_study, granted_study_uids
+from consilium.identity.models import Grant, GrantKind
+from consilium.identity.policy import (
+    CaseParties,
+    Principal,
+    may_act_on_case,
+    may_open_case,
+    may_read_study,
+    may_see_case,
+)
+
+# from-states of each transition (the state machine, as data)
+TRANSITIONS: dict[str, tuple[frozenset[CaseStatus], CaseStatus | None]] = {
+    "submit": (frozenset({CaseStatus.DRAFT}), CaseStatus.SUBMITTED),
+    "resubmit": (frozenset({CaseStatus.RETURNED}), CaseStatus.SUBMITTED),
+    "accept": (frozenset({CaseStatus.SUBMITTED}), CaseStatus.ACCEPTED),
+    "decline": (frozenset({CaseStatus.SUBMITTED, CaseStatus.ACCEPTED}), CaseStatus.DECLINED),
+    "return": (frozenset({CaseStatus.SUBMITTED, CaseStatus.ACCEPTED}), CaseStatus.RETURNED),
+    "reassign": (frozenset({CaseStatus.SUBMITTED, CaseStatus.ACCEPTED}), CaseStatus.SUBMITTED),
+    "conclude": (frozenset({CaseStatus.ACCEPTED}), CaseStatus.CONCLUDED),
+    "amend": (frozenset({CaseStatus.CONCLUDED, CaseStatus.AMENDED}), CaseStatus.AMENDED),
+    "close": (frozenset({CaseStatus.CONCLUDED, CaseStatus.AMENDED}), CaseStatus.CLOSED),
+    "cancel": (frozenset({CaseStatus.DRAFT, CaseStatus.SUBMITTED, CaseStatus.RETURNED}),
+               CaseStatus.CANCELLED),
+    "edit": (frozenset({CaseStatus.DRAFT, CaseStatus.RETURNED}), None),
+    "message": (frozenset(set(CaseStatus) - {CaseStatus.CANCELLED, CaseStatus.CLOSED}), None),
+}
+
+DEFAULT_DUE_HOURS = {Priority.EMERGENCY: 1.0, Priority.URGENT: 6.0, Priority.ROUTINE: 72.0}
+
+
+@dataclass(frozen=True)
+class ConsultContext:
+    """What every consult function works with."""
+
+    engine: Engine
+    audit: AuditTrail
+    due_hours: dict[Priority, float]
+    grant_retention: timedelta = timedelta(days=30)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def parties(case: ConsultCase) -> CaseParties:
+    return CaseParties(case.requester_subject, case.requester_institution,
+                       case.target_institution, case.target_subject, case.assignee_subject,
+                       submitted=case.submitted_at is not None)
+
+
+def _actor(principal: Principal) -> Actor:
+    return Actor(principal.subject, principal.display_name, principal.institution_id or "")
+
+
+def _event(session: Session, case: ConsultCase, principal: Principal, kind: EventKind,
+           from_status: str = "", detail: dict[str, Any] | None = None) -> None:
+    session.add(CaseEvent(
+        case_id=case.id or 0, at=now(), kind=kind.value, actor=principal.subject,
+        actor_name=principal.display_name, actor_institution=principal.institution_id or "",
+        from_status=from_status, to_status=case.status,
+        detail=json.dumps(detail, ensure_ascii=False) if detail else ""))
+
+
+def load_case(session: Session, principal: Principal, case_id: int) -> ConsultCase:
+    case = session.get(ConsultCase, case_id)
+    if case is None or not may_see_case(principal, parties(case)):
+        raise NotFound("no such case")
+    return case
+
+
+def _check(principal: Principal, case: ConsultCase, action: str, version: int | None) -> None:
+    # the state first: the caller can see the case, so saying why it cannot move leaks nothing
+    allowed, _ = TRANSITIONS[action]
+    if CaseStatus(case.status) not in allowed:
+        raise Conflict(f"cannot {action} a case that is {case.status}")
+    if not may_act_on_case(principal, action, parties(case)):
+        raise Forbidden(f"you may not {action} this case")
+    if version is not None and version != case.version:
+        raise Conflict(f"the case changed since you loaded it (version {case.version}, "
+                       f"yours {version}); reload and try again")
+
+
+def open_case(
+    ctx: ConsultContext,
+    principal: Principal,
+    *,
+    question: str,
+    study_uids: Sequence[str],
+    target_institution: str,
+    priority: Priority = Priority.ROUTINE,
+    target_specialty: str = "",
+    target_subject: str = "",
+    clinical_info: str = "",
+    key_images: dict[str, list[str]] | None = None,
+) -> ConsultCase:
+    """A draft case linking studies the requester may read to a clinical question."""
+    if not may_open_case(principal):
+        raise Forbidden("only referring doctors and heads open consult requests")
+    if not question.strip():
+        raise InvalidInput("the clinical question is empty")
+    if not study_uids:
+        raise InvalidInput("a case links at least one study")
+    if target_institution == principal.institution_id:
+        raise InvalidInput("the target is another institution")
+    owners = _study_owners(ctx.engine, list(study_uids))
+    granted = granted_study_uids(ctx.engine, principal)
+    for uid in study_uids:
+        owner = owners.get(uid)
+        if owner is None or not may_read_study(principal, owner, uid, granted):
+            raise Forbidden(f"you may not link study {uid}")
+    patient = patient_of_study(ctx.engine, study_uids[0]) or ("", "")
+    stamp = now()
+    with Session(ctx.engine, expire_on_commit=False) as session:
+        case = ConsultCase(
+            status=CaseStatus.DRAFT.value, priority=priority.value, question=question.strip(),
+            clinical_info=clinical_info, patient_id=patient[0], patient_name=patient[1],
+            requester_subject=principal.subject, requester_name=principal.display_name,
+            requester_institution=principal.institution_id or "",
+            target_institution=target_institution, target_specialty=target_specialty,
+            target_subject=target_subject, created_at=stamp)
+        session.add(case)
+        session.flush()
+        for uid in study_uids:
+            session.add(CaseStudy(case_id=case.id or 0, study_uid=uid, institution_id=owners[uid],
+                                  key_images="\\".join((key_images or {}).get(uid, []))))
+        _event(session, case, principal, EventKind.CREATED,
+               detail={"studies": list(study_uids), "target": target_institution})
+        session.commit()
+        session.refresh(case)
+    return case
+
+
+def _study_owners(engine: Engine, uids: list[str]) -> dict[str, str]:
+    from sqlalchemy import select as core_select
+
+    with engine.connect() as conn:
+        rows = conn.execute(core_select(studies.c.study_uid, studies.c.institution_id)
+                            .where(studies.c.study_uid.in_(uids))).all()
+    return {r[0]: r[1] for r in rows}
+
+
+def case_study_uids(session: Session, case_id: int) -> list[str]:
+    return list(session.exec(select(CaseStudy.study_uid).where(CaseStudy.case_id == case_id)))
+
+
+def _transition(
+    ctx: ConsultContext, principal: Principal, case_id: int, action: str, version: int | None,
+    kind: EventKind, detail: dict[str, Any] | None = None,
+) -> tuple[Session, ConsultCase, str]:
+    session = Session(ctx.engine, expire_on_commit=False)
+    try:
+        case = load_case(session, principal, case_id)
+        _check(principal, case, action, version)
+    except BaseException:
+        session.close()
+        raise
+    previous = case.status
+    target = TRANSITIONS[action][1]
+    if target is not None:
+        case.status = target.value
+    case.version += 1
+    _event(session, case, principal, kind, previous, detail)
+    return session, case, previous
+
+
+def _finish(session: Session, case: ConsultCase) -> ConsultCase:
+    try:
+        session.add(case)
+        session.commit()
+        session.refresh(case)
+        return case
+    finally:
+        session.close()
+
+
+def submit(ctx: ConsultContext, principal: Principal, case_id: int,
+           version: int | None = None) -> ConsultCase:
+    """Send the request: the target institution now sees exactly the linked studies."""
+    session, case, _ = _transition(ctx, principal, case_id, "submit", version,
+                                   EventKind.SUBMITTED)
+    stamp = now()
+    case.submitted_at = stamp
+    case.due_at = stamp + timedelta(hours=ctx.due_hours[Priority(case.priority)])
+    uids = case_study_uids(session, case_id)
+    result = _finish(session, case)
+    for uid in uids:
+        grant_study(ctx.engine, ctx.audit, _actor(principal), uid,
+                    institution_id=case.target_institution, kind=GrantKind.CASE,
+                    reference=f"case-{case.id}")
+    return result
+
+
+def resubmit(ctx: ConsultContext, principal: Principal, case_id: int, answer: str,
+             version: int | None = None) -> ConsultCase:
+    session, case, _ = _transition(ctx, principal, case_id, "resubmit", version,
+                                   EventKind.RESUBMITTED, {"answer": answer})
+    if answer.strip():
+        session.add(_message(case, principal, answer))
+    return _finish(session, case)
+
+
+def accept(ctx: ConsultContext, principal: Principal, case_id: int,
+           version: int | None = None) -> ConsultCase:
+    session, case, _ = _transition(ctx, principal, case_id, "accept", version,
+                                   EventKind.ACCEPTED)
+    case.assignee_subject = principal.subject
+    case.assignee_name = principal.display_name
+    case.accepted_at = now()
+    return _finish(session, case)
+
+
+def decline(ctx: ConsultContext, principal: Principal, case_id: int, reason: str,
+            version: int | None = None) -> ConsultCase:
+    if not reason.strip():
+        raise InvalidInput("a decline needs a reason")
+    session, case, _ = _transition(ctx, principal, case_id, "decline", version,
+                                   EventKind.DECLINED, {"reason": reason})
+    case.closed_at = now()
+    result = _finish(session, case)
+    _end_grants(ctx, principal, result, immediately=True)
+    return result
+
+
+def return_for_information(ctx: ConsultContext, principal: Principal, case_id: int,
+                           request: str, version: int | None = None) -> ConsultCase:
+    if not request.strip():
+        raise InvalidInput("say what information is missing")
+    session, case, _ = _transition(ctx, principal, case_id, "return", version,
+                                   EventKind.RETURNED, {"request": request})
+    session.add(_message(case, principal, request))
+    return _finish(session, case)
+
+
+def reassign(ctx: ConsultContext, principal: Principal, case_id: int, *,
+             specialty: str | None = None, subject: str = "",
+             version: int | None = None) -> ConsultCase:
+    """Within the target institution: another specialty or a named colleague."""
+    session, case, _ = _transition(ctx, principal, case_id, "reassign", version,
+                                   EventKind.REASSIGNED,
+                                   {"specialty": specialty, "subject": subject})
+    if specialty is not None:
+        case.target_specialty = specialty
+    case.target_subject = subject
+    case.assignee_subject = ""
+    case.assignee_name = ""
+    case.accepted_at = None
+    return _finish(session, case)
+
+
+def post_message(ctx: ConsultContext, principal: Principal, case_id: int,
+                 text: str) -> CaseMessage:
+    if not text.strip():
+        raise InvalidInput("the message is empty")
+    session, case, _ = _transition(ctx, principal, case_id, "message", None, EventKind.MESSAGE)
+    message = _message(case, principal, text)
+    session.add(message)
+    _finish(session, case)
+    return message
+
+
+def _message(case: ConsultCase, principal: Principal, text: str) -> CaseMessage:
+    return CaseMessage(case_id=case.id or 0, at=now(), author=principal.subject,
+                       author_name=principal.display_name,
+                       author_institution=principal.institution_id or "", text=text.strip())
+
+
+def _conclusion_hash(findings: str, impression: str, recommendations: str) -> str:
+    payload = json.dumps([findings, impression, recommendations], ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def conclude(ctx: ConsultContext, principal: Principal, case_id: int, *, findings: str,
+             impression: str, recommendations: str = "",
+             version: int | None = None) -> Conclusion:
+    """Sign the opinion. It cannot change afterwards; see :func:`amend`."""
+    if not impression.strip():
+        raise InvalidInput("the impression is empty")
+    session, case, _ = _transition(ctx, principal, case_id, "conclude", version,
+                                   EventKind.CONCLUDED, {"version": 1})
+    return _sign(session, case, principal, 1, findings, impression, recommendations, None, "")
+
+
+def amend(ctx: ConsultContext, principal: Principal, case_id: int, *, findings: str,
+          impression: str, recommendations: str = "", reason: str,
+          version: int | None = None) -> Conclusion:
+    """A new signed version that names the one it replaces; the old one stays as it was."""
+    if not reason.strip():
+        raise InvalidInput("an amendment needs a reason")
+    session, case, _ = _transition(ctx, principal, case_id, "amend", version,
+                                   EventKind.AMENDED, {"reason": reason})
+    latest = session.exec(select(Conclusion).where(Conclusion.case_id == case_id)
+                          .order_by(col(Conclusion.version).desc())).first()
+    previous = latest.version if latest else 0
+    return _sign(session, case, principal, previous + 1, findings, impression, recommendations,
+                 previous or None, reason)
+
+
+def _sign(session: Session, case: ConsultCase, principal: Principal, number: int,
+          findings: str, impression: str, recommendations: str, replaces: int | None,
+          reason: str) -> Conclusion:
+    stamp = now()
+    conclusion = Conclusion(
+        case_id=case.id or 0, version=number, findings=findings, impression=impression,
+        recommendations=recommendations, author=principal.subject,
+        author_name=principal.display_name, author_institution=principal.institution_id or "",
+        signed_at=stamp, replaces_version=replaces, amendment_reason=reason,
+        content_sha256=_conclusion_hash(findings, impression, recommendations))
+    session.add(conclusion)
+    if case.concluded_at is None:
+        case.concluded_at = stamp
+    _finish(session, case)  # one commit: the case, its event and the signed conclusion
+    return conclusion
+
+
+def close(ctx: ConsultContext, principal: Principal, case_id: int,
+          version: int | None = None) -> ConsultCase:
+    """The requester has what they asked for; the grants expire after the retention."""
+    session, case, _ = _transition(ctx, principal, case_id, "close", version, EventKind.CLOSED)
+    case.closed_at = now()
+    result = _finish(session, case)
+    _end_grants(ctx, principal, result, immediately=False)
+    return result
+
+
+def cancel(ctx: ConsultContext, principal: Principal, case_id: int,
+           version: int | None = None) -> ConsultCase:
+    session, case, _ = _transition(ctx, principal, case_id, "cancel", version,
+                                   EventKind.CANCELLED)
+    case.closed_at = now()
+    result = _finish(session, case)
+    _end_grants(ctx, principal, result, immediately=True)
+    return result
+
+
+def _end_grants(ctx: ConsultContext, principal: Principal, case: ConsultCase,
+                immediately: bool) -> None:
+    from consilium.identity.grants import revoke_grant
+
+    with Session(ctx.engine) as session:
+        grants = list(session.exec(select(Grant).where(
+            Grant.reference == f"case-{case.id}", col(Grant.revoked_at).is_(None))))
+        if not immediately:
+            until = now() + ctx.grant_retention
+            for grant in grants:
+                grant.expires_at = until
+                session.add(grant)
+            session.commit()
+            return
+    for grant in grants:
+        revoke_grant(ctx.engine, ctx.audit, _actor(principal), grant.id or 0)
+
+
+def history(ctx: ConsultContext, principal: Principal, case_id: int) -> list[CaseEvent]:
+    with Session(ctx.engine) as session:
+        load_case(session, principal, case_id)
+        return list(session.exec(select(CaseEvent).where(CaseEvent.case_id == case_id)
+                                 .order_by(col(CaseEvent.at), col(CaseEvent.id))))
+
+
+def conclusions(ctx: ConsultContext, principal: Principal, case_id: int) -> list[Conclusion]:
+    with Session(ctx.engine) as session:
+        load_case(session, principal, case_id)
+        return list(session.exec(select(Conclusion).where(Conclusion.case_id == case_id)
+                                 .order_by(col(Conclusion.version))))
+
+
+def inbox(ctx: ConsultContext, principal: Principal) -> list[ConsultCase]:
+    """The target side's open cases, most urgent and soonest due first; for the requester
+    side, their own cases, newest first."""
+    with Session(ctx.engine) as session:
+        if principal.has_role("consultant") or principal.has_role("head"):
+            incoming = list(session.exec(select(ConsultCase).where(
+                ConsultCase.target_institution == (principal.institution_id or ""),
+                col(ConsultCase.status).in_([s.value for s in (
+                    CaseStatus.SUBMITTED, CaseStatus.ACCEPTED, CaseStatus.RETURNED)]))))
+        else:
+            incoming = []
+        visible = [c for c in incoming if may_see_case(principal, parties(c))
+                   and (not c.target_subject or c.target_subject == principal.subject
+                        or principal.has_role("head"))]
+    visible.sort(key=lambda c: (Priority(c.priority).rank, _aware(c.due_at)))
+    return visible
+
+
+def _aware(value: datetime | None) -> datetime:
+    if value is None:
+        return datetime.max.replace(tzinfo=UTC)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
