@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from html import escape
 from typing import Any
 
@@ -19,6 +20,9 @@ from consilium.archive.catalog import visible_studies
 from consilium.archive.dicomweb import BASE_PATH, dicomweb_routes
 from consilium.archive.models import instances, studies
 from consilium.audit import Actor, AuditAction
+from consilium.consult.models import Priority
+from consilium.consult.routes import consult_routes
+from consilium.consult.workflow import ConsultContext
 from consilium.history.audit_search import AuditFilter, search_audit, to_csv
 from consilium.identity.grants import granted_study_uids
 from consilium.identity.middleware import AuthenticationMiddleware, client_address
@@ -40,6 +44,16 @@ PAGE_STYLE = (
 def actor_of(request: Request, principal: Principal) -> Actor:
     return Actor(principal.subject, principal.display_name, principal.institution_id or "",
                  client_address(request.scope), "web")
+
+
+def consult_context(runtime: Runtime) -> ConsultContext:
+    settings = runtime.settings
+    return ConsultContext(
+        runtime.engine, runtime.audit,
+        {Priority.EMERGENCY: settings.consult_due_hours_emergency,
+         Priority.URGENT: settings.consult_due_hours_urgent,
+         Priority.ROUTINE: settings.consult_due_hours_routine},
+        timedelta(days=settings.consult_grant_retention_days))
 
 
 def create_app(runtime: Runtime) -> Any:
@@ -166,6 +180,7 @@ def create_app(runtime: Runtime) -> Any:
         Route("/audit", audit_page),
         Mount(BASE_PATH, routes=dicomweb_routes(runtime)),
         *identity_routes(settings, runtime.engine, directory, runtime.audit),
+        *consult_routes(consult_context(runtime)),
         *viewer_routes(),
     ]
     if settings.identity_dev_idp:

@@ -196,6 +196,13 @@ class Settings(BaseModel):
     audit_syslog_host: str = Field(default="", description="DICOM audit messages via syslog UDP")
     audit_syslog_port: int = Field(default=514, ge=1, le=65535)
 
+    consult_due_hours_emergency: float = Field(default=1.0, gt=0, description="submit -> due")
+    consult_due_hours_urgent: float = Field(default=6.0, gt=0)
+    consult_due_hours_routine: float = Field(default=72.0, gt=0)
+    consult_grant_retention_days: float = Field(
+        default=30.0, ge=0, description="studies stay shared this long after a case is closed"
+    )
+
     demo_data: bool = Field(default=False, description="Seed demo studies at start if empty.")
     demo_ct_slices: int = Field(default=120, ge=1, le=2000)
 

@@ -1,0 +1,178 @@
+"""HTTP adapters of the consult workflow: parse, call one domain function, render.
+
+    POST /api/cases                          open a draft {question, study_uids, target_institution,
+                                             priority?, target_specialty?, target_subject?,
+                                             clinical_info?, key_images?}
+    GET  /api/cases                          my inbox (target side) and my requests
+    GET  /api/cases/{id}                     the case, its studies, messages and conclusions
+    GET  /api/cases/{id}/history             the timeline
+    POST /api/cases/{id}/{action}            submit, resubmit, accept, decline, return, reassign,
+                                             conclude, amend, close, cancel; body {version, ...}
+    POST /api/cases/{id}/messages            {text}
+
+Errors: 400 invalid, 401, 403, 404 (also for cases the caller may not see), 409 (a transition
+the state does not allow, or a stale ``version``) with ``{"error": reason}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from consilium.consult import workflow as wf
+from consilium.consult.models import CaseMessage, CaseStudy, ConsultCase, Priority
+from consilium.errors import DomainError, InvalidInput, NotAuthenticated
+from consilium.identity.policy import Principal
+from consilium.identity.web import current_principal
+
+Handler = Callable[[Request], Awaitable[JSONResponse]]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def case_json(case: ConsultCase) -> dict[str, Any]:
+    return {k: _plain(v) for k, v in case.model_dump().items()}
+
+
+def _domain(handler: Callable[[Request, Principal], Awaitable[Any]]) -> Handler:
+    async def wrapped(request: Request) -> JSONResponse:
+        principal = current_principal(request)
+        try:
+            if not principal.authenticated:
+                raise NotAuthenticated("not authenticated")
+            return JSONResponse(await handler(request, principal))
+        except DomainError as exc:
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
+    return wrapped
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput("the body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object")
+    return body
+
+
+def _text(body: dict[str, Any], key: str, required: bool = False) -> str:
+    value = body.get(key, "")
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise InvalidInput(f"'{key}' must be {'a non-empty' if required else 'a'} string")
+    return value
+
+
+def _version(body: dict[str, Any]) -> int | None:
+    value = body.get("version")
+    if value is not None and not isinstance(value, int):
+        raise InvalidInput("'version' must be an integer")
+    return value
+
+
+def consult_routes(ctx: wf.ConsultContext) -> list[Route]:
+    async def create(request: Request, principal: Principal) -> dict[str, Any]:
+        body = await _body(request)
+        uids = body.get("study_uids")
+        if not isinstance(uids, list) or not all(isinstance(u, str) for u in uids):
+            raise InvalidInput("'study_uids' must be a list of UIDs")
+        try:
+            priority = Priority(body.get("priority", "routine"))
+        except ValueError as exc:
+            raise InvalidInput("'priority' is routine, urgent or emergency") from exc
+        case = wf.open_case(
+            ctx, principal, question=_text(body, "question", True), study_uids=uids,
+            target_institution=_text(body, "target_institution", True), priority=priority,
+            target_specialty=_text(body, "target_specialty"),
+            target_subject=_text(body, "target_subject"),
+            clinical_info=_text(body, "clinical_info"))
+        return case_json(case)
+
+    async def listing(request: Request, principal: Principal) -> dict[str, Any]:
+        with Session(ctx.engine) as session:
+            mine = list(session.exec(select(ConsultCase).where(
+                ConsultCase.requester_subject == principal.subject)
+                .order_by(col(ConsultCase.created_at).desc()).limit(200)))
+        return {"inbox": [case_json(c) for c in wf.inbox(ctx, principal)],
+                "requests": [case_json(c) for c in mine]}
+
+    async def detail(request: Request, principal: Principal) -> dict[str, Any]:
+        case_id = int(request.path_params["case_id"])
+        with Session(ctx.engine) as session:
+            case = wf.load_case(session, principal, case_id)
+            studies = list(session.exec(select(CaseStudy).where(CaseStudy.case_id == case_id)))
+            messages = list(session.exec(select(CaseMessage).where(
+                CaseMessage.case_id == case_id).order_by(col(CaseMessage.at))))
+        return {
+            "case": case_json(case),
+            "studies": [{"study_uid": s.study_uid, "institution": s.institution_id,
+                         "key_images": [k for k in s.key_images.split("\\") if k]}
+                        for s in studies],
+            "messages": [{k: _plain(v) for k, v in m.model_dump().items()} for m in messages],
+            "conclusions": [{k: _plain(v) for k, v in c.model_dump().items()}
+                            for c in wf.conclusions(ctx, principal, case_id)],
+        }
+
+    async def timeline(request: Request, principal: Principal) -> list[dict[str, Any]]:
+        events = wf.history(ctx, principal, int(request.path_params["case_id"]))
+        return [{k: _plain(v) for k, v in e.model_dump().items()} for e in events]
+
+    async def message(request: Request, principal: Principal) -> dict[str, Any]:
+        body = await _body(request)
+        posted = wf.post_message(ctx, principal, int(request.path_params["case_id"]),
+                                 _text(body, "text", True))
+        return {k: _plain(v) for k, v in posted.model_dump().items()}
+
+    async def act(request: Request, principal: Principal) -> dict[str, Any]:
+        case_id = int(request.path_params["case_id"])
+        action = request.path_params["action"]
+        body = await _body(request)
+        version = _version(body)
+        if action in ("submit", "accept", "close", "cancel"):
+            function = {"submit": wf.submit, "accept": wf.accept, "close": wf.close,
+                        "cancel": wf.cancel}[action]
+            return case_json(function(ctx, principal, case_id, version=version))
+        if action == "resubmit":
+            return case_json(wf.resubmit(ctx, principal, case_id, _text(body, "answer"),
+                                         version=version))
+        if action == "decline":
+            return case_json(wf.decline(ctx, principal, case_id, _text(body, "reason", True),
+                                        version=version))
+        if action == "return":
+            return case_json(wf.return_for_information(
+                ctx, principal, case_id, _text(body, "request", True), version=version))
+        if action == "reassign":
+            specialty = body.get("specialty")
+            return case_json(wf.reassign(
+                ctx, principal, case_id, version=version, subject=_text(body, "subject"),
+                specialty=specialty if isinstance(specialty, str) else None))
+        if action in ("conclude", "amend"):
+            fields = {"findings": _text(body, "findings"),
+                      "impression": _text(body, "impression", True),
+                      "recommendations": _text(body, "recommendations")}
+            signed = (wf.conclude(ctx, principal, case_id, version=version, **fields)
+                      if action == "conclude" else
+                      wf.amend(ctx, principal, case_id, version=version,
+                               reason=_text(body, "reason", True), **fields))
+            return {k: _plain(v) for k, v in signed.model_dump().items()}
+        raise InvalidInput(f"unknown action {action!r}")
+
+    return [
+        Route("/api/cases", _domain(create), methods=["POST"]),
+        Route("/api/cases", _domain(listing), methods=["GET"]),
+        Route("/api/cases/{case_id:int}", _domain(detail), methods=["GET"]),
+        Route("/api/cases/{case_id:int}/history", _domain(timeline), methods=["GET"]),
+        Route("/api/cases/{case_id:int}/messages", _domain(message), methods=["POST"]),
+        Route("/api/cases/{case_id:int}/{action}", _domain(act), methods=["POST"]),
+    ]
