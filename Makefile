@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 CONFIG ?= config/consilium.toml
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench install clean
+.PHONY: run test lint typecheck unit bench install clean frontend
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,12 +15,29 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## frontend: the web viewer (frontend/dist); npm ci only when the lock file changed, vite build
+## only when a source changed
+FRONTEND_SRC := $(shell find frontend/src -type f 2>/dev/null) \
+	frontend/index.html frontend/vite.config.ts frontend/tsconfig.json
+NODE_STAMP = frontend/node_modules/.consilium-ci
+DIST_STAMP = frontend/dist/.consilium-build
+
+$(NODE_STAMP): frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(DIST_STAMP): $(NODE_STAMP) $(FRONTEND_SRC)
+	cd frontend && npm run --silent build -- --logLevel warn
+	touch $@
+
+frontend: $(DIST_STAMP)
+
 ## run: the embedded default (SQLite + files under var/, demo data of two hospitals)
-run: $(STAMP)
+run: $(STAMP) frontend
 	$(BIN)/consilium serve --config $(CONFIG)
 
 ## test: lint, type check and the whole suite (needs dcmtk and orthanc: see .ci/run)
-test: lint typecheck unit
+test: frontend lint typecheck unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check platform rendering tests bench
@@ -28,7 +45,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) frontend
 	$(BIN)/pytest -q
 
 ## bench: the benchmarks of bench/ (not part of the tests)
@@ -37,4 +54,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/find_latency.py
 
 clean:
-	rm -rf $(VENV) var build *.egg-info
+	rm -rf $(VENV) var build *.egg-info frontend/dist frontend/node_modules

@@ -1,0 +1,231 @@
+/**
+ * The tools capability: Cornerstone3D's tool group of a viewport. The wheel scrolls the stack,
+ * the middle button pans and the right button zooms whatever is selected; the left button runs
+ * the selected tool (window/level, pan, zoom or a measurement). Measurements are reported as
+ * plain summaries (the numbers Cornerstone computed and the text it draws).
+ */
+
+import { eventTarget, utilities as csUtils } from "@cornerstonejs/core";
+import {
+  AngleTool,
+  ArrowAnnotateTool,
+  EllipticalROITool,
+  Enums as ToolEnums,
+  LengthTool,
+  PanTool,
+  RectangleROITool,
+  StackScrollTool,
+  ToolGroupManager,
+  WindowLevelTool,
+  ZoomTool,
+  addTool,
+  annotation as annotationApi,
+  utilities as toolsUtils,
+  type Types as ToolTypes,
+} from "@cornerstonejs/tools";
+
+import type { MeasurementSummary } from "../../core/hooks";
+import { askText } from "./textPrompt";
+
+const { MouseBindings } = ToolEnums;
+const SETTLE_MS = 200;
+
+export interface PrimaryTool {
+  name: string;
+  label: string;
+  key: string;
+  measurement: boolean;
+}
+
+export const PRIMARY_TOOLS: readonly PrimaryTool[] = [
+  { name: WindowLevelTool.toolName, label: "W/L", key: "w", measurement: false },
+  { name: PanTool.toolName, label: "Pan", key: "p", measurement: false },
+  { name: ZoomTool.toolName, label: "Zoom", key: "z", measurement: false },
+  { name: LengthTool.toolName, label: "Length", key: "l", measurement: true },
+  { name: AngleTool.toolName, label: "Angle", key: "a", measurement: true },
+  { name: EllipticalROITool.toolName, label: "Ellipse", key: "e", measurement: true },
+  { name: RectangleROITool.toolName, label: "Rectangle", key: "r", measurement: true },
+  { name: ArrowAnnotateTool.toolName, label: "Arrow", key: "t", measurement: true },
+];
+
+const ALL_TOOLS = [
+  WindowLevelTool,
+  PanTool,
+  ZoomTool,
+  StackScrollTool,
+  LengthTool,
+  AngleTool,
+  EllipticalROITool,
+  RectangleROITool,
+  ArrowAnnotateTool,
+];
+const MEASUREMENT_TOOLS = new Set(PRIMARY_TOOLS.filter((t) => t.measurement).map((t) => t.name));
+
+let registered = false;
+
+type Annotation = ToolTypes.Annotation;
+type Listener = (all: MeasurementSummary[], changed: (MeasurementSummary & { settled: boolean }) | null) => void;
+
+export class Toolbox {
+  private readonly group: NonNullable<ReturnType<typeof ToolGroupManager.createToolGroup>>;
+  private primary: string = WindowLevelTool.toolName;
+  private readonly listeners: Listener[] = [];
+  private readonly toolListeners: ((name: string) => void)[] = [];
+
+  constructor(groupId: string, viewportId: string, renderingEngineId: string) {
+    if (!registered) {
+      ALL_TOOLS.forEach((tool) => addTool(tool));
+      registered = true;
+    }
+    const group = ToolGroupManager.createToolGroup(groupId);
+    if (!group) throw new Error(`tool group ${groupId} exists already`);
+    this.group = group;
+    for (const tool of ALL_TOOLS) {
+      if (tool === ArrowAnnotateTool) {
+        group.addTool(tool.toolName, {
+          getTextCallback: (done: (text: string | null) => void) =>
+            void askText("Annotation text").then(done),
+          changeTextCallback: (data: { data?: { label?: string } }, _evt: unknown, done: (text: string | null) => void) =>
+            void askText("Annotation text", data.data?.label ?? "").then(done),
+        });
+      } else {
+        group.addTool(tool.toolName);
+      }
+    }
+    group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
+    group.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: MouseBindings.Auxiliary }] });
+    group.setToolActive(ZoomTool.toolName, { bindings: [{ mouseButton: MouseBindings.Secondary }] });
+    for (const name of MEASUREMENT_TOOLS) group.setToolPassive(name);
+    group.setToolActive(this.primary, { bindings: [{ mouseButton: MouseBindings.Primary }] });
+    group.addViewport(viewportId, renderingEngineId);
+
+    const { Events } = ToolEnums;
+    // Cornerstone recomputes an annotation's statistics at most every 100 ms (a trailing
+    // throttle) and does not redraw when the trailing pass lands: after a quick drag the numbers
+    // and the text on screen are those of a point on the way. So every change is reported at
+    // once (settled: false) and again, redrawn, once the throttle has run (settled: true).
+    let lastChanged: Annotation | null = null;
+    let settleTimer = 0;
+    const publish = (settled: boolean) => {
+      const changed = lastChanged && !this.isRemoved(lastChanged) ? { ...this.summarize(lastChanged), settled } : null;
+      const all = this.measurements();
+      this.listeners.forEach((fn) => fn(all, changed));
+    };
+    const report = (evt: Event, removed = false) => {
+      const annotation = (evt as CustomEvent<{ annotation?: Annotation }>).detail?.annotation;
+      if (annotation && !removed) lastChanged = annotation;
+      requestAnimationFrame(() => publish(false)); // stats are computed while it renders
+      window.clearTimeout(settleTimer);
+      settleTimer = window.setTimeout(() => {
+        toolsUtils.triggerAnnotationRenderForViewportIds([viewportId]);
+        requestAnimationFrame(() => publish(true));
+      }, SETTLE_MS);
+    };
+    eventTarget.addEventListener(Events.ANNOTATION_COMPLETED, (e: Event) => report(e));
+    eventTarget.addEventListener(Events.ANNOTATION_MODIFIED, (e: Event) => {
+      const change = (e as CustomEvent<{ changeType?: string }>).detail?.changeType;
+      if (change !== ToolEnums.ChangeTypes.StatsUpdated) report(e); // our own redraw's echo
+    });
+    eventTarget.addEventListener(Events.ANNOTATION_REMOVED, (e: Event) => report(e, true));
+  }
+
+  private isRemoved(a: Annotation): boolean {
+    return !a.annotationUID || !annotationApi.state.getAnnotation(a.annotationUID);
+  }
+
+  get primaryTool(): string {
+    return this.primary;
+  }
+
+  /** The tool of the left mouse button. */
+  setPrimary(name: string): void {
+    if (name === this.primary) return;
+    this.group.setToolPassive(this.primary); // drops only its left-button binding
+    this.group.setToolActive(name, { bindings: [{ mouseButton: MouseBindings.Primary }] });
+    this.primary = name;
+    this.toolListeners.forEach((fn) => fn(name));
+  }
+
+  onPrimaryChange(fn: (name: string) => void): void {
+    this.toolListeners.push(fn);
+  }
+
+  onMeasurements(fn: Listener): void {
+    this.listeners.push(fn);
+  }
+
+  handleKey(event: KeyboardEvent): boolean {
+    if (event.ctrlKey || event.metaKey || event.altKey) return false;
+    const tool = PRIMARY_TOOLS.find((t) => t.key === event.key.toLowerCase());
+    if (tool) {
+      this.setPrimary(tool.name);
+      return true;
+    }
+    if (event.key === "Delete") {
+      const selected: string[] = annotationApi.selection.getAnnotationsSelected() ?? [];
+      selected.forEach((uid) => annotationApi.state.removeAnnotation(uid));
+      return selected.length > 0;
+    }
+    return false;
+  }
+
+  remove(uid: string): void {
+    annotationApi.state.removeAnnotation(uid);
+  }
+
+  measurements(): MeasurementSummary[] {
+    const all = annotationApi.state.getAllAnnotations() as Annotation[];
+    return all
+      .filter((a) => MEASUREMENT_TOOLS.has(a.metadata?.toolName ?? ""))
+      .map((a) => this.summarize(a));
+  }
+
+  private summarize(a: Annotation): MeasurementSummary {
+    const tool = a.metadata?.toolName ?? "";
+    const imageId = a.metadata?.referencedImageId ?? "";
+    const data = a.data as {
+      cachedStats?: Record<string, Record<string, unknown>>;
+      text?: string;
+      label?: string;
+      handles?: { points?: number[][] };
+    };
+    const targetId = Object.keys(data.cachedStats ?? {})[0];
+    const stats = (targetId && data.cachedStats?.[targetId]) || {};
+    const numeric = (key: string) => (typeof stats[key] === "number" ? (stats[key] as number) : undefined);
+    const instance = this.group.getToolInstance(tool) as
+      | { configuration?: { getTextLines?: (d: unknown, t: string) => string[] | undefined } }
+      | undefined;
+    let text: string[] = [];
+    try {
+      text = (targetId && instance?.configuration?.getTextLines?.(a.data, targetId)) || [];
+    } catch {
+      text = [];
+    }
+    const label = data.label ?? data.text;
+    if (tool === ArrowAnnotateTool.toolName) text = label ? [label] : [];
+    const handlesImage: [number, number][] = [];
+    for (const point of data.handles?.points ?? []) {
+      try {
+        const xy = csUtils.worldToImageCoords(imageId, point as [number, number, number]);
+        if (xy) handlesImage.push([xy[0], xy[1]]);
+      } catch {
+        /* no plane geometry for this image */
+      }
+    }
+    return {
+      uid: a.annotationUID ?? "",
+      tool,
+      imageId,
+      text,
+      length: numeric("length"),
+      angle: numeric("angle"),
+      mean: numeric("mean"),
+      stdDev: numeric("stdDev"),
+      area: numeric("area"),
+      unit: (stats.unit as string | undefined) ?? (stats.areaUnit as string | undefined),
+      modalityUnit: stats.modalityUnit as string | undefined,
+      label,
+      handlesImage,
+    };
+  }
+}

@@ -1,0 +1,333 @@
+/**
+ * The viewport capability: one Cornerstone3D stack viewport showing a series, the navigation
+ * people expect (wheel through the stack tool, arrow keys, Page Up/Down, Home/End), window
+ * presets, flip/rotate/invert/reset, and the text overlay. The first slice is requested alone
+ * (interaction priority); the rest of the series streams in behind it through Cornerstone's
+ * stack prefetch, nearest slices first, while the user scrolls.
+ */
+
+import {
+  Enums,
+  RenderingEngine,
+  cache,
+  eventTarget,
+  imageLoader,
+  metaData,
+  utilities as csUtils,
+  type Types,
+} from "@cornerstonejs/core";
+import dicomImageLoader from "@cornerstonejs/dicom-image-loader";
+import { utilities as toolsUtils } from "@cornerstonejs/tools";
+
+import { h } from "../../core/dom";
+import type { Frame, Series, Study } from "../../core/dicomweb";
+import type { CanvasStats, ViewState } from "../../core/hooks";
+import { Overlay } from "./overlay";
+import { CT_PRESETS, type WindowPreset } from "./presets";
+
+export const RENDERING_ENGINE_ID = "consilium";
+export const VIEWPORT_ID = "stack";
+const PAGE = 10; // slices per Page Up/Down
+
+export interface StackInput {
+  study: Study;
+  series: Series;
+  frames: Frame[];
+}
+
+type Listener = (view: ViewState) => void;
+
+export class StackViewer {
+  readonly element: HTMLDivElement;
+  readonly viewportElement: HTMLDivElement;
+  private readonly overlay = new Overlay();
+  private readonly engine: RenderingEngine;
+  private input: StackInput | null = null;
+  private imageIds = new Set<string>();
+  private loaded = new Set<string>();
+  private renderCount = 0;
+  private readonly listeners = { change: [] as Listener[], rendered: [] as Listener[] };
+
+  constructor() {
+    this.viewportElement = h("div", { class: "viewport-canvas", "data-testid": "viewport" });
+    this.viewportElement.addEventListener("contextmenu", (e) => e.preventDefault());
+    this.element = h("div", { class: "viewport" }, this.viewportElement, this.overlay.element);
+    this.engine = new RenderingEngine(RENDERING_ENGINE_ID);
+  }
+
+  /** Call once the element is in the document and has its size. */
+  mount(): void {
+    this.engine.enableElement({
+      viewportId: VIEWPORT_ID,
+      type: Enums.ViewportType.STACK,
+      element: this.viewportElement,
+      defaultOptions: { background: [0, 0, 0] as Types.Point3 },
+    });
+    new ResizeObserver(() => this.engine.resize(true, true)).observe(this.viewportElement);
+    const el = this.viewportElement;
+    for (const name of [Enums.Events.STACK_NEW_IMAGE, Enums.Events.VOI_MODIFIED, Enums.Events.CAMERA_MODIFIED]) {
+      el.addEventListener(name, () => this.changed());
+    }
+    el.addEventListener(Enums.Events.IMAGE_RENDERED, () => {
+      this.renderCount++;
+      const view = this.changed();
+      if (view) this.listeners.rendered.forEach((fn) => fn(view));
+    });
+    eventTarget.addEventListener(Enums.Events.IMAGE_LOADED, ((evt: CustomEvent) => {
+      const imageId: string | undefined = evt.detail?.image?.imageId;
+      if (imageId && this.imageIds.has(imageId) && !this.loaded.has(imageId)) {
+        this.loaded.add(imageId);
+        if (this.loaded.size % 10 === 0 || this.loaded.size === this.imageIds.size) this.changed();
+      }
+    }) as EventListener);
+  }
+
+  /**
+   * Render a blank 16-bit slice once, before anyone opens a series: the first render of a page
+   * compiles WebGL shaders and sets up the canvas (100-200 ms with SwiftShader), which would
+   * otherwise be paid between the click and the first slice.
+   */
+  async warmUp(): Promise<void> {
+    const imageId = "consilium-warmup:blank";
+    if (!cache.getImageLoadObject(imageId)) {
+      imageLoader.createAndCacheLocalImage(imageId, {
+        scalarData: new Int16Array(512 * 512),
+        dimensions: [512, 512],
+        spacing: [1, 1],
+        frameOfReferenceUID: "consilium-warmup",
+      });
+    }
+    const rendered = new Promise<void>((resolve) => {
+      this.viewportElement.addEventListener(Enums.Events.IMAGE_RENDERED, () => resolve(), { once: true });
+      window.setTimeout(resolve, 3000);
+    });
+    await this.viewport.setStack([imageId], 0);
+    this.viewport.setProperties({ voiRange: { lower: 1, upper: 2 } }); // all black
+    this.viewport.render();
+    await rendered;
+  }
+
+  get viewport(): Types.IStackViewport {
+    return this.engine.getViewport(VIEWPORT_ID) as Types.IStackViewport;
+  }
+
+  get current(): StackInput | null {
+    return this.input;
+  }
+
+  on(event: keyof StackViewer["listeners"], fn: Listener): void {
+    this.listeners[event].push(fn);
+  }
+
+  /** Show a series, starting at `index`; resolves when its first slice is on screen. */
+  async open(input: StackInput, index = 0): Promise<void> {
+    const el = this.viewportElement;
+    toolsUtils.stackPrefetch.disable(el);
+    for (const frame of input.frames) {
+      if (frame.frame === 1) {
+        // the loader's wadors metadata manager: one entry per instance; frames of a
+        // multi-frame instance are derived from its first frame's entry
+        dicomImageLoader.wadors.metaDataManager.add(frame.imageId, frame.instance as never);
+      }
+    }
+    this.input = input;
+    const ids = input.frames.map((f) => f.imageId);
+    this.imageIds = new Set(ids);
+    this.loaded = new Set(ids.filter((id) => cache.isLoaded(id)));
+    const s = input.series;
+    this.overlay.setStudy(input.study, `${s.modality} #${s.number ?? ""} ${s.description}`.trim());
+    const start = Math.max(0, Math.min(index, ids.length - 1));
+    performance.mark("consilium:set-stack");
+    await this.viewport.setStack(ids, start);
+    // The prefetch starts once the first slice is on the canvas: its responses and decodes
+    // would otherwise compete with that first render for the main thread.
+    const rendered = new Promise<void>((resolve) => {
+      el.addEventListener(Enums.Events.IMAGE_RENDERED, () => resolve(), { once: true });
+      window.setTimeout(resolve, 3000);
+    });
+    this.viewport.render();
+    await rendered;
+    if (this.input === input) toolsUtils.stackPrefetch.enable(el);
+  }
+
+  // -- navigation ------------------------------------------------------------------------
+
+  scrollBy(delta: number): void {
+    if (!this.input) return;
+    csUtils.scroll(this.viewport, { delta });
+  }
+
+  async goTo(index: number): Promise<void> {
+    if (!this.input) return;
+    const last = this.viewport.getImageIds().length - 1;
+    await this.viewport.setImageIdIndex(Math.max(0, Math.min(index, last)));
+  }
+
+  /** Keyboard shortcuts of the viewport; true when the key was one of them. */
+  handleKey(event: KeyboardEvent): boolean {
+    if (!this.input) return false;
+    switch (event.key) {
+      case "ArrowUp":
+      case "ArrowLeft":
+        this.scrollBy(-1);
+        return true;
+      case "ArrowDown":
+      case "ArrowRight":
+        this.scrollBy(1);
+        return true;
+      case "PageUp":
+        this.scrollBy(-PAGE);
+        return true;
+      case "PageDown":
+        this.scrollBy(PAGE);
+        return true;
+      case "Home":
+        void this.goTo(0);
+        return true;
+      case "End":
+        void this.goTo(Number.MAX_SAFE_INTEGER);
+        return true;
+    }
+    const preset = CT_PRESETS.find((p) => p.key === event.key);
+    if (preset) {
+      this.applyPreset(preset);
+      return true;
+    }
+    return false;
+  }
+
+  // -- presentation ----------------------------------------------------------------------
+
+  applyPreset(preset: WindowPreset): void {
+    const image = this.viewport.getCornerstoneImage();
+    if (!image || image.color) return; // HU windows mean nothing for colour images
+    this.viewport.setProperties({
+      voiRange: csUtils.windowLevel.toLowHighRange(preset.width, preset.center),
+    });
+    this.viewport.render();
+  }
+
+  flip(direction: "horizontal" | "vertical"): void {
+    const camera = this.viewport.getCamera();
+    if (direction === "horizontal") {
+      this.viewport.setCamera({ flipHorizontal: !camera.flipHorizontal });
+    } else {
+      this.viewport.setCamera({ flipVertical: !camera.flipVertical });
+    }
+    this.viewport.render();
+  }
+
+  rotate90(): void {
+    const rotation = (this.viewport.getRotation() + 90) % 360;
+    this.viewport.setViewPresentation({ rotation });
+    this.viewport.render();
+  }
+
+  invert(): void {
+    const { invert } = this.viewport.getProperties();
+    this.viewport.setProperties({ invert: !invert });
+    this.viewport.render();
+  }
+
+  reset(): void {
+    this.viewport.resetProperties();
+    this.viewport.setViewPresentation({ rotation: 0 });
+    this.viewport.resetCamera();
+    this.viewport.render();
+  }
+
+  // -- state -----------------------------------------------------------------------------
+
+  private changed(): ViewState | null {
+    const view = this.view();
+    if (view) {
+      this.overlay.update(view);
+      this.listeners.change.forEach((fn) => fn(view));
+    }
+    return view;
+  }
+
+  view(): ViewState | null {
+    const input = this.input;
+    const vp = this.viewport;
+    const image = vp?.getCornerstoneImage();
+    if (!input || !image) return null;
+    const imageId = vp.getCurrentImageId();
+    const { voiRange, invert } = vp.getProperties();
+    const wl = voiRange ? csUtils.windowLevel.toWindowLevel(voiRange.lower, voiRange.upper) : null;
+    const camera = vp.getCamera();
+    const plane = metaData.get("imagePlaneModule", imageId) as
+      | { rowPixelSpacing?: number; columnPixelSpacing?: number }
+      | undefined;
+    const pixel = metaData.get("imagePixelModule", imageId) as { photometricInterpretation?: string } | undefined;
+    return {
+      studyUID: input.series.studyUID,
+      seriesUID: input.series.seriesUID,
+      modality: input.series.modality,
+      imageId,
+      imageIndex: vp.getCurrentImageIdIndex(),
+      imageCount: vp.getImageIds().length,
+      loadedCount: this.loaded.size,
+      rows: image.rows,
+      columns: image.columns,
+      color: Boolean(image.color),
+      photometric: pixel?.photometricInterpretation ?? "",
+      voi: voiRange ? { lower: voiRange.lower, upper: voiRange.upper } : null,
+      windowWidth: wl?.windowWidth ?? null,
+      windowCenter: wl?.windowCenter ?? null,
+      invert: Boolean(invert),
+      zoom: vp.getZoom(),
+      pan: [vp.getPan()[0], vp.getPan()[1]],
+      rotation: vp.getRotation(),
+      flipHorizontal: Boolean(camera.flipHorizontal),
+      flipVertical: Boolean(camera.flipVertical),
+      pixelSpacing:
+        plane?.rowPixelSpacing && plane.columnPixelSpacing
+          ? [plane.rowPixelSpacing, plane.columnPixelSpacing]
+          : null,
+      imageRect: this.imageRect(imageId, image.columns, image.rows),
+      viewportUsesCPU: Boolean((vp as unknown as { useCPURendering?: boolean }).useCPURendering),
+      renderCount: this.renderCount,
+    };
+  }
+
+  private imageRect(imageId: string, columns: number, rows: number): [number, number, number, number] | null {
+    try {
+      const corners = [
+        [0, 0],
+        [columns, rows],
+      ].map((p) => this.viewport.worldToCanvas(csUtils.imageToWorldCoords(imageId, p as Types.Point2) as Types.Point3));
+      const [x0, x1] = [corners[0][0], corners[1][0]].sort((a, b) => a - b);
+      const [y0, y1] = [corners[0][1], corners[1][1]].sort((a, b) => a - b);
+      return [x0, y0, x1 - x0, y1 - y0];
+    } catch {
+      return null; // no plane geometry
+    }
+  }
+
+  /** What the canvas shows now, read back from its pixels. */
+  canvasStats(): CanvasStats | null {
+    const canvas = this.viewportElement.querySelector("canvas");
+    if (!canvas || !canvas.width || !canvas.height) return null;
+    const copy = document.createElement("canvas");
+    copy.width = canvas.width;
+    copy.height = canvas.height;
+    const ctx = copy.getContext("2d", { willReadFrequently: true });
+    if (!ctx) return null;
+    ctx.drawImage(canvas, 0, 0);
+    const data = ctx.getImageData(0, 0, copy.width, copy.height).data;
+    let nonBlack = 0;
+    let colored = 0;
+    let sum = 0;
+    const n = data.length / 4;
+    for (let i = 0; i < data.length; i += 4) {
+      const r = data[i];
+      const g = data[i + 1];
+      const b = data[i + 2];
+      if (r + g + b > 24) nonBlack++;
+      if (Math.max(r, g, b) - Math.min(r, g, b) > 16) colored++;
+      sum += (r + g + b) / 3;
+    }
+    return { width: copy.width, height: copy.height, nonBlack: nonBlack / n, colored: colored / n, mean: sum / n };
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * `window.__consilium`: what the browser tests and the benchmark read instead of sleeping or
+ * scraping pixels (OHIF's habit: wait on the render signal). The workflow keeps it current;
+ * nothing in the viewer reads it back.
+ */
+
+import type { RenderingInfo } from "./cornerstone";
+
+export interface MeasurementSummary {
+  uid: string;
+  tool: string;
+  imageId: string;
+  /** the text Cornerstone draws beside the annotation */
+  text: string[];
+  length?: number;
+  angle?: number;
+  mean?: number;
+  stdDev?: number;
+  area?: number;
+  unit?: string;
+  modalityUnit?: string;
+  label?: string;
+  /** handle points in image pixel coordinates (column, row) */
+  handlesImage: [number, number][];
+}
+
+export interface ViewState {
+  studyUID: string;
+  seriesUID: string;
+  modality: string;
+  imageId: string;
+  imageIndex: number;
+  imageCount: number;
+  loadedCount: number;
+  rows: number;
+  columns: number;
+  color: boolean;
+  photometric: string;
+  voi: { lower: number; upper: number } | null;
+  windowWidth: number | null;
+  windowCenter: number | null;
+  invert: boolean;
+  zoom: number;
+  pan: [number, number];
+  rotation: number;
+  flipHorizontal: boolean;
+  flipVertical: boolean;
+  pixelSpacing: [number, number] | null;
+  /** where the image's pixels are on the canvas (CSS px): left, top, width, height */
+  imageRect: [number, number, number, number] | null;
+  /** true when the stack viewport itself renders with its CPU path */
+  viewportUsesCPU: boolean;
+  renderCount: number;
+}
+
+export interface ConsiliumHooks {
+  ready: boolean;
+  error: string | null;
+  rendering: RenderingInfo | null;
+  renderingEngineIsGPU: boolean;
+  view: ViewState | null;
+  imageIndex: number;
+  /** performance.now() of the click that opened the current series, and of its first painted slice */
+  openClickedAt: number | null;
+  firstImageAt: number | null;
+  firstImageMs: number | null;
+  /** settled: Cornerstone's throttled statistics have caught up with the final handles */
+  lastMeasurement: (MeasurementSummary & { settled: boolean }) | null;
+  measurements: MeasurementSummary[];
+  /** pixel statistics of the viewport canvas as painted */
+  canvasStats: () => CanvasStats | null;
+}
+
+export interface CanvasStats {
+  width: number;
+  height: number;
+  nonBlack: number; // fraction of pixels that are not (near) black
+  colored: number; // fraction of pixels whose channels differ by more than 16
+  mean: number;
+}
+
+declare global {
+  interface Window {
+    __consilium: ConsiliumHooks;
+  }
+}
+
+export function installHooks(canvasStats: () => CanvasStats | null): ConsiliumHooks {
+  window.__consilium = {
+    ready: false,
+    error: null,
+    rendering: null,
+    renderingEngineIsGPU: false,
+    view: null,
+    imageIndex: -1,
+    openClickedAt: null,
+    firstImageAt: null,
+    firstImageMs: null,
+    lastMeasurement: null,
+    measurements: [],
+    canvasStats,
+  };
+  return window.__consilium;
+}
