@@ -509,6 +509,13 @@ def _sequence(buf: memoryview, pos: int, length: int, path: str, encodings: list
         items.append(item)
 
 
+METADATA_FORMAT = 2  # bump when the JSON produced changes: old cache files are then ignored
+
+
+def metadata_cache_dir(data_dir: Path) -> Path:
+    return data_dir / "cache" / "metadata"
+
+
 class MetadataCache:
     """Instance metadata by content hash: an LRU in memory over files in ``directory``."""
 
@@ -522,7 +529,7 @@ class MetadataCache:
     def _file(self, sha256: str) -> Path | None:
         if self.directory is None:
             return None
-        return self.directory / sha256[:2] / f"{sha256}.json"
+        return self.directory / f"v{METADATA_FORMAT}" / sha256[:2] / f"{sha256}.json"
 
     def cached(self, sha256: str) -> bytes | None:
         with self._lock:

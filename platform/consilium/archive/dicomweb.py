@@ -158,7 +158,7 @@ class DicomWeb:
         self.runtime = runtime
         self.engine = runtime.engine
         self.store = runtime.store
-        self.metadata_dir = runtime.settings.data_dir / "cache" / "metadata"
+        self.metadata_dir = dj.metadata_cache_dir(runtime.settings.data_dir)
         self.metadata = dj.MetadataCache(self.metadata_dir)
         # Metadata not cached yet is computed on every core: pydicom's parsing holds the GIL,
         # and the first look at a 300-slice series would otherwise take one core ~0.6 ms per

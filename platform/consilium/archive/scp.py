@@ -40,6 +40,7 @@ from consilium.archive.sop import (
     VERIFICATION,
     is_uncompressed,
 )
+from consilium.archive.warmup import MetadataWarmer
 from consilium.audit import Actor, AuditAction, AuditOutcome, AuditTrail
 from consilium.identity.policy import (
     DicomCaller,
@@ -170,6 +171,7 @@ class DicomServer:
         self.audit = audit
         self.ledger = StoreLedger()
         self.reuse_port = reuse_port
+        self.warmer = MetadataWarmer(store, settings.data_dir)
         self.ae = self._make_ae()
         self.server: ThreadedAssociationServer | None = None
         self._thread: threading.Thread | None = None
@@ -261,7 +263,9 @@ class DicomServer:
 
     def record_stores(self, caller: DicomCaller, address: str,
                       stored: dict[str, tuple[str, int]]) -> None:
-        """One audit event per study an association stored into."""
+        """One audit event per study an association stored into; the studies' web metadata is
+        then computed in the background."""
+        self.warmer.submit(list(stored))
         if self.audit is None:
             return
         for study_uid, (patient_id, count) in stored.items():
