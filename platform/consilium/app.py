@@ -31,6 +31,8 @@ from consilium.identity.routes import identity_routes
 from consilium.identity.tokens import ProviderDirectory
 from consilium.identity.web import current_principal
 from consilium.live.socket import create_socket_app
+from consilium.render.routes import BASE_PATH as RENDER_PATH
+from consilium.render.routes import render_routes
 from consilium.service import Runtime
 from consilium.web_static import viewer_routes
 
@@ -179,6 +181,7 @@ def create_app(runtime: Runtime) -> Any:
         Route("/api/audit", api_audit),
         Route("/audit", audit_page),
         Mount(BASE_PATH, routes=dicomweb_routes(runtime)),
+        Mount(RENDER_PATH, routes=render_routes(runtime)),
         *identity_routes(settings, runtime.engine, directory, runtime.audit),
         *consult_routes(consult_context(runtime)),
         *viewer_routes(),

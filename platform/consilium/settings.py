@@ -203,6 +203,21 @@ class Settings(BaseModel):
         default=30.0, ge=0, description="studies stay shared this long after a case is closed"
     )
 
+    render_workers: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="Render worker processes for server-side MPR and 3D (spawned with the first "
+        "render request). A series always renders in the same worker, which keeps its volume.",
+    )
+    render_cache_mb: int = Field(
+        default=1200,
+        ge=64,
+        description="Memory for cached volumes across all render workers (split evenly): voxels "
+        "plus about 4 bytes per voxel once volume-rendered; least recently used volumes are "
+        "evicted. A 512x512x300 CT costs about 150 MB, about 450 MB with its ray caster.",
+    )
+
     demo_data: bool = Field(default=False, description="Seed demo studies at start if empty.")
     demo_ct_slices: int = Field(default=120, ge=1, le=2000)
 

@@ -14,6 +14,7 @@ from consilium.identity.policy import Principal
 from consilium.identity.tokens import ProviderDirectory, TokenError
 from consilium.identity.users import LoginRefused, map_claims, principal_of_claims
 from consilium.identity.web import PRINCIPAL_SCOPE_KEY
+from consilium.render.events import register_render_events
 from consilium.service import Runtime
 
 log = logging.getLogger(__name__)
@@ -54,5 +55,11 @@ def create_socket_app(other_app: Any, directory: ProviderDirectory, runtime: Run
         principal: Principal = session["principal"]
         return {"subject": principal.subject, "institution": principal.institution_id,
                 "roles": sorted(principal.roles)}
+
+    render_events = register_render_events(sio, runtime)
+
+    @sio.event  # type: ignore[untyped-decorator]
+    async def disconnect(sid: str, _reason: Any = None) -> None:
+        await render_events.disconnect(sid)
 
     return socketio.ASGIApp(sio, other_asgi_app=other_app, socketio_path="socket.io")

@@ -1,0 +1,17 @@
+"""Server-side MPR and 3-D rendering as a service (issue 6, part 4): the rendering library run in
+worker processes, over HTTP and Socket.IO, under the images' access policy.
+
+Modules:
+
+- :mod:`.protocol` -- picklable job specs and results, and the parsers of request parameters
+  shared by HTTP and Socket.IO (no VTK in the web process).
+- :mod:`.workers` -- the worker processes: sticky routing by series, the volume cache with a
+  memory bound and LRU eviction, crash detection and restart.
+- :mod:`.bridge` -- the async API over the workers; the event loop never blocks on rendering.
+- :mod:`.access` -- series -> study -> policy (404 when not readable), stored files, audit.
+- :mod:`.routes` -- the HTTP API under ``/api/render`` (documented there).
+- :mod:`.events` -- the Socket.IO stream for interactive use (documented there).
+- :mod:`.service` -- the one bridge and access checker of a process.
+
+Kept import-light: the worker processes import this package.
+"""

@@ -1,0 +1,247 @@
+"""HTTP API of server-side MPR, 3-D rendering and isosurfaces, mounted at ``/api/render``.
+
+Every route needs a signed-in clinician (session cookie or bearer token; 401 otherwise) who may
+read the series' study by the same policy as the images (own institution or an active grant);
+a series that does not exist and one the caller may not read both answer **404**
+``{"error": "no such series here"}``. Answers are never cached (``Cache-Control: no-store``).
+Errors are JSON ``{"error": message, "reason": code}``: **400** a parameter that cannot be
+read; **422** the series cannot become a volume or the request makes no sense for it, with the
+rendering library's message (``reason``: ``single-slice``, ``not-image``, ``mixed-size``,
+``mixed-orientation``, ``too-large``, ... or ``plane``/``render``/``isosurface``); **503** the
+render worker crashed during the request (it is restarted; retry) or is busy (``Retry-After``).
+
+Vectors are comma-separated patient coordinates (DICOM LPS, mm): ``point=12.5,-30,104``.
+
+``GET /api/render/series/{series_uid}/info``
+    JSON: ``dimensions`` (i, j, k voxels), ``spacing`` (mm), ``affine`` (4x4, voxel index ->
+    patient), ``center``, ``bounds``, ``value_range``, ``dtype``, ``modality``, ``units``,
+    ``report`` (slices acquired/built, spacing, gaps, tilt, ``messages`` about what the build
+    did), ``planes`` (the axial, coronal and sagittal planes through the centre, each
+    ``origin``, ``x_axis``, ``y_axis``, ``normal``, ``spacing``, ``size``),
+    ``default_window``, ``default_preset``, ``presets`` (name, title, modality), ``build_ms``.
+
+``GET /api/render/series/{series_uid}/mpr``
+    One MPR image. ``orientation=axial|coronal|sagittal|oblique`` (default axial);
+    ``point=x,y,z`` the plane passes through (default: the volume centre); oblique planes need
+    ``normal=x,y,z`` and may give ``x_axis=x,y,z`` (screen right, projected into the plane);
+    ``slab=<mm>`` (0: thin) with ``mode=mip|minip|mean``; ``window=<centre>,<width>`` (default:
+    40,400 for CT, the robust range otherwise); ``size=<pixels>`` the longest side (default
+    512; 0: the voxel spacing, never finer); ``quality=final|interactive`` (interactive:
+    half the pixels for slabs and oblique planes); ``format=jpeg|png|webp``,
+    ``jpeg_quality=1..100`` (85). Standard planes cover the whole volume, framed the same
+    wherever ``point`` is, so moving the crosshair never shifts the other images sideways.
+
+``GET /api/render/series/{series_uid}/volume``
+    One volume-rendered frame. ``preset`` (``ct-bone``, ``ct-soft-tissue``, ``ct-lung``,
+    ``ct-angio``, ``ct-mip``, ``mr-default``; default by modality); orbit camera
+    ``azimuth``, ``elevation``, ``roll`` (degrees), ``zoom``, ``pan=<right>,<up>`` (mm),
+    ``start=anterior|posterior|left|right|superior|inferior``, ``parallel=1``;
+    ``size=<w>[,<h>]`` (512); ``quality=final|interactive`` (interactive: coarser rays and
+    a quarter to half the size, adapted to keep frames fast, see :mod:`.workers`);
+    ``clip=x0,y0,z0,x1,y1,z1`` keeps a box; ``clipplane=ox,oy,oz,nx,ny,nz`` (repeatable)
+    keeps the side the normal points to; ``shift=<value>`` moves the preset's transfer
+    functions; ``format``, ``jpeg_quality`` as for MPR.
+
+``GET /api/render/series/{series_uid}/isosurface.stl``
+    Binary STL of the surface at ``level`` (default 300, HU for CT), from every ``step``-th
+    voxel (default 2; 1 to 16), in patient coordinates (mm). Audited as an export.
+
+Frame headers, so that the client maps screen points to patient coordinates (crosshair,
+annotations) without asking again. MPR: ``X-Plane-Origin`` (centre of the top-left pixel),
+``X-Plane-X-Axis``, ``X-Plane-Y-Axis`` (unit vectors of screen right and down),
+``X-Plane-Normal``, ``X-Plane-Spacing`` (mm per pixel along x, y), ``X-Plane-Size`` (w, h),
+``X-Window``, ``X-Slab`` (``<mm>,<mode>`` when a slab): pixel (x, y) lies at
+``origin + x*spacing_x*x_axis + y*spacing_y*y_axis``. 3-D: ``X-Camera-Position``,
+``X-Camera-Focal-Point``, ``X-Camera-View-Up``, ``X-Camera-View-Angle`` (vertical field of
+view, degrees) or ``X-Camera-Parallel-Scale`` (mm), ``X-Preset``. Both: ``X-Frame-Size``,
+``X-Render-Quality``, ``Server-Timing`` (``build`` when the volume was built for this request,
+``render`` in the worker incl. encoding, ``total`` in the server from the request to the
+answer: policy, index lookup, queue, worker). Isosurfaces: ``X-Triangles``, ``X-Bounds`` (min
+then max).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from consilium.audit import Actor
+from consilium.identity.middleware import client_address
+from consilium.identity.web import current_principal
+from consilium.render.access import Viewer
+from consilium.render.bridge import RenderFailure
+from consilium.render.protocol import (
+    BadParameter,
+    FrameResult,
+    Timing,
+    parse_isosurface,
+    parse_mpr,
+    parse_volume,
+)
+from consilium.render.service import RenderService, render_service
+from consilium.service import Runtime
+
+log = logging.getLogger(__name__)
+
+BASE_PATH = "/api/render"
+NO_STORE = {"Cache-Control": "no-store"}
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _vector(values: Any) -> str:
+    return ",".join(repr(float(v)) for v in values)
+
+
+def _timing(timing: Timing) -> str:
+    parts = []
+    if timing.build_ms is not None:
+        parts.append(f"build;dur={timing.build_ms:.1f}")
+    parts.append(f"render;dur={timing.render_ms:.1f}")
+    return ", ".join(parts)
+
+
+async def _soon(function: Callable[..., None], *args: Any) -> None:
+    """Run a quick, non-blocking ``function`` after the response, without a thread hop (the
+    access checker queues audit events on its own writer thread)."""
+    function(*args)
+
+
+def frame_headers(frame: FrameResult) -> dict[str, str]:
+    """The geometry of a frame as response headers (see the module docstring)."""
+    g = frame.geometry
+    headers = dict(NO_STORE)
+    headers["X-Frame-Size"] = f"{frame.width},{frame.height}"
+    headers["X-Render-Quality"] = frame.quality
+    headers["Server-Timing"] = _timing(frame.timing)
+    if "origin" in g:
+        headers["X-Plane-Origin"] = _vector(g["origin"])
+        headers["X-Plane-X-Axis"] = _vector(g["x_axis"])
+        headers["X-Plane-Y-Axis"] = _vector(g["y_axis"])
+        headers["X-Plane-Normal"] = _vector(g["normal"])
+        headers["X-Plane-Spacing"] = _vector(g["spacing"])
+        headers["X-Plane-Size"] = ",".join(str(int(v)) for v in g["size"])
+        headers["X-Window"] = _vector(g["window"])
+        if g.get("slab"):
+            headers["X-Slab"] = f"{g['slab']['thickness_mm']!r},{g['slab']['mode']}"
+    if "position" in g:
+        headers["X-Camera-Position"] = _vector(g["position"])
+        headers["X-Camera-Focal-Point"] = _vector(g["focal_point"])
+        headers["X-Camera-View-Up"] = _vector(g["view_up"])
+        if "parallel_scale" in g:
+            headers["X-Camera-Parallel-Scale"] = repr(float(g["parallel_scale"]))
+        else:
+            headers["X-Camera-View-Angle"] = repr(float(g["view_angle"]))
+        headers["X-Preset"] = str(g["preset"])
+    return headers
+
+
+class RenderRoutes:
+    def __init__(self, service: RenderService) -> None:
+        self.service = service
+        self.bridge = service.bridge
+        self.access = service.access
+
+    def routes(self) -> list[BaseRoute]:
+        g = self._guarded
+        series = "/series/{series_uid}"
+        return [
+            Route(series + "/info", g(self.info), methods=["GET"]),
+            Route(series + "/mpr", g(self.mpr), methods=["GET"]),
+            Route(series + "/volume", g(self.volume), methods=["GET"]),
+            Route(series + "/isosurface.stl", g(self.isosurface), methods=["GET"]),
+        ]
+
+    @staticmethod
+    def _guarded(handler: Handler) -> Handler:
+        async def run(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                response = await handler(request)
+                total = f"total;dur={(time.perf_counter() - started) * 1000.0:.1f}"
+                timing = response.headers.get("server-timing")
+                response.headers["Server-Timing"] = f"{timing}, {total}" if timing else total
+                return response
+            except BadParameter as exc:
+                return JSONResponse({"error": str(exc), "reason": "parameter"}, 400,
+                                    headers=NO_STORE)
+            except RenderFailure as exc:
+                headers = dict(NO_STORE)
+                if exc.status == 401:
+                    headers["WWW-Authenticate"] = "Bearer"
+                if exc.status == 503:
+                    headers["Retry-After"] = "1"
+                return JSONResponse(exc.payload(), exc.status, headers=headers)
+            except Exception:
+                log.exception("render %s %s failed", request.method, request.url.path)
+                return JSONResponse({"error": "internal error; see the server log"}, 500,
+                                    headers=NO_STORE)
+
+        return run
+
+    @staticmethod
+    def viewer(request: Request) -> Viewer:
+        principal = current_principal(request)
+        if not principal.authenticated:
+            raise RenderFailure(401, "not authenticated")
+        bearer = request.headers.get("authorization", "").lower().startswith("bearer ")
+        actor = Actor(principal.subject, principal.display_name, principal.institution_id or "",
+                      client_address(request.scope), "api" if bearer else "web")
+        return Viewer(principal, actor)
+
+    async def info(self, request: Request) -> Response:
+        viewer = self.viewer(request)
+        source = await self.access.series(viewer, request.path_params["series_uid"])
+        result = await self.bridge.info(source)
+        return JSONResponse(result.payload, headers={**NO_STORE, "Server-Timing":
+                                                     _timing(result.timing)},
+                            background=BackgroundTask(_soon, self.access.viewed, viewer, source,
+                                                      "3D volume info"))
+
+    async def mpr(self, request: Request) -> Response:
+        viewer = self.viewer(request)
+        spec = parse_mpr(request.query_params)
+        source = await self.access.series(viewer, request.path_params["series_uid"])
+        frame = await self.bridge.mpr(source, spec)
+        return Response(frame.data, media_type=frame.media_type, headers=frame_headers(frame),
+                        background=BackgroundTask(_soon, self.access.viewed, viewer, source, "MPR"))
+
+    async def volume(self, request: Request) -> Response:
+        viewer = self.viewer(request)
+        spec = parse_volume(request.query_params, request.query_params.getlist("clipplane"))
+        source = await self.access.series(viewer, request.path_params["series_uid"])
+        frame = await self.bridge.volume(source, spec)
+        return Response(frame.data, media_type=frame.media_type, headers=frame_headers(frame),
+                        background=BackgroundTask(_soon, self.access.viewed, viewer, source,
+                                                  "3D rendering"))
+
+    async def isosurface(self, request: Request) -> Response:
+        viewer = self.viewer(request)
+        spec = parse_isosurface(request.query_params)
+        series_uid = request.path_params["series_uid"]
+        source = await self.access.series(viewer, series_uid)
+        surface = await self.bridge.isosurface(source, spec)
+        low, high = surface.bounds
+        headers = {
+            **NO_STORE,
+            "Content-Disposition": f'attachment; filename="isosurface-{spec.level:g}.stl"',
+            "X-Triangles": str(surface.triangles),
+            "X-Bounds": _vector((*low, *high)),
+            "Server-Timing": _timing(surface.timing),
+        }
+        return Response(surface.data, media_type="model/stl", headers=headers,
+                        background=BackgroundTask(_soon, self.access.exported, viewer, source, {
+                            "what": "isosurface STL", "level": spec.level, "step": spec.step,
+                            "triangles": surface.triangles}))
+
+
+def render_routes(runtime: Runtime) -> list[BaseRoute]:
+    """The routes to mount under :data:`BASE_PATH`."""
+    return RenderRoutes(render_service(runtime)).routes()
