@@ -49,9 +49,13 @@ unit: $(STAMP) frontend
 	$(BIN)/pytest -q
 
 ## bench: the benchmarks of bench/ (not part of the tests)
-bench: $(STAMP)
+bench: $(STAMP) frontend
 	$(BIN)/python bench/store_ingest.py
 	$(BIN)/python bench/find_latency.py
+	$(BIN)/python bench/dicomweb.py
+	$(BIN)/python bench/viewer_first_image.py
+	$(BIN)/python bench/render.py
+	$(BIN)/python bench/render_service.py
 
 clean:
 	rm -rf $(VENV) var build *.egg-info frontend/dist frontend/node_modules
