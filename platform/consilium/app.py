@@ -31,6 +31,7 @@ from consilium.identity.routes import identity_routes
 from consilium.identity.tokens import ProviderDirectory
 from consilium.identity.web import current_principal
 from consilium.live.socket import create_socket_app
+from consilium.openapi import openapi_document
 from consilium.render.routes import BASE_PATH as RENDER_PATH
 from consilium.render.routes import render_routes
 from consilium.service import Runtime
@@ -174,8 +175,12 @@ def create_app(runtime: Runtime) -> Any:
             "<table><tr><th>When</th><th>Action</th><th>Outcome</th><th>Who</th>"
             f"<th>Institution</th><th>From</th><th>Patient</th><th>Study</th></tr>{cells}</table>")
 
+    async def openapi(_request: Request) -> JSONResponse:
+        return JSONResponse(openapi_document())
+
     routes: list[Any] = [
         Route("/", home),
+        Route("/openapi.json", openapi),
         Route("/healthz", health),
         Route("/api/studies", api_studies),
         Route("/api/audit", api_audit),

@@ -1,0 +1,134 @@
+"""The OpenAPI description of Consilium's HTTP API, served at ``/openapi.json``.
+
+Written by hand next to the routes it describes: the handlers are thin adapters whose contracts
+are small, and a test checks that every documented path is routed and every routed ``/api`` path
+is documented.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consilium import __version__
+
+ERROR = {"type": "object", "properties": {"error": {"type": "string"}}}
+_JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+
+def _answers(ok: str, *codes: int) -> dict[str, Any]:
+    answers: dict[str, Any] = {"200": {"description": ok}}
+    texts = {400: "invalid input", 401: "not authenticated", 403: "not allowed",
+             404: "unknown or not visible to the caller", 406: "not acceptable",
+             409: "not allowed in the current state, or a stale version",
+             415: "unsupported media type", 422: "the series cannot be rendered",
+             503: "a render worker is restarting or busy"}
+    for code in codes:
+        answers[str(code)] = {"description": texts[code], "content": _JSON_ERROR}
+    return answers
+
+
+def _op(summary: str, ok: str, *codes: int, body: dict[str, Any] | None = None,
+        params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": _answers(ok, *codes)}
+    if body is not None:
+        op["requestBody"] = {"required": True,
+                             "content": {"application/json": {"schema": body}}}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _path_param(name: str, kind: str = "string") -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": kind}}
+
+
+def _query(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": "string"}}
+
+
+CASE_ACTIONS = ["submit", "resubmit", "accept", "decline", "return", "reassign", "conclude",
+                "amend", "close", "cancel"]
+
+
+def openapi_document() -> dict[str, Any]:
+    case = _path_param("case_id", "integer")
+    series = _path_param("series_uid")
+    study = _path_param("study")
+    paths: dict[str, Any] = {
+        "/healthz": {"get": _op("Status and counts", "ok")},
+        "/api/me": {"get": _op("The caller: name, institution, roles, CSRF token", "ok", 401)},
+        "/api/studies": {"get": _op("Studies the caller may see (own institution + grants)",
+                                    "a list of studies", 401)},
+        "/api/audit": {"get": _op(
+            "Search the audit trail (heads, admins); format=csv exports", "events", 400, 401,
+            403, params=[_query(n, n) for n in ("patient_id", "study_uid", "actor", "action",
+                                                "since", "until", "limit", "offset", "format")])},
+        "/api/cases": {
+            "get": _op("My inbox (target side) and my requests", "cases", 401),
+            "post": _op("Open a draft consult request", "the case", 400, 401, 403, body={
+                "type": "object",
+                "required": ["question", "study_uids", "target_institution"],
+                "properties": {
+                    "question": {"type": "string"}, "clinical_info": {"type": "string"},
+                    "study_uids": {"type": "array", "items": {"type": "string"}},
+                    "target_institution": {"type": "string"},
+                    "target_specialty": {"type": "string"}, "target_subject": {"type": "string"},
+                    "priority": {"enum": ["routine", "urgent", "emergency"]}}}),
+        },
+        "/api/cases/{case_id}": {"get": _op("A case with studies, messages and conclusions",
+                                            "the case", 401, 404, params=[case])},
+        "/api/cases/{case_id}/history": {"get": _op("The case's timeline", "events", 401, 404,
+                                                    params=[case])},
+        "/api/cases/{case_id}/messages": {"post": _op(
+            "Post a message to the case's thread", "the message", 400, 401, 404, 409,
+            params=[case], body={"type": "object", "required": ["text"],
+                                 "properties": {"text": {"type": "string"}}})},
+        "/api/render/series/{series_uid}/info": {"get": _op(
+            "Volume geometry, build report, standard planes", "info", 401, 404, 422, 503,
+            params=[series])},
+        "/api/render/series/{series_uid}/mpr": {"get": _op(
+            "An MPR/oblique/slab frame; plane geometry in headers", "an image", 400, 401, 404,
+            422, 503, params=[series] + [_query(n, n) for n in (
+                "orientation", "point", "normal", "x_axis", "slab", "mode", "window", "size",
+                "quality", "format")])},
+        "/api/render/series/{series_uid}/volume": {"get": _op(
+            "A volume-rendered frame; camera in headers", "an image", 400, 401, 404, 422, 503,
+            params=[series] + [_query(n, n) for n in (
+                "preset", "azimuth", "elevation", "roll", "zoom", "pan", "size", "quality",
+                "clip", "clipplane")])},
+        "/api/render/series/{series_uid}/isosurface.stl": {"get": _op(
+            "An isosurface as binary STL (patient coordinates)", "STL", 400, 401, 404, 422,
+            503, params=[series, _query("level", "HU"), _query("step", "voxels")])},
+        "/dicom-web/studies": {
+            "get": _op("QIDO-RS study search (PS3.18)", "DICOM JSON", 400, 401),
+            "post": _op("STOW-RS (multipart/related; type=application/dicom)",
+                        "stored (or 202 partly, 409 none)", 400, 401, 409, 415),
+        },
+        "/dicom-web/studies/{study}": {"get": _op(
+            "WADO-RS retrieve a study (multipart/related)", "the instances", 401, 404, 406,
+            params=[study])},
+        "/dicom-web/studies/{study}/metadata": {"get": _op(
+            "WADO-RS study metadata", "DICOM JSON", 401, 404, params=[study])},
+    }
+    for action in CASE_ACTIONS:
+        paths[f"/api/cases/{{case_id}}/{action}"] = {"post": _op(
+            f"Case transition: {action}", "the case (or the signed conclusion)", 400, 401, 403,
+            404, 409, params=[case], body={"type": "object",
+                                           "properties": {"version": {"type": "integer"}}})}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Consilium", "version": __version__,
+                 "description": "Regional teleconsultation platform. Authenticate with the "
+                 "session cookie (browsers; writes need X-CSRF-Token) or a bearer token from "
+                 "a configured OpenID provider. DICOMweb follows PS3.18 under /dicom-web."},
+        "components": {
+            "schemas": {"Error": ERROR},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "consilium_session"},
+            },
+        },
+        "security": [{"bearer": []}, {"session": []}],
+        "paths": paths,
+    }
