@@ -99,3 +99,48 @@ def test_bad_requests_and_outsiders(web: WebServer) -> None:
     assert post(referring, f"/api/cases/{case_id}/fly", {}).status_code == 400
     cancelled = post(referring, f"/api/cases/{case_id}/cancel", {})
     assert cancelled.json()["status"] == "cancelled"
+
+
+def test_parties_are_notified_live(web: WebServer) -> None:
+    import threading
+
+    import socketio
+
+    referring = web.login("ivanova")
+    consultant = web.login("kuznetsova")
+    received: dict[str, list[dict[str, object]]] = {"consultant": [], "referring": []}
+    arrived = threading.Condition()
+    clients = []
+    for who, http in (("consultant", consultant), ("referring", referring)):
+        client = socketio.Client(reconnection=False)
+
+        def on_update(data: dict[str, object], who: str = who) -> None:
+            with arrived:
+                received[who].append(data)
+                arrived.notify_all()
+
+        client.on("case:updated", on_update)
+        client.connect(web.url, transports=["websocket"], wait_timeout=5, headers={
+            "Cookie": f"consilium_session={http.cookies['consilium_session']}"})
+        clients.append(client)
+
+    def wait_for(who: str, status: str) -> dict[str, object]:
+        with arrived:
+            arrived.wait_for(lambda: any(e["status"] == status for e in received[who]),
+                             timeout=10)
+        return next(e for e in received[who] if e["status"] == status)
+
+    try:
+        case_id = post(referring, "/api/cases", {
+            "question": "q", "study_uids": [CITY_STUDY],
+            "target_institution": "regional-center"}).json()["id"]
+        post(referring, f"/api/cases/{case_id}/submit", {})
+        event = wait_for("consultant", "submitted")  # appears in the inbox without reloading
+        assert event["id"] == case_id and event["what"] == "submit"
+        assert "patient_id" not in event and "question" not in event
+        assert not any(e["status"] == "draft" for e in received["consultant"])
+        post(consultant, f"/api/cases/{case_id}/accept", {})
+        assert wait_for("referring", "accepted")["id"] == case_id
+    finally:
+        for client in clients:
+            client.disconnect()

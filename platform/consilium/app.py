@@ -30,6 +30,7 @@ from consilium.identity.policy import Principal, may_read_audit, readable_instit
 from consilium.identity.routes import identity_routes
 from consilium.identity.tokens import ProviderDirectory
 from consilium.identity.web import current_principal
+from consilium.live.notify import CaseNotifier
 from consilium.live.socket import create_socket_app
 from consilium.openapi import openapi_document
 from consilium.render.routes import BASE_PATH as RENDER_PATH
@@ -62,6 +63,7 @@ def consult_context(runtime: Runtime) -> ConsultContext:
 def create_app(runtime: Runtime) -> Any:
     settings = runtime.settings
     directory = ProviderDirectory(settings.effective_identity_providers)
+    notifier = CaseNotifier()
 
     async def health(_request: Request) -> JSONResponse:
         with runtime.engine.connect() as conn:
@@ -188,7 +190,7 @@ def create_app(runtime: Runtime) -> Any:
         Mount(BASE_PATH, routes=dicomweb_routes(runtime)),
         Mount(RENDER_PATH, routes=render_routes(runtime)),
         *identity_routes(settings, runtime.engine, directory, runtime.audit),
-        *consult_routes(consult_context(runtime)),
+        *consult_routes(consult_context(runtime), notifier.case_changed),
         *viewer_routes(),
     ]
     if settings.identity_dev_idp:
@@ -206,5 +208,5 @@ def create_app(runtime: Runtime) -> Any:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = runtime
     app.state.directory = directory
-    combined = create_socket_app(app, directory, runtime)
+    combined = create_socket_app(app, directory, runtime, notifier)
     return AuthenticationMiddleware(combined, settings, runtime.engine, directory, runtime.audit)

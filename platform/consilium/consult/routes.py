@@ -33,6 +33,7 @@ from consilium.identity.policy import Principal
 from consilium.identity.web import current_principal
 
 Handler = Callable[[Request], Awaitable[JSONResponse]]
+OnChange = Callable[[ConsultCase, str], Awaitable[None]]
 
 
 def _plain(value: Any) -> Any:
@@ -81,7 +82,16 @@ def _version(body: dict[str, Any]) -> int | None:
     return value
 
 
-def consult_routes(ctx: wf.ConsultContext) -> list[Route]:
+def consult_routes(ctx: wf.ConsultContext, on_change: OnChange | None = None) -> list[Route]:
+    """The routes; ``on_change`` is told of every change (live notifications)."""
+
+    async def changed(case_id: int, what: str) -> None:
+        if on_change is not None:
+            with Session(ctx.engine) as session:
+                case = session.get(ConsultCase, case_id)
+            if case is not None:
+                await on_change(case, what)
+
     async def create(request: Request, principal: Principal) -> dict[str, Any]:
         body = await _body(request)
         uids = body.get("study_uids")
@@ -97,6 +107,7 @@ def consult_routes(ctx: wf.ConsultContext) -> list[Route]:
             target_specialty=_text(body, "target_specialty"),
             target_subject=_text(body, "target_subject"),
             clinical_info=_text(body, "clinical_info"))
+        await changed(case.id or 0, "created")
         return case_json(case)
 
     async def listing(request: Request, principal: Principal) -> dict[str, Any]:
@@ -132,9 +143,15 @@ def consult_routes(ctx: wf.ConsultContext) -> list[Route]:
         body = await _body(request)
         posted = wf.post_message(ctx, principal, int(request.path_params["case_id"]),
                                  _text(body, "text", True))
+        await changed(posted.case_id, "message")
         return {k: _plain(v) for k, v in posted.model_dump().items()}
 
     async def act(request: Request, principal: Principal) -> dict[str, Any]:
+        result = await transition(request, principal)
+        await changed(int(request.path_params["case_id"]), request.path_params["action"])
+        return result
+
+    async def transition(request: Request, principal: Principal) -> dict[str, Any]:
         case_id = int(request.path_params["case_id"])
         action = request.path_params["action"]
         body = await _body(request)

@@ -1,7 +1,8 @@
 """The Socket.IO endpoint (``/socket.io``). Connections authenticate like HTTP requests: the
 session cookie or a bearer token (in the ``Authorization`` header, or ``auth: {token}`` for
 browsers' socket.io-client), checked by the same middleware and token code. Anonymous
-connections are refused. Live consilium events arrive with the live issue."""
+connections are refused. Consult cases notify their parties here (:mod:`consilium.live.notify`);
+live consilium events arrive with the live issue."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from consilium.identity.policy import Principal
 from consilium.identity.tokens import ProviderDirectory, TokenError
 from consilium.identity.users import LoginRefused, map_claims, principal_of_claims
 from consilium.identity.web import PRINCIPAL_SCOPE_KEY
+from consilium.live.notify import CaseNotifier, rooms_of
 from consilium.render.events import register_render_events
 from consilium.service import Runtime
 
@@ -22,9 +24,12 @@ log = logging.getLogger(__name__)
 EVT_WHOAMI = "whoami"
 
 
-def create_socket_app(other_app: Any, directory: ProviderDirectory, runtime: Runtime) -> Any:
+def create_socket_app(other_app: Any, directory: ProviderDirectory, runtime: Runtime,
+                      notifier: CaseNotifier | None = None) -> Any:
     sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=[
         runtime.settings.effective_public_url])
+    if notifier is not None:
+        notifier.attach(sio)
 
     async def principal_for(environ: dict[str, Any], auth: Any) -> Principal | None:
         scope = environ.get("asgi.scope", {})
@@ -47,6 +52,8 @@ def create_socket_app(other_app: Any, directory: ProviderDirectory, runtime: Run
         if principal is None:
             raise socketio.exceptions.ConnectionRefusedError("authentication required")
         await sio.save_session(sid, {"principal": principal})
+        for room in rooms_of(principal):
+            await sio.enter_room(sid, room)
         return True
 
     @sio.on(EVT_WHOAMI)  # type: ignore[untyped-decorator]
