@@ -181,7 +181,8 @@ def send_raw(port: int, files: list[Path], calling_ae: str = "STORESCU",
     sent as they are (``STORE_SEND_CHUNKED_DATASET``): dcmtk refuses to send files it cannot
     parse, this does not. The request's SOP Class/Instance UIDs and the transfer syntax come
     from the file meta. A storage-only association is served on the archive's lean path;
-    ``with_find`` also proposes Study Root FIND, which puts it on pynetdicom's path.
+    ``with_find`` also proposes Study Root MOVE (the name is historical: FIND is now served on
+    the lean path too), which puts it on pynetdicom's path.
     Returns (status or None when no response came, error comment) per file."""
     from pynetdicom import AE, _config
     from pynetdicom.dsutils import split_dataset
@@ -195,7 +196,7 @@ def send_raw(port: int, files: list[Path], calling_ae: str = "STORESCU",
     for sop_class, ts in pairs:
         ae.add_requested_context(sop_class, [ts])
     if with_find:
-        ae.add_requested_context("1.2.840.10008.5.1.4.1.2.2.1")
+        ae.add_requested_context("1.2.840.10008.5.1.4.1.2.2.2")
     previous = _config.STORE_SEND_CHUNKED_DATASET
     _config.STORE_SEND_CHUNKED_DATASET = True
     try:

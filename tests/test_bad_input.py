@@ -43,7 +43,7 @@ from tests.conftest import (
 
 pytestmark = pytest.mark.usefixtures("dcmtk_available")
 
-STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"  # not on the lean path: forces pynetdicom's
 PATHS = {"lean": False, "pynetdicom": True}  # -> send_raw(with_find=...)
 TABLES = ("patient", "study", "series", "instance")
 
@@ -275,7 +275,7 @@ def test_unknown_calling_ae_is_rejected_at_association(
     ae = AE(ae_title="STRANGER")
     ae.add_requested_context(CTImageStorage)
     if PATHS[path]:
-        ae.add_requested_context(STUDY_ROOT_FIND)
+        ae.add_requested_context(STUDY_ROOT_MOVE)
     assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title="CONSILIUM")
     assert assoc.is_rejected
     rj = assoc.acceptor.primitive
@@ -308,7 +308,7 @@ def test_unknown_calling_ae_rejection_is_logged(
     ae = AE(ae_title=f"STRANGER_{path[:4].upper()}")
     ae.add_requested_context(CTImageStorage)
     if PATHS[path]:
-        ae.add_requested_context(STUDY_ROOT_FIND)
+        ae.add_requested_context(STUDY_ROOT_MOVE)
     assert ae.associate("127.0.0.1", server.dicom_port, ae_title="CONSILIUM").is_rejected
     echo(server)  # the log is written by then
     assert f"STRANGER_{path[:4].upper()}" in server.log

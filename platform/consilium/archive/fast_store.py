@@ -4,9 +4,9 @@ Why: a modality sends one C-STORE at a time and waits for each response, so per-
 is throughput. pynetdicom moves every PDU through a DUL thread, queues and an association
 reactor thread that poll with 1 ms sleeps, plus pure-Python PDU objects; measured here that
 caps one association at about 130-150 images/s, below Orthanc. This handler serves an
-association whose presentation contexts are all Storage (or Verification) on the connection's
-own thread: blocking reads straight into one buffer, the dataset bytes handed to the ingest
-function as received, the response encoded with ``struct``.
+association whose presentation contexts are all Storage, Verification or Q/R FIND on the
+connection's own thread: blocking reads straight into one buffer, the dataset bytes handed to
+the ingest function as received, the responses encoded with ``struct``.
 
 Everything else stays with pynetdicom: the A-ASSOCIATE-RQ is *peeked* (MSG_PEEK), and any
 association that proposes a Query/Retrieve context or SCP/SCU role selection (a C-GET
@@ -36,23 +36,37 @@ from pynetdicom.pdu_primitives import (
 from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
 from pynetdicom.transport import RequestHandler
 
+from consilium.archive import query as q
 from consilium.archive.dicomfile import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from consilium.archive.ingest import IngestSource, Outcome, ingest_dataset
-from consilium.archive.sop import STORAGE_SOP_CLASSES, VERIFICATION
-from consilium.identity.policy import resolve_dicom_caller, store_owner
+from consilium.archive.sop import (
+    PATIENT_ROOT_FIND,
+    STORAGE_SOP_CLASSES,
+    STUDY_ROOT_FIND,
+    VERIFICATION,
+)
+from consilium.identity.policy import (
+    dicom_visible_institutions,
+    resolve_dicom_caller,
+    store_owner,
+)
 
 if TYPE_CHECKING:
     from consilium.archive.scp import DicomServer
 
 log = logging.getLogger(__name__)
 
-_LEAN_SYNTAXES = frozenset(STORAGE_SOP_CLASSES) | {VERIFICATION}
+_LEAN_SYNTAXES = frozenset(STORAGE_SOP_CLASSES) | {VERIFICATION, STUDY_ROOT_FIND,
+                                                  PATIENT_ROOT_FIND}
 _HEADER = struct.Struct(">BxI")  # PDU type, reserved, length (PS3.8 9.3.1)
 _PDV_HEADER = struct.Struct(">IBB")  # item length, context id, message control header
 _APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 
 C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
 C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
+C_FIND_RQ, C_FIND_RSP = 0x0020, 0x8020
+C_CANCEL_RQ = 0x0FFF
+HAS_DATASET = 0x0000
 NO_DATASET = 0x0101
 
 
@@ -94,13 +108,13 @@ def _uid_value(uid: str) -> bytes:
 
 def encode_response(
     command_field: int, message_id: int, sop_class: str, status: int,
-    sop_instance: str | None = None, error_comment: str = "",
+    sop_instance: str | None = None, error_comment: str = "", has_dataset: bool = False,
 ) -> bytes:
-    """A response command set (PS3.7 9.3.1.2 / 9.3.5.2), group length first."""
+    """A response command set (PS3.7 9.3.1.2 / 9.3.2.2 / 9.3.5.2), group length first."""
     body = _element(0x00000002, _uid_value(sop_class))
     body += _element(0x00000100, struct.pack("<H", command_field))
     body += _element(0x00000120, struct.pack("<H", message_id))
-    body += _element(0x00000800, struct.pack("<H", NO_DATASET))
+    body += _element(0x00000800, struct.pack("<H", HAS_DATASET if has_dataset else NO_DATASET))
     body += _element(0x00000900, struct.pack("<H", status))
     if error_comment:
         body += _element(0x00000902, error_comment[:64].encode("ascii", "replace"))
@@ -252,6 +266,11 @@ class LeanStoreAssociation:
             self._respond(message, encode_response(
                 C_ECHO_RSP, message["message_id"], str(context.abstract_syntax), 0x0000))
             return
+        if field == C_CANCEL_RQ:
+            return  # every C-FIND is answered in full before the next message is read
+        if field == C_FIND_RQ:
+            self._find(message, context, bytes(dataset))
+            return
         if field != C_STORE_RQ:
             log.warning("unsupported command 0x%04X on a storage association from %s",
                         field, self.calling_ae)
@@ -283,6 +302,58 @@ class LeanStoreAssociation:
         self._respond(message, encode_response(
             C_STORE_RSP, message["message_id"], message["sop_class"], code,
             message["sop_instance"], comment))
+
+    def _find(self, message: dict[str, Any], context: PresentationContext,
+              identifier_bytes: bytes) -> None:
+        """C-FIND on this thread: every match encoded and written in batches, then the final
+        status (about twice as fast as pynetdicom's reactor for 100 matches)."""
+        from pydicom.uid import UID as _UID
+        from pynetdicom.dsutils import encode
+
+        ts = _UID(str(context.transfer_syntax[0]))
+        sop_class = str(context.abstract_syntax)
+        message_id = message["message_id"]
+        out = bytearray()
+        count = 0
+        try:
+            identifier = decode(BytesIO(identifier_bytes), ts.is_implicit_VR, ts.is_little_endian)
+            query = q.parse_identifier(
+                identifier, "patient" if sop_class == PATIENT_ROOT_FIND else "study")
+            pending = encode_response(C_FIND_RSP, message_id, sop_class, 0xFF00,
+                                      has_dataset=True)
+            for match in q.find(self.dicom.store.engine, query,
+                                dicom_visible_institutions(self.caller)):
+                encoded = encode(match, ts.is_implicit_VR, ts.is_little_endian)
+                if encoded is None:
+                    raise ValueError("a match cannot be encoded")
+                out += self._pdus(message["context_id"], 0x03, pending)
+                out += self._pdus(message["context_id"], 0x02, encoded)
+                count += 1
+                if len(out) > 1 << 16:
+                    self.sock.sendall(out)
+                    out.clear()
+        except (q.QueryError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("C-FIND from %s refused: %s", self.calling_ae, exc)
+            out += self._pdus(message["context_id"], 0x03, encode_response(
+                C_FIND_RSP, message_id, sop_class, 0xC310, error_comment=str(exc)))
+            self.sock.sendall(out)
+            return
+        self.dicom.record_find(self.caller, str(self.address[0]), query, count)
+        out += self._pdus(message["context_id"], 0x03, encode_response(
+            C_FIND_RSP, message_id, sop_class, 0x0000))
+        self.sock.sendall(out)
+
+    def _pdus(self, context_id: int, control: int, data: bytes) -> bytes:
+        """P-DATA-TF PDUs carrying ``data``, fragmented to the peer's maximum PDU length."""
+        room = max(self.peer_max_pdu - 6, 64) if self.peer_max_pdu else len(data) or 1
+        chunks = [data[i : i + room] for i in range(0, len(data), room)] or [b""]
+        out = bytearray()
+        for index, chunk in enumerate(chunks):
+            last = index == len(chunks) - 1
+            flags = (control & 0x01) | (0x02 if last else 0x00)
+            pdv = _PDV_HEADER.pack(len(chunk) + 2, context_id, flags) + chunk
+            out += _HEADER.pack(0x04, len(pdv)) + pdv
+        return bytes(out)
 
     def _respond(self, message: dict[str, Any], command: bytes) -> None:
         pdv = _PDV_HEADER.pack(len(command) + 2, message["context_id"], 0x03) + command

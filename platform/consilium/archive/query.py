@@ -144,11 +144,11 @@ def _condition(attr: Attribute, value: str) -> ColumnElement[bool] | None:
     if attr.match is Match.NAME:
         folded = search_form(value)
         if _has_wildcard(folded):
-            return attr.search_column.like(wildcard_to_like(folded), escape="\\")  # type: ignore[no-any-return]
+            return _like(attr.search_column, folded)
         return attr.search_column == folded  # type: ignore[no-any-return]
     if attr.match is Match.TEXT:
         if _has_wildcard(value):
-            return column.like(wildcard_to_like(value), escape="\\")  # type: ignore[no-any-return]
+            return _like(column, value)
         return column == value  # type: ignore[no-any-return]
     if attr.match is Match.UID:
         uids = [u.strip() for u in value.split("\\") if u.strip()]
@@ -175,10 +175,21 @@ def _condition(attr: Attribute, value: str) -> ColumnElement[bool] | None:
     raise QueryError(f"no matching rule for {attr.keyword}")
 
 
+def _like(column: Any, pattern: str) -> ColumnElement[bool]:
+    """LIKE, plus an index-friendly range when the pattern is a plain prefix (``smith*``):
+    SQLite cannot use an index for LIKE with a case-sensitive column otherwise."""
+    like = column.like(wildcard_to_like(pattern), escape="\\")
+    prefix = pattern[:-1]
+    if pattern.endswith("*") and prefix and not _has_wildcard(prefix):
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        return and_(column >= prefix, column < upper, like)
+    return like  # type: ignore[no-any-return]
+
+
 def _range(column: InstrumentedAttribute[Any], value: str) -> ColumnElement[bool]:
     if "-" not in value:
         if _has_wildcard(value):
-            return column.like(wildcard_to_like(value), escape="\\")
+            return _like(column, value)
         return column == value
     low, _, high = value.partition("-")
     low, high = low.strip(), high.strip()
