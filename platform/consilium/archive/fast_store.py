@@ -305,10 +305,9 @@ class LeanStoreAssociation:
 
     def _find(self, message: dict[str, Any], context: PresentationContext,
               identifier_bytes: bytes) -> None:
-        """C-FIND on this thread: every match encoded and written in batches, then the final
-        status (about twice as fast as pynetdicom's reactor for 100 matches)."""
+        """C-FIND on this thread: every match encoded straight from the index row and written
+        in batches, then the final status. Big endian (retired) is not offered for Q/R."""
         from pydicom.uid import UID as _UID
-        from pynetdicom.dsutils import encode
 
         ts = _UID(str(context.transfer_syntax[0]))
         sop_class = str(context.abstract_syntax)
@@ -321,11 +320,9 @@ class LeanStoreAssociation:
                 identifier, "patient" if sop_class == PATIENT_ROOT_FIND else "study")
             pending = encode_response(C_FIND_RSP, message_id, sop_class, 0xFF00,
                                       has_dataset=True)
-            for match in q.find(self.dicom.store.engine, query,
-                                dicom_visible_institutions(self.caller)):
-                encoded = encode(match, ts.is_implicit_VR, ts.is_little_endian)
-                if encoded is None:
-                    raise ValueError("a match cannot be encoded")
+            for encoded in q.find_encoded(self.dicom.store.engine, query,
+                                          dicom_visible_institutions(self.caller),
+                                          ts.is_implicit_VR):
                 out += self._pdus(message["context_id"], 0x03, pending)
                 out += self._pdus(message["context_id"], 0x02, encoded)
                 count += 1

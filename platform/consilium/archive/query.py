@@ -293,6 +293,13 @@ def find(
     engine: Engine, query: Query, institutions: Sequence[str] | None = None, limit: int = 0
 ) -> Iterator[Dataset]:
     """Matching identifiers for ``query``; ``institutions`` limits ownership (None: all)."""
+    for values, patient_pk in _matches(engine, query, institutions, limit):
+        yield _identifier(engine, query, values, patient_pk)
+
+
+def _matches(
+    engine: Engine, query: Query, institutions: Sequence[str] | None, limit: int = 0
+) -> Iterator[tuple[dict[str, Any], int]]:
     stmt = _statement(query, institutions)
     if limit:
         stmt = stmt.limit(limit)
@@ -304,8 +311,28 @@ def find(
         if k in ATTRIBUTES and ATTRIBUTES[k].level.depth <= query.level.depth
     ]
     for row in rows:
-        values = dict(zip(wanted, row[2:], strict=True))
-        yield _identifier(engine, query, values, int(row[0]))
+        yield dict(zip(wanted, row[2:], strict=True)), int(row[0])
+
+
+def find_encoded(
+    engine: Engine, query: Query, institutions: Sequence[str] | None, implicit_vr: bool
+) -> Iterator[bytes]:
+    """The same matches as :func:`find`, each already encoded (little endian) for a C-FIND
+    response: the lean DIMSE path sends these bytes as they are."""
+    from consilium.archive.identifier_codec import encode_identifier
+
+    for values, patient_pk in _matches(engine, query, institutions):
+        pairs: list[tuple[str, Any]] = []
+        counts: tuple[int, int, int] | None = None
+        for keyword in query.returned:
+            if keyword in values:
+                pairs.append((keyword, values[keyword]))
+            elif keyword in PATIENT_COUNTS and query.level is Level.PATIENT:
+                counts = counts or _patient_counts(engine, patient_pk)
+                pairs.append((keyword, counts[PATIENT_COUNTS.index(keyword)]))
+            elif keyword != "RetrieveAETitle":
+                pairs.append((keyword, None))
+        yield encode_identifier(pairs, query.level.value, implicit_vr)
 
 
 def _identifier(engine: Engine, query: Query, values: dict[str, Any], patient_pk: int) -> Dataset:

@@ -198,9 +198,10 @@ class DicomServer:
         for sop in STORAGE_SOP_CLASSES:
             # scp_role/scu_role: accept the SCP/SCU role selection a C-GET requestor proposes
             ae.add_supported_context(sop, ACCEPTED_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
-        ae.add_supported_context(VERIFICATION, ACCEPTED_TRANSFER_SYNTAXES[:3])
+        ae.add_supported_context(VERIFICATION, ACCEPTED_TRANSFER_SYNTAXES[:2])
         for model in (*FIND_MODELS, *MOVE_MODELS, *GET_MODELS):
-            ae.add_supported_context(model, ACCEPTED_TRANSFER_SYNTAXES[:3])
+            # little endian only: the lean C-FIND path encodes identifiers itself
+            ae.add_supported_context(model, ACCEPTED_TRANSFER_SYNTAXES[:2])
         return ae
 
     def handlers(self) -> Any:
