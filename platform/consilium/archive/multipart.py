@@ -34,22 +34,28 @@ class MediaType:
         return self.type in ("*/*", "")
 
 
-def _split_params(text: str) -> list[str]:
-    """Split on ``;`` outside double quotes."""
+def _split_unquoted(text: str, separator: str) -> tuple[list[str], bool]:
+    """Split on ``separator`` outside double quotes; also says whether a quote was left open."""
     out: list[str] = []
     current: list[str] = []
     quoted = False
     for ch in text:
         if ch == '"':
             quoted = not quoted
-        if ch == ";" and not quoted:
+        if ch == separator and not quoted:
             out.append("".join(current))
             current = []
         else:
             current.append(ch)
-    if quoted:
-        raise MultipartError(f"unbalanced quotes in media type {text!r}")
     out.append("".join(current))
+    return out, quoted
+
+
+def _split_params(text: str) -> list[str]:
+    """Split on ``;`` outside double quotes."""
+    out, unbalanced = _split_unquoted(text, ";")
+    if unbalanced:
+        raise MultipartError(f"unbalanced quotes in media type {text!r}")
     return out
 
 
@@ -82,18 +88,7 @@ def parse_media_type(text: str) -> MediaType:
 
 def _split_list(text: str) -> list[str]:
     """Split an Accept header on commas outside quotes."""
-    out: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for ch in text:
-        if ch == '"':
-            quoted = not quoted
-        if ch == "," and not quoted:
-            out.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    out.append("".join(current))
+    out, _ = _split_unquoted(text, ",")
     return [item for item in (o.strip() for o in out) if item]
 
 
