@@ -100,9 +100,17 @@ def cmd_dicom(args: argparse.Namespace) -> int:
 
 def _print_banner(settings: Settings) -> None:
     host = "localhost" if settings.dicom_host in ("0.0.0.0", "::") else settings.dicom_host
+    login = (
+        "    Log in: click 'Log in', choose the demo provider, user petrov (City hospital) or\n"
+        "            kuznetsova (Regional center), password demo; all demo users: README\n"
+        if settings.identity_dev_idp
+        else "    Log in: through your institution's identity provider\n"
+    )
     print(
         "\n  Consilium is running\n"
-        f"    Web:    {settings.effective_public_url}/\n"
+        f"    Web:    {settings.effective_public_url}/   viewer: "
+        f"{settings.effective_public_url}/viewer\n"
+        f"{login}"
         f"    DICOM:  AE title {settings.dicom_ae_title}  host {host}  port {settings.dicom_port}\n"
         f"    Data:   {settings.data_dir.resolve()}\n"
         "  Send a study:  storescu -aec "
