@@ -144,3 +144,24 @@ def test_parties_are_notified_live(web: WebServer) -> None:
     finally:
         for client in clients:
             client.disconnect()
+
+
+def test_heads_see_history_and_turnaround(web: WebServer) -> None:
+    referring = web.login("ivanova")
+    consultant = web.login("kuznetsova")
+    case_id = post(referring, "/api/cases", {
+        "question": "q", "study_uids": [CITY_STUDY], "target_institution": "regional-center",
+        "target_specialty": "radiology"}).json()["id"]
+    post(referring, f"/api/cases/{case_id}/submit", {})
+    post(consultant, f"/api/cases/{case_id}/accept", {})
+    head = web.login("morozov")  # head of the receiving institution
+    listed = head.get("/api/history/cases", params={"specialty": "radiology"}).json()
+    assert case_id in [c["id"] for c in listed]
+    figures = head.get("/api/history/turnaround").json()
+    radiology = [f for f in figures if f["specialty"] == "radiology"]
+    assert radiology and radiology[0]["accepted"] >= 1
+    assert radiology[0]["to_acceptance_median_h"] is not None
+    csv_text = head.get("/api/history/turnaround", params={"format": "csv"}).text
+    assert csv_text.startswith("target_institution,specialty,month")
+    assert consultant.get("/api/history/cases").status_code == 403
+    assert web.client().get("/api/history/cases").status_code == 401

@@ -24,6 +24,9 @@ from consilium.consult.models import Priority
 from consilium.consult.routes import consult_routes
 from consilium.consult.workflow import ConsultContext
 from consilium.history.audit_search import AuditFilter, search_audit, to_csv
+from consilium.history.consult_stats import CaseFilter, turnaround
+from consilium.history.consult_stats import cases as history_cases
+from consilium.history.consult_stats import to_csv as history_csv
 from consilium.identity.grants import granted_study_uids
 from consilium.identity.middleware import AuthenticationMiddleware, client_address
 from consilium.identity.policy import Principal, may_read_audit, readable_institutions
@@ -177,6 +180,43 @@ def create_app(runtime: Runtime) -> Any:
             "<table><tr><th>When</th><th>Action</th><th>Outcome</th><th>Who</th>"
             f"<th>Institution</th><th>From</th><th>Patient</th><th>Study</th></tr>{cells}</table>")
 
+    def history_filter(request: Request, principal: Principal) -> CaseFilter:
+        from datetime import datetime
+
+        q = request.query_params
+
+        def when(name: str) -> datetime | None:
+            return datetime.fromisoformat(q[name]) if q.get(name) else None
+
+        return CaseFilter(
+            institution_id=principal.institution_id or "", status=q.get("status", ""),
+            priority=q.get("priority", ""), other_institution=q.get("institution", ""),
+            specialty=q.get("specialty", ""), person=q.get("person", ""),
+            since=when("since"), until=when("until"))
+
+    async def api_history(request: Request) -> Response:
+        """Heads: the cases their institution sent or received (``/cases``) and turnaround
+        figures (``/turnaround``); ``format=csv`` exports either."""
+        principal = current_principal(request)
+        if not principal.authenticated:
+            return JSONResponse({"error": "not authenticated"}, 401)
+        if not principal.has_role("head"):
+            return JSONResponse({"error": "for heads of department"}, 403)
+        try:
+            rows = history_cases(runtime.engine, history_filter(request, principal))
+        except ValueError as exc:
+            return JSONResponse({"error": f"bad parameter: {exc}"}, 400)
+        if request.path_params["what"] == "turnaround":
+            data = turnaround(rows)
+        else:
+            data = [{k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                     for k, v in c.model_dump().items()} for c in rows]
+        if request.query_params.get("format") == "csv":
+            runtime.audit.record(actor_of(request, principal), AuditAction.EXPORT,
+                                 detail={"what": f"history {request.path_params['what']} csv"})
+            return Response(history_csv(data), media_type="text/csv; charset=utf-8")
+        return JSONResponse(data)
+
     async def openapi(_request: Request) -> JSONResponse:
         return JSONResponse(openapi_document())
 
@@ -186,6 +226,7 @@ def create_app(runtime: Runtime) -> Any:
         Route("/healthz", health),
         Route("/api/studies", api_studies),
         Route("/api/audit", api_audit),
+        Route("/api/history/{what:str}", api_history),
         Route("/audit", audit_page),
         Mount(BASE_PATH, routes=dicomweb_routes(runtime)),
         Mount(RENDER_PATH, routes=render_routes(runtime)),

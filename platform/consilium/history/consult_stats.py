@@ -1,0 +1,128 @@
+"""Case history for heads of department: filtered case lists and turnaround figures.
+
+A head sees the cases their institution sent and the cases it received. Turnaround is measured
+from submission to acceptance and from submission to the (first) signed conclusion, in hours;
+the median and 90th percentile are computed here (nearest-rank), not in SQL, so that every
+database gives the same figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, or_
+from sqlmodel import Session, col, select
+
+from consilium.consult.models import OPEN_STATUSES, CaseStatus, ConsultCase
+
+
+@dataclass(frozen=True)
+class CaseFilter:
+    institution_id: str  # the head's institution: its sent and received cases
+    status: str = ""
+    priority: str = ""
+    other_institution: str = ""
+    specialty: str = ""
+    person: str = ""  # requester or assignee subject
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def cases(engine: Engine, flt: CaseFilter) -> list[ConsultCase]:
+    stmt = select(ConsultCase).where(or_(
+        col(ConsultCase.requester_institution) == flt.institution_id,
+        col(ConsultCase.target_institution) == flt.institution_id,
+    ))
+    if flt.status:
+        stmt = stmt.where(ConsultCase.status == flt.status)
+    if flt.priority:
+        stmt = stmt.where(ConsultCase.priority == flt.priority)
+    if flt.other_institution:
+        stmt = stmt.where(or_(col(ConsultCase.requester_institution) == flt.other_institution,
+                              col(ConsultCase.target_institution) == flt.other_institution))
+    if flt.specialty:
+        stmt = stmt.where(ConsultCase.target_specialty == flt.specialty)
+    if flt.person:
+        stmt = stmt.where(or_(col(ConsultCase.requester_subject) == flt.person,
+                              col(ConsultCase.assignee_subject) == flt.person))
+    if flt.since is not None:
+        stmt = stmt.where(col(ConsultCase.created_at) >= flt.since)
+    if flt.until is not None:
+        stmt = stmt.where(col(ConsultCase.created_at) <= flt.until)
+    with Session(engine) as session:
+        return list(session.exec(stmt.order_by(col(ConsultCase.created_at).desc())))
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile (the median is fraction 0.5)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def is_overdue(case: ConsultCase, now: datetime) -> bool:
+    due = _aware(case.due_at)
+    if due is None:
+        return False
+    concluded = _aware(case.concluded_at)
+    if CaseStatus(case.status) in OPEN_STATUSES:
+        return now > due
+    return concluded is not None and concluded > due
+
+
+def turnaround(rows: list[ConsultCase], now: datetime | None = None) -> list[dict[str, Any]]:
+    """Figures per (target institution, specialty, month of submission)."""
+    now = now or datetime.now(UTC)
+    groups: dict[tuple[str, str, str], list[ConsultCase]] = defaultdict(list)
+    for case in rows:
+        submitted = _aware(case.submitted_at)
+        if submitted is None:
+            continue
+        groups[(case.target_institution, case.target_specialty,
+                submitted.strftime("%Y-%m"))].append(case)
+    figures = []
+    for (institution, specialty, month), members in sorted(groups.items()):
+        def hours(end_of: str, members: list[ConsultCase] = members) -> list[float]:
+            out = []
+            for c in members:
+                start, end = _aware(c.submitted_at), _aware(getattr(c, end_of))
+                if start is not None and end is not None:
+                    out.append((end - start).total_seconds() / 3600)
+            return out
+
+        accept, conclude = hours("accepted_at"), hours("concluded_at")
+        figures.append({
+            "target_institution": institution, "specialty": specialty, "month": month,
+            "cases": len(members),
+            "accepted": len(accept), "concluded": len(conclude),
+            "to_acceptance_median_h": percentile(accept, 0.5),
+            "to_acceptance_p90_h": percentile(accept, 0.9),
+            "to_conclusion_median_h": percentile(conclude, 0.5),
+            "to_conclusion_p90_h": percentile(conclude, 0.9),
+            "overdue": sum(1 for c in members if is_overdue(c, now)),
+        })
+    return figures
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
