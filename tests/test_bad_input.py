@@ -29,7 +29,6 @@ from pydicom.uid import (
     MRImageStorage,
     generate_uid,
 )
-from pynetdicom import AE
 
 from consilium.archive.dicomfile import UnreadableDicom, build_file_meta, check_structure
 from consilium.archive.dicomfile import split_part10 as split
@@ -267,20 +266,32 @@ def test_bad_datasets_between_good_ones_on_one_association(
 
 
 @pytest.mark.parametrize("path", PATHS)
+def _stranger(server: ConsiliumServer, path: str, ae_title: str) -> str:
+    """An association from an unconfigured AE through dcmtk: storescu proposes storage only
+    (the lean path), movescu proposes Q/R MOVE (pynetdicom's path). dcmtk, not pynetdicom, is
+    the requestor here: pynetdicom's requestor now and then reports such a reject as an abort
+    (a race on its side, seen about once in ten runs)."""
+    if path == "lean":
+        ct = pydicom_data_dir() / "test_files" / "CT_small.dcm"
+        run = dcmtk("storescu", "-aet", ae_title, *server.address(), str(ct))
+    else:
+        run = dcmtk("movescu", "-S", "-aet", ae_title, *server.address(),
+                    "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID=1.2.3")
+    assert run.returncode != 0
+    return run.stderr
+
+
+@pytest.mark.parametrize("path", PATHS)
 def test_unknown_calling_ae_is_rejected_at_association(
     servers: dict[str, ConsiliumServer], path: str
 ) -> None:
     server = servers[path]
     before = archive_contents(server.data_dir)
-    ae = AE(ae_title="STRANGER")
-    ae.add_requested_context(CTImageStorage)
-    if PATHS[path]:
-        ae.add_requested_context(STUDY_ROOT_MOVE)
-    assoc = ae.associate("127.0.0.1", server.dicom_port, ae_title="CONSILIUM")
-    assert assoc.is_rejected
-    rj = assoc.acceptor.primitive
+    stderr = _stranger(server, path, "STRANGER")
     # rejected-permanent, by the service user, calling AE title not recognized (PS3.8 9.3.4)
-    assert (rj.result, rj.result_source, rj.diagnostic) == (0x01, 0x01, 0x03)
+    assert "Association Rejected" in stderr
+    assert "Rejected Permanent" in stderr and "Service User" in stderr
+    assert "Calling AE Title Not Recognized" in stderr
     assert archive_contents(server.data_dir) == before
     echo(server)
 
@@ -305,13 +316,10 @@ def test_unknown_calling_ae_rejection_is_logged(
     servers: dict[str, ConsiliumServer], path: str
 ) -> None:
     server = servers[path]
-    ae = AE(ae_title=f"STRANGER_{path[:4].upper()}")
-    ae.add_requested_context(CTImageStorage)
-    if PATHS[path]:
-        ae.add_requested_context(STUDY_ROOT_MOVE)
-    assert ae.associate("127.0.0.1", server.dicom_port, ae_title="CONSILIUM").is_rejected
+    stderr = _stranger(server, path, f"STRANGER_{path[:4].upper()}")
+    assert "Association Rejected" in stderr
     echo(server)  # the log is written by then
-    assert f"STRANGER_{path[:4].upper()}" in server.log
+    assert f"unknown calling AE 'STRANGER_{path[:4].upper()}'" in server.log
 
 
 @pytest.mark.slow

@@ -62,6 +62,7 @@ _HEADER = struct.Struct(">BxI")  # PDU type, reserved, length (PS3.8 9.3.1)
 _PDV_HEADER = struct.Struct(">IBB")  # item length, context id, message control header
 _APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 
+ARTIM_SECONDS = 5.0
 C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
 C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
 C_FIND_RQ, C_FIND_RSP = 0x0020, 0x8020
@@ -389,10 +390,15 @@ def _requested_order(primitive: A_ASSOCIATE) -> dict[str, list[str]]:
 
 def _reject_unknown_ae(sock: socket.socket, calling_ae: str, address: str) -> None:
     log.warning("association refused: unknown calling AE %r from %s", calling_ae, address)
-    # A-ASSOCIATE-RJ: rejected-permanent, service-user, calling AE title not recognized
     with contextlib.suppress(OSError):
         sock.recv(1 << 20)  # consume the request so the peer reads our answer, not a reset
+        # A-ASSOCIATE-RJ: rejected-permanent, service-user, calling AE title not recognized
         sock.sendall(bytes([0x03, 0, 0, 0, 0, 4, 0, 0x01, 0x01, 0x03]))
+        # PS3.8 9.2.2: after a reject the requestor closes the connection; wait for that (the
+        # ARTIM timer) instead of closing first, which could reset it before the reject is read
+        sock.settimeout(ARTIM_SECONDS)
+        while sock.recv(4096):
+            pass
 
 
 def make_request_handler(dicom: DicomServer) -> type[RequestHandler]:
