@@ -102,7 +102,7 @@ def _compare(name: str, pixels: np.ndarray) -> None:
     if UPDATE:
         REFS.mkdir(exist_ok=True)
         path.write_bytes(encode_frame(pixels, ImageFormat.PNG))
-        pytest.skip(f"reference {path.name} written: review it")
+        pytest.fail(f"reference {path.name} written: review it, then run without the variable")
     assert path.exists(), f"no reference {path}; generate with CONSILIUM_UPDATE_RENDER_REFS=1"
     reference = np.asarray(Image.open(path).convert("RGB"))
     assert reference.shape == pixels.shape

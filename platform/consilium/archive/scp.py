@@ -23,11 +23,9 @@ from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
-from sqlalchemy import select
 
 from consilium.archive import query as q
 from consilium.archive.ingest import ArchiveStore, IngestSource, Outcome, Refusal, ingest_dataset
-from consilium.archive.models import patients, studies
 from consilium.archive.sop import (
     ACCEPTED_TRANSFER_SYNTAXES,
     PATIENT_ROOT_FIND,
@@ -147,19 +145,6 @@ class StoreLedger:
 def dimse_actor(caller: DicomCaller, address: str) -> Actor:
     return Actor(f"AE:{caller.ae_title}", caller.ae_title, caller.institution_id or "",
                  address, "dimse")
-
-
-def study_patients(engine: Any, study_uids: list[str]) -> dict[str, str]:
-    """Patient ID of each study (for the audit trail)."""
-    if not study_uids:
-        return {}
-    stmt = (
-        select(studies.c.study_uid, patients.c.patient_id)
-        .join(patients, patients.c.id == studies.c.patient_pk)
-        .where(studies.c.study_uid.in_(study_uids))
-    )
-    with engine.connect() as conn:
-        return {row[0]: row[1] for row in conn.execute(stmt)}
 
 
 class DicomServer:
@@ -353,12 +338,11 @@ class DicomServer:
         if self.audit is None:
             return
         uids = sorted({m.__dict__["study_uid"] for m in matches})
-        owners = study_patients(self.store.engine, uids)
         caller = self._caller(event)
-        for uid in uids:
+        for uid in uids:  # the audit trail names each study's patient itself
             count = sum(1 for m in matches if m.__dict__["study_uid"] == uid)
             self.audit.record(dimse_actor(caller, self._address(event)), AuditAction.RETRIEVE,
-                              study_uid=uid, patient_id=owners.get(uid, ""),
+                              study_uid=uid,
                               detail={"service": how, "instances": count,
                                       "destination": destination})
 

@@ -179,7 +179,3 @@ def resolve_pending(root: Path, is_indexed: Callable[[str], bool]) -> tuple[int,
             kept += 1
         entry.unlink(missing_ok=True)
     return kept, removed
-
-
-def read_file(root: Path, relative_path: str) -> bytes:
-    return (root / relative_path).read_bytes()

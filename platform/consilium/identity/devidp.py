@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 from authlib.oauth2 import AuthorizationServer, OAuth2Request
 from authlib.oauth2.rfc6749 import ClientMixin, grants
@@ -370,7 +369,3 @@ def dev_idp_routes(issuer: str, consilium_base_url: str, key_folder: Path) -> li
         Route("/userinfo", userinfo),
         Route("/logout", logout),
     ]
-
-
-def authorize_url(issuer: str, **params: str) -> str:
-    return f"{issuer}/authorize?{urlencode(params)}"

@@ -30,10 +30,6 @@ def resolve_dicom_caller(settings: Settings, calling_ae: str) -> DicomCaller:
     return DicomCaller(node.ae_title, institution.id, node.kind)
 
 
-def may_associate(settings: Settings, caller: DicomCaller) -> bool:
-    return caller.institution_id is not None or settings.dicom_accept_unknown_ae
-
-
 def store_owner(caller: DicomCaller) -> str:
     """The institution that owns what this AE sends."""
     return caller.institution_id or UNASSIGNED_INSTITUTION
