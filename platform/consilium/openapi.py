@@ -58,6 +58,9 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/healthz": {"get": _op("Status and counts", "ok")},
         "/api/me": {"get": _op("The caller: name, institution, roles, CSRF token", "ok", 401)},
+        "/api/directory": {"get": _op(
+            "Consult targets: the other institutions, their specialties and named specialists "
+            "(clinicians)", "institutions", 401, 403)},
         "/api/studies": {"get": _op("Studies the caller may see (own institution + grants)",
                                     "a list of studies", 401)},
         "/api/audit": {"get": _op(
@@ -80,11 +83,17 @@ def openapi_document() -> dict[str, Any]:
                     "study_uids": {"type": "array", "items": {"type": "string"}},
                     "target_institution": {"type": "string"},
                     "target_specialty": {"type": "string"}, "target_subject": {"type": "string"},
-                    "priority": {"enum": ["routine", "urgent", "emergency"]}}}),
+                    "priority": {"enum": ["routine", "urgent", "emergency"]},
+                    "key_images": {"type": "object", "description": "study UID -> SOP "
+                                   "Instance UIDs of its key images",
+                                   "additionalProperties": {"type": "array",
+                                                            "items": {"type": "string"}}}}}),
         },
         "/api/cases/{case_id}": {"get": _op("A case with studies, messages and conclusions",
                                             "the case", 401, 404, params=[case])},
-        "/api/cases/{case_id}/history": {"get": _op("The case's timeline", "events", 401, 404,
+        "/api/cases/{case_id}/history": {"get": _op(
+            "The case's timeline: its events merged with views and retrievals of its studies "
+            "(kind viewed/retrieved, from the audit trail)", "events", 401, 404,
                                                     params=[case])},
         "/api/cases/{case_id}/messages": {"post": _op(
             "Post a message to the case's thread", "the message", 400, 401, 404, 409,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -82,6 +83,19 @@ def _version(body: dict[str, Any]) -> int | None:
     return value
 
 
+def _key_images(body: dict[str, Any], study_uids: list[str]) -> dict[str, list[str]]:
+    """``{"<study uid>": ["<SOP instance uid>", ...]}``, only for linked studies."""
+    value = body.get("key_images") or {}
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(u, str) for u in v)
+            for k, v in value.items()):
+        raise InvalidInput("'key_images' maps study UIDs to lists of SOP instance UIDs")
+    stray = set(value) - set(study_uids)
+    if stray:
+        raise InvalidInput(f"key images of a study the case does not link: {sorted(stray)[0]}")
+    return {k: list(dict.fromkeys(v)) for k, v in value.items()}
+
+
 def consult_routes(ctx: wf.ConsultContext, on_change: OnChange | None = None) -> list[Route]:
     """The routes; ``on_change`` is told of every change (live notifications)."""
 
@@ -106,7 +120,7 @@ def consult_routes(ctx: wf.ConsultContext, on_change: OnChange | None = None) ->
             target_institution=_text(body, "target_institution", True), priority=priority,
             target_specialty=_text(body, "target_specialty"),
             target_subject=_text(body, "target_subject"),
-            clinical_info=_text(body, "clinical_info"))
+            clinical_info=_text(body, "clinical_info"), key_images=_key_images(body, uids))
         await changed(case.id or 0, "created")
         return case_json(case)
 
@@ -136,8 +150,8 @@ def consult_routes(ctx: wf.ConsultContext, on_change: OnChange | None = None) ->
         }
 
     async def timeline(request: Request, principal: Principal) -> list[dict[str, Any]]:
-        events = wf.history(ctx, principal, int(request.path_params["case_id"]))
-        return [{k: _plain(v) for k, v in e.model_dump().items()} for e in events]
+        entries = wf.timeline(ctx, principal, int(request.path_params["case_id"]))
+        return [{k: _plain(v) for k, v in asdict(e).items()} for e in entries]
 
     async def message(request: Request, principal: Principal) -> dict[str, Any]:
         body = await _body(request)

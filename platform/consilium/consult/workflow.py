@@ -25,8 +25,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from consilium.archive.catalog import patient_of_study
-from consilium.archive.models import studies
-from consilium.audit import Actor, AuditTrail
+from consilium.archive.models import instances, series_table, studies
+from consilium.audit import Actor, AuditAction, AuditEvent, AuditOutcome, AuditTrail
 from consilium.consult.models import (
     CaseEvent,
     CaseMessage,
@@ -149,6 +149,7 @@ def open_case(
         owner = owners.get(uid)
         if owner is None or not may_read_study(principal, owner, uid, granted):
             raise Forbidden(f"you may not link study {uid}")
+    _check_key_images(ctx.engine, key_images or {})
     patient = patient_of_study(ctx.engine, study_uids[0]) or ("", "")
     stamp = now()
     with Session(ctx.engine, expire_on_commit=False) as session:
@@ -178,6 +179,30 @@ def _study_owners(engine: Engine, uids: list[str]) -> dict[str, str]:
         rows = conn.execute(core_select(studies.c.study_uid, studies.c.institution_id)
                             .where(studies.c.study_uid.in_(uids))).all()
     return {r[0]: r[1] for r in rows}
+
+
+MAX_KEY_IMAGES_PER_STUDY = 50  # what fits the column; a consult points at a few images
+
+
+def _check_key_images(engine: Engine, key_images: dict[str, list[str]]) -> None:
+    """Every key image is an instance of the study it is listed under."""
+    from sqlalchemy import select as core_select
+
+    for study_uid, sop_uids in key_images.items():
+        if len(sop_uids) > MAX_KEY_IMAGES_PER_STUDY:
+            raise InvalidInput(f"at most {MAX_KEY_IMAGES_PER_STUDY} key images per study")
+        if not sop_uids:
+            continue
+        with engine.connect() as conn:
+            found = set(conn.execute(
+                core_select(instances.c.sop_uid)
+                .join(series_table, series_table.c.id == instances.c.series_pk)
+                .join(studies, studies.c.id == series_table.c.study_pk)
+                .where(studies.c.study_uid == study_uid,
+                       instances.c.sop_uid.in_(sop_uids))).scalars())
+        missing = [u for u in sop_uids if u not in found]
+        if missing:
+            raise InvalidInput(f"key image {missing[0]} is not an image of study {study_uid}")
 
 
 def case_study_uids(session: Session, case_id: int) -> list[str]:
@@ -396,6 +421,51 @@ def history(ctx: ConsultContext, principal: Principal, case_id: int) -> list[Cas
         load_case(session, principal, case_id)
         return list(session.exec(select(CaseEvent).where(CaseEvent.case_id == case_id)
                                  .order_by(col(CaseEvent.at), col(CaseEvent.id))))
+
+
+# what the audit trail knows of the case's images, shown in its timeline
+IMAGE_ACCESS_ACTIONS = {AuditAction.VIEW.value: "viewed", AuditAction.RETRIEVE.value: "retrieved"}
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One line of a case's timeline: a case event, or an access to its images."""
+
+    at: datetime
+    kind: str
+    actor: str
+    actor_name: str
+    actor_institution: str
+    from_status: str = ""
+    to_status: str = ""
+    detail: str = ""
+    study_uid: str = ""
+    channel: str = ""
+
+
+def timeline(ctx: ConsultContext, principal: Principal, case_id: int) -> list[TimelineEntry]:
+    """The case's events merged with who opened or retrieved its studies since it was created
+    (from the audit trail), in time order: what a head reviews as "who did what, when"."""
+    with Session(ctx.engine) as session:
+        case = load_case(session, principal, case_id)
+        uids = case_study_uids(session, case_id)
+        events = session.exec(select(CaseEvent).where(CaseEvent.case_id == case_id)
+                              .order_by(col(CaseEvent.at), col(CaseEvent.id))).all()
+        entries = [TimelineEntry(at=e.at, kind=e.kind, actor=e.actor, actor_name=e.actor_name,
+                                 actor_institution=e.actor_institution,
+                                 from_status=e.from_status, to_status=e.to_status,
+                                 detail=e.detail) for e in events]
+        accesses = session.exec(select(AuditEvent).where(
+            col(AuditEvent.study_uid).in_(uids),
+            col(AuditEvent.action).in_(list(IMAGE_ACCESS_ACTIONS)),
+            AuditEvent.outcome == AuditOutcome.SUCCESS.value,
+            col(AuditEvent.at) >= case.created_at).order_by(col(AuditEvent.at))).all()
+    entries += [TimelineEntry(at=a.at, kind=IMAGE_ACCESS_ACTIONS[a.action], actor=a.actor,
+                              actor_name=a.actor_name, actor_institution=a.actor_institution,
+                              detail=a.detail, study_uid=a.study_uid, channel=a.channel)
+                for a in accesses]
+    entries.sort(key=lambda e: _aware(e.at))
+    return entries
 
 
 def conclusions(ctx: ConsultContext, principal: Principal, case_id: int) -> list[Conclusion]:

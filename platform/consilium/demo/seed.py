@@ -17,8 +17,11 @@ from pydicom import dcmwrite
 
 from consilium.archive.importer import import_files
 from consilium.archive.ingest import IngestSource, Outcome, count_instances, ingest_part10
+from consilium.demo.clinicians import DEMO_CLINICIANS
 from consilium.demo.ct_phantom import PatientSpec, StudySpec, generate_ct_series
+from consilium.identity.roster import register_user
 from consilium.service import Runtime
+from consilium.settings import DEV_IDP_PROVIDER_ID
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,13 @@ def _encoded(datasets: Iterator[object]) -> Iterator[bytes]:
 
 def seed_demo(runtime: Runtime, log: Callable[[str], None], force: bool = False) -> None:
     """Store the demo studies unless the archive already holds instances."""
+    if runtime.settings.identity_dev_idp:
+        registered = sum(register_user(
+            runtime.engine, DEV_IDP_PROVIDER_ID, c.username, name=c.name,
+            institution_id=c.institution, roles=list(c.roles), specialty=c.specialty)
+            for c in DEMO_CLINICIANS)
+        if registered:
+            log(f"demo: {registered} demo clinicians registered (consult directory)")
     store = runtime.store
     if not force and count_instances(store) > 0:
         return

@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from html import escape
 from typing import Any
 from urllib.parse import urlencode
@@ -19,7 +19,9 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from consilium.audit import Actor, AuditAction, AuditOutcome, AuditTrail
+from consilium.errors import Forbidden
 from consilium.identity.middleware import SESSION_COOKIE, SESSION_SCOPE_KEY, client_address
+from consilium.identity.roster import consult_targets
 from consilium.identity.tokens import ProviderDirectory, TokenError
 from consilium.identity.users import (
     LoginRefused,
@@ -215,7 +217,18 @@ def identity_routes(
             "csrf_token": web_session.csrf_token if web_session is not None else None,
         })
 
+    async def consult_directory(request: Request) -> JSONResponse:
+        principal = current_principal(request)
+        if not principal.authenticated:
+            return JSONResponse({"error": "not authenticated"}, 401)
+        try:
+            targets = consult_targets(settings, engine, principal)
+        except Forbidden as exc:
+            return JSONResponse({"error": exc.message}, exc.status)
+        return JSONResponse({"institutions": [asdict(t) for t in targets]})
+
     return [
+        Route("/api/directory", consult_directory),
         Route("/auth/login", login_page),
         Route("/auth/login/{provider}", login_start),
         Route("/auth/callback/{provider}", callback),

@@ -1,0 +1,71 @@
+"""Who a consult request can be sent to: the other institutions, their specialties and named
+specialists. Institutions come from the configuration; specialists are the consultants known to
+Consilium (users are created at their first login, or registered ahead by the demo seeding)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from consilium.errors import Forbidden
+from consilium.identity.models import Role, User
+from consilium.identity.policy import Principal
+from consilium.identity.users import now
+from consilium.settings import Settings
+
+
+@dataclass(frozen=True)
+class Specialist:
+    subject: str  # the principal subject a case's target_subject names
+    name: str
+    specialty: str
+
+
+@dataclass
+class ConsultTarget:
+    id: str
+    name: str
+    specialties: list[str] = field(default_factory=list)
+    specialists: list[Specialist] = field(default_factory=list)
+
+
+def consult_targets(settings: Settings, engine: Engine,
+                    principal: Principal) -> list[ConsultTarget]:
+    """The institutions other than the caller's, each with its consultants' specialties."""
+    if not principal.is_clinician:
+        raise Forbidden("for clinicians")
+    targets = {inst.id: ConsultTarget(inst.id, inst.name) for inst in settings.institutions
+               if inst.id != principal.institution_id}
+    with Session(engine) as session:
+        users = session.exec(select(User).where(col(User.institution_id).in_(list(targets)))
+                             .order_by(col(User.display_name))).all()
+    for user in users:
+        if Role.CONSULTANT.value not in user.roles.split():
+            continue
+        target = targets[user.institution_id]
+        target.specialists.append(Specialist(f"{user.provider_id}:{user.provider_subject}",
+                                             user.display_name, user.specialty))
+        if user.specialty and user.specialty not in target.specialties:
+            target.specialties.append(user.specialty)
+    for target in targets.values():
+        target.specialties.sort()
+    return sorted(targets.values(), key=lambda t: t.name)
+
+
+def register_user(engine: Engine, provider_id: str, subject: str, *, name: str,
+                  institution_id: str, roles: list[str], specialty: str) -> bool:
+    """Create a user ahead of their first login (a directory entry); True when created.
+    Never changes an existing user: their provider's claims win at each login."""
+    with Session(engine) as session:
+        exists = session.exec(select(User).where(User.provider_id == provider_id,
+                                                 User.provider_subject == subject)).first()
+        if exists is not None:
+            return False
+        stamp = now()
+        session.add(User(provider_id=provider_id, provider_subject=subject, display_name=name,
+                         institution_id=institution_id, roles=" ".join(sorted(roles)),
+                         specialty=specialty, created_at=stamp, last_login_at=stamp))
+        session.commit()
+        return True

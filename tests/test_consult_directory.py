@@ -1,0 +1,96 @@
+"""Where a request can go (the directory of consult targets), key images checked against the
+archive, and the case timeline merged with who opened its images."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import CONFIG, CONSILIUM, pydicom_data_dir
+from tests.webserver import WebServer, csrf_of
+
+DATA = pydicom_data_dir()
+CITY_STUDY = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"  # CT_small.dcm
+CITY_IMAGE = "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322"
+MR_STUDY = "1.3.6.1.4.1.5962.1.2.4.20040826185059.5457"  # MR_small.dcm
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    data_dir = tmp_path_factory.mktemp("directory") / "var"
+    subprocess.run([str(CONSILIUM), "import", "--config", str(CONFIG), "--data-dir",
+                    str(data_dir), "--institution", "city-hospital", "--quiet",
+                    str(DATA / "test_files" / "CT_small.dcm"),
+                    str(DATA / "test_files" / "MR_small.dcm")],
+                   check=True, capture_output=True)
+    server = WebServer(data_dir, extra_env={
+        "CONSILIUM_IDENTITY_LOGIN_ATTEMPTS_PER_MINUTE": "1000"}).start()
+    yield server
+    server.stop()
+
+
+def post(client: httpx.Client, path: str, body: dict[str, object]) -> httpx.Response:
+    return client.post(path, json=body, headers={"X-CSRF-Token": csrf_of(client)})
+
+
+def test_directory_lists_other_institutions_and_their_consultants(web: WebServer) -> None:
+    assert web.client().get("/api/directory").status_code == 401
+    assert web.login("city-admin").get("/api/directory").status_code == 403
+    web.login("kuznetsova")  # consultants become known at their first login
+    web.login("orlov")  # a referring doctor: not a consult target
+    listing = web.login("ivanova").get("/api/directory")
+    assert listing.status_code == 200
+    institutions = listing.json()["institutions"]
+    assert [i["id"] for i in institutions] == ["regional-center"]  # never the caller's own
+    regional = institutions[0]
+    assert regional["name"] == "Regional Diagnostic Center"
+    assert regional["specialties"] == ["radiology"]
+    assert {"subject": "dev:kuznetsova", "name": "Елена Кузнецова",
+            "specialty": "radiology"} in regional["specialists"]
+    assert all(s["subject"] != "dev:orlov" for s in regional["specialists"])
+
+
+def test_key_images_must_be_images_of_their_study(web: WebServer) -> None:
+    referring = web.login("ivanova")
+    base: dict[str, Any] = {"question": "q", "study_uids": [CITY_STUDY],
+                            "target_institution": "regional-center"}
+    wrong_study = post(referring, "/api/cases", {**base, "key_images": {MR_STUDY: [CITY_IMAGE]}})
+    assert wrong_study.status_code == 400 and "does not link" in wrong_study.json()["error"]
+    not_in_study = post(referring, "/api/cases", {
+        **base, "study_uids": [CITY_STUDY, MR_STUDY], "key_images": {MR_STUDY: [CITY_IMAGE]}})
+    assert not_in_study.status_code == 400 and "not an image of" in not_in_study.json()["error"]
+    assert post(referring, "/api/cases", {**base, "key_images": [CITY_IMAGE]}).status_code == 400
+    created = post(referring, "/api/cases", {**base, "key_images": {CITY_STUDY: [CITY_IMAGE]}})
+    assert created.status_code == 200, created.text
+    detail = referring.get(f"/api/cases/{created.json()['id']}").json()
+    assert detail["studies"][0]["key_images"] == [CITY_IMAGE]
+
+
+def test_timeline_shows_who_opened_the_images(web: WebServer) -> None:
+    referring = web.login("ivanova")
+    consultant = web.login("kuznetsova")
+    case_id = post(referring, "/api/cases", {
+        "question": "q", "study_uids": [CITY_STUDY],
+        "target_institution": "regional-center"}).json()["id"]
+    post(referring, f"/api/cases/{case_id}/submit", {"version": 1}).raise_for_status()
+    post(consultant, f"/api/cases/{case_id}/accept", {"version": 2}).raise_for_status()
+    frame = consultant.get(f"/dicom-web/studies/{CITY_STUDY}/metadata")
+    assert frame.status_code == 200
+    deadline = time.monotonic() + 10  # the audit writer records views just after the response
+    while True:
+        timeline = referring.get(f"/api/cases/{case_id}/history").json()
+        views = [e for e in timeline if e["kind"] == "viewed"]
+        if views or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    kinds = [(e["kind"], e["actor"]) for e in timeline]
+    accepted = kinds.index(("accepted", "dev:kuznetsova"))
+    assert ("viewed", "dev:kuznetsova") in kinds[accepted + 1:]
+    assert views[-1]["study_uid"] == CITY_STUDY
+    assert views[-1]["actor_institution"] == "regional-center"
+    assert [e["at"] for e in timeline] == sorted(e["at"] for e in timeline)
