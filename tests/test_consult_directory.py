@@ -94,3 +94,46 @@ def test_timeline_shows_who_opened_the_images(web: WebServer) -> None:
     assert views[-1]["study_uid"] == CITY_STUDY
     assert views[-1]["actor_institution"] == "regional-center"
     assert [e["at"] for e in timeline] == sorted(e["at"] for e in timeline)
+
+
+def patch(client: httpx.Client, path: str, body: dict[str, object]) -> httpx.Response:
+    return client.patch(path, json=body, headers={"X-CSRF-Token": csrf_of(client)})
+
+
+def test_two_editors_of_one_draft_do_not_overwrite_each_other(web: WebServer) -> None:
+    requester = web.login("ivanova")
+    head = web.login("sidorov")  # the requester's head may edit the department's drafts
+    case = post(requester, "/api/cases", {
+        "question": "Узел?", "study_uids": [CITY_STUDY],
+        "target_institution": "regional-center"}).json()
+    path = f"/api/cases/{case['id']}"
+    assert patch(requester, path, {"question": "x"}).status_code == 400  # no version
+    first = patch(requester, path, {"version": 1, "question": "Узел 14 мм: злокачественный?",
+                                    "priority": "urgent"})
+    assert first.status_code == 200, first.text
+    assert (first.json()["version"], first.json()["priority"]) == (2, "urgent")
+    late = patch(head, path, {"version": 1, "clinical_info": "курильщик"})
+    assert late.status_code == 409 and "changed since" in late.json()["error"]
+    assert requester.get(path).json()["case"]["clinical_info"] == ""  # nothing overwritten
+    relinked = patch(head, path, {"version": 2, "study_uids": [CITY_STUDY, MR_STUDY],
+                                  "key_images": {CITY_STUDY: [CITY_IMAGE]}})
+    assert relinked.status_code == 200, relinked.text
+    studies = requester.get(path).json()["studies"]
+    assert {s["study_uid"]: s["key_images"] for s in studies} == {
+        CITY_STUDY: [CITY_IMAGE], MR_STUDY: []}
+    assert patch(requester, path, {"version": 3, "study_uids": ["1.2.3.4"]}).status_code == 403
+    outsider = web.login("kuznetsova")
+    assert patch(outsider, path, {"version": 3, "question": "?"}).status_code == 404
+    post(requester, f"{path}/submit", {"version": 3}).raise_for_status()
+    submitted = patch(requester, path, {"version": 4, "clinical_info": "курильщик"})
+    assert submitted.status_code == 409 and "is submitted" in submitted.json()["error"]
+    post(outsider, f"{path}/return", {"version": 4, "request": "Стаж курения?"}
+         ).raise_for_status()
+    moved = patch(requester, path, {"version": 5, "target_institution": "city-hospital"})
+    assert moved.status_code == 409 and "only while the case is a draft" in moved.json()["error"]
+    answered = patch(requester, path, {"version": 5, "clinical_info": "курит 30 лет"})
+    assert answered.status_code == 200 and answered.json()["status"] == "returned"
+    timeline = requester.get(f"{path}/history").json()
+    edits = [e for e in timeline if e["kind"] == "edited"]
+    assert [e["actor"] for e in edits] == ["dev:ivanova", "dev:sidorov", "dev:ivanova"]
+    assert "study_uids" in edits[1]["detail"]

@@ -89,8 +89,22 @@ def openapi_document() -> dict[str, Any]:
                                    "additionalProperties": {"type": "array",
                                                             "items": {"type": "string"}}}}}),
         },
-        "/api/cases/{case_id}": {"get": _op("A case with studies, messages and conclusions",
-                                            "the case", 401, 404, params=[case])},
+        "/api/cases/{case_id}": {
+            "get": _op("A case with studies, messages and conclusions", "the case", 401, 404,
+                       params=[case]),
+            "patch": _op(
+                "Edit a draft (text, priority, target, studies, key images) or a returned "
+                "case's text; 'version' is required (409 when someone else changed it)",
+                "the case", 400, 401, 403, 404, 409, params=[case], body={
+                    "type": "object", "required": ["version"], "properties": {
+                        "version": {"type": "integer"}, "question": {"type": "string"},
+                        "clinical_info": {"type": "string"},
+                        "priority": {"enum": ["routine", "urgent", "emergency"]},
+                        "target_institution": {"type": "string"},
+                        "target_specialty": {"type": "string"},
+                        "target_subject": {"type": "string"},
+                        "study_uids": {"type": "array", "items": {"type": "string"}},
+                        "key_images": {"type": "object"}}})},
         "/api/cases/{case_id}/history": {"get": _op(
             "The case's timeline: its events merged with views and retrievals of its studies "
             "(kind viewed/retrieved, from the audit trail)", "events", 401, 404,

@@ -5,6 +5,9 @@
                                              clinical_info?, key_images?}
     GET  /api/cases                          my inbox (target side) and my requests
     GET  /api/cases/{id}                     the case, its studies, messages and conclusions
+    PATCH /api/cases/{id}                    edit a draft (or a returned case's text) {version,
+                                             question?, clinical_info?, priority?, target_*?,
+                                             study_uids?, key_images?}
     GET  /api/cases/{id}/history             the timeline
     POST /api/cases/{id}/{action}            submit, resubmit, accept, decline, return, reassign,
                                              conclude, amend, close, cancel; body {version, ...}
@@ -124,6 +127,31 @@ def consult_routes(ctx: wf.ConsultContext, on_change: OnChange | None = None) ->
         await changed(case.id or 0, "created")
         return case_json(case)
 
+    async def edit(request: Request, principal: Principal) -> dict[str, Any]:
+        body = await _body(request)
+        fields: dict[str, Any] = {}
+        for key in ("question", "clinical_info", "target_institution", "target_specialty",
+                    "target_subject"):
+            if key in body:
+                fields[key] = _text(body, key)
+        if "priority" in body:
+            try:
+                fields["priority"] = Priority(body["priority"])
+            except ValueError as exc:
+                raise InvalidInput("'priority' is routine, urgent or emergency") from exc
+        if "study_uids" in body:
+            uids = body["study_uids"]
+            if not isinstance(uids, list) or not all(isinstance(u, str) for u in uids):
+                raise InvalidInput("'study_uids' must be a list of UIDs")
+            fields["study_uids"] = uids
+        if "key_images" in body:
+            linked = fields.get("study_uids") or list(body["key_images"] or {})
+            fields["key_images"] = _key_images(body, linked)
+        case_id = int(request.path_params["case_id"])
+        case = wf.edit_case(ctx, principal, case_id, _version(body), wf.CaseEdit(**fields))
+        await changed(case_id, "edited")
+        return case_json(case)
+
     async def listing(request: Request, principal: Principal) -> dict[str, Any]:
         with Session(ctx.engine) as session:
             mine = list(session.exec(select(ConsultCase).where(
@@ -203,6 +231,7 @@ def consult_routes(ctx: wf.ConsultContext, on_change: OnChange | None = None) ->
         Route("/api/cases", _domain(create), methods=["POST"]),
         Route("/api/cases", _domain(listing), methods=["GET"]),
         Route("/api/cases/{case_id:int}", _domain(detail), methods=["GET"]),
+        Route("/api/cases/{case_id:int}", _domain(edit), methods=["PATCH"]),
         Route("/api/cases/{case_id:int}/history", _domain(timeline), methods=["GET"]),
         Route("/api/cases/{case_id:int}/messages", _domain(message), methods=["POST"]),
         Route("/api/cases/{case_id:int}/{action}", _domain(act), methods=["POST"]),

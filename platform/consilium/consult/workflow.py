@@ -184,6 +184,99 @@ def _study_owners(engine: Engine, uids: list[str]) -> dict[str, str]:
 MAX_KEY_IMAGES_PER_STUDY = 50  # what fits the column; a consult points at a few images
 
 
+@dataclass(frozen=True)
+class CaseEdit:
+    """What the requester changes in a draft (or, for the text, in a returned case); None
+    leaves a field as it is. Studies, key images and the target change only in a draft: once
+    submitted, they are what the target institution was granted and asked."""
+
+    question: str | None = None
+    clinical_info: str | None = None
+    priority: Priority | None = None
+    target_institution: str | None = None
+    target_specialty: str | None = None
+    target_subject: str | None = None
+    study_uids: list[str] | None = None
+    key_images: dict[str, list[str]] | None = None
+
+
+DRAFT_ONLY_FIELDS = ("target_institution", "target_specialty", "target_subject", "study_uids",
+                     "key_images")
+
+
+def edit_case(ctx: ConsultContext, principal: Principal, case_id: int, version: int | None,
+              changes: CaseEdit) -> ConsultCase:
+    """Change a draft or a returned case. The version is required: two people editing the
+    same draft must not overwrite each other silently (the second gets 409)."""
+    if version is None:
+        raise InvalidInput("editing needs the 'version' you loaded")
+    changed = [name for name in CaseEdit.__dataclass_fields__
+               if getattr(changes, name) is not None]
+    if not changed:
+        raise InvalidInput("nothing to change")
+    session, case, previous = _transition(ctx, principal, case_id, "edit", version,
+                                          EventKind.EDITED, detail={"changed": changed})
+    try:
+        late = [name for name in changed if name in DRAFT_ONLY_FIELDS]
+        if late and previous != CaseStatus.DRAFT.value:
+            raise Conflict(f"{late[0]} can change only while the case is a draft")
+        if changes.question is not None:
+            if not changes.question.strip():
+                raise InvalidInput("the clinical question is empty")
+            case.question = changes.question.strip()
+        if changes.clinical_info is not None:
+            case.clinical_info = changes.clinical_info
+        if changes.priority is not None:
+            case.priority = changes.priority.value
+        if changes.target_institution is not None:
+            if changes.target_institution == principal.institution_id:
+                raise InvalidInput("the target is another institution")
+            case.target_institution = changes.target_institution
+        if changes.target_specialty is not None:
+            case.target_specialty = changes.target_specialty
+        if changes.target_subject is not None:
+            case.target_subject = changes.target_subject
+        if changes.study_uids is not None or changes.key_images is not None:
+            _relink(ctx, session, principal, case, changes)
+    except BaseException:
+        session.close()
+        raise
+    return _finish(session, case)
+
+
+def _relink(ctx: ConsultContext, session: Session, principal: Principal, case: ConsultCase,
+            changes: CaseEdit) -> None:
+    """Replace a draft's studies (each one the requester may read) and key images."""
+    current = {s.study_uid: s for s in session.exec(
+        select(CaseStudy).where(CaseStudy.case_id == case.id))}
+    uids = list(changes.study_uids) if changes.study_uids is not None else list(current)
+    if not uids:
+        raise InvalidInput("a case links at least one study")
+    key_images = changes.key_images if changes.key_images is not None else {
+        uid: [k for k in link.key_images.split("\\") if k] for uid, link in current.items()
+        if uid in uids}
+    stray = set(key_images) - set(uids)
+    if stray:
+        raise InvalidInput(f"key images of a study the case does not link: {sorted(stray)[0]}")
+    owners = _study_owners(ctx.engine, uids)
+    granted = granted_study_uids(ctx.engine, principal)
+    for uid in uids:
+        owner = owners.get(uid)
+        if owner is None or not may_read_study(principal, owner, uid, granted):
+            raise Forbidden(f"you may not link study {uid}")
+    _check_key_images(ctx.engine, key_images)
+    for uid, link in current.items():
+        if uid not in uids:
+            session.delete(link)
+    for uid in uids:
+        link = current.get(uid) or CaseStudy(case_id=case.id or 0, study_uid=uid,
+                                             institution_id=owners[uid])
+        link.key_images = "\\".join(key_images.get(uid, []))
+        session.add(link)
+    patient = patient_of_study(ctx.engine, uids[0]) or ("", "")
+    case.patient_id, case.patient_name = patient
+
+
 def _check_key_images(engine: Engine, key_images: dict[str, list[str]]) -> None:
     """Every key image is an instance of the study it is listed under."""
     from sqlalchemy import select as core_select
