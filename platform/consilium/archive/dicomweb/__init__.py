@@ -1,0 +1,64 @@
+"""DICOMweb (PS3.18) under ``/dicom-web``: QIDO-RS search, WADO-RS retrieve (instances,
+metadata, frames, bulk data, rendered images, thumbnails) and STOW-RS store.
+
+Thin adapters: matching lives in :mod:`consilium.archive.query`, the JSON model in
+:mod:`consilium.archive.dicomjson`, multipart framing in :mod:`consilium.archive.multipart`,
+pixels in :mod:`consilium.archive.rendered`, and storing in the one ingest function. Every route
+asks :func:`consilium.identity.web.current_principal` who calls and the policy what they may
+read; a study they may not read is answered exactly like one that does not exist (404).
+
+Errors are :class:`DicomWebError` with an HTTP status and a reason, rendered in one place as
+``{"error": reason}``; an unexpected exception is logged and answered 500, never dropped.
+"""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Route
+
+from consilium.archive.dicomweb.base import BASE_PATH, DicomWebError, guarded
+from consilium.archive.dicomweb.qido import Qido
+from consilium.archive.dicomweb.stow import Stow
+from consilium.archive.dicomweb.wado import Wado
+from consilium.service import Runtime
+
+__all__ = ["BASE_PATH", "DicomWeb", "DicomWebError", "dicomweb_routes"]
+
+
+class DicomWeb(Qido, Wado, Stow):
+    """The DICOMweb routes over one runtime."""
+
+    def routes(self) -> list[BaseRoute]:
+        g = guarded
+        study = "/studies/{study}"
+        series = study + "/series/{series}"
+        instance = series + "/instances/{instance}"
+        frames = instance + "/frames/{frames}"
+        return [
+            Route("/studies", g(self.search_studies), methods=["GET"]),
+            Route("/studies", g(self.store_instances), methods=["POST"]),
+            Route("/series", g(self.search_series), methods=["GET"]),
+            Route("/instances", g(self.search_instances), methods=["GET"]),
+            Route(study, g(self.retrieve), methods=["GET"]),
+            Route(study, g(self.store_instances), methods=["POST"]),
+            Route(study + "/metadata", g(self.metadata_of), methods=["GET"]),
+            Route(study + "/series", g(self.search_series), methods=["GET"]),
+            Route(study + "/instances", g(self.search_instances), methods=["GET"]),
+            Route(study + "/thumbnail", g(self.thumbnail), methods=["GET"]),
+            Route(series, g(self.retrieve), methods=["GET"]),
+            Route(series + "/metadata", g(self.metadata_of), methods=["GET"]),
+            Route(series + "/instances", g(self.search_instances), methods=["GET"]),
+            Route(series + "/thumbnail", g(self.thumbnail), methods=["GET"]),
+            Route(instance, g(self.retrieve), methods=["GET"]),
+            Route(instance + "/metadata", g(self.metadata_of), methods=["GET"]),
+            Route(instance + "/rendered", g(self.rendered), methods=["GET"]),
+            Route(instance + "/thumbnail", g(self.thumbnail), methods=["GET"]),
+            Route(instance + "/bulkdata/{path:path}", g(self.bulkdata), methods=["GET"]),
+            Route(frames, g(self.frames), methods=["GET"]),
+            Route(frames + "/rendered", g(self.rendered), methods=["GET"]),
+            Route(frames + "/thumbnail", g(self.thumbnail), methods=["GET"]),
+        ]
+
+
+def dicomweb_routes(runtime: Runtime) -> list[BaseRoute]:
+    """The routes to mount under :data:`BASE_PATH`."""
+    return DicomWeb(runtime).routes()

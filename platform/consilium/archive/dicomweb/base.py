@@ -1,0 +1,204 @@
+"""What every DICOMweb resource shares: the caller and the policy's reach, errors as
+``{"error": reason}``, content negotiation helpers, the metadata workers and the audit
+writer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from consilium.archive import dicomjson as dj
+from consilium.archive import multipart as mp
+from consilium.archive import query as q
+from consilium.audit import Actor, AuditAction, AuditOutcome
+from consilium.identity.grants import granted_study_uids
+from consilium.identity.middleware import client_address
+from consilium.identity.policy import (
+    Principal,
+    may_read_study,
+    readable_institutions,
+)
+from consilium.identity.web import current_principal
+from consilium.service import Runtime
+
+log = logging.getLogger(__name__)
+
+BASE_PATH = "/dicom-web"
+DICOM_JSON = "application/dicom+json"
+
+
+def die_with_parent() -> None:
+    """Linux: a pool worker gets SIGTERM when the server process dies, even by ``kill -9``
+    (otherwise such workers were left behind, ~60 MB each)."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the pool is still shut down on a normal exit
+
+
+class DicomWebError(Exception):
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+
+
+def error_response(status: int, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status, headers=headers)
+
+
+def accepted_types(request: Request) -> list[mp.MediaType]:
+    """The Accept header, or the ``accept`` query parameter that PS3.18 8.3.3.1 allows."""
+    header = request.query_params.get("accept") or request.headers.get("accept")
+    try:
+        return mp.parse_accept(header)
+    except mp.MultipartError as exc:
+        raise DicomWebError(400, f"malformed Accept: {exc}") from exc
+
+
+def require_json(request: Request) -> None:
+    for media in accepted_types(request):
+        if media.type in ("*/*", "application/*", DICOM_JSON, "application/json"):
+            return
+    raise DicomWebError(406, f"only {DICOM_JSON} is available for this resource")
+
+
+def dicom_json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return Response(body, status_code=status, media_type=DICOM_JSON, headers=headers)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def guarded(handler: Handler) -> Handler:
+    async def run(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except DicomWebError as exc:
+            return error_response(exc.status, exc.reason, exc.headers)
+        except Exception:
+            log.exception("DICOMweb %s %s failed", request.method, request.url.path)
+            return error_response(500, "internal error; see the server log")
+
+    return run
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who calls, and what the policy lets them read: whole institutions and granted studies."""
+
+    principal: Principal
+    institutions: list[str]
+    granted: frozenset[str]
+    actor: Actor
+
+    def may_read(self, institution_id: str, study_uid: str) -> bool:
+        return may_read_study(self.principal, institution_id, study_uid, self.granted)
+
+
+
+class DicomWebBase:
+    """State and plumbing of the DICOMweb routes over one runtime."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.engine = runtime.engine
+        self.store = runtime.store
+        self.metadata_dir = dj.metadata_cache_dir(runtime.settings.data_dir)
+        self.metadata = dj.MetadataCache(self.metadata_dir)
+        # Metadata not cached yet is computed on every core: pydicom's parsing holds the GIL,
+        # and the first look at a 300-slice series would otherwise take one core ~0.6 ms per
+        # slice. The worker processes start with the first DICOMweb request (a viewer
+        # searches before it asks for metadata), not with the app: most processes that build
+        # the app (tests, the DIMSE side) never need them.
+        self._worker_count = max(1, min(4, os.cpu_count() or 1))
+        self._workers: ProcessPoolExecutor | None = None
+        self._thumbnails: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        # one thread writes audit events in order; it is joined at interpreter exit
+        self._audit_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit")
+
+    def base_url(self, request: Request) -> str:
+        public = self.runtime.settings.public_url
+        if public:
+            return public.rstrip("/") + BASE_PATH
+        return f"{request.url.scheme}://{request.url.netloc}{BASE_PATH}"
+
+    def workers(self) -> ProcessPoolExecutor:
+        if self._workers is None:
+            self._workers = ProcessPoolExecutor(
+                max_workers=self._worker_count, mp_context=multiprocessing.get_context("spawn"),
+                initializer=die_with_parent)
+            for _ in range(self._worker_count):  # start them all now, not one per request
+                self._workers.submit(dj.compute_metadata, [], None)
+        return self._workers
+
+    def caller(self, request: Request) -> Caller:
+        """The principal of the request and its reach; 401 for an anonymous caller."""
+        self.workers()
+        principal = current_principal(request)
+        if not principal.authenticated:
+            raise DicomWebError(401, "not authenticated", {"WWW-Authenticate": "Bearer"})
+        bearer = request.headers.get("authorization", "").lower().startswith("bearer ")
+        actor = Actor(principal.subject, principal.display_name, principal.institution_id or "",
+                      client_address(request.scope), "api" if bearer else "web")
+        return Caller(principal, readable_institutions(principal),
+                      granted_study_uids(self.engine, principal), actor)
+
+    def audit(self, caller: Caller, action: AuditAction, study_uid: str = "",
+              detail: dict[str, Any] | None = None) -> BackgroundTask:
+        """The audit event of a response, handed to the audit writer once the response is
+        sent. Not a plain background task: uvicorn reads the next request of a keep-alive
+        connection only after those finish, and an audit commit (an fsync) would then delay
+        every following request (measured: +2.5 ms per QIDO query)."""
+        return BackgroundTask(self._later, self.runtime.audit.record,
+                              caller.actor, action, study_uid=study_uid, detail=detail)
+
+    async def _later(self, func: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """Queue ``func`` on the audit writer (async, so no thread hop just to queue it)."""
+        self._audit_writer.submit(func, *args, **kwargs)
+
+    def _denied(self, caller: Caller, owner: str | None, study: str, what: str) -> None:
+        if owner is not None:  # exists, not for this caller: audited, answered as unknown
+            self.runtime.audit.record(caller.actor, AuditAction.DENIED, AuditOutcome.DENIED,
+                                      study_uid=study, detail={"what": what})
+        raise DicomWebError(404, f"no such {what} here")
+
+    def _require_study(self, caller: Caller, study: str, series: str | None = None) -> None:
+        owner = q.study_owner(self.engine, study, series)
+        if owner is None or not caller.may_read(owner, study):
+            self._denied(caller, owner, study, "series" if series else "study")
+
+    def _instances(self, request: Request, caller: Caller) -> list[q.StoredInstance]:
+        """The instances the path names, after the policy; 404 when there are none."""
+        p = request.path_params
+        found = q.stored_instances(self.engine, p["study"], p.get("series"), p.get("instance"))
+        if not found or not caller.may_read(found[0].institution_id, p["study"]):
+            what = "instance" if "instance" in p else "series" if "series" in p else "study"
+            self._denied(caller, found[0].institution_id if found else None, p["study"], what)
+        return found
+
+    def _path(self, item: q.StoredInstance) -> Path:
+        return self.store.path_of(item.path)
+
+    def instance_url(self, base: str, item: q.StoredInstance) -> str:
+        return (f"{base}/studies/{item.study_uid}/series/{item.series_uid}"
+                f"/instances/{item.sop_uid}")
+

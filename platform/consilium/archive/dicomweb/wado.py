@@ -1,0 +1,396 @@
+"""WADO-RS: instances, metadata, frames, bulk data, rendered images and thumbnails
+(PS3.18 10.4)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from consilium.archive import dicomjson as dj
+from consilium.archive import multipart as mp
+from consilium.archive import query as q
+from consilium.archive import rendered as px
+from consilium.archive.dicomweb.base import (
+    DICOM_JSON,
+    DicomWebBase,
+    DicomWebError,
+    accepted_types,
+    require_json,
+)
+from consilium.audit import AuditAction
+
+log = logging.getLogger(__name__)
+
+READ_BATCH = 8 * 2**20  # bytes read per worker-thread hop while streaming instances
+
+
+class Wado(DicomWebBase):
+
+    @staticmethod
+    def _dicom_syntaxes(request: Request) -> list[str]:
+        """The transfer syntaxes acceptable for application/dicom parts, best first; '*'
+        means as stored."""
+        out = []
+        for media in accepted_types(request):
+            mtype = media.type
+            if mtype == "multipart/related":
+                part = media.param("type", "application/dicom").lower()
+                if part not in ("application/dicom", "*/*", "application/*"):
+                    continue
+            elif mtype not in ("*/*", "application/dicom", "application/*", "multipart/*"):
+                continue
+            out.append(media.param("transfer-syntax", "*") or "*")
+        if not out:
+            raise DicomWebError(406, 'only multipart/related; type="application/dicom" is '
+                                "available for this resource")
+        return out
+
+    @staticmethod
+    def _conversions(items: list[q.StoredInstance], syntax: str) -> list[bool] | None:
+        """Per instance: convert to explicit little endian? None if ``syntax`` cannot be
+        served for every instance."""
+        convert: list[bool] = []
+        for item in items:
+            stored = item.transfer_syntax_uid
+            if syntax in ("*", stored):
+                convert.append(False)
+            elif syntax == ExplicitVRLittleEndian and (
+                stored in px.UNCOMPRESSED or px.can_decode(stored)
+            ):
+                convert.append(True)
+            else:
+                return None
+        return convert
+
+    async def retrieve(self, request: Request) -> Response:
+        caller = self.caller(request)
+        syntaxes = self._dicom_syntaxes(request)
+        items = self._instances(request, caller)
+        for syntax in syntaxes:
+            choice = self._conversions(items, syntax)
+            if choice is not None:
+                convert = choice
+                break
+        else:
+            stored = sorted({i.transfer_syntax_uid for i in items})
+            raise DicomWebError(
+                406, f"stored as {', '.join(stored)}: available as stored (transfer-syntax=*) "
+                f"or as {ExplicitVRLittleEndian}, not {', '.join(syntaxes)}",
+            )
+        boundary = mp.new_boundary()
+        heads = [
+            mp.part_head(boundary, "application/dicom; transfer-syntax="
+                         + (ExplicitVRLittleEndian if c else i.transfer_syntax_uid),
+                         first=(n == 0))
+            for n, (i, c) in enumerate(zip(items, convert, strict=True))
+        ]
+        tail = mp.closing(boundary)
+        headers: dict[str, str] = {}
+        if not any(convert):
+            total = sum(len(h) for h in heads) + sum(i.size_bytes for i in items) + len(tail)
+            headers["Content-Length"] = str(total)
+        paths = [self._path(i) for i in items]
+
+        # batches of whole parts: the first is one instance (the first byte goes out at
+        # once), then about READ_BATCH bytes each; the next batch is read while one is sent
+        batches: list[list[int]] = [[0]]
+        for n in range(1, len(items)):
+            if len(batches) == 1 or sum(items[i].size_bytes for i in batches[-1]) >= READ_BATCH:
+                batches.append([])
+            batches[-1].append(n)
+        sizes = [i.size_bytes for i in items]
+
+        async def body() -> AsyncIterator[memoryview]:
+            loop = asyncio.get_running_loop()
+
+            def start(k: int) -> asyncio.Future[memoryview]:
+                return loop.run_in_executor(None, _read_batch, paths, sizes, batches[k], heads,
+                                            convert, tail if k == len(batches) - 1 else b"")
+
+            pending = start(0)
+            for k in range(len(batches)):
+                data = await pending
+                if k + 1 < len(batches):
+                    pending = start(k + 1)
+                yield data
+
+        return StreamingResponse(
+            body(), headers=headers, media_type=mp.related_type(boundary, "application/dicom"),
+            background=self.audit(caller, AuditAction.RETRIEVE, items[0].study_uid,
+                                  {"what": "WADO-RS", "instances": len(items)}),
+        )
+
+    async def metadata_of(self, request: Request) -> Response:
+        caller = self.caller(request)
+        require_json(request)
+        items = self._instances(request, caller)
+        base = self.base_url(request)
+        found: list[bytes | None] = [self.metadata.cached(i.sha256) for i in items]
+        missing = [n for n, data in enumerate(found) if data is None]
+        if missing:
+            for n, data in zip(missing, await self._compute(items, missing), strict=True):
+                found[n] = data
+        body = dj.join_array(
+            dj.with_base(data or b"{}", self.instance_url(base, item))
+            for item, data in zip(items, found, strict=True)
+        )
+        return Response(body, media_type=DICOM_JSON, background=self.audit(
+            caller, AuditAction.VIEW, items[0].study_uid, {"what": "metadata"}))
+
+    async def _compute(self, items: list[q.StoredInstance], missing: list[int]) -> list[bytes]:
+        work = [(items[n].sha256, str(self._path(items[n]))) for n in missing]
+        if len(work) < 8:
+            return await anyio.to_thread.run_sync(dj.compute_metadata, work,
+                                                  str(self.metadata_dir))
+        loop = asyncio.get_running_loop()
+        workers = self.workers()
+        parts = self._worker_count
+        chunks = [work[i::parts] for i in range(parts)]
+        done = await asyncio.gather(*(
+            loop.run_in_executor(workers, dj.compute_metadata, chunk, str(self.metadata_dir))
+            for chunk in chunks if chunk
+        ))
+        by_sha: dict[str, bytes] = {}
+        for chunk, results in zip([c for c in chunks if c], done, strict=True):
+            for (sha, _path), data in zip(chunk, results, strict=True):
+                by_sha[sha] = data
+                dj.remember(self.metadata, sha, data)
+        return [by_sha[sha] for sha, _path in work]
+
+    # -- WADO-RS: frames and bulk data ---------------------------------------------------
+
+    @staticmethod
+    def _frame_numbers(text: str) -> list[int]:
+        try:
+            numbers = [int(n) for n in text.split(",") if n.strip()]
+        except ValueError as exc:
+            raise DicomWebError(400, f"frame list must be numbers separated by commas: {text!r}"
+                                ) from exc
+        if not numbers or any(n < 1 for n in numbers):
+            raise DicomWebError(400, "frame numbers start at 1")
+        return numbers
+
+    @staticmethod
+    def _frame_form(request: Request, stored: str) -> str:
+        """'stored' (codestreams or native as stored) or 'native' (explicit little endian)."""
+        compressed = stored not in px.UNCOMPRESSED
+        stored_type = px.frame_media_type(stored)
+        for media in accepted_types(request):
+            if media.type == "multipart/related":
+                mtype = media.param("type", "application/octet-stream").lower()
+            else:
+                mtype = media.type
+            syntax = media.param("transfer-syntax", "")
+            if mtype in ("*/*", "multipart/*"):
+                if syntax in ("", "*", stored):
+                    return "stored"
+                if syntax == ExplicitVRLittleEndian:
+                    return "native"
+                continue
+            if mtype == "application/octet-stream":
+                if syntax == "*" or (syntax == stored and not compressed):
+                    return "stored"
+                if syntax in ("", ExplicitVRLittleEndian):
+                    return "native"
+                if syntax == stored:
+                    return "stored"
+                continue
+            if compressed and (mtype == stored_type or mtype == "image/*") and \
+                    syntax in ("", "*", stored):
+                return "stored"
+        raise DicomWebError(
+            406, f"the frames are stored as {stored} ({stored_type}); available: that, or "
+            f"application/octet-stream in {ExplicitVRLittleEndian}",
+        )
+
+    async def frames(self, request: Request) -> Response:
+        caller = self.caller(request)
+        numbers = self._frame_numbers(request.path_params["frames"])
+        item = self._instances(request, caller)[0]
+        stored = item.transfer_syntax_uid
+        form = self._frame_form(request, stored)
+        if form == "native" and stored not in px.UNCOMPRESSED and not px.can_decode(stored):
+            raise DicomWebError(406, f"frames stored as {stored} cannot be decoded here; ask "
+                                "for the stored transfer syntax (transfer-syntax=*)")
+        path = self._path(item)
+
+        def load() -> list[bytes]:
+            header = dj.read_stored_header(path)
+            if form == "native" or stored in px.UNCOMPRESSED:
+                return px.native_frames_le(path, numbers, header)
+            return px.stored_frames(path, header, numbers)
+
+        try:
+            data = await anyio.to_thread.run_sync(load)
+        except IndexError as exc:
+            raise DicomWebError(404, str(exc)) from exc
+        except px.PixelError as exc:
+            raise DicomWebError(406 if form == "native" else 404, str(exc)) from exc
+        if form == "native" or stored in px.UNCOMPRESSED:
+            part_type = f"application/octet-stream; transfer-syntax={ExplicitVRLittleEndian}"
+            root = "application/octet-stream"
+        else:
+            root = px.frame_media_type(stored)
+            part_type = f"{root}; transfer-syntax={stored}"
+        response = _multipart(data, root, part_type)
+        response.background = self.audit(caller, AuditAction.VIEW, item.study_uid,
+                                         {"what": "frames"})
+        return response
+
+    async def bulkdata(self, request: Request) -> Response:
+        caller = self.caller(request)
+        item = self._instances(request, caller)[0]
+        path = self._path(item)
+        element_path = request.path_params["path"].strip("/").split("/")
+        for media in accepted_types(request):
+            if media.type in ("*/*", "multipart/*", "application/octet-stream") or (
+                media.type == "multipart/related"
+                and media.param("type", "application/octet-stream").lower()
+                in ("application/octet-stream", "*/*")
+            ):
+                break
+        else:
+            raise DicomWebError(406, "bulk data is available as multipart/related; "
+                                'type="application/octet-stream"')
+
+        def load() -> list[bytes]:
+            if len(element_path) == 1 and element_path[0].upper() in ("7FE00010", "7FE00008",
+                                                                        "7FE00009"):
+                header = dj.read_stored_header(path)
+                count = px._frame_count(header.dataset)
+                if item.transfer_syntax_uid in px.UNCOMPRESSED:
+                    return [b"".join(px.native_frames_le(path, list(range(1, count + 1)),
+                                                         header))]
+                return px.stored_frames(path, header, list(range(1, count + 1)))
+            return [_bulk_value(path, element_path)]
+
+        try:
+            data = await anyio.to_thread.run_sync(load)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise DicomWebError(404, f"no bulk data at {'/'.join(element_path)}: {exc}") from exc
+        response = _multipart(data, "application/octet-stream", "application/octet-stream")
+        response.background = self.audit(caller, AuditAction.VIEW, item.study_uid,
+                                         {"what": "bulk data"})
+        return response
+
+    # -- WADO-RS: rendered and thumbnails ------------------------------------------------
+
+    @staticmethod
+    def _image_type(request: Request) -> str:
+        for media in accepted_types(request):
+            if media.type in ("image/jpeg", "image/png"):
+                return media.type
+            if media.type in ("*/*", "image/*"):
+                return "image/jpeg"
+        raise DicomWebError(406, "rendered images are available as image/jpeg or image/png")
+
+    async def rendered(self, request: Request) -> Response:
+        return await self._render(request, thumbnail=False)
+
+    async def thumbnail(self, request: Request) -> Response:
+        return await self._render(request, thumbnail=True)
+
+    async def _render(self, request: Request, thumbnail: bool) -> Response:
+        caller = self.caller(request)
+        media_type = self._image_type(request)
+        try:
+            params = px.parse_render_params(dict(request.query_params), thumbnail)
+        except ValueError as exc:
+            raise DicomWebError(400, f"bad rendering parameter: {exc}") from exc
+        frame = 1
+        if "frames" in request.path_params:
+            numbers = self._frame_numbers(request.path_params["frames"])
+            if len(numbers) != 1:
+                raise DicomWebError(400, "a rendered frame is one frame number")
+            frame = numbers[0]
+        items = self._instances(request, caller)
+        if "instance" not in request.path_params:
+            images = [i for i in items if i.rows]
+            if not images:
+                raise DicomWebError(404, "nothing to show: no image instances here")
+            first_series = [i for i in images if i.series_uid == images[0].series_uid]
+            items = [first_series[len(first_series) // 2]]
+        item = items[0]
+        key = (item.sha256, frame, params, media_type)
+        audit = self.audit(caller, AuditAction.VIEW, item.study_uid,
+                           {"what": "thumbnail" if thumbnail else "rendered"})
+        if thumbnail and key in self._thumbnails:
+            return Response(self._thumbnails[key], media_type=media_type, background=audit)
+        try:
+            data = await anyio.to_thread.run_sync(
+                px.render, self._path(item), frame, params, media_type
+            )
+        except IndexError as exc:
+            raise DicomWebError(404, str(exc)) from exc
+        except px.PixelError as exc:
+            raise DicomWebError(406, str(exc)) from exc
+        if thumbnail:
+            self._thumbnails[key] = data
+            while len(self._thumbnails) > 2048:
+                self._thumbnails.popitem(last=False)
+        return Response(data, media_type=media_type, background=audit)
+
+
+def _read_batch(paths: list[Path], sizes: list[int], batch: list[int], heads: list[bytes],
+                convert: list[bool], tail: bytes) -> memoryview:
+    """Part heads and file contents of ``batch`` in one buffer, files read straight into it."""
+    converted = {n: px.to_explicit_le(paths[n]) for n in batch if convert[n]}
+    total = sum(len(heads[n]) + len(converted.get(n, b"")) + (0 if convert[n] else sizes[n])
+                for n in batch) + len(tail)
+    buffer = bytearray(total)
+    view = memoryview(buffer)
+    pos = 0
+    for n in batch:
+        view[pos : pos + len(heads[n])] = heads[n]
+        pos += len(heads[n])
+        if n in converted:
+            data = converted[n]
+            view[pos : pos + len(data)] = data
+            pos += len(data)
+            continue
+        with paths[n].open("rb", buffering=0) as fp:
+            end = pos + sizes[n]
+            while pos < end:
+                got = fp.readinto(view[pos:end])
+                if not got:
+                    raise OSError(f"{paths[n]} is shorter than indexed ({sizes[n]} bytes)")
+                pos += got
+    view[pos:] = tail
+    return view
+
+
+def _multipart(parts: list[bytes], root_type: str, part_type: str) -> Response:
+    boundary = mp.new_boundary()
+    chunks: list[bytes] = []
+    for n, data in enumerate(parts):
+        chunks.append(mp.part_head(boundary, part_type, first=(n == 0)))
+        chunks.append(data)
+    chunks.append(mp.closing(boundary))
+    return Response(b"".join(chunks), media_type=mp.related_type(boundary, root_type))
+
+
+def _bulk_value(path: Path, element_path: list[str]) -> bytes:
+    """The value bytes of a (possibly nested) binary element: ``tag[/item/tag]...``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds: Any = dcmread(path, stop_before_pixels=True)
+        steps = list(element_path)
+        while True:
+            element = ds[int(steps.pop(0), 16)]
+            if not steps:
+                value = element.value
+                if isinstance(value, bytes):
+                    return value
+                raise ValueError("not a binary element")
+            ds = element.value[int(steps.pop(0)) - 1]
+
