@@ -4,6 +4,7 @@
  * nothing in the viewer reads it back.
  */
 
+import type { MprState } from "../capabilities/mpr3d/mpr3d";
 import type { RenderingInfo } from "./cornerstone";
 
 export interface MeasurementSummary {
@@ -69,6 +70,8 @@ export interface ConsiliumHooks {
   measurements: MeasurementSummary[];
   /** pixel statistics of the viewport canvas as painted */
   canvasStats: () => CanvasStats | null;
+  /** the MPR / 3D layout (capabilities/mpr3d): point, planes, panes' last frames, 3D camera */
+  mpr: MprState | null;
 }
 
 export interface CanvasStats {
@@ -99,6 +102,7 @@ export function installHooks(canvasStats: () => CanvasStats | null): ConsiliumHo
     lastMeasurement: null,
     measurements: [],
     canvasStats,
+    mpr: null,
   };
   return window.__consilium;
 }

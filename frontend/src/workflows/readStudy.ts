@@ -6,6 +6,7 @@
  * URL: /viewer (search) and /viewer/studies/{StudyInstanceUID}[?series={SeriesInstanceUID}].
  */
 
+import { Mpr3dLayout } from "../capabilities/mpr3d/mpr3d";
 import { StudyBrowser } from "../capabilities/studyBrowser/studyBrowser";
 import { SeriesPanel } from "../capabilities/seriesPanel/seriesPanel";
 import { MeasurementList } from "../capabilities/tools/measurementList";
@@ -27,6 +28,7 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
   const measurementList = new MeasurementList();
   const status = h("div", { class: "viewer-status", "data-testid": "viewer-status", role: "status" });
   let toolbox: Toolbox | null = null;
+  const mpr = new Mpr3dLayout(hooks); // MPR / 3D over the stack viewport (?layout=mpr)
 
   // -- layout ----------------------------------------------------------------------------
   const toggleBrowser = () => document.body.classList.toggle("browser-collapsed");
@@ -60,6 +62,7 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
       { id: "invert", label: "Invert", title: "Invert (I)", onClick: () => viewer.invert() },
       { id: "reset", label: "Reset", title: "Reset the view (Esc)", onClick: () => viewer.reset() },
     ],
+    [{ id: "mpr3d", label: "MPR / 3D", title: "3-plane MPR and 3D of this series (M; Esc: back)", onClick: () => mpr.toggle(viewer.current?.series.seriesUID ?? null) }],
   ];
   const toolbar = new Toolbar(buttons);
   root.append(
@@ -73,6 +76,7 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
     ),
   );
   viewer.mount();
+  viewer.element.append(mpr.element);
   toolbox = new Toolbox("consilium-read", VIEWPORT_ID, RENDERING_ENGINE_ID);
   toolbar.setActive(toolbox.primaryTool);
   toolbox.onPrimaryChange((name) => toolbar.setActive(name));
@@ -136,6 +140,7 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
       status.textContent = "";
       const url = `/viewer/studies/${study.studyUID}?series=${series.seriesUID}`;
       if (location.pathname + location.search !== url) history.replaceState(null, "", url);
+      mpr.seriesOpened(series.seriesUID);
     } catch (err) {
       if (token === openToken) status.textContent = `Cannot show this series: ${(err as Error).message}`;
       console.error(err);
@@ -186,6 +191,8 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
       return;
     }
     const series = new URLSearchParams(location.search).get("series") ?? undefined;
+    mpr.wanted = new URLSearchParams(location.search).get("layout") === "mpr";
+    if (!mpr.wanted && mpr.active) mpr.close();
     await openStudy(study, performance.now(), series);
   }
   window.addEventListener("popstate", () => void route());
@@ -194,6 +201,15 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
   document.addEventListener("keydown", (event) => {
     const target = event.target as HTMLElement | null;
     if (target?.closest("input, select, textarea, dialog") || document.querySelector("dialog[open]")) return;
+    if (mpr.active) {
+      if (mpr.handleKey(event)) event.preventDefault();
+      return; // the stack viewport is hidden under the MPR / 3D layout
+    }
+    if (event.key === "m" && !event.ctrlKey && !event.metaKey && !event.altKey && viewer.current) {
+      event.preventDefault();
+      void mpr.open(viewer.current.series.seriesUID);
+      return;
+    }
     let handled = viewer.handleKey(event) || (toolbox?.handleKey(event) ?? false);
     if (!handled && !event.ctrlKey && !event.metaKey && !event.altKey) {
       handled = true;

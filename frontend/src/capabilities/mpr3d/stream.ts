@@ -1,0 +1,111 @@
+/**
+ * Render streams over the page's Socket.IO connection (core/live.ts): render:subscribe a view,
+ * render:update it as often as the pointer moves (the server keeps only the latest), receive
+ * render:frame (acknowledged at once: the server's flow control) and render:error.
+ */
+
+import type { Socket } from "socket.io-client";
+
+import { connected, liveSocket } from "../../core/live";
+
+export type Kind = "mpr" | "volume";
+export type Params = Record<string, string | number | boolean | number[]>;
+
+export interface FrameMessage {
+  view: string;
+  seq: number;
+  quality: "interactive" | "final";
+  media_type: string;
+  width: number;
+  height: number;
+  geometry: Record<string, unknown>;
+  render_ms: number;
+  build_ms: number | null;
+  image: ArrayBuffer;
+}
+
+export interface RenderError {
+  view: string;
+  seq?: number | null;
+  status: number;
+  error: string;
+  reason?: string;
+}
+
+export interface VolumeInfo {
+  series_uid: string;
+  modality: string;
+  dimensions: [number, number, number];
+  spacing: [number, number, number];
+  affine: number[][];
+  center: [number, number, number];
+  bounds: { min: [number, number, number]; max: [number, number, number] };
+  value_range: [number, number];
+  planes: Record<string, import("./geometry").PlaneGeometry>;
+  default_window: [number, number];
+  default_preset: string;
+  presets: { name: string; title: string; modality: string }[];
+  report: { messages: string[]; slices: number; acquired_slices: number };
+}
+
+type SubscribeAck = { ok: true; view: string; info: VolumeInfo } | { ok: false; status: number; error: string; reason?: string };
+
+export class RenderRefused extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly reason: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The render views of one layout; frames and errors are routed to `onFrame`/`onError` by view. */
+export class RenderSession {
+  private readonly socket: Socket = liveSocket();
+  private readonly views = new Set<string>();
+  private seq = 0;
+  onFrame: (frame: FrameMessage) => void = () => {};
+  onError: (error: RenderError) => void = () => {};
+
+  private readonly frameHandler = (frame: FrameMessage, ack?: () => void): void => {
+    ack?.();
+    if (this.views.has(frame.view)) this.onFrame(frame);
+  };
+  private readonly errorHandler = (error: RenderError): void => {
+    if (this.views.has(error.view)) this.onError(error);
+  };
+
+  constructor() {
+    this.socket.on("render:frame", this.frameHandler);
+    this.socket.on("render:error", this.errorHandler);
+  }
+
+  /** Subscribe `view`; resolves with the volume information, rejects with RenderRefused. */
+  async subscribe(view: string, seriesUID: string, kind: Kind, params: Params): Promise<VolumeInfo> {
+    await connected(this.socket);
+    this.views.add(view);
+    const ack = (await this.socket
+      .timeout(120_000)
+      .emitWithAck("render:subscribe", { view, series_uid: seriesUID, kind, params })) as SubscribeAck;
+    if (!ack.ok) {
+      this.views.delete(view);
+      throw new RenderRefused(ack.status, ack.error, ack.reason ?? "");
+    }
+    return ack.info;
+  }
+
+  /** Merge `params` into the view; returns the update's sequence number. */
+  update(view: string, params: Params, final: boolean): number {
+    const seq = ++this.seq;
+    this.socket.emit("render:update", { view, seq, params, final });
+    return seq;
+  }
+
+  close(): void {
+    this.socket.off("render:frame", this.frameHandler);
+    this.socket.off("render:error", this.errorHandler);
+    for (const view of this.views) this.socket.emit("render:unsubscribe", { view });
+    this.views.clear();
+  }
+}
