@@ -19,6 +19,7 @@ from consilium import __version__
 from consilium.archive.catalog import visible_studies
 from consilium.archive.dicomweb import BASE_PATH, dicomweb_routes
 from consilium.archive.models import instances, studies
+from consilium.archive.remote_routes import remote_routes
 from consilium.audit import Actor, AuditAction
 from consilium.consult.models import Priority
 from consilium.consult.routes import consult_routes
@@ -230,6 +231,7 @@ def create_app(runtime: Runtime) -> Any:
         Route("/audit", audit_page),
         Mount(BASE_PATH, routes=dicomweb_routes(runtime)),
         Mount(RENDER_PATH, routes=render_routes(runtime)),
+        *remote_routes(runtime),
         *identity_routes(settings, runtime.engine, directory, runtime.audit),
         *consult_routes(consult_context(runtime), notifier.case_changed),
         *viewer_routes(),

@@ -37,6 +37,7 @@ class AuditAction(StrEnum):
     QUERY = "query"  # a search that returned patient data (QIDO-RS, C-FIND)
     VIEW = "view"  # images or metadata opened
     RETRIEVE = "retrieve"  # whole objects sent out (WADO-RS retrieve, C-GET, C-MOVE)
+    FETCH = "fetch"  # a study brought in from a hospital's PACS on a user's request (C-MOVE SCU)
     EXPORT = "export"  # media, PDF, CSV leaving the system
     STORE = "store"  # instances received (C-STORE, STOW-RS, import)
     GRANT = "grant"
@@ -153,6 +154,7 @@ _EVENT_IDS = {  # (EventID code, display) from DCM (PS3.16 CID 400)
     "query": ("110112", "Query"),
     "view": ("110110", "Patient Record"),
     "retrieve": ("110106", "Export"),
+    "fetch": ("110107", "Import"),
     "export": ("110106", "Export"),
     "store": ("110107", "Import"),
     "grant": ("110113", "Security Alert"),

@@ -21,6 +21,7 @@ def _answers(ok: str, *codes: int) -> dict[str, Any]:
              404: "unknown or not visible to the caller", 406: "not acceptable",
              409: "not allowed in the current state, or a stale version",
              415: "unsupported media type", 422: "the series cannot be rendered",
+             502: "the remote PACS cannot be reached, refused the association or failed",
              503: "a render worker is restarting or busy"}
     for code in codes:
         answers[str(code)] = {"description": texts[code], "content": _JSON_ERROR}
@@ -129,6 +130,24 @@ def openapi_document() -> dict[str, Any]:
         "/api/render/series/{series_uid}/isosurface.stl": {"get": _op(
             "An isosurface as binary STL (patient coordinates)", "STL", 400, 401, 404, 422,
             503, params=[series, _query("level", "HU"), _query("step", "voxels")])},
+        "/api/remote/pacs": {"get": _op(
+            "The hospital PACS nodes the caller may query (own institution's, clinicians): "
+            "[{ae_title, institution, institution_name, description}]", "PACS nodes", 401)},
+        "/api/remote/pacs/{ae_title}/studies": {"get": _op(
+            "Study-level C-FIND on a PACS of the caller's institution; at least one filter. "
+            "Answers [{study_uid, patient_id, patient_name, patient_birth_date, study_date, "
+            "description, accession, modalities, series, instances, in_archive}]",
+            "studies", 400, 401, 403, 404, 502, params=[
+                _path_param("ae_title"), _query("PatientID", "exact or wildcard (* ?)"),
+                _query("PatientName", "wildcard (* ?), case-insensitive where the PACS is"),
+                _query("StudyDate", "YYYYMMDD or a range YYYYMMDD-YYYYMMDD"),
+                _query("AccessionNumber", "exact"),
+                _query("ModalitiesInStudy", "modality codes, comma separated")])},
+        "/api/remote/pacs/{ae_title}/studies/{study_uid}/retrieve": {"post": _op(
+            "C-MOVE of a study from the PACS into the archive (owned by the PACS's "
+            "institution); answers {study_uid, completed, failed, warning, in_archive} when the "
+            "move is over", "the move's outcome", 400, 401, 403, 404, 502,
+            params=[_path_param("ae_title"), _path_param("study_uid")])},
         "/dicom-web/studies": {
             "get": _op("QIDO-RS study search (PS3.18)", "DICOM JSON", 400, 401),
             "post": _op("STOW-RS (multipart/related; type=application/dicom)",

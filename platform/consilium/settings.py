@@ -175,6 +175,19 @@ class Settings(BaseModel):
         description="Serve storage-only associations on the lean C-STORE receive path.",
     )
 
+    dicom_remote_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Remote PACS (C-FIND/C-MOVE SCU): seconds to connect, to be accepted, and "
+        "to wait for each answer.",
+    )
+    dicom_remote_retrieve_timeout: float = Field(
+        default=900.0,
+        gt=0,
+        description="Remote PACS: seconds a whole C-MOVE of one study may take before it is "
+        "aborted.",
+    )
+
     storage_fsync: bool = Field(
         default=True, description="fsync every file and directory before acknowledging."
     )

@@ -100,6 +100,15 @@ def may_read_study(
     return principal.is_clinician and study_uid in granted_study_uids
 
 
+def may_query_pacs(principal: Principal, institution_id: str) -> bool:
+    """Query and retrieve from a hospital PACS (C-FIND/C-MOVE by the archive on the user's
+    behalf): clinicians of that PACS's own institution only. Another hospital's studies are
+    reached through consult grants, never by browsing its PACS; admins see no patient data by
+    their role alone."""
+    return (principal.is_clinician and principal.institution_id is not None
+            and principal.institution_id == institution_id)
+
+
 def may_read_audit(principal: Principal) -> bool:
     """Heads (their institution's events) and admins (their institution's events)."""
     return principal.has_role("head") or principal.has_role("admin")
