@@ -21,6 +21,7 @@ from consilium.archive.dicomweb import BASE_PATH, dicomweb_routes
 from consilium.archive.models import instances, studies
 from consilium.archive.remote_routes import remote_routes
 from consilium.audit import Actor, AuditAction
+from consilium.consult.documents import MIB, DocumentsConfig
 from consilium.consult.models import Priority
 from consilium.consult.routes import consult_routes
 from consilium.consult.workflow import ConsultContext
@@ -61,7 +62,10 @@ def consult_context(runtime: Runtime) -> ConsultContext:
         {Priority.EMERGENCY: settings.consult_due_hours_emergency,
          Priority.URGENT: settings.consult_due_hours_urgent,
          Priority.ROUTINE: settings.consult_due_hours_routine},
-        timedelta(days=settings.consult_grant_retention_days))
+        timedelta(days=settings.consult_grant_retention_days),
+        DocumentsConfig(runtime.store, settings.data_dir / "attachments",
+                        int(settings.consult_attachment_max_mb * MIB),
+                        {i.id: i.name for i in settings.institutions}, settings.storage_fsync))
 
 
 def create_app(runtime: Runtime) -> Any:

@@ -5,7 +5,9 @@
      ├── NotAuthenticated 401
      ├── Forbidden       403  the caller may not do this (says nothing about other data)
      ├── NotFound        404  unknown, or not visible to the caller
-     └── Conflict        409  not allowed in the current state, or changed meanwhile
+     ├── Conflict        409  not allowed in the current state, or changed meanwhile
+     ├── PayloadTooLarge 413  the body is over a configured limit
+     └── UnsupportedMediaType 415  a media type not accepted, or content that is not it
 """
 
 from __future__ import annotations
@@ -37,3 +39,11 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     status = 409
+
+
+class PayloadTooLarge(DomainError):
+    status = 413
+
+
+class UnsupportedMediaType(DomainError):
+    status = 415

@@ -20,6 +20,7 @@ def _answers(ok: str, *codes: int) -> dict[str, Any]:
     texts = {400: "invalid input", 401: "not authenticated", 403: "not allowed",
              404: "unknown or not visible to the caller", 406: "not acceptable",
              409: "not allowed in the current state, or a stale version",
+             413: "over the size limit",
              415: "unsupported media type", 422: "the series cannot be rendered",
              502: "the remote PACS cannot be reached, refused the association or failed",
              503: "a render worker is restarting or busy"}
@@ -46,6 +47,22 @@ def _path_param(name: str, kind: str = "string") -> dict[str, Any]:
 def _query(name: str, description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "description": description,
             "schema": {"type": "string"}}
+
+
+def _attachment_upload(case: dict[str, Any]) -> dict[str, Any]:
+    op = _op("Attach a file to the case: the body is the file, Content-Type its media type "
+             "(application/pdf, image/png, image/jpeg, application/dicom), checked against "
+             "its first bytes; limit consult.attachment_max_mb",
+             "", 400, 401, 403, 404, 409, 413, 415,
+             params=[case, {"name": "filename", "in": "query", "required": True,
+                            "schema": {"type": "string"}}])
+    del op["responses"]["200"]
+    op["responses"]["201"] = {"description": "the attachment: {id, case_id, filename, "
+                              "media_type, size, sha256, uploaded_by, uploaded_by_name, at}"}
+    op["requestBody"] = {"required": True, "content": {
+        t: {"schema": {"type": "string", "format": "binary"}}
+        for t in ("application/pdf", "image/png", "image/jpeg", "application/dicom")}}
+    return op
 
 
 CASE_ACTIONS = ["submit", "resubmit", "accept", "decline", "return", "reassign", "conclude",
@@ -114,6 +131,15 @@ def openapi_document() -> dict[str, Any]:
             "Post a message to the case's thread", "the message", 400, 401, 404, 409,
             params=[case], body={"type": "object", "required": ["text"],
                                  "properties": {"text": {"type": "string"}}})},
+        "/api/cases/{case_id}/attachments": {"post": _attachment_upload(case)},
+        "/api/cases/{case_id}/attachments/{attachment_id}": {"get": _op(
+            "An attachment's bytes, with its media type (Content-Disposition: attachment)",
+            "the file", 401, 404,
+            params=[case, _path_param("attachment_id", "integer")])},
+        "/api/cases/{case_id}/conclusions/{version}.pdf": {"get": _op(
+            "A signed conclusion version as PDF (the same bytes as the Encapsulated PDF "
+            "written into the archive beside each study)", "application/pdf", 401, 404,
+            params=[case, _path_param("version", "integer")])},
         "/api/render/series/{series_uid}/info": {"get": _op(
             "Volume geometry, build report, standard planes", "info", 401, 404, 422, 503,
             params=[series])},

@@ -215,6 +215,9 @@ class Settings(BaseModel):
     consult_grant_retention_days: float = Field(
         default=30.0, ge=0, description="studies stay shared this long after a case is closed"
     )
+    consult_attachment_max_mb: float = Field(
+        default=20.0, gt=0, description="largest file a party may attach to a case (MiB)"
+    )
 
     render_workers: int = Field(
         default=1,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -139,3 +139,42 @@ class Conclusion(SQLModel, table=True):
     replaces_version: int | None = None
     amendment_reason: str = Field(default="", max_length=1000)
     content_sha256: str = Field(max_length=64)
+    pdf_sha256: str = Field(default="", max_length=64,
+                            description="the rendered PDF, kept under <data_dir>/attachments")
+
+
+class CaseAttachment(SQLModel, table=True):
+    """A file a party added to the case; its bytes are kept by content under the data dir."""
+
+    __tablename__ = "consult_attachment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="consult_case.id", index=True)
+    filename: str = Field(max_length=255)
+    media_type: str = Field(max_length=64)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    sha256: str = Field(max_length=64)
+    uploaded_by: str = Field(max_length=256)
+    uploaded_by_name: str = Field(default="", max_length=256)
+    uploaded_by_institution: str = Field(default="", max_length=64)
+    at: datetime
+
+
+class ArchivedDocument(SQLModel, table=True):
+    """A signed conclusion written into the archive beside one of its studies (an Encapsulated
+    PDF or a Basic Text SR), or the failure to write it, kept so that it can be retried."""
+
+    __tablename__ = "consult_archived_document"
+    __table_args__ = (UniqueConstraint("conclusion_id", "study_uid", "kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="consult_case.id", index=True)
+    conclusion_id: int = Field(foreign_key="consult_conclusion.id", index=True)
+    study_uid: str = Field(max_length=64)
+    kind: str = Field(max_length=8, description="pdf | sr")
+    series_uid: str = Field(default="", max_length=64)
+    sop_instance_uid: str = Field(default="", max_length=64)
+    sop_class_uid: str = Field(default="", max_length=64)
+    status: str = Field(max_length=16, index=True, description="stored | failed")
+    reason: str = Field(default="", max_length=1000)
+    at: datetime

@@ -13,6 +13,8 @@
                                              conclude, amend, close, cancel; body {version, ...}
     POST /api/cases/{id}/messages            {text}
 
+Attachments and the conclusion's PDF: :mod:`consilium.consult.document_routes`.
+
 Errors: 400 invalid, 401, 403, 404 (also for cases the caller may not see), 409 (a transition
 the state does not allow, or a stale ``version``) with ``{"error": reason}``.
 """
@@ -30,7 +32,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from consilium.consult import documents as docs
 from consilium.consult import workflow as wf
+from consilium.consult.document_routes import document_routes
 from consilium.consult.models import CaseMessage, CaseStudy, ConsultCase, Priority
 from consilium.errors import DomainError, InvalidInput, NotAuthenticated
 from consilium.identity.policy import Principal
@@ -167,14 +171,17 @@ def consult_routes(ctx: wf.ConsultContext, on_change: OnChange | None = None) ->
             studies = list(session.exec(select(CaseStudy).where(CaseStudy.case_id == case_id)))
             messages = list(session.exec(select(CaseMessage).where(
                 CaseMessage.case_id == case_id).order_by(col(CaseMessage.at))))
+        archived = docs.archived_of(ctx, case_id)
         return {
             "case": case_json(case),
             "studies": [{"study_uid": s.study_uid, "institution": s.institution_id,
                          "key_images": [k for k in s.key_images.split("\\") if k]}
                         for s in studies],
             "messages": [{k: _plain(v) for k, v in m.model_dump().items()} for m in messages],
-            "conclusions": [{k: _plain(v) for k, v in c.model_dump().items()}
+            "conclusions": [docs.conclusion_json(c, archived.get(c.id or 0, []))
                             for c in wf.conclusions(ctx, principal, case_id)],
+            "attachments": [docs.attachment_json(a)
+                            for a in docs.attachments_of(ctx, principal, case_id)],
         }
 
     async def timeline(request: Request, principal: Principal) -> list[dict[str, Any]]:
@@ -224,7 +231,8 @@ def consult_routes(ctx: wf.ConsultContext, on_change: OnChange | None = None) ->
                       if action == "conclude" else
                       wf.amend(ctx, principal, case_id, version=version,
                                reason=_text(body, "reason", True), **fields))
-            return {k: _plain(v) for k, v in signed.model_dump().items()}
+            return docs.conclusion_json(signed, docs.archived_of(ctx, case_id).get(
+                signed.id or 0, []))
         raise InvalidInput(f"unknown action {action!r}")
 
     return [
@@ -234,5 +242,6 @@ def consult_routes(ctx: wf.ConsultContext, on_change: OnChange | None = None) ->
         Route("/api/cases/{case_id:int}", _domain(edit), methods=["PATCH"]),
         Route("/api/cases/{case_id:int}/history", _domain(timeline), methods=["GET"]),
         Route("/api/cases/{case_id:int}/messages", _domain(message), methods=["POST"]),
+        *document_routes(ctx, changed),  # before the catch-all {action}
         Route("/api/cases/{case_id:int}/{action}", _domain(act), methods=["POST"]),
     ]

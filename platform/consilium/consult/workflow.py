@@ -19,7 +19,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
@@ -49,6 +49,9 @@ from consilium.identity.policy import (
     may_see_case,
 )
 
+if TYPE_CHECKING:
+    from consilium.consult.documents import DocumentsConfig
+
 # from-states of each transition (the state machine, as data)
 TRANSITIONS: dict[str, tuple[frozenset[CaseStatus], CaseStatus | None]] = {
     "submit": (frozenset({CaseStatus.DRAFT}), CaseStatus.SUBMITTED),
@@ -77,6 +80,7 @@ class ConsultContext:
     audit: AuditTrail
     due_hours: dict[Priority, float]
     grant_retention: timedelta = timedelta(days=30)
+    documents: DocumentsConfig | None = None  # attachments, PDFs, the archive: off when None
 
 
 def now() -> datetime:
@@ -436,7 +440,8 @@ def conclude(ctx: ConsultContext, principal: Principal, case_id: int, *, finding
         raise InvalidInput("the impression is empty")
     session, case, _ = _transition(ctx, principal, case_id, "conclude", version,
                                    EventKind.CONCLUDED, {"version": 1})
-    return _sign(session, case, principal, 1, findings, impression, recommendations, None, "")
+    signed = _sign(session, case, principal, 1, findings, impression, recommendations, None, "")
+    return _archived(ctx, signed)
 
 
 def amend(ctx: ConsultContext, principal: Principal, case_id: int, *, findings: str,
@@ -450,8 +455,9 @@ def amend(ctx: ConsultContext, principal: Principal, case_id: int, *, findings: 
     latest = session.exec(select(Conclusion).where(Conclusion.case_id == case_id)
                           .order_by(col(Conclusion.version).desc())).first()
     previous = latest.version if latest else 0
-    return _sign(session, case, principal, previous + 1, findings, impression, recommendations,
-                 previous or None, reason)
+    signed = _sign(session, case, principal, previous + 1, findings, impression,
+                   recommendations, previous or None, reason)
+    return _archived(ctx, signed)
 
 
 def _sign(session: Session, case: ConsultCase, principal: Principal, number: int,
@@ -468,6 +474,17 @@ def _sign(session: Session, case: ConsultCase, principal: Principal, number: int
     if case.concluded_at is None:
         case.concluded_at = stamp
     _finish(session, case)  # one commit: the case, its event and the signed conclusion
+    return conclusion
+
+
+def _archived(ctx: ConsultContext, conclusion: Conclusion) -> Conclusion:
+    """Write the signed conclusion into the archive beside its studies (PDF and SR). It is
+    signed already: a failure there is logged and recorded for a retry, never raised."""
+    if ctx.documents is not None:
+        from consilium.consult.documents import archive_conclusion, retry_archiving
+
+        archive_conclusion(ctx, conclusion.id or 0)
+        retry_archiving(ctx)
     return conclusion
 
 
