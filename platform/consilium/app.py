@@ -3,6 +3,7 @@ identity provider when configured. No logic here."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -21,7 +22,7 @@ from consilium.archive.dicomweb import BASE_PATH, dicomweb_routes
 from consilium.archive.models import instances, studies
 from consilium.archive.remote_routes import remote_routes
 from consilium.audit import Actor, AuditAction
-from consilium.consult.documents import MIB, DocumentsConfig
+from consilium.consult.documents import MIB, DocumentsConfig, retry_archiving
 from consilium.consult.models import Priority
 from consilium.consult.routes import consult_routes
 from consilium.consult.workflow import ConsultContext
@@ -72,6 +73,7 @@ def create_app(runtime: Runtime) -> Any:
     settings = runtime.settings
     directory = ProviderDirectory(settings.effective_identity_providers)
     notifier = CaseNotifier()
+    consult_ctx = consult_context(runtime)
 
     async def health(_request: Request) -> JSONResponse:
         with runtime.engine.connect() as conn:
@@ -237,7 +239,7 @@ def create_app(runtime: Runtime) -> Any:
         Mount(RENDER_PATH, routes=render_routes(runtime)),
         *remote_routes(runtime),
         *identity_routes(settings, runtime.engine, directory, runtime.audit),
-        *consult_routes(consult_context(runtime), notifier.case_changed),
+        *consult_routes(consult_ctx, notifier.case_changed),
         *viewer_routes(),
     ]
     if settings.identity_dev_idp:
@@ -249,7 +251,10 @@ def create_app(runtime: Runtime) -> Any:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        # conclusions that could not be written into the archive before (in the background)
+        retrying = asyncio.get_running_loop().run_in_executor(None, retry_archiving, consult_ctx)
         yield
+        await retrying
         await directory.aclose()
 
     app = Starlette(routes=routes, lifespan=lifespan)

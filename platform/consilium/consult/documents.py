@@ -16,9 +16,9 @@ hospital's own DICOM nodes find the opinion beside the images.
 Failure policy: the signature is committed first and is what counts. Writing into the archive
 comes after; a failure there (a study whose files are gone, a full disk, a refused instance) is
 logged at ERROR and recorded as a ``failed`` row with its reason; the conclusion stays signed.
-:func:`retry_archiving` writes what failed (it runs before every signing, and can be called by
-an operator). UIDs and bytes are derived from the signed conclusion only, so a retry of an
-instance that did get stored is an idempotent duplicate.
+:func:`retry_archiving` writes what failed again (after every signing and at every start).
+UIDs and bytes are derived from the signed conclusion only, so a retry of an instance that did
+get stored is an idempotent duplicate.
 """
 
 from __future__ import annotations
@@ -628,9 +628,17 @@ def _predecessor(ctx: wf.ConsultContext, conclusion: Conclusion,
 
 
 def retry_archiving(ctx: wf.ConsultContext) -> int:
-    """Write again what failed to be archived; the number still failing."""
+    """Write again what failed to be archived; the number still failing. Never raises."""
     if ctx.documents is None:
         return 0
+    try:
+        return _retry(ctx)
+    except Exception:
+        log.exception("retrying the archiving of conclusions failed")
+        return -1
+
+
+def _retry(ctx: wf.ConsultContext) -> int:
     with Session(ctx.engine) as session:
         failed = list(session.exec(select(ArchivedDocument).where(
             ArchivedDocument.status == "failed").order_by(col(ArchivedDocument.id)).limit(100)))
