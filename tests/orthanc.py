@@ -28,6 +28,7 @@ class Orthanc:
     work_dir: Path
     ae_title: str = "ORTHANC"
     modalities: dict[str, tuple[str, int]] = field(default_factory=dict)
+    check_called_aet: bool = True  # reject associations addressed to another AE title
     dicom_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -41,7 +42,7 @@ class Orthanc:
             "DicomServerEnabled": True,
             "DicomAet": self.ae_title,
             "DicomPort": self.dicom_port,
-            "DicomCheckCalledAet": False,
+            "DicomCheckCalledAet": self.check_called_aet,
             "DicomAlwaysAllowEcho": True,
             "DicomAlwaysAllowStore": True,
             "HttpServerEnabled": True,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +34,8 @@ CT_SLICES = 5
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebServer, Orthanc, str]]:
     """City Hospital's PACS (Orthanc, AE CITY_PACS) holding four studies, and Consilium
-    configured with that PACS; REG_PACS points at a port nobody listens on. Yields the web
+    configured with that PACS; REG_PACS points at a port nobody listens on, REG_ARCHIVE at
+    Orthanc under another AE title (Orthanc refuses the association). Yields the web
     server, Orthanc and the generated CT's Study Instance UID."""
     work = tmp_path_factory.mktemp("remote")
     ct_files = write_ct_series(
@@ -44,6 +46,11 @@ def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebServer, 
     orthanc = Orthanc(work / "orthanc", ae_title="CITY_PACS",
                       modalities={"CONSILIUM": ("127.0.0.1", web_dicom_port)})
     env = institutions_env({"CITY_PACS": orthanc.dicom_port, "REG_PACS": free_port()})
+    institutions = json.loads(env["CONSILIUM_INSTITUTIONS"])
+    regional = next(i for i in institutions if i["id"] == "regional-center")
+    regional["nodes"].append({"ae_title": "REG_ARCHIVE", "kind": "pacs", "host": "127.0.0.1",
+                              "port": orthanc.dicom_port})  # Orthanc, but not its AE title
+    env["CONSILIUM_INSTITUTIONS"] = json.dumps(institutions)
     web = WebServer(work / "var", dicom_port=web_dicom_port, extra_env={
         **env, "CONSILIUM_IDENTITY_LOGIN_ATTEMPTS_PER_MINUTE": "1000",
         "CONSILIUM_DICOM_REMOTE_TIMEOUT": "10"})
@@ -113,7 +120,7 @@ def test_clinicians_list_only_their_own_institutions_pacs(pacs: tuple[WebServer,
     assert listed == [{"ae_title": "CITY_PACS", "institution": "city-hospital",
                        "institution_name": "City Clinical Hospital No. 1", "description": ""}]
     assert [p["ae_title"] for p in web.login("orlov").get("/api/remote/pacs").json()] == [
-        "REG_PACS"]
+        "REG_PACS", "REG_ARCHIVE"]
     assert web.login("city-admin").get("/api/remote/pacs").json() == []
 
 
@@ -155,9 +162,12 @@ def test_query_by_patient_id(pacs: tuple[WebServer, Orthanc, str]) -> None:
         "patient_name": "Иванов^Пётр^Сергеевич", "patient_birth_date": "19580312",
         "study_date": "20260311", "description": "CT CHEST", "accession": "CITY-A-77",
         "modalities": ["CT"], "series": 1, "instances": CT_SLICES, "in_archive": False}]
-    everyone = [s["patient_id"] for s in find(ivanova, PatientID="*").json()]
-    assert everyone[:2] == ["RP-CT-0001", "1CT1"]  # newest first, undated ones last
-    assert sorted(everyone[2:]) == ["SCSRUSS", "X1EXAMPLE"]
+    assert find(ivanova, PatientID="*", PatientName="**").status_code == 400  # universal
+    # (Orthanc lets studies without a date match a range too)
+    dated = [s["patient_id"] for s in find(ivanova, StudyDate="-20991231").json()]
+    assert dated[:2] == ["RP-CT-0001", "1CT1"]  # newest first, undated ones after
+    other = find(ivanova, ModalitiesInStudy="OT,MR").json()
+    assert sorted(s["patient_id"] for s in other) == ["SCSRUSS", "X1EXAMPLE"]
     by_modality = find(ivanova, ModalitiesInStudy="CT", StudyDate="20260101-20261231").json()
     assert [s["study_uid"] for s in by_modality] == [ct_study]
     query = next(r for r in audit_rows(web, "dev:ivanova") if r["action"] == "query"
@@ -223,9 +233,23 @@ def test_retrieve_into_the_archive_byte_identical(pacs: tuple[WebServer, Orthanc
     assert fetched[0]["patient_id"] == "RP-CT-0001"  # named from the index after the move
     assert fetched[0]["detail"]["completed"] == CT_SLICES
     assert fetched[0]["detail"]["pacs"] == "CITY_PACS"
-    stores = audit_rows(web, "AE:CITY_PACS")  # the PACS's C-STOREs, as its institution's
-    assert {(r["action"], r["study_uid"]) for r in stores} == {
-        ("store", ct_study), ("store", russian_study)}
+    # the PACS's C-STOREs, as its institution's: audited when its association closes
+    wanted = {("store", ct_study), ("store", russian_study)}
+    deadline = time.monotonic() + 10
+    while True:
+        stores = {(r["action"], r["study_uid"]) for r in audit_rows(web, "AE:CITY_PACS")}
+        if stores == wanted or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert stores == wanted
+
+    unknown = ivanova.post("/api/remote/pacs/CITY_PACS/studies/1.2.3.4.5.6.7/retrieve",
+                           headers={"X-CSRF-Token": csrf_of(ivanova)})
+    assert unknown.status_code == 502  # Orthanc: 0xC000, unable to process
+    assert "0xC000" in unknown.json()["error"]
+    last = audit_rows(web, "dev:ivanova")[-1]
+    assert (last["action"], last["outcome"], last["study_uid"]) == (
+        "fetch", "failure", "1.2.3.4.5.6.7")
 
 
 def test_unreachable_pacs_answers_502(pacs: tuple[WebServer, Orthanc, str]) -> None:
@@ -235,6 +259,10 @@ def test_unreachable_pacs_answers_502(pacs: tuple[WebServer, Orthanc, str]) -> N
     down = find(orlov, "REG_PACS", PatientID="X")
     assert down.status_code == 502
     assert "REG_PACS" in down.json()["error"] and "cannot be reached" in down.json()["error"]
+    refused = find(orlov, "REG_ARCHIVE", PatientID="X")  # called AE title not Orthanc's
+    assert refused.status_code == 502
+    assert "REG_ARCHIVE" in refused.json()["error"]
+    assert "refused the association" in refused.json()["error"]
     orthanc.stop()
     ivanova = web.login("ivanova")
     query = find(ivanova, PatientID="RP-CT-0001")
@@ -242,6 +270,7 @@ def test_unreachable_pacs_answers_502(pacs: tuple[WebServer, Orthanc, str]) -> N
     moved = ivanova.post(f"/api/remote/pacs/CITY_PACS/studies/{ct_study}/retrieve",
                          headers={"X-CSRF-Token": csrf_of(ivanova)})
     assert moved.status_code == 502 and "cannot be reached" in moved.json()["error"]
-    failures = [(r["action"], r["outcome"]) for r in audit_rows(web, "dev:ivanova")
-                if r["outcome"] == "failure"]
-    assert failures == [("query", "failure"), ("fetch", "failure")]
+    failures = [(r["action"], r["detail"].get("error", "")) for r in audit_rows(
+        web, "dev:ivanova") if r["outcome"] == "failure"][-2:]
+    assert [a for a, _ in failures] == ["query", "fetch"]
+    assert all("cannot be reached" in error for _, error in failures)

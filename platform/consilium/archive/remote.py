@@ -52,7 +52,7 @@ class RemotePacsError(DomainError):
 class StudyFilters:
     """Matching keys of a study-level query. ``patient_name`` and ``patient_id`` may hold the
     wildcards ``*`` and ``?``; ``study_date`` is a date or a range (``a-b``, ``a-``, ``-b``);
-    ``modalities`` any of several values."""
+    ``modalities`` any of several values. A value of ``*`` alone is no filter."""
 
     patient_id: str = ""
     patient_name: str = ""
@@ -78,6 +78,8 @@ class StudyFilters:
 
         def text(keyword: str, limit: int) -> str:
             value = params.get(keyword, "").strip()
+            if not value.strip("*"):
+                return ""  # "*" alone matches everything: no filter
             if len(value) > limit:
                 raise InvalidInput(f"{keyword} is longer than {limit} characters")
             if "\\" in value or any(ord(c) < 32 for c in value):
@@ -146,22 +148,23 @@ def check_study_uid(study_uid: str) -> str:
 # -- the network side -----------------------------------------------------------------------
 
 
-def _scu(settings: Settings, abstract_syntax: str) -> AE:
+def _scu(settings: Settings, abstract_syntax: str, answer_timeout: float) -> AE:
     ae = AE(ae_title=settings.dicom_ae_title)
     timeout = settings.dicom_remote_timeout
     ae.connection_timeout = timeout
     ae.acse_timeout = timeout
-    ae.dimse_timeout = timeout
-    ae.network_timeout = timeout
+    ae.dimse_timeout = answer_timeout
+    ae.network_timeout = answer_timeout
     ae.maximum_pdu_size = settings.dicom_max_pdu
     ae.add_requested_context(abstract_syntax, LITTLE_ENDIAN)
     return ae
 
 
-def _associate(settings: Settings, node: DicomNode, abstract_syntax: str) -> Association:
+def _associate(settings: Settings, node: DicomNode, abstract_syntax: str,
+               answer_timeout: float) -> Association:
     if node.host is None or node.port is None:
         raise RemotePacsError(f"PACS {node.ae_title} has no host/port configured")
-    ae = _scu(settings, abstract_syntax)
+    ae = _scu(settings, abstract_syntax, answer_timeout)
     where = f"PACS {node.ae_title} at {node.host}:{node.port}"
     connected = threading.Event()  # pynetdicom reports a refused connection as an abort
     try:
@@ -241,7 +244,7 @@ def find_remote_studies(settings: Settings, node: DicomNode, filters: StudyFilte
     Raises :class:`RemotePacsError` when the PACS is unreachable, refuses or fails the query.
     Blocking: call it in a worker thread from async code.
     """
-    assoc = _associate(settings, node, STUDY_ROOT_FIND)
+    assoc = _associate(settings, node, STUDY_ROOT_FIND, settings.dicom_remote_timeout)
     found: list[RemoteStudy] = []
     final: int | None = None
     comment = ""
@@ -281,7 +284,7 @@ _MOVE_FAILURES = {
     0xA701: "is out of resources (cannot compute the number of matches)",
     0xA702: "is out of resources (cannot perform the sub-operations)",
     0xA900: "says the identifier does not match the SOP class",
-    0xC000: "cannot process the request",
+    0xC000: "cannot process the request (does it still hold the study?)",
 }
 
 
@@ -294,7 +297,8 @@ def retrieve_remote_study(settings: Settings, node: DicomNode, study_uid: str
     it in a worker thread from async code.
     """
     check_study_uid(study_uid)
-    assoc = _associate(settings, node, STUDY_ROOT_MOVE)
+    # some PACS send no pending responses while they move: only the whole move is timed
+    assoc = _associate(settings, node, STUDY_ROOT_MOVE, settings.dicom_remote_retrieve_timeout)
     identifier = Dataset()
     identifier.QueryRetrieveLevel = "STUDY"
     identifier.StudyInstanceUID = study_uid
