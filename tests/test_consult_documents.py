@@ -4,8 +4,12 @@ retrieved with dcmtk like any other instance; an archive failure never undoes a 
 
 from __future__ import annotations
 
+import json
+import re
+import sqlite3
 import subprocess
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,6 +48,48 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
         "CONSILIUM_CONSULT_ATTACHMENT_MAX_MB": str(LIMIT / 2**20)}).start()
     yield server
     server.stop()
+
+
+def pdf_text(pdf: bytes) -> str:
+    """The lines of text an fpdf2 PDF shows (Type0 fonts, Identity-H, ToUnicode maps): just
+    enough of a PDF reader to check what the conclusion says (no PDF library is installed)."""
+    objects = {int(n): body for n, body in re.findall(rb"(\d+) 0 obj(.*?)endobj", pdf, re.S)}
+
+    def stream(number: int) -> bytes:
+        body = objects[number]
+        start = re.search(rb"/Length (\d+).*?stream\r?\n", body, re.S)
+        assert start is not None
+        raw = body[start.end():start.end() + int(start.group(1))]
+        return zlib.decompress(raw) if b"/FlateDecode" in body[:start.end()] else raw
+
+    fonts: dict[bytes, dict[int, str]] = {}
+    for name, ref in re.findall(rb"/(F\d+) (\d+) 0 R", pdf):
+        to_unicode = re.search(rb"/ToUnicode (\d+) 0 R", objects[int(ref)])
+        assert to_unicode is not None
+        fonts[name] = {int(code, 16): bytes.fromhex(text.decode()).decode("utf-16-be")
+                       for code, text in re.findall(rb"<([0-9A-Fa-f]{4})>\s*<([0-9A-Fa-f]+)>",
+                                                    stream(int(to_unicode.group(1))))}
+    escapes = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f"}
+    lines = []
+    for contents in re.findall(rb"/Contents (\d+) 0 R", pdf):
+        font: dict[int, str] = {}
+        for name, literal in re.findall(rb"/(F\d+) [\d.]+ Tf|\(((?:\\.|[^\\)])*)\) Tj",
+                                        stream(int(contents)), re.S):
+            if name:
+                font = fonts[name]
+                continue
+            raw = re.sub(rb"\\(.)", lambda m: escapes.get(m.group(1), m.group(1)), literal,
+                         flags=re.S)
+            lines.append("".join(font[int.from_bytes(raw[i:i + 2])]
+                                 for i in range(0, len(raw), 2)))
+    return "\n".join(lines)
+
+
+def audit_details(web: WebServer, actor: str, action: str) -> list[dict[str, object]]:
+    with sqlite3.connect(web.data_dir / "consilium.db") as conn:
+        rows = conn.execute("SELECT detail, patient_id FROM audit_event WHERE actor = ? AND "
+                            "action = ? ORDER BY id", (actor, action)).fetchall()
+    return [dict(json.loads(detail), patient_id=patient) for detail, patient in rows]
 
 
 def post(client: httpx.Client, path: str, body: dict[str, object]) -> httpx.Response:
@@ -93,6 +139,11 @@ def test_attachments_round_trip_and_refusals(web: WebServer) -> None:
     assert "filename*=UTF-8''%D0%90%D0%BD%D0%B0%D0%BB" in got.headers["content-disposition"]
     history = referring.get(f"/api/cases/{case_id}/history").json()
     assert [e["kind"] for e in history].count("attachment") == 3
+    exported = audit_details(web, "dev:kuznetsova", "export")[-1]
+    assert exported == {"what": "case attachment", "case": case_id,
+                        "attachment": attachment["id"], "sha256": attachment["sha256"],
+                        "patient_id": "1CT1"}
+    assert audit_details(web, "dev:ivanova", "store")[-1]["what"] == "case attachment"
 
     mismatch = upload(referring, case_id, PNG, "image/jpeg")
     assert mismatch.status_code == 415 and "FF D8 FF" in mismatch.json()["error"]
@@ -160,7 +211,15 @@ def test_signing_writes_the_conclusion_into_the_archive(web: WebServer) -> None:
     assert pdf.content.startswith(b"%PDF-") and pdf.content.rstrip().endswith(b"%%EOF")
     assert f"case {case_id}, version 1".encode() in pdf.content  # the document's title
     assert b"/FontFile2" in pdf.content  # the embedded TrueType (DejaVu) font
+    text = pdf_text(pdf.content)
+    for shown in ("Узел в лёгком?", "Спикулированный узел 14 мм.", "Подозрение на рак.",
+                  "ПЭТ-КТ, биопсия.", "CompressedSamples CT1 · ID 1CT1", "Елена Кузнецова",
+                  "City Clinical Hospital No. 1", f"Case {case_id} · version 1",
+                  first["content_sha256"]):
+        assert shown in text, (shown, text)
     assert consultant.get(first["pdf_url"]).content == pdf.content  # rendered once, kept
+    assert audit_details(web, "dev:ivanova", "export")[-1] == {
+        "what": "conclusion pdf", "case": case_id, "version": 1, "patient_id": "1CT1"}
     assert referring.get(f"/api/cases/{case_id}/conclusions/7.pdf").status_code == 404
     assert web.login("petrov").get(first["pdf_url"]).status_code == 404
 
