@@ -16,7 +16,7 @@ hospital's own DICOM nodes find the opinion beside the images.
 Failure policy: the signature is committed first and is what counts. Writing into the archive
 comes after; a failure there (a study whose files are gone, a full disk, a refused instance) is
 logged at ERROR and recorded as a ``failed`` row with its reason; the conclusion stays signed.
-:func:`retry_archiving` writes what failed again (after every signing and at every start).
+:func:`retry_archiving` writes what failed again (before every signing and at every start).
 UIDs and bytes are derived from the signed conclusion only, so a retry of an instance that did
 get stored is an idempotent duplicate.
 """
@@ -28,6 +28,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 import unicodedata
 import warnings
 from collections.abc import Callable, Mapping
@@ -124,7 +125,7 @@ def _write_file(config: DocumentsConfig, data: bytes) -> str:
     if target.exists() and target.stat().st_size == len(data):
         return sha256
     config.files_dir.mkdir(parents=True, exist_ok=True)
-    tmp = config.files_dir / f".{sha256}.{os.getpid()}.part"
+    tmp = config.files_dir / f".{sha256}.{os.getpid()}.{threading.get_ident()}.part"
     with tmp.open("wb") as out:
         out.write(data)
         out.flush()

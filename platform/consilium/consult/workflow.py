@@ -483,8 +483,8 @@ def _archived(ctx: ConsultContext, conclusion: Conclusion) -> Conclusion:
     if ctx.documents is not None:
         from consilium.consult.documents import archive_conclusion, retry_archiving
 
+        retry_archiving(ctx)  # what failed before, first: this one's failure is logged once
         archive_conclusion(ctx, conclusion.id or 0)
-        retry_archiving(ctx)
     return conclusion
 
 
