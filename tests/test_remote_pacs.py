@@ -118,7 +118,8 @@ def test_clinicians_list_only_their_own_institutions_pacs(pacs: tuple[WebServer,
     assert web.client().get("/api/remote/pacs").status_code == 401
     listed = web.login("ivanova").get("/api/remote/pacs").json()
     assert listed == [{"ae_title": "CITY_PACS", "institution": "city-hospital",
-                       "institution_name": "City Clinical Hospital No. 1", "description": ""}]
+                       "institution_name": "City Clinical Hospital No. 1",
+                       "description": "Hospital PACS (Orthanc)"}]
     assert [p["ae_title"] for p in web.login("orlov").get("/api/remote/pacs").json()] == [
         "REG_PACS", "REG_ARCHIVE"]
     assert web.login("city-admin").get("/api/remote/pacs").json() == []
