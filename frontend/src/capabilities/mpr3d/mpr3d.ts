@@ -109,6 +109,7 @@ export class Mpr3dLayout {
   private camera: Camera3D = defaultCamera();
   private drag: Drag | null = null;
   private openToken = 0;
+  private lastPane: MprView | "3d" = "axial";
   /** the mode asked for (the URL's layout=mpr), also while the series is still loading */
   wanted = false;
   readonly state: MprState;
@@ -155,13 +156,24 @@ export class Mpr3dLayout {
       h("summary", { title: "Clip box of the 3D view" }, "Clip"),
       h("div", { class: "mpr-clip-grid" }, ...[0, 1, 2].flatMap((a) => [h("span", {}, axes[a]), this.clipInputs[a], this.clipInputs[a + 3]])),
     );
-    this.slabInput.addEventListener("change", () => this.setSlab(Number(this.slabInput.value) || 0, this.modeSelect.value));
-    this.modeSelect.addEventListener("change", () => this.setSlab(this.slab.thickness, this.modeSelect.value));
+    // after a control is used, the keys go to the panes again (paging, presets, Esc)
+    this.slabInput.addEventListener("change", () => {
+      this.setSlab(Number(this.slabInput.value) || 0, this.modeSelect.value);
+      this.refocus();
+    });
+    this.modeSelect.addEventListener("change", () => {
+      this.setSlab(this.slab.thickness, this.modeSelect.value);
+      this.refocus();
+    });
     this.windowSelect.addEventListener("change", () => {
       const preset = CT_PRESETS.find((p) => p.key === this.windowSelect.value);
       this.setWindow(preset ? [preset.center, preset.width] : (this.info?.default_window ?? this.window), true);
+      this.refocus();
     });
-    this.presetSelect.addEventListener("change", () => this.setCamera({ preset: this.presetSelect.value }, true));
+    this.presetSelect.addEventListener("change", () => {
+      this.setCamera({ preset: this.presetSelect.value }, true);
+      this.refocus();
+    });
     this.bar = h(
       "div",
       { class: "mpr-bar", "data-testid": "mpr-bar" },
@@ -201,6 +213,10 @@ export class Mpr3dLayout {
     for (const view of MPR_VIEWS) this.wireMprPane(view);
     this.wire3dPane();
     for (const pane of Object.values(this.panes)) pane.onDrawn = () => this.drawn(pane);
+  }
+
+  private refocus(): void {
+    this.panes[this.lastPane].element.focus({ preventScroll: true });
   }
 
   get active(): boolean {
@@ -366,7 +382,7 @@ export class Mpr3dLayout {
 
   private send(view: MprView | "3d", params: Params, final: boolean): void {
     if (!this.session || !this.info) return;
-    this.session.update(view, params, final);
+    this.panes[view].state.sent = this.session.update(view, params, final);
     this.publish();
   }
 
@@ -550,6 +566,7 @@ export class Mpr3dLayout {
     el.addEventListener("pointerdown", (e) => {
       if (!this.info) return;
       el.focus();
+      this.lastPane = el.dataset.view as MprView | "3d";
       el.setPointerCapture(e.pointerId);
       e.preventDefault();
       if (e.button === 2) {
@@ -604,6 +621,7 @@ export class Mpr3dLayout {
     el.addEventListener("pointerdown", (e) => {
       if (!this.info) return;
       el.focus();
+      this.lastPane = el.dataset.view as MprView | "3d";
       el.setPointerCapture(e.pointerId);
       e.preventDefault();
       const kind = e.button === 1 || (e.button === 0 && (e.ctrlKey || e.metaKey)) ? "pan" : e.button === 2 ? "zoom" : "orbit";

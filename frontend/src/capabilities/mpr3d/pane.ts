@@ -10,7 +10,9 @@ import type { FrameMessage } from "./stream";
 const SVG = "http://www.w3.org/2000/svg";
 
 export interface PaneState {
+  /** seq of the last frame drawn, and of the last update sent (the frame to wait for) */
   seq: number;
+  sent: number;
   quality: string;
   /** frame size in pixels, and the image's place on the page (CSS px: left, top, width, height) */
   width: number;
@@ -26,13 +28,12 @@ export interface PaneState {
   mean: number;
   signature: number[];
   error: string | null;
-  /** what the pane asked for: its size parameter */
-  requested: number[] | number | null;
 }
 
 export function emptyPaneState(): PaneState {
   return {
     seq: -1,
+    sent: 0,
     quality: "",
     width: 0,
     height: 0,
@@ -46,7 +47,6 @@ export function emptyPaneState(): PaneState {
     mean: 0,
     signature: [],
     error: null,
-    requested: null,
   };
 }
 
@@ -134,6 +134,7 @@ export class Pane {
     this.frameTimes.push(now);
     const box = this.element.getBoundingClientRect();
     const s = this.state;
+    if (frame.seq < s.seq) return; // overtaken while decoding
     Object.assign(s, {
       seq: frame.seq,
       quality: frame.quality,
