@@ -220,6 +220,9 @@ def test_signing_writes_the_conclusion_into_the_archive(web: WebServer) -> None:
     assert consultant.get(first["pdf_url"]).content == pdf.content  # rendered once, kept
     assert audit_details(web, "dev:ivanova", "export")[-1] == {
         "what": "conclusion pdf", "case": case_id, "version": 1, "patient_id": "1CT1"}
+    stored = audit_details(web, "dev:kuznetsova", "store")[-2:]
+    assert [(e["what"], e["patient_id"]) for e in stored] == [
+        ("conclusion pdf", "1CT1"), ("conclusion sr", "1CT1")]
     assert referring.get(f"/api/cases/{case_id}/conclusions/7.pdf").status_code == 404
     assert web.login("petrov").get(first["pdf_url"]).status_code == 404
 

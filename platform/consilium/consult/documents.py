@@ -47,7 +47,7 @@ from sqlmodel import Session, col, select
 
 from consilium.archive.ingest import ArchiveStore, IngestSource, ingest_part10
 from consilium.archive.models import instances, patients, series_table, studies
-from consilium.audit import Actor, AuditAction
+from consilium.audit import Actor, AuditAction, AuditOutcome
 from consilium.consult import workflow as wf
 from consilium.consult.models import (
     FINAL_STATUSES,
@@ -601,6 +601,13 @@ def _archive_one(ctx: wf.ConsultContext, case: ConsultCase, conclusion: Conclusi
     if status == "failed":
         log.error("ARCHIVING FAILED: %s of case %s version %s into study %s: %s", kind, case.id,
                   conclusion.version, study_uid, reason)
+    ctx.audit.record(
+        Actor(conclusion.author, conclusion.author_name, conclusion.author_institution,
+              channel="consult"), AuditAction.STORE,
+        AuditOutcome.SUCCESS if status == "stored" else AuditOutcome.FAILURE,
+        study_uid=study_uid, detail={"what": f"conclusion {kind}", "case": case.id,
+                                     "version": conclusion.version, "sop_instance_uid": sop_uid,
+                                     **({"reason": reason} if reason else {})})
     with Session(ctx.engine, expire_on_commit=False) as session:
         row = session.exec(select(ArchivedDocument).where(
             ArchivedDocument.conclusion_id == conclusion.id,
