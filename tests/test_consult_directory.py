@@ -137,3 +137,28 @@ def test_two_editors_of_one_draft_do_not_overwrite_each_other(web: WebServer) ->
     edits = [e for e in timeline if e["kind"] == "edited"]
     assert [e["actor"] for e in edits] == ["dev:ivanova", "dev:sidorov", "dev:ivanova"]
     assert "study_uids" in edits[1]["detail"]
+
+
+def test_the_conclusion_draft_over_http(web: WebServer) -> None:
+    requester = web.login("ivanova")
+    consultant = web.login("kuznetsova")
+    case_id = post(requester, "/api/cases", {
+        "question": "q", "study_uids": [CITY_STUDY],
+        "target_institution": "regional-center"}).json()["id"]
+    post(requester, f"/api/cases/{case_id}/submit", {"version": 1}).raise_for_status()
+    post(consultant, f"/api/cases/{case_id}/accept", {"version": 2}).raise_for_status()
+    path = f"/api/cases/{case_id}/conclusion-draft"
+    assert consultant.get(path).json() == {"draft": None}
+    text: dict[str, object] = {"findings": "Узел 14 мм.", "impression": "Подозрение на рак.",
+                               "recommendations": ""}
+    saved = consultant.put(path, json={"version": None, **text},
+                           headers={"X-CSRF-Token": csrf_of(consultant)})
+    assert saved.status_code == 200 and saved.json()["draft"]["version"] == 1
+    assert consultant.put(path, json={"version": 1, **text}).status_code == 403  # no CSRF token
+    stale = consultant.put(path, json={"version": None, **text},
+                           headers={"X-CSRF-Token": csrf_of(consultant)})
+    assert stale.status_code == 409
+    assert requester.get(path).status_code == 403  # a draft opinion stays with its author
+    assert consultant.get(path).json()["draft"]["findings"] == "Узел 14 мм."
+    post(consultant, f"/api/cases/{case_id}/conclude", text).raise_for_status()
+    assert consultant.get(path).json() == {"draft": None}

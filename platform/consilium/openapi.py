@@ -127,6 +127,17 @@ def openapi_document() -> dict[str, Any]:
             "The case's timeline: its events merged with views and retrievals of its studies "
             "(kind viewed/retrieved, from the audit trail)", "events", 401, 404,
                                                     params=[case])},
+        "/api/cases/{case_id}/conclusion-draft": {
+            "get": _op("The conclusion being written (only who may sign it sees it)",
+                       "{draft: null | draft}", 401, 403, 404, 409, params=[case]),
+            "put": _op(
+                "Save the conclusion being written; 'version' is the draft version it started "
+                "from (null for the first save), 409 when it changed meanwhile", "{draft}",
+                400, 401, 403, 404, 409, params=[case], body={
+                    "type": "object", "properties": {
+                        "version": {"type": ["integer", "null"]},
+                        "findings": {"type": "string"}, "impression": {"type": "string"},
+                        "recommendations": {"type": "string"}}})},
         "/api/cases/{case_id}/messages": {"post": _op(
             "Post a message to the case's thread", "the message", 400, 401, 404, 409,
             params=[case], body={"type": "object", "required": ["text"],

@@ -178,3 +178,19 @@ class ArchivedDocument(SQLModel, table=True):
     status: str = Field(max_length=16, index=True, description="stored | failed")
     reason: str = Field(default="", max_length=1000)
     at: datetime
+
+
+class ConclusionDraft(SQLModel, table=True):
+    """The next conclusion (or amendment) being written; see :mod:`consilium.consult.drafts`."""
+
+    __tablename__ = "consult_conclusion_draft"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="consult_case.id", unique=True)
+    findings: str = Field(sa_column=Column(Text, nullable=False))
+    impression: str = Field(sa_column=Column(Text, nullable=False))
+    recommendations: str = Field(sa_column=Column(Text, nullable=False))
+    author: str = Field(max_length=256)
+    author_name: str = Field(default="", max_length=256)
+    updated_at: datetime
+    version: int = Field(default=1, description="optimistic lock: every save increments it")

@@ -12,6 +12,9 @@
     POST /api/cases/{id}/{action}            submit, resubmit, accept, decline, return, reassign,
                                              conclude, amend, close, cancel; body {version, ...}
     POST /api/cases/{id}/messages            {text}
+    GET  /api/cases/{id}/conclusion-draft    the conclusion being written (who signs only)
+    PUT  /api/cases/{id}/conclusion-draft    save it {version (null for the first save),
+                                             findings, impression, recommendations}
 
 Attachments and the conclusion's PDF: :mod:`consilium.consult.document_routes`.
 
@@ -33,9 +36,16 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from consilium.consult import documents as docs
+from consilium.consult import drafts
 from consilium.consult import workflow as wf
 from consilium.consult.document_routes import document_routes
-from consilium.consult.models import CaseMessage, CaseStudy, ConsultCase, Priority
+from consilium.consult.models import (
+    CaseMessage,
+    CaseStudy,
+    ConclusionDraft,
+    ConsultCase,
+    Priority,
+)
 from consilium.errors import DomainError, InvalidInput, NotAuthenticated
 from consilium.identity.policy import Principal
 from consilium.identity.web import current_principal
@@ -188,6 +198,22 @@ def consult_routes(ctx: wf.ConsultContext, on_change: OnChange | None = None) ->
         entries = wf.timeline(ctx, principal, int(request.path_params["case_id"]))
         return [{k: _plain(v) for k, v in asdict(e).items()} for e in entries]
 
+    def draft_json(draft: ConclusionDraft | None) -> dict[str, Any]:
+        if draft is None:
+            return {"draft": None}
+        return {"draft": {k: _plain(v) for k, v in draft.model_dump().items()}}
+
+    async def get_draft(request: Request, principal: Principal) -> dict[str, Any]:
+        return draft_json(drafts.conclusion_draft(ctx, principal,
+                                                  int(request.path_params["case_id"])))
+
+    async def save_draft(request: Request, principal: Principal) -> dict[str, Any]:
+        body = await _body(request)
+        return draft_json(drafts.save_conclusion_draft(
+            ctx, principal, int(request.path_params["case_id"]), version=_version(body),
+            findings=_text(body, "findings"), impression=_text(body, "impression"),
+            recommendations=_text(body, "recommendations")))
+
     async def message(request: Request, principal: Principal) -> dict[str, Any]:
         body = await _body(request)
         posted = wf.post_message(ctx, principal, int(request.path_params["case_id"]),
@@ -242,6 +268,9 @@ def consult_routes(ctx: wf.ConsultContext, on_change: OnChange | None = None) ->
         Route("/api/cases/{case_id:int}", _domain(edit), methods=["PATCH"]),
         Route("/api/cases/{case_id:int}/history", _domain(timeline), methods=["GET"]),
         Route("/api/cases/{case_id:int}/messages", _domain(message), methods=["POST"]),
+        Route("/api/cases/{case_id:int}/conclusion-draft", _domain(get_draft), methods=["GET"]),
+        Route("/api/cases/{case_id:int}/conclusion-draft", _domain(save_draft),
+              methods=["PUT"]),
         *document_routes(ctx, changed),  # before the catch-all {action}
         Route("/api/cases/{case_id:int}/{action}", _domain(act), methods=["POST"]),
     ]

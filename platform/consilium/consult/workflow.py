@@ -33,6 +33,7 @@ from consilium.consult.models import (
     CaseStatus,
     CaseStudy,
     Conclusion,
+    ConclusionDraft,
     ConsultCase,
     EventKind,
     Priority,
@@ -473,7 +474,10 @@ def _sign(session: Session, case: ConsultCase, principal: Principal, number: int
     session.add(conclusion)
     if case.concluded_at is None:
         case.concluded_at = stamp
-    _finish(session, case)  # one commit: the case, its event and the signed conclusion
+    for draft in session.exec(select(ConclusionDraft).where(
+            ConclusionDraft.case_id == case.id)):
+        session.delete(draft)  # what was being written is now signed
+    _finish(session, case)  # one commit: the case, its event, the conclusion, no draft
     return conclusion
 
 
