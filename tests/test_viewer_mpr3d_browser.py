@@ -34,10 +34,10 @@ from tests.test_viewer_browser import DIST, Viewer
 from tests.webserver import WebServer
 
 # a small phantom at a coarse spacing: the whole chest, cheap to build and to ray cast
-ROWS = 128
-SPACING_MM = 2.8
-SLICES = 48
-THICKNESS_MM = 5.0
+ROWS = 192
+SPACING_MM = 1.9
+SLICES = 64
+THICKNESS_MM = 3.75
 VIEWS = ("axial", "coronal", "sagittal", "3d")
 MPR = "__consilium.mpr"
 
@@ -48,7 +48,7 @@ def series(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     ct = write_ct_series(StudySpec(PatientSpec("MPR-001", "Volumov^Viktor"), "20261121"),
                          base / "ct", slices=SLICES, rows=ROWS, columns=ROWS,
                          pixel_spacing_mm=SPACING_MM, slice_thickness_mm=THICKNESS_MM,
-                         uid_seed="mpr3d-ct")
+                         series_description=f"AXIAL {THICKNESS_MM}mm", uid_seed="mpr3d-ct")
     one = write_ct_series(StudySpec(PatientSpec("MPR-002", "Odin^Srez"), "20261121"),
                           base / "one", slices=1, rows=64, columns=64, uid_seed="mpr3d-one")
     data_dir = base / "var"
@@ -350,7 +350,8 @@ def test_url_restores_the_layout_and_esc_goes_back(viewer: Mpr, tmp_path: Path) 
     viewer.settled("axial", "coronal", "sagittal")
     x, y = viewer.center_of("3d")
     viewer.drag((x, y), (x + 50, y - 24))
-    viewer.settled(*VIEWS, extra=f"{MPR}.camera.azimuth !== 0")
+    viewer.page.mouse.wheel(0, -300)  # zoom in
+    viewer.settled(*VIEWS, extra=f"{MPR}.camera.azimuth !== 0 && {MPR}.camera.zoom > 1.05")
     viewer.page.screenshot(path=str(tmp_path / "screenshot-mpr3d.png"))
     if os.environ.get("CONSILIUM_UPDATE_SCREENSHOT") == "1":
         target = ROOT / "docs" / "screenshot-mpr3d.png"

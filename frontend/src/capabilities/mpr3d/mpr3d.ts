@@ -123,7 +123,6 @@ export class Mpr3dLayout {
     h("option", { value: "" }, "Default"),
     ...CT_PRESETS.map((p) => h("option", { value: p.key }, `${p.key} ${p.name}`)),
   );
-  private readonly windowText = h("span", { class: "mpr-window-text", "data-testid": "mpr-window" });
   private readonly presetSelect = h("select", { name: "preset", title: "3D preset" });
   private readonly clipInputs: HTMLInputElement[];
   private readonly stlLink = h("a", { class: "button", "data-testid": "mpr-stl", download: "", title: `Bone surface at ${STL_LEVEL} HU, STL (mm)` }, "⬇ Bone STL");
@@ -180,20 +179,18 @@ export class Mpr3dLayout {
       h("label", {}, "Slab ", this.slabInput, " mm"),
       this.modeSelect,
       h("label", {}, "W/L ", this.windowSelect),
-      this.windowText,
       h("button", { type: "button", "data-id": "mpr-reset", title: "Reset the crosshair and the planes (R)", onclick: () => this.resetPlanes() }, "Reset planes"),
       h("span", { class: "mpr-sep" }),
       h("label", {}, "3D ", this.presetSelect),
       clipBox,
       h("button", { type: "button", "data-id": "mpr-reset-3d", title: "Reset the 3D view", onclick: () => this.reset3d() }, "Reset view"),
       this.stlLink,
-      h("span", { class: "spacer" }),
-      this.banner,
     );
     this.element = h(
       "div",
       { class: "mpr3d", "data-testid": "mpr3d", hidden: true },
       this.bar,
+      this.banner,
       h("div", { class: "mpr-grid" }, this.panes.axial.element, this.panes.sagittal.element, this.panes.coronal.element, this.panes["3d"].element),
     );
     this.state = {
@@ -213,6 +210,29 @@ export class Mpr3dLayout {
     for (const view of MPR_VIEWS) this.wireMprPane(view);
     this.wire3dPane();
     for (const pane of Object.values(this.panes)) pane.onDrawn = () => this.drawn(pane);
+    new ResizeObserver(() => this.resized()).observe(this.element);
+  }
+
+  private resizeTimer = 0;
+  private readonly sentSize: Record<string, string> = {};
+
+  /** Fit the shown images at once; ask for frames of the new size once the resizing stops. */
+  private resized(): void {
+    if (!this.state.active || !this.info) return;
+    for (const pane of Object.values(this.panes)) pane.refit();
+    this.drawCrosshairs();
+    clearTimeout(this.resizeTimer);
+    this.resizeTimer = window.setTimeout(() => this.syncSizes(), 250);
+  }
+
+  /** Ask again for the panes whose size parameter is not the one last asked for. */
+  private syncSizes(): void {
+    for (const view of MPR_VIEWS) {
+      const params = this.mprParams(view);
+      if (JSON.stringify(params.size) !== this.sentSize[view]) this.send(view, params, true);
+    }
+    const params = this.volumeParams();
+    if (JSON.stringify(params.size) !== this.sentSize["3d"]) this.send("3d", params, true);
   }
 
   private refocus(): void {
@@ -251,15 +271,20 @@ export class Mpr3dLayout {
     this.stlLink.href = `/api/render/series/${seriesUID}/isosurface.stl?level=${STL_LEVEL}`;
     // the first subscription builds the volume (and says what it is); the others follow at once
     try {
-      const first = await session.subscribe("axial", seriesUID, "mpr", this.mprParams("axial"));
+      const subscribe = (view: MprView | "3d", params: Params): Promise<VolumeInfo> => {
+        this.sentSize[view] = JSON.stringify(params.size);
+        return session.subscribe(view, seriesUID, view === "3d" ? "volume" : "mpr", params);
+      };
+      const first = await subscribe("axial", this.mprParams("axial"));
       if (token !== this.openToken) return;
       this.start(first);
       await Promise.all([
-        session.subscribe("coronal", seriesUID, "mpr", this.mprParams("coronal")),
-        session.subscribe("sagittal", seriesUID, "mpr", this.mprParams("sagittal")),
-        session.subscribe("3d", seriesUID, "volume", this.volumeParams()),
+        subscribe("coronal", this.mprParams("coronal")),
+        subscribe("sagittal", this.mprParams("sagittal")),
+        subscribe("3d", this.volumeParams()),
       ]);
       if (token !== this.openToken) return;
+      this.syncSizes();
       const notes = first.report?.messages ?? [];
       this.banner.textContent = notes.length ? notes.join(" ") : "";
       this.banner.title = this.banner.textContent;
@@ -382,6 +407,7 @@ export class Mpr3dLayout {
 
   private send(view: MprView | "3d", params: Params, final: boolean): void {
     if (!this.session || !this.info) return;
+    this.sentSize[view] = JSON.stringify(params.size);
     this.panes[view].state.sent = this.session.update(view, params, final);
     this.publish();
   }
@@ -474,9 +500,9 @@ export class Mpr3dLayout {
 
   // -- frames and overlays ---------------------------------------------------------------------
 
-  private frame(frame: FrameMessage): void {
+  private frame(frame: FrameMessage): Promise<void> | void {
     const pane = this.panes[frame.view as MprView | "3d"];
-    if (pane) void pane.draw(frame);
+    if (pane) return pane.draw(frame);
   }
 
   private drawn(pane: Pane): void {
@@ -678,6 +704,7 @@ export class Mpr3dLayout {
     const preset = CT_PRESETS.find((p) => p.key === event.key);
     switch (event.key) {
       case "Escape":
+      case "m":
         this.close();
         return true;
       case "ArrowUp":
@@ -739,7 +766,6 @@ export class Mpr3dLayout {
     s.camera = structuredClone(this.camera);
     s.panes = Object.fromEntries(Object.entries(this.panes).map(([k, p]) => [k, p.state]));
     s.version++;
-    this.windowText.textContent = this.info ? `W ${Math.round(this.window[1])} L ${Math.round(this.window[0])}` : "";
     this.hooks.mpr = s;
   }
 }

@@ -112,19 +112,12 @@ export class Pane {
   private async paint(frame: FrameMessage): Promise<void> {
     if (frame.seq < this.state.seq) return; // an older view than the one shown
     const bitmap = await createImageBitmap(new Blob([frame.image], { type: frame.media_type }));
-    const [pw, ph] = this.paneSize;
-    const placed = fit(pw, ph, frame.width, frame.height);
     const canvas = this.canvas;
     if (canvas.width !== frame.width || canvas.height !== frame.height) {
       canvas.width = frame.width;
       canvas.height = frame.height;
     }
-    Object.assign(canvas.style, {
-      left: `${placed.left}px`,
-      top: `${placed.top}px`,
-      width: `${placed.width}px`,
-      height: `${placed.height}px`,
-    });
+    const placed = this.place(frame.width, frame.height);
     canvas.getContext("2d")?.drawImage(bitmap, 0, 0);
     const stats = pixelStats(bitmap);
     bitmap.close();
@@ -132,7 +125,6 @@ export class Pane {
     const now = performance.now();
     this.frameTimes = this.frameTimes.filter((t) => now - t < 1000);
     this.frameTimes.push(now);
-    const box = this.element.getBoundingClientRect();
     const s = this.state;
     if (frame.seq < s.seq) return; // overtaken while decoding
     Object.assign(s, {
@@ -140,7 +132,7 @@ export class Pane {
       quality: frame.quality,
       width: frame.width,
       height: frame.height,
-      rect: [box.left + placed.left, box.top + placed.top, placed.width, placed.height],
+      rect: this.rect(placed),
       frames: s.frames + 1,
       interactiveFrames: s.interactiveFrames + (frame.quality === "interactive" ? 1 : 0),
       finalFrames: s.finalFrames + (frame.quality === "final" ? 1 : 0),
@@ -153,6 +145,31 @@ export class Pane {
     this.indicator.textContent = `${frame.quality === "final" ? "◆" : "◇"} ${frame.width}×${frame.height} · ${Math.round(frame.render_ms)} ms${fps > 1 ? ` · ${fps} fps` : ""}`;
     this.indicator.classList.toggle("interactive", frame.quality !== "final");
     this.onDrawn();
+  }
+
+  /** Fit the canvas of a `width` x `height` image into the pane as it is now. */
+  private place(width: number, height: number): Fit {
+    const [pw, ph] = this.paneSize;
+    const placed = fit(pw, ph, width, height);
+    Object.assign(this.canvas.style, {
+      left: `${placed.left}px`,
+      top: `${placed.top}px`,
+      width: `${placed.width}px`,
+      height: `${placed.height}px`,
+    });
+    return placed;
+  }
+
+  private rect(placed: Fit): [number, number, number, number] {
+    const box = this.element.getBoundingClientRect();
+    return [box.left + placed.left, box.top + placed.top, placed.width, placed.height];
+  }
+
+  /** The pane changed size: the shown image is fitted again (until a frame of the new size). */
+  refit(): void {
+    if (!this.state.width) return;
+    this.fitted = this.place(this.state.width, this.state.height);
+    this.state.rect = this.rect(this.fitted);
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * Render streams over the page's Socket.IO connection (core/live.ts): render:subscribe a view,
  * render:update it as often as the pointer moves (the server keeps only the latest), receive
- * render:frame (acknowledged at once: the server's flow control) and render:error.
+ * render:frame (acknowledged once drawn: the server's flow control, so a slow client gets fewer,
+ * always current frames instead of a backlog) and render:error.
  */
 
 import type { Socket } from "socket.io-client";
@@ -60,21 +61,44 @@ export class RenderRefused extends Error {
   }
 }
 
-/** The render views of one layout; frames and errors are routed to `onFrame`/`onError` by view. */
+let sessions = 0;
+
+/**
+ * The render views of one layout; frames and errors are routed to `onFrame`/`onError` by view.
+ * On the wire a view is named `<view>.<session>`: a frame of a closed session still in flight
+ * (another series, or the one before a reload of the layout) is never taken for a new one's.
+ */
 export class RenderSession {
   private readonly socket: Socket = liveSocket();
   private readonly views = new Set<string>();
+  private readonly suffix = `.${++sessions}`;
   private seq = 0;
-  onFrame: (frame: FrameMessage) => void = () => {};
+  /** draws a frame; the frame is acknowledged when the promise settles */
+  onFrame: (frame: FrameMessage) => Promise<void> | void = () => {};
   onError: (error: RenderError) => void = () => {};
 
   private readonly frameHandler = (frame: FrameMessage, ack?: () => void): void => {
-    ack?.();
-    if (this.views.has(frame.view)) this.onFrame(frame);
+    const view = this.local(frame.view);
+    if (!view) {
+      ack?.();
+      return;
+    }
+    void Promise.resolve(this.onFrame({ ...frame, view })).finally(() => ack?.());
   };
   private readonly errorHandler = (error: RenderError): void => {
-    if (this.views.has(error.view)) this.onError(error);
+    const view = this.local(error.view);
+    if (view) this.onError({ ...error, view });
   };
+
+  private wire(view: string): string {
+    return view + this.suffix;
+  }
+
+  private local(wire: string): string | null {
+    if (!wire.endsWith(this.suffix)) return null;
+    const view = wire.slice(0, -this.suffix.length);
+    return this.views.has(view) ? view : null;
+  }
 
   constructor() {
     this.socket.on("render:frame", this.frameHandler);
@@ -87,7 +111,7 @@ export class RenderSession {
     this.views.add(view);
     const ack = (await this.socket
       .timeout(120_000)
-      .emitWithAck("render:subscribe", { view, series_uid: seriesUID, kind, params })) as SubscribeAck;
+      .emitWithAck("render:subscribe", { view: this.wire(view), series_uid: seriesUID, kind, params })) as SubscribeAck;
     if (!ack.ok) {
       this.views.delete(view);
       throw new RenderRefused(ack.status, ack.error, ack.reason ?? "");
@@ -98,14 +122,14 @@ export class RenderSession {
   /** Merge `params` into the view; returns the update's sequence number. */
   update(view: string, params: Params, final: boolean): number {
     const seq = ++this.seq;
-    this.socket.emit("render:update", { view, seq, params, final });
+    this.socket.emit("render:update", { view: this.wire(view), seq, params, final });
     return seq;
   }
 
   close(): void {
     this.socket.off("render:frame", this.frameHandler);
     this.socket.off("render:error", this.errorHandler);
-    for (const view of this.views) this.socket.emit("render:unsubscribe", { view });
+    for (const view of this.views) this.socket.emit("render:unsubscribe", { view: this.wire(view) });
     this.views.clear();
   }
 }
