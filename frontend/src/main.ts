@@ -10,9 +10,19 @@ import { startCornerstone } from "./core/cornerstone";
 import { h } from "./core/dom";
 import { installHooks } from "./core/hooks";
 import { currentUser } from "./core/session";
+import { caseHistory } from "./workflows/caseHistory";
+import { caseInbox } from "./workflows/caseInbox";
+import { casePage } from "./workflows/casePage";
+import { newCase } from "./workflows/newCase";
 import { readStudy } from "./workflows/readStudy";
 
-const WORKFLOWS: [RegExp, typeof readStudy][] = [[/^\/viewer(\/.*)?$/, readStudy]];
+const WORKFLOWS: [RegExp, typeof readStudy][] = [
+  [/^\/viewer\/cases\/?$/, caseInbox],
+  [/^\/viewer\/cases\/new\/?$/, newCase],
+  [/^\/viewer\/cases\/\d+\/?$/, casePage],
+  [/^\/viewer\/history\/?$/, caseHistory],
+  [/^\/viewer(\/.*)?$/, readStudy],
+];
 
 async function main(): Promise<void> {
   const root = document.getElementById("app") as HTMLElement;

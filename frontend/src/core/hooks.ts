@@ -72,6 +72,8 @@ export interface ConsiliumHooks {
   canvasStats: () => CanvasStats | null;
   /** the MPR / 3D layout (capabilities/mpr3d): point, planes, panes' last frames, 3D camera */
   mpr: MprState | null;
+  /** the consult pages' state (capabilities/consult): loads, ids shown, versions */
+  consult: Record<string, unknown>;
 }
 
 export interface CanvasStats {
@@ -103,6 +105,7 @@ export function installHooks(canvasStats: () => CanvasStats | null): ConsiliumHo
     measurements: [],
     canvasStats,
     mpr: null,
+    consult: {},
   };
   return window.__consilium;
 }

@@ -6,6 +6,7 @@
  * URL: /viewer (search) and /viewer/studies/{StudyInstanceUID}[?series={SeriesInstanceUID}].
  */
 
+import { installConsultExtras } from "../capabilities/consult/viewerExtras";
 import { Mpr3dLayout } from "../capabilities/mpr3d/mpr3d";
 import { StudyBrowser } from "../capabilities/studyBrowser/studyBrowser";
 import { SeriesPanel } from "../capabilities/seriesPanel/seriesPanel";
@@ -81,6 +82,11 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
   toolbar.setActive(toolbox.primaryTool);
   toolbox.onPrimaryChange((name) => toolbar.setActive(name));
   hooks.canvasStats = () => viewer.canvasStats();
+  installConsultExtras({
+    me, hooks, header, layout: root.querySelector("main.layout") as HTMLElement, toolbar: toolbar.element,
+    currentImageId: () => (viewer.current ? viewer.viewport.getCurrentImageId() : undefined),
+    onImageChange: (callback) => viewer.on("change", callback),
+  });
 
   // -- test hooks and timing -------------------------------------------------------------
   let awaitingFirst: string | null = null;

@@ -1,0 +1,141 @@
+/**
+ * What the consult workflow adds to the study viewer (readStudy): links to the cases, the
+ * "Key image" toggle (K) for the current image, "New consult request" for the open study, and,
+ * when opened with `?case={id}`, a side panel with the case's question and the conclusion
+ * editor beside the images.
+ */
+
+import { h, replaceChildren } from "../../core/dom";
+import type { ConsiliumHooks } from "../../core/hooks";
+import type { Me } from "../../core/session";
+import { ApiError, caseUrl, getCase, useSession } from "./api";
+import { ConclusionEditor, signedConclusion } from "./conclusionEditor";
+import { isKey, keyImageOf, toggleKey, basket } from "./keyImages";
+import { mayAct } from "./permissions";
+import { ErrorLine, onCaseUpdated, priorityBadge, statusBadge, viewerNavLinks, when } from "./ui";
+
+export interface ViewerParts {
+  me: Me;
+  hooks: ConsiliumHooks;
+  /** the app header: links go before its spacer */
+  header: HTMLElement;
+  /** the row of columns: the case panel is appended to it */
+  layout: HTMLElement;
+  /** where the key image button goes (the viewer column, above the image) */
+  toolbar: HTMLElement;
+  /** the current image's wadors image ID, if any */
+  currentImageId: () => string | undefined;
+  /** called back whenever the shown image changes */
+  onImageChange: (callback: () => void) => void;
+}
+
+export function installConsultExtras(parts: ViewerParts): void {
+  const { me, hooks } = parts;
+  useSession(me);
+  // the case of `?case=` is kept for this tab: the viewer rewrites its URL as series open
+  const fromUrl = new URLSearchParams(location.search).get("case");
+  if (fromUrl) sessionStorage.setItem("consilium:viewer-case", fromUrl);
+  else if (!/^\/viewer\/studies\//.test(location.pathname)) sessionStorage.removeItem("consilium:viewer-case");
+  const caseId = Number(fromUrl ?? sessionStorage.getItem("consilium:viewer-case") ?? 0);
+
+  const spacer = parts.header.querySelector(".spacer");
+  parts.header.insertBefore(viewerNavLinks(me), spacer);
+
+  // -- key images and a new request for this study ------------------------------------------
+  const keyButton = h("button", { type: "button", title: "Mark this image as a key image for a consult request (K)", "data-testid": "key-image" }, "☆ Key image");
+  const keyCount = h("span", { class: "muted", "data-testid": "key-count" });
+  const canRequest = me.roles.includes("referring") || me.roles.includes("head");
+  const newLink = h("a", { class: "button", "data-testid": "new-case-from-study", hidden: true }, "New consult request");
+  const section = h("div", { class: "toolbar-section consult-tools" }, keyButton, keyCount, canRequest ? newLink : null);
+  parts.toolbar.append(section);
+
+  const published = (hooks.consult = { keyImages: [] as string[], viewerCase: caseId || null } as Record<string, unknown>);
+  function refreshKey(): void {
+    const image = keyImageOf(parts.currentImageId());
+    keyButton.disabled = !image;
+    const on = !!image && isKey(image);
+    keyButton.classList.toggle("active", on);
+    keyButton.textContent = on ? "★ Key image" : "☆ Key image";
+    keyButton.setAttribute("aria-pressed", String(on));
+    const all = image ? basket(image.studyUID) : [];
+    keyCount.textContent = all.length ? `${all.length} marked` : "";
+    published.keyImages = all.map((k) => k.sopUID);
+    if (image) {
+      newLink.hidden = false;
+      newLink.setAttribute("href", `/viewer/cases/new?study=${image.studyUID}`);
+    }
+  }
+  function toggle(): void {
+    const image = keyImageOf(parts.currentImageId());
+    if (!image) return;
+    toggleKey(image);
+    refreshKey();
+  }
+  keyButton.addEventListener("click", toggle);
+  parts.onImageChange(refreshKey);
+  document.addEventListener("keydown", (event) => {
+    const target = event.target as HTMLElement | null;
+    if (target?.closest("input, select, textarea, dialog") || document.querySelector("dialog[open]")) return;
+    if (event.key.toLowerCase() === "k" && !event.ctrlKey && !event.metaKey && !event.altKey) {
+      event.preventDefault();
+      toggle();
+    }
+  });
+  refreshKey();
+
+  if (caseId) parts.layout.append(casePanel(caseId, me, published));
+}
+
+/** the side panel of a case beside the images: question, information, the conclusion editor */
+function casePanel(caseId: number, me: Me, published: Record<string, unknown>): HTMLElement {
+  const body = h("div", {});
+  const errors = new ErrorLine();
+  const editor = new ConclusionEditor();
+  const panel = h(
+    "aside",
+    { class: "case-panel", "data-testid": "case-panel" },
+    h("div", { class: "case-panel-title" }, h("a", { href: caseUrl(caseId) }, `Case #${caseId}`), h("button", { type: "button", class: "link", title: "Hide the case panel", onclick: () => panel.remove() }, "✕")),
+    errors.element,
+    body,
+  );
+
+  async function load(note?: string): Promise<void> {
+    try {
+      const d = await getCase(caseId);
+      const c = d.case;
+      published.caseVersion = c.version;
+      published.caseStatus = c.status;
+      const latest = d.conclusions[d.conclusions.length - 1];
+      replaceChildren(
+        body,
+        h("div", { class: "badges" }, priorityBadge(c.priority), statusBadge(c.status), h("span", { class: "muted" }, `due ${when(c.due_at)}`)),
+        h("p", {}, h("b", {}, c.patient_name.replaceAll("^", " ")), ` · ${c.patient_id}`),
+        h("h3", {}, "Question"),
+        h("p", { class: "prewrap", "data-testid": "panel-question" }, c.question),
+        c.clinical_info ? h("h3", {}, "Clinical information") : null,
+        c.clinical_info ? h("p", { class: "prewrap" }, c.clinical_info) : null,
+        latest ? signedConclusion(latest) : null,
+      );
+      if (mayAct(me, c, "conclude")) {
+        editor.load(c, "conclude");
+        body.append(h("h3", {}, "Conclusion"), editor.element);
+      } else if (mayAct(me, c, "amend") && latest) {
+        editor.load(c, "amend", latest);
+        body.append(h("h3", {}, "Amend the conclusion"), editor.element);
+      } else if (c.status === "submitted") {
+        body.append(h("p", { class: "muted" }, "Accept the case on its ", h("a", { href: caseUrl(caseId) }, "page"), " to write the conclusion."));
+      }
+      if (note) errors.info(note);
+      else errors.clear();
+    } catch (err) {
+      errors.show(err instanceof ApiError && err.status === 404 ? new Error("No such case (or not yours to see).") : err);
+    }
+  }
+  editor.onSigned = () => void load("Signed.");
+  editor.onConflict = () => void load("The case changed since you loaded it — reloaded. Your text is kept; sign again.");
+  onCaseUpdated((event) => {
+    if (event.id === caseId) void load();
+  });
+  void load();
+  return panel;
+}
