@@ -283,6 +283,30 @@ def test_rotating_the_crosshair_gives_oblique_planes_and_reset(viewer: Mpr) -> N
     assert state["panes"]["sagittal"]["geometry"]["normal"] == pytest.approx([-1, 0, 0])
     assert state["point"] == pytest.approx(state["info"]["center"])
 
+    # the same by a handle at the end of a line: the sagittal pane's handle of the axial plane
+    # turns the axial and coronal planes about the left-right axis
+    pane = viewer.page.locator("[data-testid=mpr-pane-sagittal]").bounding_box()
+    assert pane is not None
+    handle = viewer.page.eval_on_selector(
+        "[data-testid=mpr-pane-sagittal] circle[data-handle=axial]",
+        "c => [+c.getAttribute('cx'), +c.getAttribute('cy')]")
+    hx, hy = pane["x"] + handle[0], pane["y"] + handle[1]
+    cx, cy = viewer.to_screen("sagittal", state["point"])
+    radius, start = math.hypot(hx - cx, hy - cy), math.atan2(hy - cy, hx - cx)
+    turned = start + math.radians(20)
+    viewer.drag_until((hx, hy), (cx + radius * math.cos(turned), cy + radius * math.sin(turned)),
+                      f"{MPR}.planes.axial.oblique")
+    viewer.settled("axial", "coronal", extra=f"{MPR}.panes.axial.geometry.normal[1] !== 0")
+    state = viewer.state()
+    assert not state["planes"]["sagittal"]["oblique"]
+    normal = state["panes"]["axial"]["geometry"]["normal"]
+    assert normal[0] == pytest.approx(0, abs=1e-6)  # about the sagittal normal (x)
+    assert angle_deg(normal, [0, 0, 1]) == pytest.approx(20, abs=4)
+    viewer.page.mouse.move(*viewer.center_of("axial"))
+    viewer.page.keyboard.press("r")  # reset by key
+    viewer.settled("axial", "coronal", "sagittal", extra=f"!{MPR}.planes.axial.oblique")
+    assert viewer.pane("axial")["geometry"]["normal"] == pytest.approx([0, 0, 1])
+
 
 def test_3d_orbit_streams_interactive_then_final_frames(viewer: Mpr) -> None:
     before = viewer.pane("3d")
@@ -299,6 +323,15 @@ def test_3d_orbit_streams_interactive_then_final_frames(viewer: Mpr) -> None:
     assert differs(after["signature"], before["signature"]) > 1.0
     indicator = viewer.page.inner_text("[data-testid=mpr-pane-3d] .mpr-indicator")
     assert f"{after['width']}×{after['height']}" in indicator and "ms" in indicator
+
+    # ctrl-drag pans (mm, on the screen's axes), right-drag zooms
+    viewer.drag_until((x, y), (x + 40, y + 30), f"{MPR}.camera.pan[0] !== 0", modifiers="Control")
+    viewer.settled("3d", extra=f"{MPR}.camera.pan[0] < 0 && {MPR}.camera.pan[1] > 0")
+    viewer.drag_until((x, y), (x, y - 60), f"{MPR}.camera.zoom > 1", button="right")
+    viewer.settled("3d", extra=f"{MPR}.camera.zoom > 1.4")
+    zoomed = viewer.pane("3d")
+    assert zoomed["geometry"]["position"] != after["geometry"]["position"]
+    assert differs(zoomed["signature"], after["signature"]) > 1.0
 
 
 def test_3d_preset_and_clip_change_the_image(viewer: Mpr) -> None:
