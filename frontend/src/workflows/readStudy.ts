@@ -3,7 +3,8 @@
  * the capabilities (study browser, series panel, stack viewport, tools, toolbar, measurement
  * list) and owns only what joins them: the layout, the URL, the keyboard and the test hooks.
  *
- * URL: /viewer (search) and /viewer/studies/{StudyInstanceUID}[?series={SeriesInstanceUID}].
+ * URL: /viewer (search) and /viewer/studies/{StudyInstanceUID}[?series={SeriesInstanceUID}]
+ * [&layout=mpr] (the MPR / 3D layout of capabilities/mpr3d).
  */
 
 import { installConsultExtras } from "../capabilities/consult/viewerExtras";
