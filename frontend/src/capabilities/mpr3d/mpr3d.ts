@@ -268,6 +268,18 @@ export class Mpr3dLayout {
       pane?.showError(message(error.status, error.error, error.reason ?? ""));
       this.publish();
     };
+    session.onReconnect = () => {
+      if (!this.info || token !== this.openToken) return;
+      for (const view of [...MPR_VIEWS, "3d" as const]) {
+        const pane = this.panes[view];
+        pane.state.seq = -1; // a new stream counts from 0 again
+        pane.state.sent = 0;
+        const params = view === "3d" ? this.volumeParams() : this.mprParams(view);
+        session
+          .subscribe(view, seriesUID, view === "3d" ? "volume" : "mpr", params)
+          .catch((err) => pane.showError(err instanceof RenderRefused ? message(err.status, err.message, err.reason) : String(err)));
+      }
+    };
     this.stlLink.href = `/api/render/series/${seriesUID}/isosurface.stl?level=${STL_LEVEL}`;
     // the first subscription builds the volume (and says what it is); the others follow at once
     try {
@@ -812,6 +824,8 @@ export function message(status: number, error: string, reason: string): string {
       return `The slices of this series do not form one volume. (${error})`;
     case "too-large":
       return `The volume is too large to render here. (${error})`;
+    case "no-view":
+      return "The connection to the render service was lost; reconnecting…";
     default:
       if (status === 404) return "No such series here (or not yours to see).";
       if (status === 503) return `The render service is busy or restarting; try again. (${error})`;

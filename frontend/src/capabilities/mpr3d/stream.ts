@@ -76,6 +76,8 @@ export class RenderSession {
   /** draws a frame; the frame is acknowledged when the promise settles */
   onFrame: (frame: FrameMessage) => Promise<void> | void = () => {};
   onError: (error: RenderError) => void = () => {};
+  /** the connection came back (the server forgot this page's streams): subscribe again */
+  onReconnect: () => void = () => {};
 
   private readonly frameHandler = (frame: FrameMessage, ack?: () => void): void => {
     const view = this.local(frame.view);
@@ -100,9 +102,14 @@ export class RenderSession {
     return this.views.has(view) ? view : null;
   }
 
+  private readonly connectHandler = (): void => {
+    if (this.views.size) this.onReconnect();
+  };
+
   constructor() {
     this.socket.on("render:frame", this.frameHandler);
     this.socket.on("render:error", this.errorHandler);
+    this.socket.on("connect", this.connectHandler);
   }
 
   /** Subscribe `view`; resolves with the volume information, rejects with RenderRefused. */
@@ -129,6 +136,7 @@ export class RenderSession {
   close(): void {
     this.socket.off("render:frame", this.frameHandler);
     this.socket.off("render:error", this.errorHandler);
+    this.socket.off("connect", this.connectHandler);
     for (const view of this.views) this.socket.emit("render:unsubscribe", { view: this.wire(view) });
     this.views.clear();
   }
