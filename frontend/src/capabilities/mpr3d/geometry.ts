@@ -109,3 +109,20 @@ export function stepAlong(affine: number[][], normal: Vec3): number {
   }
   return sum > 0 ? 1 / Math.sqrt(sum) : 1;
 }
+
+/**
+ * The patient direction of `v` as letters (L/R, P/A, S/I of DICOM LPS), the strongest first,
+ * components under 0.25 left out (an oblique direction reads e.g. "LP").
+ */
+export function orientationLetters(v: Vec3): string {
+  const letters: [string, string][] = [
+    ["L", "R"],
+    ["P", "A"],
+    ["S", "I"],
+  ];
+  return [0, 1, 2]
+    .filter((i) => Math.abs(v[i]) > 0.25)
+    .sort((a, b) => Math.abs(v[b]) - Math.abs(v[a]))
+    .map((i) => letters[i][v[i] > 0 ? 0 : 1])
+    .join("");
+}

@@ -25,6 +25,7 @@ import {
   cutLine,
   dot,
   norm,
+  orientationLetters,
   pixelToPatient,
   rotate,
   scale,
@@ -543,9 +544,22 @@ export class Mpr3dLayout {
     svg.replaceChildren();
     if (!g || !f) return;
     const slab = g.slab ? ` · slab ${g.slab.thickness_mm} mm ${g.slab.mode === "max" ? "MIP" : g.slab.mode === "min" ? "MinIP" : "Avg"}` : "";
-    const depth = dot(this.point, g.normal);
+    const depth = Math.abs(dot(this.point, g.normal)) < 0.05 ? 0 : dot(this.point, g.normal);
     pane.info.textContent = `${this.oblique(view) ? "oblique · " : ""}${depth.toFixed(1)} mm · W ${Math.round(g.window?.[1] ?? 0)} L ${Math.round(g.window?.[0] ?? 0)}${slab}`;
     const box = { x0: f.left, y0: f.top, x1: f.left + f.width, y1: f.top + f.height };
+    // orientation letters at the pane's edges: where screen right, left, down and up point
+    const [pw, ph] = pane.paneSize;
+    const neg = (v: Vec3): Vec3 => scale(v, -1);
+    for (const [text, x, y, anchor] of [
+      [orientationLetters(g.x_axis), pw - 6, ph / 2, "end"],
+      [orientationLetters(neg(g.x_axis)), 6, ph / 2, "start"],
+      [orientationLetters(neg(g.y_axis)), pw / 2, 16, "middle"],
+      [orientationLetters(g.y_axis), pw / 2, ph - 20, "middle"],
+    ] as [string, number, number, string][]) {
+      const label = svgEl("text", { x, y, "text-anchor": anchor, class: "mpr-orientation" });
+      label.textContent = text;
+      svg.append(label);
+    }
     for (const other of MPR_VIEWS) {
       if (other === view) continue;
       const line = cutLine(g, f, this.point, this.planes[other].normal);
