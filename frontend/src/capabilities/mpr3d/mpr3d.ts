@@ -658,11 +658,16 @@ export class Mpr3dLayout {
     };
     el.addEventListener("pointerup", end);
     el.addEventListener("pointercancel", end);
+    // a mouse wheel's notch is one slice; a touchpad's small deltas add up to one
+    let wheel = 0;
     el.addEventListener(
       "wheel",
       (e) => {
         e.preventDefault();
-        if (e.deltaY) this.page(view, e.deltaY > 0 ? 1 : -1);
+        wheel += e.deltaMode === WheelEvent.DOM_DELTA_PIXEL ? e.deltaY : Math.sign(e.deltaY) * 100;
+        if (Math.abs(wheel) < 40) return;
+        this.page(view, wheel > 0 ? 1 : -1);
+        wheel = 0;
       },
       { passive: false },
     );
