@@ -268,7 +268,7 @@ def test_rotating_the_crosshair_gives_oblique_planes_and_reset(viewer: Mpr) -> N
     viewer.settled("coronal", "sagittal", extra=f"{MPR}.panes.coronal.geometry.normal[0] !== 0")
     state = viewer.state()
     assert not state["planes"]["axial"]["oblique"]
-    for view, standard in (("coronal", [0, 1, 0]), ("sagittal", [-1, 0, 0])):
+    for view, standard in (("coronal", [0.0, 1.0, 0.0]), ("sagittal", [-1.0, 0.0, 0.0])):
         g = state["panes"][view]["geometry"]
         assert g["normal"] == pytest.approx(state["planes"][view]["normal"], abs=1e-6)
         assert g["normal"][2] == pytest.approx(0, abs=1e-6)  # still about the axial normal
@@ -292,8 +292,8 @@ def test_rotating_the_crosshair_gives_oblique_planes_and_reset(viewer: Mpr) -> N
         "c => [+c.getAttribute('cx'), +c.getAttribute('cy')]")
     hx, hy = pane["x"] + handle[0], pane["y"] + handle[1]
     cx, cy = viewer.to_screen("sagittal", state["point"])
-    radius, start = math.hypot(hx - cx, hy - cy), math.atan2(hy - cy, hx - cx)
-    turned = start + math.radians(20)
+    radius, angle = math.hypot(hx - cx, hy - cy), math.atan2(hy - cy, hx - cx)
+    turned = angle + math.radians(20)
     viewer.drag_until((hx, hy), (cx + radius * math.cos(turned), cy + radius * math.sin(turned)),
                       f"{MPR}.planes.axial.oblique")
     viewer.settled("axial", "coronal", extra=f"{MPR}.panes.axial.geometry.normal[1] !== 0")
@@ -301,7 +301,7 @@ def test_rotating_the_crosshair_gives_oblique_planes_and_reset(viewer: Mpr) -> N
     assert not state["planes"]["sagittal"]["oblique"]
     normal = state["panes"]["axial"]["geometry"]["normal"]
     assert normal[0] == pytest.approx(0, abs=1e-6)  # about the sagittal normal (x)
-    assert angle_deg(normal, [0, 0, 1]) == pytest.approx(20, abs=4)
+    assert angle_deg(normal, [0.0, 0.0, 1.0]) == pytest.approx(20, abs=4)
     viewer.page.mouse.move(*viewer.center_of("axial"))
     viewer.page.keyboard.press("r")  # reset by key
     viewer.settled("axial", "coronal", "sagittal", extra=f"!{MPR}.planes.axial.oblique")
