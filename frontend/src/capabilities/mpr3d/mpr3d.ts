@@ -349,13 +349,11 @@ export class Mpr3dLayout {
     this.window = [...info.default_window] as [number, number];
     this.windowSelect.value = "";
     this.camera = defaultCamera(info.default_preset);
-    const modality = info.modality;
+    // the presets meant for this modality (or any) first, the others after
+    const meant = (p: { modality: string }): number => (p.modality === info.modality || p.modality === "" ? 0 : 1);
     this.presetSelect.replaceChildren(
-      ...info.presets
-        .filter((p) => p.modality === modality || (modality !== "CT" && p.modality !== "CT") || p.name === info.default_preset)
-        .map((p) => h("option", { value: p.name }, p.title)),
+      ...[...info.presets].sort((a, b) => meant(a) - meant(b)).map((p) => h("option", { value: p.name }, p.title)),
     );
-    if (!this.presetSelect.options.length) this.presetSelect.append(...info.presets.map((p) => h("option", { value: p.name }, p.title)));
     this.presetSelect.value = info.default_preset;
     for (const [i, input] of this.clipInputs.entries()) input.value = i < 3 ? "0" : "100";
     this.publish();
