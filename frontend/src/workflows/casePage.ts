@@ -81,7 +81,7 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
     actions: [] as string[],
   };
   hooks.consult = state;
-  const errors = new ErrorLine();
+  const errors = new ErrorLine("case-error");
   const header = h("section", { class: "case-header", "data-testid": "case-header" });
   const actions = h("div", { class: "case-actions", "data-testid": "case-actions" });
   const request = h("section", { class: "panel", "data-testid": "case-request" });
@@ -203,14 +203,18 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
       ),
     );
 
-    // actions
+    // actions; a form being filled in stays, with the version it was opened on (a change
+    // meanwhile makes it answer 409: the user decides again on what is there now)
+    const open = actions.querySelector<HTMLElement>(".action-form");
     replaceChildren(actions);
-    for (const action of allowedActions(me, c)) {
+    const allowed = allowedActions(me, c);
+    for (const action of allowed) {
       if (action === "conclude" || action === "amend") continue; // the editor below
       const button = h("button", { type: "button", "data-action": action, "data-testid": `action-${action}`, class: action === "accept" || action === "submit" ? "primary" : "" }, ACTION_LABELS[action] ?? action);
       button.addEventListener("click", () => openAction(action, c.version));
       actions.append(button);
     }
+    if (open && allowed.includes(open.dataset.action ?? "")) actions.append(open);
 
     replaceChildren(
       request,
@@ -361,7 +365,7 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
       void change(() => act(caseId, action, { version }));
       return;
     }
-    const form = h("form", { class: "action-form", "data-testid": `form-${action}` });
+    const form = h("form", { class: "action-form", "data-action": action, "data-testid": `form-${action}` });
     const fields: Record<string, HTMLInputElement | HTMLTextAreaElement> = {};
     if (needs) {
       fields[needs[1]] = h("textarea", { name: needs[1], rows: 2, required: needs[2], "data-testid": `${action}-text` });

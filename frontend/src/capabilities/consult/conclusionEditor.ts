@@ -20,7 +20,7 @@ export class ConclusionEditor {
   private readonly reason = h("input", { name: "reason", type: "text", "data-testid": "amend-reason" });
   private readonly reasonRow: HTMLElement;
   private readonly sign = h("button", { type: "submit", class: "primary", "data-testid": "sign" }, "Sign");
-  private readonly errors = new ErrorLine();
+  private readonly errors = new ErrorLine("editor-error");
   private caseId = 0;
   private version = 0;
   private mode: EditorMode = "conclude";

@@ -94,7 +94,10 @@ export function onCaseUpdated(callback: (event: CaseEvent) => void): void {
 
 /** a line that shows an error until the next success; never swallowed */
 export class ErrorLine {
-  readonly element = h("p", { class: "error-line", role: "alert", "data-testid": "error", hidden: true });
+  readonly element: HTMLElement;
+  constructor(testid = "error") {
+    this.element = h("p", { class: "error-line", role: "alert", "data-testid": testid, hidden: true });
+  }
   show(err: unknown): void {
     this.element.textContent = err instanceof Error ? err.message : String(err);
     this.element.hidden = false;

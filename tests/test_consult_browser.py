@@ -1,0 +1,343 @@
+"""A consult request end to end in two real Chromium sessions against a real ``consilium serve``:
+the city hospital's referring doctor (ivanova) marks a key image, asks the regional center
+(urgent, a PDF attached); the request appears in the consultant's (kuznetsova) inbox live; she
+accepts, opens the images with the case beside them, writes a message that the referring doctor
+sees live, and signs the conclusion next to the images; the referring doctor sees it live and
+downloads the PDF. dcmtk's findscu and getscu then find and fetch the archived Encapsulated
+PDF and Basic Text SR from the study, and the timeline holds every step in order including the
+consultant's image view. A head (sidorov) reviews the case in the history page.
+
+Both pages stay the same page throughout (a marker on ``window`` survives): nothing reloads.
+The pages publish their state on ``window.__consilium.consult`` (frontend/src/workflows/case*.ts);
+the test waits on it and on elements, never sleeps. The built front end is required.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, FilePayload, Page, sync_playwright
+from pydicom import dcmread
+
+from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import CONFIG, CONSILIUM, ROOT, dcmtk
+from tests.webserver import WebServer
+
+DIST = ROOT / "frontend" / "dist" / "index.html"
+ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
+BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
+PATIENT_ID = "CONS-1"
+QUESTION = "Очаг в правом лёгком: метастаз или гранулёма?"
+# a small, valid PDF (one empty page)
+SMALL_PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+             b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+             b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]>>endobj\n"
+             b"trailer<</Root 1 0 R>>\n%%EOF\n")
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory, dcmtk_available: None) -> Iterator[WebServer]:
+    if not DIST.is_file():
+        pytest.fail("the front end is not built: run `make frontend`")
+    base = tmp_path_factory.mktemp("consult-browser")
+    study = StudySpec(PatientSpec(PATIENT_ID, "Смирнов^Пётр", "19580203", "M"), "20240410",
+                      accession="ACC-CONS1")
+    write_ct_series(study, base / "ct", slices=12, uid_seed="consult-browser")
+    data_dir = base / "var"
+    subprocess.run([str(CONSILIUM), "import", "--config", str(CONFIG), "--data-dir",
+                    str(data_dir), "--institution", "city-hospital", "--quiet",
+                    str(base / "ct")], check=True, capture_output=True)
+    server = WebServer(data_dir, extra_env={
+        "CONSILIUM_IDENTITY_LOGIN_ATTEMPTS_PER_MINUTE": "1000"}).start()
+    yield server
+    server.stop()
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """One Chromium for several users: each gets a context of its own (own cookies)."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class User:
+    """One clinician's browser tab."""
+
+    def __init__(self, browser: Browser, web: WebServer, username: str) -> None:
+        self.context = browser.new_context(locale="ru-RU", timezone_id="Europe/Moscow",
+                                           viewport={"width": 1400, "height": 900},
+                                           accept_downloads=True)
+        self.page: Page = self.context.new_page()
+        self.web = web
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.username = username
+
+    def login(self, path: str) -> None:
+        page = self.page
+        page.goto(self.web.url + path)
+        page.click("a.provider")
+        page.wait_for_url("**/dev-idp/authorize?**")
+        page.fill("input[name=username]", self.username)
+        page.fill("input[name=password]", "demo")
+        page.click("button[type=submit]")
+        page.wait_for_url(self.web.url + path)
+        self.ready()
+
+    def ready(self) -> None:
+        self.page.wait_for_function(
+            "window.__consilium && (__consilium.ready || __consilium.error)")
+        assert self.hook("error") is None
+
+    def hook(self, name: str) -> Any:
+        return self.page.evaluate(f"window.__consilium.{name}")
+
+    def consult(self, name: str) -> Any:
+        return self.page.evaluate(f"window.__consilium.consult[{name!r}]")
+
+    def wait(self, condition: str, timeout: float = 20_000) -> None:
+        self.page.wait_for_function(condition, timeout=timeout)
+
+    def mark_page(self) -> None:
+        """A marker that a reload or a navigation would lose."""
+        self.page.evaluate("window.__samePage = true")
+
+    def same_page(self) -> bool:
+        return bool(self.page.evaluate("window.__samePage === true"))
+
+    def close(self) -> None:
+        assert not self.errors, self.errors
+        self.context.close()
+
+
+def image_level(web: WebServer, study_uid: str) -> list[tuple[str, str, str]]:
+    """(SOP class, SOP instance, series) of every instance of the study, by dcmtk's findscu."""
+    with tempfile.TemporaryDirectory() as out:
+        run = dcmtk("findscu", "-S", "-aet", "FINDSCU", "-aec", "CONSILIUM", "-X",
+                    "-k", "QueryRetrieveLevel=IMAGE", "-k", f"StudyInstanceUID={study_uid}",
+                    "-k", "SeriesInstanceUID", "-k", "SOPInstanceUID", "-k", "SOPClassUID",
+                    "-od", out, "127.0.0.1", str(web.dicom_port))
+        assert run.returncode == 0, run.stderr
+        found = [dcmread(p) for p in sorted(Path(out).glob("rsp*.dcm"))]
+    return [(str(ds.SOPClassUID), str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID))
+            for ds in found]
+
+
+def test_consult_request_two_browsers_live(web: WebServer) -> None:
+    with chromium() as browser:
+        consultant = User(browser, web, "kuznetsova")
+        referring = User(browser, web, "ivanova")
+
+        # -- the consultant's inbox is open and stays open --------------------------------
+        consultant.login("/viewer/cases")
+        consultant.wait("__consilium.consult.loads >= 1")
+        assert consultant.page.locator("[data-testid=inbox] tr[data-case]").count() == 0
+        consultant.mark_page()
+
+        # -- the referring doctor finds the study and marks a key image (K) ---------------
+        referring.login("/viewer")
+        page = referring.page
+        page.fill("[data-testid=study-search] [name=patientId]", PATIENT_ID)
+        page.click("[data-testid=study-search] button[type=submit]")
+        page.locator("[data-testid=studies] tbody tr").first.click()
+        referring.wait("__consilium.firstImageMs !== null", timeout=30_000)
+        study_uid = referring.hook("view")["studyUID"]
+        page.locator("[data-testid=viewport]").hover()
+        page.keyboard.press("ArrowDown")
+        referring.wait("__consilium.imageIndex === 1")
+        page.keyboard.press("k")
+        referring.wait("__consilium.consult.keyImages.length === 1")
+        key_image = referring.consult("keyImages")[0]
+        assert page.locator("[data-testid=key-image]").get_attribute("aria-pressed") == "true"
+
+        # -- the new request: search, pick, key image, question, urgent, the regional center
+        page.click("[data-testid=nav-cases]")
+        page.wait_for_url("**/viewer/cases")
+        referring.ready()
+        page.click("[data-testid=new-case]")
+        page.wait_for_url("**/viewer/cases/new")
+        referring.ready()
+        page.fill("[data-testid=case-study-search] [name=patientId]", PATIENT_ID)
+        page.click("[data-testid=case-study-search] button[type=submit]")
+        rows = page.locator("[data-testid=case-study-row]")
+        rows.first.wait_for()
+        assert rows.count() == 1 and "Смирнов" in rows.first.inner_text()
+        rows.first.locator("input[type=checkbox]").check()
+        referring.wait(f"__consilium.consult.picked.includes('{study_uid}')")
+        choice = page.locator(f"[data-testid=key-image-choices] input[data-sop='{key_image}']")
+        assert choice.is_checked()
+        page.fill("[data-testid=question]", QUESTION)
+        page.fill("[data-testid=clinical-info]", "Курильщик, 40 пачка-лет. Очаг 9 мм, S2.")
+        page.select_option("[data-testid=priority-select]", "urgent")
+        page.select_option("[data-testid=target-institution]", "regional-center")
+        # the directory names the regional center's consultants (kuznetsova logged in)
+        assert "Кузнецова" in page.locator("[data-testid=target-subject]").inner_text()
+        referral = FilePayload(name="referral.pdf", mimeType="application/pdf", buffer=SMALL_PDF)
+        page.set_input_files("[data-testid=attachments-input]", files=[referral])
+        page.click("[data-testid=submit-case]")
+        page.wait_for_url(re.compile(r".*/viewer/cases/\d+$"))
+        referring.ready()
+        case_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
+        referring.wait("__consilium.consult.status === 'submitted'")
+        assert referring.consult("attachments") == ["referral.pdf"]
+        assert "urgent" in page.inner_text("[data-testid=case-header]")
+        referring.mark_page()
+
+        # -- it appears in the consultant's inbox live ------------------------------------
+        cpage = consultant.page
+        row = cpage.locator(f"[data-testid=inbox] tr[data-case='{case_id}']")
+        row.wait_for(timeout=20_000)
+        assert consultant.same_page(), "the inbox reloaded instead of updating live"
+        assert "urgent" in row.inner_text() and "Смирнов" in row.inner_text()
+        assert "Анна Иванова" in row.inner_text()
+
+        # -- she opens it and accepts ---------------------------------------------------
+        row.locator("a").click()
+        cpage.wait_for_url(f"**/viewer/cases/{case_id}")
+        consultant.ready()
+        consultant.wait(f"__consilium.consult.caseId === {case_id} && __consilium.consult.loads")
+        assert QUESTION in cpage.inner_text("[data-testid=case-question]")
+        assert cpage.locator("[data-testid=attachment]").count() == 1
+        cpage.locator("[data-testid=key-images] img").first.wait_for()
+        cpage.click("[data-testid=action-accept]")
+        consultant.wait("__consilium.consult.status === 'accepted'")
+        referring.wait("__consilium.consult.status === 'accepted'")  # live on the other side
+
+        # -- a change made meanwhile: her pending action answers 409 and the page says so ---
+        cpage.click("[data-testid=action-return]")
+        cpage.fill("[data-testid=return-text]", "Нужна выписка из истории болезни.")
+        consultant.mark_page()
+        page.fill("[data-testid=message-text]", "Выписку прилагаю позже, сегодня.")
+        page.click("[data-testid=message-send]")
+        referring.wait("__consilium.consult.messages.length === 1")
+        consultant.wait("__consilium.consult.messages.length === 1")  # live, form kept
+        assert consultant.same_page()
+        form = cpage.locator("[data-testid=form-return]")
+        assert form.locator("textarea").input_value() == "Нужна выписка из истории болезни."
+        form.locator("button[type=submit]").click()
+        error = cpage.locator("[data-testid=case-error]")
+        error.wait_for()
+        assert "changed since you loaded it — reloaded" in error.inner_text()
+        assert consultant.consult("status") == "accepted"
+        form.locator("button", has_text="Cancel").click()
+
+        # -- she opens the images: the viewer with the case beside it --------------------
+        cpage.click("[data-testid=open-images]")
+        cpage.wait_for_url(f"**/viewer/studies/{study_uid}**")
+        consultant.ready()
+        consultant.wait("__consilium.firstImageMs !== null", timeout=30_000)
+        assert consultant.hook("view")["imageCount"] == 12
+        panel = cpage.locator("[data-testid=case-panel]")
+        assert QUESTION in panel.locator("[data-testid=panel-question]").inner_text()
+        cpage.go_back()
+        cpage.wait_for_url(f"**/viewer/cases/{case_id}")
+        consultant.ready()
+        consultant.wait("__consilium.consult.loads >= 1")
+
+        # -- a message, seen live by the referring doctor ---------------------------------
+        cpage.fill("[data-testid=message-text]", "Есть ли КТ годичной давности для сравнения?")
+        cpage.click("[data-testid=message-send]")
+        consultant.wait("__consilium.consult.messages.length === 2")
+        referring.wait("__consilium.consult.messages.length === 2")
+        assert "годичной давности" in page.inner_text("[data-testid=messages]")
+        assert referring.same_page()
+
+        # -- she signs the conclusion beside the images -----------------------------------
+        cpage.click("[data-testid=open-images]")
+        cpage.wait_for_url(f"**/viewer/studies/{study_uid}**")
+        consultant.ready()
+        editor = cpage.locator("[data-testid=case-panel] [data-testid=conclusion-editor]")
+        editor.wait_for()
+        editor.locator("[data-testid=findings]").fill("Солидный очаг 9 мм в S2 правого лёгкого.")
+        editor.locator("[data-testid=impression]").fill("Вероятнее гранулёма.")
+        editor.locator("[data-testid=recommendations]").fill("КТ-контроль через 3 месяца.")
+        editor.locator("[data-testid=sign]").click()
+        cpage.locator("[data-testid=case-panel] [data-testid=conclusion]").wait_for()
+        consultant.wait("__consilium.consult.caseStatus === 'concluded'")
+
+        # -- the referring doctor sees it live and downloads the PDF ----------------------
+        referring.wait("__consilium.consult.conclusions === 1"
+                       " && __consilium.consult.status === 'concluded'")
+        assert referring.same_page()
+        conclusion = page.locator("[data-testid=conclusion]")
+        assert "Вероятнее гранулёма." in conclusion.inner_text()
+        with page.expect_download() as download_info:
+            conclusion.locator("[data-testid=conclusion-pdf]").click()
+        pdf = Path(download_info.value.path()).read_bytes()
+        assert pdf.startswith(b"%PDF-") and len(pdf) > 1000
+        assert download_info.value.suggested_filename.endswith(".pdf")
+
+        # -- the timeline: every step in order, with the consultant's image view ----------
+        kinds = referring.consult("timeline")
+        steps = [k for k in kinds if k not in ("viewed", "retrieved")]
+        assert steps == ["created", "attachment", "submitted", "accepted", "message",
+                         "message", "concluded"], kinds
+        entries = page.locator("[data-testid=timeline-entry]")
+        views = [entries.nth(i).inner_text() for i in range(entries.count())
+                 if entries.nth(i).get_attribute("data-kind") == "viewed"]
+        assert any("Кузнецова" in v and "regional-center" in v for v in views), views
+        # her first look (the key image on the case page, then the viewer: views of a study
+        # by one person are coalesced in the audit) lies between submission and conclusion
+        submitted_at, concluded_at = kinds.index("submitted"), kinds.index("concluded")
+        assert "viewed" in kinds[submitted_at:concluded_at], (kinds, views)
+
+        consultant.close()
+        referring.close()
+
+    # -- the archive: the PDF and the SR beside the study, found and fetched by dcmtk ------
+    found = image_level(web, study_uid)
+    documents = {cls: (sop, series) for cls, sop, series in found
+                 if cls in (ENCAPSULATED_PDF, BASIC_TEXT_SR)}
+    assert set(documents) == {ENCAPSULATED_PDF, BASIC_TEXT_SR}, found
+    assert sum(1 for cls, _, _ in found if cls not in documents) == 12
+    with tempfile.TemporaryDirectory() as out:
+        for sop, series in documents.values():
+            run = dcmtk("getscu", "-S", "-aet", "GETSCU", "-aec", "CONSILIUM", "-od", out,
+                        "-k", "QueryRetrieveLevel=IMAGE", "-k", f"StudyInstanceUID={study_uid}",
+                        "-k", f"SeriesInstanceUID={series}", "-k", f"SOPInstanceUID={sop}",
+                        "127.0.0.1", str(web.dicom_port))
+            assert run.returncode == 0, run.stderr
+        fetched = {str(ds.SOPClassUID): ds for ds in map(dcmread, Path(out).iterdir())}
+    assert set(fetched) == {ENCAPSULATED_PDF, BASIC_TEXT_SR}
+    assert bytes(fetched[ENCAPSULATED_PDF].EncapsulatedDocument).startswith(b"%PDF-")
+    assert fetched[ENCAPSULATED_PDF].PatientID == PATIENT_ID
+
+    # -- a head of the city hospital reviews it in the history ------------------------------
+    with chromium() as browser:
+        head = User(browser, web, "sidorov")
+        head.login("/viewer/history")
+        head.wait("__consilium.consult.loads >= 1")
+        assert head.consult("cases") == [case_id]
+        row = head.page.locator(f"[data-testid=history-row][data-case='{case_id}']")
+        assert "concluded" in row.inner_text() and "regional-center" in row.inner_text()
+        figures = head.consult("turnaround")
+        assert len(figures) == 1
+        assert figures[0]["target_institution"] == "regional-center"
+        assert figures[0]["cases"] == figures[0]["accepted"] == figures[0]["concluded"] == 1
+        assert figures[0]["to_conclusion_median_h"] is not None
+        assert head.page.locator("[data-testid=chart-status] rect.bar").count() == 1
+        assert head.page.locator("[data-testid=chart-turnaround] rect.bar").count() == 1
+        # the filters: an urgent case, none routine
+        head.page.select_option("[data-testid=history-filters] [name=priority]", "routine")
+        head.page.click("[data-testid=history-filters] button[type=submit]")
+        head.wait("__consilium.consult.loads >= 2")
+        assert head.consult("cases") == []
+        assert "priority=routine" in head.page.url
+        href = head.page.get_attribute("[data-testid=export-cases]", "href")
+        assert href is not None and "format=csv" in href
+        csv = head.context.request.get(web.url + href)
+        assert csv.ok and csv.headers["content-type"].startswith("text/csv")
+        head.close()
