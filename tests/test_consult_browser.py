@@ -14,6 +14,7 @@ the test waits on it and on elements, never sleeps. The built front end is requi
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tempfile
@@ -118,6 +119,13 @@ class User:
     def same_page(self) -> bool:
         return bool(self.page.evaluate("window.__samePage === true"))
 
+    def shot(self, name: str) -> None:
+        """``CONSILIUM_CONSULT_SCREENSHOTS=<dir>``: what the user sees, for review."""
+        folder = os.environ.get("CONSILIUM_CONSULT_SCREENSHOTS")
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            self.page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
     def close(self) -> None:
         assert not self.errors, self.errors
         self.context.close()
@@ -179,6 +187,7 @@ def test_consult_request_two_browsers_live(web: WebServer) -> None:
         referring.wait(f"__consilium.consult.picked.includes('{study_uid}')")
         choice = page.locator(f"[data-testid=key-image-choices] input[data-sop='{key_image}']")
         assert choice.is_checked()
+        referring.shot("1-new-case")
         page.fill("[data-testid=question]", QUESTION)
         page.fill("[data-testid=clinical-info]", "Курильщик, 40 пачка-лет. Очаг 9 мм, S2.")
         page.select_option("[data-testid=priority-select]", "urgent")
@@ -203,6 +212,7 @@ def test_consult_request_two_browsers_live(web: WebServer) -> None:
         assert consultant.same_page(), "the inbox reloaded instead of updating live"
         assert "urgent" in row.inner_text() and "Смирнов" in row.inner_text()
         assert "Анна Иванова" in row.inner_text()
+        consultant.shot("2-inbox")
 
         # -- she opens it and accepts ---------------------------------------------------
         row.locator("a").click()
@@ -231,6 +241,7 @@ def test_consult_request_two_browsers_live(web: WebServer) -> None:
         error = cpage.locator("[data-testid=case-error]")
         error.wait_for()
         assert "changed since you loaded it — reloaded" in error.inner_text()
+        consultant.shot("3-case-409")
         assert consultant.consult("status") == "accepted"
         form.locator("button", has_text="Cancel").click()
 
@@ -242,6 +253,7 @@ def test_consult_request_two_browsers_live(web: WebServer) -> None:
         assert consultant.hook("view")["imageCount"] == 12
         panel = cpage.locator("[data-testid=case-panel]")
         assert QUESTION in panel.locator("[data-testid=panel-question]").inner_text()
+        consultant.shot("4-viewer-panel")
         cpage.go_back()
         cpage.wait_for_url(f"**/viewer/cases/{case_id}")
         consultant.ready()
@@ -279,6 +291,7 @@ def test_consult_request_two_browsers_live(web: WebServer) -> None:
         pdf = Path(download_info.value.path()).read_bytes()
         assert pdf.startswith(b"%PDF-") and len(pdf) > 1000
         assert download_info.value.suggested_filename.endswith(".pdf")
+        referring.shot("5-case-concluded")
 
         # -- the timeline: every step in order, with the consultant's image view ----------
         kinds = referring.consult("timeline")
@@ -330,6 +343,7 @@ def test_consult_request_two_browsers_live(web: WebServer) -> None:
         assert figures[0]["to_conclusion_median_h"] is not None
         assert head.page.locator("[data-testid=chart-status] rect.bar").count() == 1
         assert head.page.locator("[data-testid=chart-turnaround] rect.bar").count() == 1
+        head.shot("6-history")
         # the filters: an urgent case, none routine
         head.page.select_option("[data-testid=history-filters] [name=priority]", "routine")
         head.page.click("[data-testid=history-filters] button[type=submit]")

@@ -153,7 +153,7 @@ export async function caseHistory(root: HTMLElement, me: Me, hooks: ConsiliumHoo
       charts,
       byStatus.length ? barChart(byStatus, { title: "Cases by status", testid: "chart-status" }) : h("p", { class: "muted" }, "No cases."),
       byMonth.length
-        ? barChart(byMonth, { title: "Hours to conclusion by month (median; line: p90)", unit: " h", testid: "chart-turnaround" })
+        ? barChart(byMonth, { title: "Hours to conclusion by month (bar median, line p90)", unit: " h", testid: "chart-turnaround" })
         : h("p", { class: "muted" }, "No submitted cases in the range."),
     );
 

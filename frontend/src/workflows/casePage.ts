@@ -50,7 +50,8 @@ const NEEDS_TEXT: Record<string, [string, string, boolean]> = {
 };
 
 function size(bytes: number): string {
-  return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(1)} MB` : `${Math.max(1, Math.round(bytes / 1024))} KB`;
+  if (bytes < 1024) return `${bytes} B`;
+  return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(1)} MB` : `${Math.round(bytes / 1024)} KB`;
 }
 
 function detailText(entry: TimelineEntry): string {
@@ -408,7 +409,7 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
   editor.onConflict = () => void reload("The case changed since you loaded it — reloaded. Your text is kept; sign again.");
 
   onCaseUpdated((event) => {
-    if (event.id === caseId) void reload();
+    if (!event || event.id === caseId) void reload();
   });
   await reload();
   if (!detail) return;

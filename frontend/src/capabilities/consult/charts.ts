@@ -21,9 +21,9 @@ export function barChart(bars: Bar[], opts: { title: string; unit?: string; test
   const barWidth = 36;
   const gap = 14;
   const left = 40;
-  const top = 22;
+  const top = 34;
   const bottom = 34;
-  const width = Math.max(240, left + bars.length * (barWidth + gap) + gap);
+  const width = Math.max(300, left + bars.length * (barWidth + gap) + gap);
   const max = Math.max(1e-9, ...bars.map((b) => Math.max(b.value ?? 0, b.mark ?? 0)));
   const plot = height - top - bottom;
   const svg = el("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", class: "chart", "data-testid": opts.testid }) as SVGSVGElement;
@@ -50,5 +50,6 @@ export function barChart(bars: Bar[], opts: { title: string; unit?: string; test
 }
 
 function fmt(v: number): string {
-  return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2).replace(/\.?0+$/, "") || "0";
+  if (v === 0) return "0";
+  return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : String(Number(v.toPrecision(2)));
 }

@@ -87,9 +87,14 @@ export interface CaseEvent {
   due_at: string | null;
 }
 
-/** calls back on every `case:updated` this user receives (no patient data in it) */
-export function onCaseUpdated(callback: (event: CaseEvent) => void): void {
-  liveSocket().on("case:updated", (event: CaseEvent) => callback(event));
+/**
+ * Calls back on every `case:updated` this user receives (no patient data in it), and with null
+ * after the connection came back (events may have been missed meanwhile: refetch).
+ */
+export function onCaseUpdated(callback: (event: CaseEvent | null) => void): void {
+  const socket = liveSocket();
+  socket.on("case:updated", (event: CaseEvent) => callback(event));
+  socket.io.on("reconnect", () => callback(null));
 }
 
 /** a line that shows an error until the next success; never swallowed */

@@ -103,6 +103,13 @@ function casePanel(caseId: number, me: Me, published: Record<string, unknown>): 
     try {
       const d = await getCase(caseId);
       const c = d.case;
+      const shown = /^\/viewer\/studies\/([0-9.]+)/.exec(location.pathname)?.[1];
+      if (shown && !d.studies.some((s) => s.study_uid === shown)) {
+        // a case remembered for this tab, but another study on screen: not its panel
+        sessionStorage.removeItem("consilium:viewer-case");
+        panel.remove();
+        return;
+      }
       published.caseVersion = c.version;
       published.caseStatus = c.status;
       const latest = d.conclusions[d.conclusions.length - 1];
@@ -134,7 +141,7 @@ function casePanel(caseId: number, me: Me, published: Record<string, unknown>): 
   editor.onSigned = () => void load("Signed.");
   editor.onConflict = () => void load("The case changed since you loaded it — reloaded. Your text is kept; sign again.");
   onCaseUpdated((event) => {
-    if (event.id === caseId) void load();
+    if (!event || event.id === caseId) void load();
   });
   void load();
   return panel;
