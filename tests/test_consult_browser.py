@@ -307,26 +307,47 @@ def test_consult_request_two_browsers_live(web: WebServer) -> None:
         submitted_at, concluded_at = kinds.index("submitted"), kinds.index("concluded")
         assert "viewed" in kinds[submitted_at:concluded_at], (kinds, views)
 
+        # -- the archive: the PDF and the SR beside the study, found and fetched by dcmtk --
+        found = image_level(web, study_uid)
+        documents = {cls: (sop, series) for cls, sop, series in found
+                     if cls in (ENCAPSULATED_PDF, BASIC_TEXT_SR)}
+        assert set(documents) == {ENCAPSULATED_PDF, BASIC_TEXT_SR}, found
+        assert sum(1 for cls, _, _ in found if cls not in documents) == 12
+        with tempfile.TemporaryDirectory() as out:
+            for sop, series in documents.values():
+                run = dcmtk("getscu", "-S", "-aet", "GETSCU", "-aec", "CONSILIUM", "-od", out,
+                            "-k", "QueryRetrieveLevel=IMAGE",
+                            "-k", f"StudyInstanceUID={study_uid}",
+                            "-k", f"SeriesInstanceUID={series}", "-k", f"SOPInstanceUID={sop}",
+                            "127.0.0.1", str(web.dicom_port))
+                assert run.returncode == 0, run.stderr
+            fetched = {str(ds.SOPClassUID): ds for ds in map(dcmread, Path(out).iterdir())}
+        assert set(fetched) == {ENCAPSULATED_PDF, BASIC_TEXT_SR}
+        assert bytes(fetched[ENCAPSULATED_PDF].EncapsulatedDocument).startswith(b"%PDF-")
+        assert fetched[ENCAPSULATED_PDF].PatientID == PATIENT_ID
+
+        # -- an amendment: the signed version stays, the new one reaches her live ---------
+        cpage.goto(f"{web.url}/viewer/cases/{case_id}")
+        consultant.ready()
+        cpage.click("[data-testid=amend]")
+        editor = cpage.locator("[data-testid=conclusion-editor]")
+        assert editor.locator("[data-testid=impression]").input_value() == "Вероятнее гранулёма."
+        editor.locator("[data-testid=impression]").fill("Гранулёма (кальцинат на тонких срезах).")
+        editor.locator("[data-testid=sign]").click()
+        editor.locator("[data-testid=editor-error]").wait_for()  # no reason given
+        editor.locator("[data-testid=amend-reason]").fill("Пересмотр тонких срезов.")
+        editor.locator("[data-testid=sign]").click()
+        consultant.wait("__consilium.consult.conclusions === 2")
+        referring.wait("__consilium.consult.conclusions === 2"
+                       " && __consilium.consult.status === 'amended'")
+        versions = page.locator("[data-testid=conclusion]")
+        assert versions.first.get_attribute("data-version") == "2"  # newest first
+        assert "Пересмотр тонких срезов." in versions.first.inner_text()
+        assert "Вероятнее гранулёма." in versions.nth(1).inner_text()  # unchanged
+        assert referring.same_page()
+
         consultant.close()
         referring.close()
-
-    # -- the archive: the PDF and the SR beside the study, found and fetched by dcmtk ------
-    found = image_level(web, study_uid)
-    documents = {cls: (sop, series) for cls, sop, series in found
-                 if cls in (ENCAPSULATED_PDF, BASIC_TEXT_SR)}
-    assert set(documents) == {ENCAPSULATED_PDF, BASIC_TEXT_SR}, found
-    assert sum(1 for cls, _, _ in found if cls not in documents) == 12
-    with tempfile.TemporaryDirectory() as out:
-        for sop, series in documents.values():
-            run = dcmtk("getscu", "-S", "-aet", "GETSCU", "-aec", "CONSILIUM", "-od", out,
-                        "-k", "QueryRetrieveLevel=IMAGE", "-k", f"StudyInstanceUID={study_uid}",
-                        "-k", f"SeriesInstanceUID={series}", "-k", f"SOPInstanceUID={sop}",
-                        "127.0.0.1", str(web.dicom_port))
-            assert run.returncode == 0, run.stderr
-        fetched = {str(ds.SOPClassUID): ds for ds in map(dcmread, Path(out).iterdir())}
-    assert set(fetched) == {ENCAPSULATED_PDF, BASIC_TEXT_SR}
-    assert bytes(fetched[ENCAPSULATED_PDF].EncapsulatedDocument).startswith(b"%PDF-")
-    assert fetched[ENCAPSULATED_PDF].PatientID == PATIENT_ID
 
     # -- a head of the city hospital reviews it in the history ------------------------------
     with chromium() as browser:
@@ -335,7 +356,7 @@ def test_consult_request_two_browsers_live(web: WebServer) -> None:
         head.wait("__consilium.consult.loads >= 1")
         assert head.consult("cases") == [case_id]
         row = head.page.locator(f"[data-testid=history-row][data-case='{case_id}']")
-        assert "concluded" in row.inner_text() and "regional-center" in row.inner_text()
+        assert "amended" in row.inner_text() and "regional-center" in row.inner_text()
         figures = head.consult("turnaround")
         assert len(figures) == 1
         assert figures[0]["target_institution"] == "regional-center"

@@ -31,7 +31,7 @@ export class ConclusionEditor {
     this.reasonRow = field("Reason for the amendment", this.reason, "(required)");
     const form = h(
       "form",
-      { class: "conclusion-editor", "data-testid": "conclusion-editor" },
+      { class: "conclusion-editor", "data-testid": "conclusion-editor", novalidate: true },
       this.reasonRow,
       field("Findings", this.findings),
       field("Impression", this.impression, "(required)"),
