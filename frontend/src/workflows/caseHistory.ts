@@ -6,7 +6,7 @@
  * URL: /viewer/history[?status=..&priority=..&institution=..&specialty=..&person=..&since=..&until=..]
  */
 
-import { api, isOverdue, PRIORITIES, STATUSES, useSession, type Case } from "../capabilities/consult/api";
+import { api, getDirectory, isOverdue, PRIORITIES, STATUSES, useSession, type Case } from "../capabilities/consult/api";
 import { barChart } from "../capabilities/consult/charts";
 import { ErrorLine, navBar, overdueBadge, priorityBadge, statusBadge, when } from "../capabilities/consult/ui";
 import { h, replaceChildren } from "../core/dom";
@@ -42,14 +42,34 @@ export async function caseHistory(root: HTMLElement, me: Me, hooks: ConsiliumHoo
   const errors = new ErrorLine();
   const select = (name: string, values: string[], label: string) =>
     h("select", { name }, h("option", { value: "" }, label), ...values.map((v) => h("option", { value: v }, v)));
+  // suggestions for the free-text filters: the directory's institutions, and whoever appears
+  // in the cases seen so far (the filter takes the user id; the list shows the name)
+  const institutionsList = h("datalist", { id: "history-institutions" });
+  const specialtiesList = h("datalist", { id: "history-specialties" });
+  const peopleList = h("datalist", { id: "history-people" });
+  const people = new Map<string, string>();
+  const specialties = new Set<string>();
+  void getDirectory().then(
+    (d) => {
+      for (const i of d.institutions) {
+        institutionsList.append(h("option", { value: i.id }, i.name));
+        i.specialties.forEach((s) => specialties.add(s));
+      }
+      replaceChildren(specialtiesList, ...[...specialties].sort().map((s) => h("option", { value: s })));
+    },
+    (err: unknown) => console.warn("directory", err),
+  );
   const form = h(
     "form",
     { class: "inline-form filters", "data-testid": "history-filters" },
     h("label", {}, h("span", {}, "Status"), select("status", STATUSES, "any")),
     h("label", {}, h("span", {}, "Priority"), select("priority", PRIORITIES, "any")),
-    h("label", {}, h("span", {}, "Institution"), h("input", { name: "institution", placeholder: "id, e.g. regional-center" })),
-    h("label", {}, h("span", {}, "Specialty"), h("input", { name: "specialty" })),
-    h("label", {}, h("span", {}, "Person"), h("input", { name: "person", placeholder: "user id" })),
+    h("label", {}, h("span", {}, "Institution"), h("input", { name: "institution", list: "history-institutions", placeholder: "the other side" })),
+    h("label", {}, h("span", {}, "Specialty"), h("input", { name: "specialty", list: "history-specialties" })),
+    h("label", {}, h("span", {}, "Person"), h("input", { name: "person", list: "history-people", placeholder: "requester or assignee" })),
+    institutionsList,
+    specialtiesList,
+    peopleList,
     h("label", {}, h("span", {}, "From"), h("input", { name: "since", type: "date" })),
     h("label", {}, h("span", {}, "To"), h("input", { name: "until", type: "date" })),
     h("button", { type: "submit", class: "primary" }, "Apply"),
@@ -127,6 +147,13 @@ export async function caseHistory(root: HTMLElement, me: Me, hooks: ConsiliumHoo
     const overdue = cases.filter((c) => isOverdue(c)).length;
     const overdueConcluded = turnaround.reduce((n, t) => n + t.overdue, 0);
     state.cases = cases.map((c) => c.id);
+    for (const c of cases) {
+      people.set(c.requester_subject, `${c.requester_name} (${c.requester_institution})`);
+      if (c.assignee_subject) people.set(c.assignee_subject, `${c.assignee_name} (${c.target_institution})`);
+      if (c.target_specialty) specialties.add(c.target_specialty);
+    }
+    replaceChildren(peopleList, ...[...people].map(([subject, name]) => h("option", { value: subject }, name)));
+    replaceChildren(specialtiesList, ...[...specialties].sort().map((s) => h("option", { value: s })));
     state.overdue = overdue;
     state.turnaround = turnaround;
     const sent = cases.filter((c) => c.requester_institution === me.institution).length;

@@ -54,12 +54,15 @@ function size(bytes: number): string {
   return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(1)} MB` : `${Math.round(bytes / 1024)} KB`;
 }
 
+/** details of the timeline that say nothing to a clinician (they stay in the API and the audit) */
+const HIDDEN_DETAIL = new Set(["sha256", "attachment", "media_type", "size", "studies"]);
+
 function detailText(entry: TimelineEntry): string {
   if (!entry.detail) return entry.study_uid ? `study ${entry.study_uid}` : "";
   try {
     const data = JSON.parse(entry.detail) as Record<string, unknown>;
     const parts = Object.entries(data)
-      .filter(([, v]) => v !== null && v !== "" && !(Array.isArray(v) && !v.length))
+      .filter(([k, v]) => v !== null && v !== "" && !(Array.isArray(v) && !v.length) && !HIDDEN_DETAIL.has(k))
       .map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(", ") : typeof v === "object" ? JSON.stringify(v) : String(v)}`);
     return parts.join(" · ");
   } catch {
