@@ -274,6 +274,15 @@ def test_consult_request_two_browsers_live(web: WebServer) -> None:
         editor = cpage.locator("[data-testid=case-panel] [data-testid=conclusion-editor]")
         editor.wait_for()
         editor.locator("[data-testid=findings]").fill("Солидный очаг 9 мм в S2 правого лёгкого.")
+        # the text is saved on the server as she types: a reload loses nothing
+        cpage.wait_for_function("document.querySelector('[data-testid=draft-status]')"
+                                ".textContent.startsWith('Draft saved')")
+        cpage.reload()
+        consultant.ready()
+        editor.wait_for()
+        cpage.wait_for_function("document.querySelector('[data-testid=findings]').value !== ''")
+        assert editor.locator("[data-testid=findings]").input_value() == (
+            "Солидный очаг 9 мм в S2 правого лёгкого.")
         editor.locator("[data-testid=impression]").fill("Вероятнее гранулёма.")
         editor.locator("[data-testid=recommendations]").fill("КТ-контроль через 3 месяца.")
         editor.locator("[data-testid=sign]").click()

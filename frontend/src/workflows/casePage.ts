@@ -408,7 +408,10 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
       messageForm.requestSubmit();
     }
   });
-  editor.onSigned = () => void reload();
+  editor.onSigned = () => {
+    replaceChildren(editorSlot); // signed: the new version shows above, "Amend" below
+    void reload();
+  };
   editor.onConflict = () => void reload("The case changed since you loaded it — reloaded. Your text is kept; sign again.");
 
   onCaseUpdated((event) => {

@@ -127,8 +127,17 @@ function casePanel(caseId: number, me: Me, published: Record<string, unknown>): 
         editor.load(c, "conclude");
         body.append(h("h3", {}, "Conclusion"), editor.element);
       } else if (mayAct(me, c, "amend") && latest) {
-        editor.load(c, "amend", latest);
-        body.append(h("h3", {}, "Amend the conclusion"), editor.element);
+        if (amending) {
+          editor.load(c, "amend", latest);
+          body.append(h("h3", {}, "Amend the conclusion"), editor.element);
+        } else {
+          const amend = h("button", { type: "button", "data-testid": "amend" }, "Amend");
+          amend.addEventListener("click", () => {
+            amending = true;
+            void load();
+          });
+          body.append(amend);
+        }
       } else if (c.status === "submitted") {
         body.append(h("p", { class: "muted" }, "Accept the case on its ", h("a", { href: caseUrl(caseId) }, "page"), " to write the conclusion."));
       }
@@ -138,7 +147,11 @@ function casePanel(caseId: number, me: Me, published: Record<string, unknown>): 
       errors.show(err instanceof ApiError && err.status === 404 ? new Error("No such case (or not yours to see).") : err);
     }
   }
-  editor.onSigned = () => void load("Signed.");
+  let amending = false;
+  editor.onSigned = () => {
+    amending = false;
+    void load("Signed.");
+  };
   editor.onConflict = () => void load("The case changed since you loaded it — reloaded. Your text is kept; sign again.");
   onCaseUpdated((event) => {
     if (!event || event.id === caseId) void load();
