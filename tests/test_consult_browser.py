@@ -385,3 +385,48 @@ def test_consult_request_two_browsers_live(web: WebServer) -> None:
         csv = head.context.request.get(web.url + href)
         assert csv.ok and csv.headers["content-type"].startswith("text/csv")
         head.close()
+
+
+def test_draft_edit_submit_and_unreachable_pacs(web: WebServer) -> None:
+    """From the viewer's study to a saved draft (the study preselected), its text edited on the
+    case page, then submitted; an unreachable PACS answers with its reason on the form."""
+    client = web.login("ivanova")
+    studies = client.get("/dicom-web/studies", params={"PatientID": PATIENT_ID},
+                         headers={"Accept": "application/dicom+json"}).json()
+    study_uid = studies[0]["0020000D"]["Value"][0]
+    with chromium() as browser:
+        referring = User(browser, web, "ivanova")
+        referring.login(f"/viewer/cases/new?study={study_uid}")
+        page = referring.page
+        referring.wait(f"__consilium.consult.picked.includes('{study_uid}')")
+
+        # the demo PACS of the city hospital is not running here: its reason is shown
+        page.fill("[data-testid=pacs-search] [name=PatientID]", PATIENT_ID)
+        page.click("[data-testid=pacs-search] button[type=submit]")
+        page.wait_for_function("document.querySelector('[data-testid=pacs-status]')"
+                               ".textContent.includes('502')")
+        assert "CITY_PACS" in page.inner_text("[data-testid=pacs-status]")
+
+        page.fill("[data-testid=question]", "Первичный вопрос")
+        page.select_option("[data-testid=target-institution]", "regional-center")
+        page.click("[data-testid=save-draft]")
+        page.wait_for_url(re.compile(r".*/viewer/cases/\d+$"))
+        referring.ready()
+        referring.wait("__consilium.consult.status === 'draft'")
+        assert referring.consult("actions") == ["edit", "submit", "cancel"]
+
+        page.click("[data-testid=action-edit]")
+        page.fill("[data-testid=edit-question]", "Уточнённый вопрос")
+        page.select_option("[data-testid=form-edit] [name=priority]", "emergency")
+        page.click("[data-testid=form-edit] button[type=submit]")
+        page.wait_for_function("document.querySelector('[data-testid=case-question]')"
+                               ".textContent === 'Уточнённый вопрос'")
+        assert "emergency" in page.inner_text("[data-testid=case-header]")
+        page.click("[data-testid=action-submit]")
+        referring.wait("__consilium.consult.status === 'submitted'")
+        assert "due" in page.inner_text("[data-testid=case-header]")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("[data-testid=action-cancel]")
+        referring.wait("__consilium.consult.status === 'cancelled'")
+        assert referring.consult("actions") == []
+        referring.close()

@@ -14,6 +14,7 @@ import {
   ApiError,
   getCase,
   getTimeline,
+  PRIORITIES,
   studyViewerUrl,
   useSession,
   type Attachment,
@@ -33,6 +34,7 @@ import type { Me } from "../core/session";
 export const CASE_ROUTE = /^\/viewer\/cases\/(\d+)\/?$/;
 
 const ACTION_LABELS: Record<string, string> = {
+  edit: "Edit request",
   submit: "Submit",
   resubmit: "Resubmit with answer",
   accept: "Accept",
@@ -215,7 +217,7 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
     for (const action of allowed) {
       if (action === "conclude" || action === "amend") continue; // the editor below
       const button = h("button", { type: "button", "data-action": action, "data-testid": `action-${action}`, class: action === "accept" || action === "submit" ? "primary" : "" }, ACTION_LABELS[action] ?? action);
-      button.addEventListener("click", () => openAction(action, c.version));
+      button.addEventListener("click", () => (action === "edit" ? openEdit(c) : openAction(action, c.version)));
       actions.append(button);
     }
     if (open && allowed.includes(open.dataset.action ?? "")) actions.append(open);
@@ -394,6 +396,32 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
     actions.querySelector(".action-form")?.remove();
     actions.append(form);
     Object.values(fields)[0]?.focus();
+  }
+
+  /** the requester changes the text of a draft or a returned case (PATCH, with the version) */
+  function openEdit(c: CaseDetail["case"]): void {
+    const question = h("textarea", { name: "question", rows: 3, required: true, "data-testid": "edit-question" });
+    const clinical = h("textarea", { name: "clinical_info", rows: 4, "data-testid": "edit-clinical-info" });
+    const priority = h("select", { name: "priority" }, ...PRIORITIES.map((p) => h("option", { value: p }, p)));
+    question.value = c.question;
+    clinical.value = c.clinical_info;
+    priority.value = c.priority;
+    const form = h(
+      "form",
+      { class: "action-form", "data-action": "edit", "data-testid": "form-edit" },
+      h("label", { class: "field" }, h("span", {}, "Clinical question"), question),
+      h("label", { class: "field" }, h("span", {}, "Clinical information"), clinical),
+      h("label", { class: "field" }, h("span", {}, "Priority"), priority),
+      h("div", { class: "buttons" }, h("button", { type: "submit", class: "primary" }, "Save changes"), h("button", { type: "button", onclick: () => form.remove() }, "Cancel")),
+    );
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const body = { version: c.version, question: question.value, clinical_info: clinical.value, priority: priority.value };
+      void change(() => api("PATCH", `/api/cases/${caseId}`, body)).then((ok) => ok && form.remove());
+    });
+    actions.querySelector(".action-form")?.remove();
+    actions.append(form);
+    question.focus();
   }
 
   messageForm.addEventListener("submit", (event) => {

@@ -8,6 +8,7 @@ import type { Me } from "../../core/session";
 import type { Case, Status } from "./api";
 
 const FROM: Record<string, Status[]> = {
+  edit: ["draft", "returned"],
   submit: ["draft"],
   resubmit: ["returned"],
   accept: ["submitted"],
@@ -19,7 +20,7 @@ const FROM: Record<string, Status[]> = {
   close: ["concluded", "amended"],
   cancel: ["draft", "submitted", "returned"],
 };
-const REQUESTER = ["submit", "resubmit", "cancel", "close"];
+const REQUESTER = ["edit", "submit", "resubmit", "cancel", "close"];
 const TARGET = ["accept", "decline", "return", "reassign"];
 const ASSIGNEE = ["conclude", "amend"];
 
