@@ -29,7 +29,8 @@ from pydicom import dcmread
 
 from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.conftest import CONFIG, CONSILIUM, ROOT, dcmtk
+from tests.conftest import CONFIG, CONSILIUM, ROOT, dcmtk, free_port, institutions_env
+from tests.orthanc import Orthanc
 from tests.webserver import WebServer
 
 DIST = ROOT / "frontend" / "dist" / "index.html"
@@ -430,3 +431,43 @@ def test_draft_edit_submit_and_unreachable_pacs(web: WebServer) -> None:
         referring.wait("__consilium.consult.status === 'cancelled'")
         assert referring.consult("actions") == []
         referring.close()
+
+
+def test_fetch_from_own_pacs_then_link(tmp_path: Path) -> None:
+    """A study only in the hospital's PACS (a real Orthanc as CITY_PACS): found from the
+    new-request form, fetched into the archive on demand and linked to the request."""
+    ct = write_ct_series(
+        StudySpec(PatientSpec("PACS-7", "Орлова^Мария", "19700101", "F"), "20260101",
+                  accession="PACS-ACC7", description="CT HEAD"),
+        tmp_path / "ct", slices=3, rows=64, columns=64, uid_seed="consult-browser-pacs")
+    study_uid = str(dcmread(ct[0], stop_before_pixels=True).StudyInstanceUID)
+    web_dicom_port = free_port()
+    orthanc = Orthanc(tmp_path / "orthanc", ae_title="CITY_PACS",
+                      modalities={"CONSILIUM": ("127.0.0.1", web_dicom_port)})
+    web = WebServer(tmp_path / "var", dicom_port=web_dicom_port, extra_env={
+        **institutions_env({"CITY_PACS": orthanc.dicom_port}),
+        "CONSILIUM_IDENTITY_LOGIN_ATTEMPTS_PER_MINUTE": "1000"})
+    orthanc.start()
+    try:
+        sent = dcmtk("storescu", "-aet", "STORESCU", "-aec", "CITY_PACS", "127.0.0.1",
+                     str(orthanc.dicom_port), *map(str, ct), timeout=120)
+        assert sent.returncode == 0, sent.stderr
+        web.start()
+        with chromium() as browser:
+            referring = User(browser, web, "ivanova")
+            referring.login("/viewer/cases/new")
+            page = referring.page
+            page.fill("[data-testid=pacs-search] [name=PatientID]", "PACS-7")
+            page.click("[data-testid=pacs-search] button[type=submit]")
+            row = page.locator(f"[data-testid=pacs-row][data-study='{study_uid}']")
+            row.wait_for()
+            assert "Орлова Мария" in row.inner_text() and "CT HEAD" in row.inner_text()
+            row.locator("[data-testid=pacs-retrieve]").click()
+            referring.wait(f"__consilium.consult.picked.includes('{study_uid}')", 60_000)
+            assert "fetched 3" in row.inner_text()
+            picked = page.locator(f"[data-testid=picked-studies] [data-study='{study_uid}']")
+            assert "Орлова Мария" in picked.inner_text()
+            referring.close()
+    finally:
+        web.stop()
+        orthanc.stop()
