@@ -5,7 +5,10 @@ accepts, opens the images with the case beside them, writes a message that the r
 sees live, and signs the conclusion next to the images; the referring doctor sees it live and
 downloads the PDF. dcmtk's findscu and getscu then find and fetch the archived Encapsulated
 PDF and Basic Text SR from the study, and the timeline holds every step in order including the
-consultant's image view. A head (sidorov) reviews the case in the history page.
+consultant's image view; she amends it, the signed version stays. A head (sidorov) reviews
+the case in the history page. Also: a draft edited and submitted from the case page, an
+unreachable PACS's reason on the form, and a study fetched from the hospital's own PACS (a
+real Orthanc) and linked to a request.
 
 Both pages stay the same page throughout (a marker on ``window`` survives): nothing reloads.
 The pages publish their state on ``window.__consilium.consult`` (frontend/src/workflows/case*.ts);
