@@ -6,8 +6,9 @@ Cases, each repeated on fresh data folders (default 3 times; the median is print
 * four associations: the slices split into four folders, four ``storescu`` processes at once.
 
 Consilium runs as ``consilium dicom`` with the repository's configuration (index written, fsync
-on: the defaults) with 1 or 2 listener processes (``--dicom-workers``); Orthanc 1.10 is started
-by this script with a temporary configuration that keeps Orthanc's durability defaults
+on: the defaults): one listener process for one association; for four, each count of listener
+processes (``--dicom-workers``) given by ``--workers`` (default 1 and 2). Orthanc 1.10 is
+started by this script with a temporary configuration that keeps Orthanc's durability defaults
 (``SyncStorageArea`` true). Wall clock runs from the start of the first storescu to the exit of
 the last one; every run checks that each slice was stored. dcmtk and Orthanc run with
 ``TCP_NODELAY=1`` (see shared/FIELD-NOTES.md). The cases run round-robin (order rotated each
@@ -15,7 +16,8 @@ repeat) so that load drifting on a shared machine hits them alike; each run repo
 of the server's processes and of every other process meanwhile ("others"), and the summary also
 gives the median of the quiet runs.
 
-    python bench/store_ingest.py [--slices 300] [--repeats 3] [--skip-orthanc] [--keep]
+    python bench/store_ingest.py [--slices 300] [--repeats 3] [--workers 1,2] [--skip-orthanc]
+                                 [--keep]
 """
 
 from __future__ import annotations
@@ -183,6 +185,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", default="1,2",
+                        help="listener process counts for the 4-association case (e.g. 1,2,4)")
     parser.add_argument("--skip-orthanc", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
@@ -198,11 +202,9 @@ def main() -> int:
         def orthanc(data: Path) -> Any:
             return Orthanc(data).start()
 
-        cases = [
-            Case("Consilium W=1, 1 association", False, consilium(1)),
-            Case("Consilium W=1, 4 associations", True, consilium(1)),
-            Case("Consilium W=2, 4 associations", True, consilium(2)),
-        ]
+        cases = [Case("Consilium W=1, 1 association", False, consilium(1))]
+        cases += [Case(f"Consilium W={w}, 4 associations", True, consilium(w))
+                  for w in sorted({int(x) for x in args.workers.split(",")})]
         if not args.skip_orthanc:
             cases += [
                 Case("Orthanc 1.10, 1 association", False, orthanc),

@@ -3,10 +3,16 @@
 
 Order of work, so that nothing acknowledged is ever lost and nothing partial is ever kept:
 validate the complete structure and decode the header (one pass) -> write the file atomically
-(fsync) -> index it in one transaction, where the SOP Instance UID's unique constraint detects
-duplicates -> return the outcome (the caller acknowledges only ``STORED``/``DUPLICATE``). A crash
-between the file and the index leaves an unreferenced file that was never acknowledged
-(:func:`consilium.archive.recovery.fsck` finds it).
+(fsync) -> sync its directory and index it in one transaction, where the SOP Instance UID's
+unique constraint detects duplicates -> return the outcome (the caller acknowledges only
+``STORED``/``DUPLICATE``). A crash between the file and the index leaves an unreferenced file that
+was never acknowledged (storage's journal removes it at the next start).
+
+The directory sync and the index transaction are a *group commit*
+(:mod:`consilium.archive.group_commit`): the instances that several associations of a process
+have written meanwhile share one directory fsync per study folder and one transaction (one WAL
+sync); each still gets its own outcome, decided exactly as if it were alone, and none returns
+before the round that holds it has committed.
 
 Duplicate policy (a SOP Instance UID already stored): identical bytes -> ``DUPLICATE``, a success
 (resending is idempotent); different content -> refused with ``CONFLICT`` under the default
@@ -16,9 +22,12 @@ new version under ``replace``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import re
-import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -35,6 +44,7 @@ from consilium.archive.dicomfile import (
     check_structure,
     split_part10,
 )
+from consilium.archive.group_commit import GroupCommit
 from consilium.archive.models import instances, patients, series_table, studies, utcnow
 from consilium.settings import DuplicatePolicy
 
@@ -94,10 +104,38 @@ class ArchiveStore:
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.REJECT
 
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()  # one writer per process keeps SQLite free of retries
+        # the process's only writer of the index for ingest: one round at a time, so SQLite
+        # sees one writer per process and no retries
+        self.committer: GroupCommit[_Written, IngestResult | Exception] = GroupCommit(
+            lambda batch: _commit_round(self, batch))
+        database = self.engine.url.database
+        self._lock_path = (f"{database}.ingest-lock" if database not in (None, "", ":memory:")
+                           and self.engine.url.get_backend_name() == "sqlite" else None)
+        self._lock_fd: int | None = None
         # study/series UID -> primary key of rows known to be committed; a modality sends a
         # series instance after instance, so this saves two lookups per instance
         self._pks: dict[tuple[str, str], int] = {}
+
+    @contextlib.contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Across the processes of one SQLite archive, the ingest's index writers queue on a
+        file lock: the kernel wakes the next one as soon as a commit ends, where SQLite's own
+        busy handler would poll with sleeps of 1, 2, 5, 10 ms... (PostgreSQL queues itself).
+        Only the committer calls this, one round at a time."""
+        if self._lock_fd is None and self._lock_path is not None:
+            try:
+                self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o640)
+            except OSError as exc:  # e.g. a read-only folder: SQLite's busy handler remains
+                log.warning("no ingest writer lock %s: %s", self._lock_path, exc)
+                self._lock_path = None
+        if self._lock_fd is None:
+            yield
+            return
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def cached_pk(self, key: tuple[str, str]) -> int | None:
         return self._pks.get(key)
@@ -206,6 +244,16 @@ def _check_identity(
     return None
 
 
+@dataclass(frozen=True)
+class _Written:
+    """An instance whose file is written and fsynced, waiting for its directory and index."""
+
+    header: InstanceHeader
+    stored: storage.StoredFile
+    transfer_syntax: str
+    source: IngestSource
+
+
 def _store(
     store: ArchiveStore,
     chunks: list[bytes | memoryview],
@@ -216,26 +264,98 @@ def _store(
     sha256 = storage.sha256_of(chunks)
     try:
         stored = storage.write_atomic(
-            store.storage_dir, chunks, sha256, header.study_uid, store.fsync
+            store.storage_dir, chunks, sha256, header.study_uid, store.fsync,
+            sync_directory=False,
         )
     except OSError as exc:
         log.error("cannot write %s: %s", header.sop_instance_uid, exc)
         return _refused(Refusal.OUT_OF_RESOURCES, f"storage failure: {exc.strerror}", header)
     try:
-        with store._lock:
-            result = _index(store, header, stored, transfer_syntax, source)
-    except OperationalError as exc:
-        log.error("index failure for %s: %s", header.sop_instance_uid, exc)
-        storage.discard(store.storage_dir, stored)
-        return _refused(Refusal.OUT_OF_RESOURCES, "index database unavailable", header)
+        result = store.committer.submit(_Written(header, stored, transfer_syntax, source))
     except BaseException:
         storage.discard(store.storage_dir, stored)
         raise
+    if isinstance(result, Exception):
+        storage.discard(store.storage_dir, stored)
+        raise result
     if result.outcome is Outcome.REFUSED:
         storage.discard(store.storage_dir, stored)
     else:
         storage.settle(stored)
     return result
+
+
+def _commit_round(store: ArchiveStore, batch: list[_Written]) -> list[IngestResult | Exception]:
+    """One group commit round: the study folders' entries made durable (one fsync per folder),
+    then the index rows of the whole batch in one transaction. Only then does any of them
+    return, so an acknowledged instance has its file, its directory entry and its row."""
+    try:
+        storage.sync_directories({d for w in batch for d in w.stored.directories})
+    except OSError as exc:
+        log.error("cannot sync the directories of %d instances: %s", len(batch), exc)
+        return [_refused(Refusal.OUT_OF_RESOURCES, f"storage failure: {exc.strerror}", w.header)
+                for w in batch]
+    with store.writer_lock():
+        return _index_batch(store, batch)
+
+
+def _index_batch(store: ArchiveStore, batch: list[_Written]) -> list[IngestResult | Exception]:
+    if len(batch) > 1:
+        try:
+            return list(_index_round(store, batch))
+        except OperationalError as exc:
+            log.error("index failure for %d instances: %s", len(batch), exc)
+            return [_refused(Refusal.OUT_OF_RESOURCES, "index database unavailable", w.header)
+                    for w in batch]
+        except Exception as exc:  # e.g. a concurrent writer of the same study: one by one
+            log.info("group commit of %d instances retried one by one: %s", len(batch), exc)
+    return [_index_alone(store, w) for w in batch]
+
+
+def _index_alone(store: ArchiveStore, written: _Written) -> IngestResult | Exception:
+    header = written.header
+    try:
+        return _index(store, header, written.stored, written.transfer_syntax, written.source)
+    except OperationalError as exc:
+        log.error("index failure for %s: %s", header.sop_instance_uid, exc)
+        return _refused(Refusal.OUT_OF_RESOURCES, "index database unavailable", header)
+    except Exception as exc:  # raised in the thread that submitted it
+        return exc
+
+
+def _index_round(store: ArchiveStore, batch: list[_Written]) -> list[IngestResult]:
+    """Index several instances in one transaction. The rows already there for their SOP
+    Instance UIDs are read in one query; an instance repeated within the batch is judged against
+    the earlier one, as it would be had it arrived later. A unique constraint violation (another
+    process indexed one of them meanwhile) rolls everything back; the caller then retries."""
+    uids = {w.header.sop_instance_uid for w in batch}
+    results: list[IngestResult] = []
+    try:
+        with store.engine.begin() as conn:
+            known: dict[str, tuple[str, str]] = {
+                row[0]: (row[1], row[2])
+                for row in conn.execute(
+                    select(instances.c.sop_uid, instances.c.sha256, instances.c.path).where(
+                        instances.c.sop_uid.in_(uids)
+                    )
+                )
+            }
+            for w in batch:
+                uid = w.header.sop_instance_uid
+                existing = known.get(uid)
+                if existing is not None:
+                    verdict = _duplicate_verdict(store, w.header, existing, w.stored.sha256)
+                    if verdict is not None:
+                        results.append(verdict)
+                        continue
+                results.append(_index_in(conn, store, w.header, w.stored, w.transfer_syntax,
+                                         w.source, replace=existing is not None))
+                known[uid] = (w.stored.sha256, w.stored.relative_path)
+    except BaseException:
+        for w in batch:  # primary keys remembered in the rolled back transaction
+            store.forget(w.header)
+        raise
+    return results
 
 
 def _existing(store: ArchiveStore, sop_uid: str) -> tuple[str, str] | None:

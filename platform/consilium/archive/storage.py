@@ -12,6 +12,10 @@ Writing, and why each step:
 3. the caller indexes it (one transaction) and acknowledges;
 4. the caller :func:`settle` s the write: the temporary name is removed.
 
+Step 2's directory fsync may be deferred (``sync_directory=False``) to the caller, who must then
+call :func:`sync_directories` on ``StoredFile.directories`` before the index commit: the ingest's
+group commit syncs each directory once for all the instances of a round.
+
 The temporary name, which encodes the final path, is the journal: if the process dies between
 2 and 4, :func:`resolve_pending` at the next start finds it and removes the final file unless
 the index references it. So a crash leaves neither a half-written file nor an unindexed one, and
@@ -43,6 +47,7 @@ class StoredFile:
     sha256: str
     pending: Path | None = None  # the journal entry, until settled
     created: bool = False  # False: the same content was already there
+    directories: tuple[Path, ...] = ()  # still to be fsynced (``sync_directory=False``)
 
 
 def content_path(sha256: str, study_uid: str) -> str:
@@ -66,6 +71,30 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# Study folders whose own entry (in its parent, and the parent's in the grandparent) this
+# process has made durable. Whoever sees a folder may not be the one who created it (another
+# thread or process may still be about to sync its parents), so each process syncs a folder's
+# parents once itself before it relies on the folder: two extra fsyncs per study and process.
+_durable_dirs: set[Path] = set()
+_durable_lock = threading.Lock()
+
+
+def sync_directories(directories: set[Path] | list[Path] | tuple[Path, ...]) -> None:
+    """Make the entries linked into ``directories`` (study folders) durable: one fsync each,
+    plus the parent and grandparent the first time this process relies on a folder."""
+    for directory in directories:
+        _fsync_dir(directory)
+        with _durable_lock:
+            known = directory in _durable_dirs
+        if not known:
+            _fsync_dir(directory.parent)
+            _fsync_dir(directory.parent.parent)
+            with _durable_lock:
+                if len(_durable_dirs) > 4096:
+                    _durable_dirs.clear()
+                _durable_dirs.add(directory)
+
+
 def _journal_name(relative: str) -> str:
     return f"{_HOST}.{os.getpid()}.{threading.get_ident()}.{relative.replace('/', '!')}{TMP_SUFFIX}"
 
@@ -86,17 +115,24 @@ def write_atomic(
     sha256: str,
     study_uid: str,
     fsync: bool = True,
+    sync_directory: bool = True,
 ) -> StoredFile:
     """Make ``chunks`` (the whole file) durable at its content address under ``root``.
 
     Idempotent: if the content is already there, nothing is written (and nothing is pending).
+    With ``sync_directory=False`` the file's bytes are durable on return but its directory entry
+    is not: the caller passes ``directories`` to :func:`sync_directories` before indexing it.
     """
     relative = content_path(sha256, study_uid)
     target = root / relative
     size = sum(len(c) for c in chunks)
-    if target.exists() and target.stat().st_size == size:
-        return StoredFile(relative, size, sha256)
     directory = target.parent
+    # the same content linked by another writer: its bytes are durable (fsynced before the
+    # link), its directory entry perhaps not yet (that writer's commit round may come later)
+    linked_by_other = StoredFile(relative, size, sha256,
+                                 directories=(directory,) if fsync and not sync_directory else ())
+    if target.exists() and target.stat().st_size == size:
+        return linked_by_other
     created_dir = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     tmp_dir = root / TMP_DIR
@@ -120,7 +156,10 @@ def write_atomic(
         os.link(tmp, target)
     except FileExistsError:  # a concurrent writer of the same content won the race
         tmp.unlink(missing_ok=True)
-        return StoredFile(relative, size, sha256)
+        return linked_by_other
+    if fsync and not sync_directory:
+        return StoredFile(relative, size, sha256, pending=tmp, created=True,
+                          directories=(directory,))
     if fsync:
         _fsync_dir(directory)
         if created_dir:  # the new study folders must survive a crash as well
