@@ -5,11 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlmodel import Session
 
 from consilium.consult.models import ConsultCase
 from consilium.db import make_engine, migrate
-from consilium.history.consult_stats import CaseFilter, cases, percentile, to_csv, turnaround
+from consilium.history.consult_stats import (
+    CaseFilter,
+    cases,
+    parse_grouping,
+    percentile,
+    to_csv,
+    turnaround,
+)
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
@@ -51,6 +59,16 @@ def test_turnaround_matches_a_hand_computed_set(tmp_path: Path) -> None:
     neurology = next(f for f in figures if f["specialty"] == "neurology")
     assert (neurology["cases"], neurology["overdue"]) == (1, 0)
     assert to_csv(figures).splitlines()[0].startswith("target_institution,specialty,month")
+    # the whole month across specialties: medians of all five cases, not of the groups
+    [month] = turnaround(rows, now=T0 + timedelta(hours=48), group_by=parse_grouping("month"))
+    assert set(month) - set(radiology) == set() and "specialty" not in month
+    assert (month["month"], month["cases"], month["concluded"]) == ("2026-11", 5, 4)
+    assert month["to_conclusion_median_h"] == 10.0  # nearest rank of 6, 10, 20, 30
+    assert month["to_acceptance_p90_h"] == 5.0  # of 1, 2, 3, 4, 5
+    assert parse_grouping("specialty,institution") == ("institution", "specialty")
+    for bad in ("week", ","):
+        with pytest.raises(ValueError):
+            parse_grouping(bad)
     assert [c.target_specialty for c in cases(engine, CaseFilter(
         institution_id="city-hospital", specialty="neurology"))] == ["neurology"]
     assert cases(engine, CaseFilter(institution_id="city-hospital", status="accepted"))[0] \

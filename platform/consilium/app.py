@@ -27,7 +27,7 @@ from consilium.consult.models import Priority
 from consilium.consult.routes import consult_routes
 from consilium.consult.workflow import ConsultContext
 from consilium.history.audit_search import AuditFilter, search_audit, to_csv
-from consilium.history.consult_stats import CaseFilter, turnaround
+from consilium.history.consult_stats import CaseFilter, parse_grouping, turnaround
 from consilium.history.consult_stats import cases as history_cases
 from consilium.history.consult_stats import to_csv as history_csv
 from consilium.identity.grants import granted_study_uids
@@ -211,10 +211,11 @@ def create_app(runtime: Runtime) -> Any:
             return JSONResponse({"error": "for heads of department"}, 403)
         try:
             rows = history_cases(runtime.engine, history_filter(request, principal))
+            grouping = parse_grouping(request.query_params.get("group"))
         except ValueError as exc:
             return JSONResponse({"error": f"bad parameter: {exc}"}, 400)
         if request.path_params["what"] == "turnaround":
-            data = turnaround(rows)
+            data = turnaround(rows, group_by=grouping)
         else:
             data = [{k: (v.isoformat() if hasattr(v, "isoformat") else v)
                      for k, v in c.model_dump().items()} for c in rows]

@@ -87,10 +87,11 @@ def openapi_document() -> dict[str, Any]:
                                                 "since", "until", "limit", "offset", "format")])},
         "/api/history/{what}": {"get": _op(
             "Heads: cases sent/received (what=cases) or turnaround median/p90 by institution, "
-            "specialty and month (what=turnaround); format=csv exports", "rows", 400, 401, 403,
+            "specialty and month (what=turnaround; group=month or another subset of "
+            "institution,specialty,month); format=csv exports", "rows", 400, 401, 403,
             params=[_path_param("what")] + [_query(n, n) for n in (
                 "status", "priority", "institution", "specialty", "person", "since", "until",
-                "format")])},
+                "group", "format")])},
         "/api/cases": {
             "get": _op("My inbox (target side) and my requests", "cases", 401),
             "post": _op("Open a draft consult request", "the case", 400, 401, 403, body={

@@ -123,12 +123,15 @@ export async function caseHistory(root: HTMLElement, me: Me, hooks: ConsiliumHoo
     }
     history.replaceState(null, "", `/viewer/history${shown.size ? `?${shown}` : ""}`);
     try {
-      const [cases, turnaround] = await Promise.all([
+      const perMonth = new URLSearchParams(query);
+      perMonth.set("group", "month");
+      const [cases, turnaround, months] = await Promise.all([
         api<Case[]>("GET", `/api/history/cases?${query}`),
         api<Turnaround[]>("GET", `/api/history/turnaround?${query}`),
+        api<Turnaround[]>("GET", `/api/history/turnaround?${perMonth}`),
       ]);
       errors.clear();
-      render(cases, turnaround);
+      render(cases, turnaround, months);
       const csv = new URLSearchParams(query);
       csv.set("format", "csv");
       replaceChildren(
@@ -143,7 +146,7 @@ export async function caseHistory(root: HTMLElement, me: Me, hooks: ConsiliumHoo
     }
   }
 
-  function render(cases: Case[], turnaround: Turnaround[]): void {
+  function render(cases: Case[], turnaround: Turnaround[], months: Turnaround[]): void {
     const overdue = cases.filter((c) => isOverdue(c)).length;
     const overdueConcluded = turnaround.reduce((n, t) => n + t.overdue, 0);
     state.cases = cases.map((c) => c.id);
@@ -167,15 +170,8 @@ export async function caseHistory(root: HTMLElement, me: Me, hooks: ConsiliumHoo
 
     // charts: cases by status; median time to conclusion by month
     const byStatus = STATUSES.map((s) => ({ label: s, value: cases.filter((c) => c.status === s).length })).filter((b) => b.value > 0);
-    const months = [...new Set(turnaround.map((t) => t.month))].sort();
-    const byMonth = months.map((month) => {
-      const rows = turnaround.filter((t) => t.month === month);
-      // the groups' medians weighted by their concluded cases (an approximation across groups)
-      const weight = rows.reduce((n, r) => n + (r.to_conclusion_median_h === null ? 0 : r.concluded), 0);
-      const value = weight ? rows.reduce((s, r) => s + (r.to_conclusion_median_h ?? 0) * r.concluded, 0) / weight : null;
-      const mark = rows.reduce<number | null>((m, r) => (r.to_conclusion_p90_h === null ? m : Math.max(m ?? 0, r.to_conclusion_p90_h)), null);
-      return { label: month, value, mark };
-    });
+    // the whole range per month (group=month): exact medians and p90 across every group
+    const byMonth = months.map((t) => ({ label: t.month, value: t.to_conclusion_median_h, mark: t.to_conclusion_p90_h }));
     replaceChildren(
       charts,
       byStatus.length ? barChart(byStatus, { title: "Cases by status", testid: "chart-status" }) : h("p", { class: "muted" }, "No cases."),

@@ -84,16 +84,33 @@ def is_overdue(case: ConsultCase, now: datetime) -> bool:
     return concluded is not None and concluded > due
 
 
-def turnaround(rows: list[ConsultCase], now: datetime | None = None) -> list[dict[str, Any]]:
-    """Figures per (target institution, specialty, month of submission)."""
+GROUPINGS = ("institution", "specialty", "month")
+
+
+def parse_grouping(text: str | None) -> tuple[str, ...]:
+    """``group=month`` or ``group=institution,month`` ...; default: all three."""
+    if not text:
+        return GROUPINGS
+    chosen = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [g for g in chosen if g not in GROUPINGS]
+    if unknown or not chosen:
+        raise ValueError(f"group is a list of {', '.join(GROUPINGS)}")
+    return tuple(g for g in GROUPINGS if g in chosen)
+
+
+def turnaround(rows: list[ConsultCase], now: datetime | None = None,
+               group_by: tuple[str, ...] = GROUPINGS) -> list[dict[str, Any]]:
+    """Figures per group of (target institution, specialty, month of submission), or of the
+    chosen subset of these (``("month",)``: the whole range per month, exact medians)."""
     now = now or datetime.now(UTC)
     groups: dict[tuple[str, str, str], list[ConsultCase]] = defaultdict(list)
     for case in rows:
         submitted = _aware(case.submitted_at)
         if submitted is None:
             continue
-        groups[(case.target_institution, case.target_specialty,
-                submitted.strftime("%Y-%m"))].append(case)
+        groups[(case.target_institution if "institution" in group_by else "",
+                case.target_specialty if "specialty" in group_by else "",
+                submitted.strftime("%Y-%m") if "month" in group_by else "")].append(case)
     figures = []
     for (institution, specialty, month), members in sorted(groups.items()):
         def hours(end_of: str, members: list[ConsultCase] = members) -> list[float]:
@@ -105,8 +122,10 @@ def turnaround(rows: list[ConsultCase], now: datetime | None = None) -> list[dic
             return out
 
         accept, conclude = hours("accepted_at"), hours("concluded_at")
+        keys = {"target_institution": institution, "specialty": specialty, "month": month}
         figures.append({
-            "target_institution": institution, "specialty": specialty, "month": month,
+            **{k: v for k, v, g in zip(keys, keys.values(), GROUPINGS, strict=True)
+               if g in group_by},
             "cases": len(members),
             "accepted": len(accept), "concluded": len(conclude),
             "to_acceptance_median_h": percentile(accept, 0.5),
