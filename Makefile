@@ -34,6 +34,7 @@ frontend: $(DIST_STAMP)
 
 ## run: the embedded default (SQLite + files under var/, demo data of two hospitals)
 run: $(STAMP) frontend
+	.ci/system-packages run
 	$(BIN)/consilium serve --config $(CONFIG)
 
 ## test: lint, type check and the whole suite (needs dcmtk and orthanc: see .ci/run)
