@@ -15,24 +15,19 @@ title), 502 (the PACS cannot be reached, refuses the association or fails) with
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from consilium.archive import remote
-from consilium.audit import Actor, AuditAction, AuditOutcome
-from consilium.errors import DomainError, Forbidden, InvalidInput, NotAuthenticated, NotFound
-from consilium.identity.middleware import client_address
+from consilium.audit import AuditAction, AuditOutcome
+from consilium.errors import Forbidden, InvalidInput, NotFound
+from consilium.http_api import json_endpoint, web_actor
 from consilium.identity.policy import Principal, may_query_pacs
-from consilium.identity.web import current_principal
 from consilium.service import Runtime
 from consilium.settings import DicomNode, Institution, NodeKind
-
-Handler = Callable[[Request], Awaitable[JSONResponse]]
 
 
 def pacs_nodes(runtime: Runtime) -> list[tuple[Institution, DicomNode]]:
@@ -45,21 +40,6 @@ def remote_routes(runtime: Runtime) -> list[Route]:
     settings = runtime.settings
     audit = runtime.audit
 
-    def actor(request: Request, principal: Principal) -> Actor:
-        return Actor(principal.subject, principal.display_name, principal.institution_id or "",
-                     client_address(request.scope), "web")
-
-    def endpoint(handler: Callable[[Request, Principal], Awaitable[Any]]) -> Handler:
-        async def wrapped(request: Request) -> JSONResponse:
-            principal = current_principal(request)
-            try:
-                if not principal.authenticated:
-                    raise NotAuthenticated("not authenticated")
-                return JSONResponse(await handler(request, principal))
-            except DomainError as exc:
-                return JSONResponse({"error": exc.message}, status_code=exc.status)
-        return wrapped
-
     def allowed_node(request: Request, principal: Principal, what: str,
                      study_uid: str = "") -> DicomNode:
         """The PACS named in the path, if the caller may use it; a refusal is audited."""
@@ -69,7 +49,7 @@ def remote_routes(runtime: Runtime) -> list[Route]:
             raise NotFound(f"no PACS {ae_title!r} is configured")
         institution, node = found
         if not may_query_pacs(principal, institution.id):
-            audit.record(actor(request, principal), AuditAction.DENIED, AuditOutcome.DENIED,
+            audit.record(web_actor(request, principal), AuditAction.DENIED, AuditOutcome.DENIED,
                          study_uid=study_uid,
                          detail={"what": what, "pacs": node.ae_title,
                                  "pacs_institution": institution.id})
@@ -101,10 +81,10 @@ def remote_routes(runtime: Runtime) -> list[Route]:
         try:
             found = await run_in_threadpool(run)
         except remote.RemotePacsError as exc:
-            audit.record(actor(request, principal), AuditAction.QUERY, AuditOutcome.FAILURE,
+            audit.record(web_actor(request, principal), AuditAction.QUERY, AuditOutcome.FAILURE,
                          patient_id=exact_id, detail={**detail, "error": exc.message})
             raise
-        audit.record(actor(request, principal), AuditAction.QUERY, patient_id=exact_id,
+        audit.record(web_actor(request, principal), AuditAction.QUERY, patient_id=exact_id,
                      detail={**detail, "matches": len(found)})
         return [s.as_json() for s in found]
 
@@ -123,19 +103,19 @@ def remote_routes(runtime: Runtime) -> list[Route]:
         try:
             result = await run_in_threadpool(run)
         except remote.RemotePacsError as exc:
-            audit.record(actor(request, principal), AuditAction.FETCH, AuditOutcome.FAILURE,
+            audit.record(web_actor(request, principal), AuditAction.FETCH, AuditOutcome.FAILURE,
                          study_uid=study_uid, detail={**detail, "error": exc.message})
             raise
         ok = result.in_archive and result.failed == 0
-        audit.record(actor(request, principal), AuditAction.FETCH,
+        audit.record(web_actor(request, principal), AuditAction.FETCH,
                      AuditOutcome.SUCCESS if ok else AuditOutcome.FAILURE, study_uid=study_uid,
                      detail={**detail, "completed": result.completed, "failed": result.failed,
                              "warning": result.warning, "status": f"0x{result.status:04X}"})
         return result.as_json()
 
     return [
-        Route("/api/remote/pacs", endpoint(listing), methods=["GET"]),
-        Route("/api/remote/pacs/{ae_title}/studies", endpoint(find), methods=["GET"]),
-        Route("/api/remote/pacs/{ae_title}/studies/{study_uid}/retrieve", endpoint(retrieve),
+        Route("/api/remote/pacs", json_endpoint(listing), methods=["GET"]),
+        Route("/api/remote/pacs/{ae_title}/studies", json_endpoint(find), methods=["GET"]),
+        Route("/api/remote/pacs/{ae_title}/studies/{study_uid}/retrieve", json_endpoint(retrieve),
               methods=["POST"]),
     ]

@@ -17,33 +17,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from consilium.audit import Actor
 from consilium.consult import documents as docs
 from consilium.consult import workflow as wf
-from consilium.errors import DomainError, NotAuthenticated, PayloadTooLarge
-from consilium.identity.middleware import client_address
+from consilium.errors import PayloadTooLarge
+from consilium.http_api import signed_in, web_actor
 from consilium.identity.policy import Principal
-from consilium.identity.web import current_principal
 
 Changed = Callable[[int, str], Awaitable[None]]
-
-
-def _actor(request: Request, principal: Principal) -> Actor:
-    return Actor(principal.subject, principal.display_name, principal.institution_id or "",
-                 client_address(request.scope), "web")
-
-
-def _answer(handler: Callable[[Request, Principal], Awaitable[Response]]
-            ) -> Callable[[Request], Awaitable[Response]]:
-    async def wrapped(request: Request) -> Response:
-        principal = current_principal(request)
-        try:
-            if not principal.authenticated:
-                raise NotAuthenticated("not authenticated")
-            return await handler(request, principal)
-        except DomainError as exc:
-            return JSONResponse({"error": exc.message}, status_code=exc.status)
-    return wrapped
 
 
 async def _limited_body(request: Request, limit: int) -> bytes:
@@ -72,14 +52,14 @@ def document_routes(ctx: wf.ConsultContext, changed: Changed) -> list[Route]:
         attachment = docs.add_attachment(
             ctx, principal, case_id, filename=request.query_params.get("filename", ""),
             media_type=request.headers.get("content-type", ""), data=data,
-            actor=_actor(request, principal))
+            actor=web_actor(request, principal))
         await changed(case_id, "attachment")
         return JSONResponse(docs.attachment_json(attachment), status_code=201)
 
     async def download(request: Request, principal: Principal) -> Response:
         attachment, data = docs.read_attachment(
             ctx, principal, int(request.path_params["case_id"]),
-            int(request.path_params["attachment_id"]), _actor(request, principal))
+            int(request.path_params["attachment_id"]), web_actor(request, principal))
         return Response(data, media_type=attachment.media_type, headers={
             "Content-Disposition": docs.content_disposition(attachment.filename),
             "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"})
@@ -87,15 +67,15 @@ def document_routes(ctx: wf.ConsultContext, changed: Changed) -> list[Route]:
     async def conclusion_pdf(request: Request, principal: Principal) -> Response:
         case_id = int(request.path_params["case_id"])
         version = int(request.path_params["version"])
-        data = docs.conclusion_pdf(ctx, principal, case_id, version, _actor(request, principal))
+        data = docs.conclusion_pdf(ctx, principal, case_id, version, web_actor(request, principal))
         return Response(data, media_type="application/pdf", headers={
             "Content-Disposition": docs.content_disposition(docs.pdf_filename(case_id, version)),
             "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"})
 
     return [
-        Route("/api/cases/{case_id:int}/attachments", _answer(upload), methods=["POST"]),
-        Route("/api/cases/{case_id:int}/attachments/{attachment_id:int}", _answer(download),
+        Route("/api/cases/{case_id:int}/attachments", signed_in(upload), methods=["POST"]),
+        Route("/api/cases/{case_id:int}/attachments/{attachment_id:int}", signed_in(download),
               methods=["GET"]),
-        Route("/api/cases/{case_id:int}/conclusions/{version:int}.pdf", _answer(conclusion_pdf),
+        Route("/api/cases/{case_id:int}/conclusions/{version:int}.pdf", signed_in(conclusion_pdf),
               methods=["GET"]),
     ]

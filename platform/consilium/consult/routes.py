@@ -32,7 +32,6 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from consilium.consult import documents as docs
@@ -46,11 +45,10 @@ from consilium.consult.models import (
     ConsultCase,
     Priority,
 )
-from consilium.errors import DomainError, InvalidInput, NotAuthenticated
+from consilium.errors import InvalidInput
+from consilium.http_api import json_endpoint
 from consilium.identity.policy import Principal
-from consilium.identity.web import current_principal
 
-Handler = Callable[[Request], Awaitable[JSONResponse]]
 OnChange = Callable[[ConsultCase, str], Awaitable[None]]
 
 
@@ -62,18 +60,6 @@ def _plain(value: Any) -> Any:
 
 def case_json(case: ConsultCase) -> dict[str, Any]:
     return {k: _plain(v) for k, v in case.model_dump().items()}
-
-
-def _domain(handler: Callable[[Request, Principal], Awaitable[Any]]) -> Handler:
-    async def wrapped(request: Request) -> JSONResponse:
-        principal = current_principal(request)
-        try:
-            if not principal.authenticated:
-                raise NotAuthenticated("not authenticated")
-            return JSONResponse(await handler(request, principal))
-        except DomainError as exc:
-            return JSONResponse({"error": exc.message}, status_code=exc.status)
-    return wrapped
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -262,15 +248,16 @@ def consult_routes(ctx: wf.ConsultContext, on_change: OnChange | None = None) ->
         raise InvalidInput(f"unknown action {action!r}")
 
     return [
-        Route("/api/cases", _domain(create), methods=["POST"]),
-        Route("/api/cases", _domain(listing), methods=["GET"]),
-        Route("/api/cases/{case_id:int}", _domain(detail), methods=["GET"]),
-        Route("/api/cases/{case_id:int}", _domain(edit), methods=["PATCH"]),
-        Route("/api/cases/{case_id:int}/history", _domain(timeline), methods=["GET"]),
-        Route("/api/cases/{case_id:int}/messages", _domain(message), methods=["POST"]),
-        Route("/api/cases/{case_id:int}/conclusion-draft", _domain(get_draft), methods=["GET"]),
-        Route("/api/cases/{case_id:int}/conclusion-draft", _domain(save_draft),
+        Route("/api/cases", json_endpoint(create), methods=["POST"]),
+        Route("/api/cases", json_endpoint(listing), methods=["GET"]),
+        Route("/api/cases/{case_id:int}", json_endpoint(detail), methods=["GET"]),
+        Route("/api/cases/{case_id:int}", json_endpoint(edit), methods=["PATCH"]),
+        Route("/api/cases/{case_id:int}/history", json_endpoint(timeline), methods=["GET"]),
+        Route("/api/cases/{case_id:int}/messages", json_endpoint(message), methods=["POST"]),
+        Route("/api/cases/{case_id:int}/conclusion-draft", json_endpoint(get_draft),
+              methods=["GET"]),
+        Route("/api/cases/{case_id:int}/conclusion-draft", json_endpoint(save_draft),
               methods=["PUT"]),
         *document_routes(ctx, changed),  # before the catch-all {action}
-        Route("/api/cases/{case_id:int}/{action}", _domain(act), methods=["POST"]),
+        Route("/api/cases/{case_id:int}/{action}", json_endpoint(act), methods=["POST"]),
     ]
