@@ -28,11 +28,11 @@ import logging
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -330,6 +330,7 @@ def _index_round(store: ArchiveStore, batch: list[_Written]) -> list[IngestResul
     process indexed one of them meanwhile) rolls everything back; the caller then retries."""
     uids = {w.header.sop_instance_uid for w in batch}
     results: list[IngestResult] = []
+    counts = _Counts()
     try:
         with store.engine.begin() as conn:
             known: dict[str, tuple[str, str]] = {
@@ -349,8 +350,9 @@ def _index_round(store: ArchiveStore, batch: list[_Written]) -> list[IngestResul
                         results.append(verdict)
                         continue
                 results.append(_index_in(conn, store, w.header, w.stored, w.transfer_syntax,
-                                         w.source, replace=existing is not None))
+                                         w.source, replace=existing is not None, counts=counts))
                 known[uid] = (w.stored.sha256, w.stored.relative_path)
+            counts.apply(conn)
     except BaseException:
         for w in batch:  # primary keys remembered in the rolled back transaction
             store.forget(w.header)
@@ -510,6 +512,45 @@ def _index(
     raise AssertionError("unreachable")
 
 
+# The statements of the common case (a new instance), built once: building a Core construct per
+# instance costs more CPU than executing it from SQLAlchemy's compiled cache.
+_INSERT_INSTANCE = insert(instances)
+_COUNT_SERIES = (
+    update(series_table)
+    .where(series_table.c.id == bindparam("pk"))
+    .values(num_instances=series_table.c.num_instances + bindparam("count"))
+)
+_COUNT_STUDY = (
+    update(studies)
+    .where(studies.c.id == bindparam("pk"))
+    .values(
+        num_instances=studies.c.num_instances + bindparam("count"),
+        size_bytes=studies.c.size_bytes + bindparam("size"),
+        updated_at=bindparam("now"),
+    )
+)
+
+
+@dataclass
+class _Counts:
+    """New instances per series and (count, bytes) per study, added once per transaction."""
+
+    series: dict[int, int] = field(default_factory=dict)
+    studies: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def add(self, series_pk: int, study_pk: int, size: int) -> None:
+        self.series[series_pk] = self.series.get(series_pk, 0) + 1
+        count, total = self.studies.get(study_pk, (0, 0))
+        self.studies[study_pk] = (count + 1, total + size)
+
+    def apply(self, conn: Connection) -> None:
+        for pk, count in self.series.items():
+            conn.execute(_COUNT_SERIES, {"pk": pk, "count": count})
+        now = utcnow()
+        for pk, (count, size) in self.studies.items():
+            conn.execute(_COUNT_STUDY, {"pk": pk, "count": count, "size": size, "now": now})
+
+
 def _index_in(
     conn: Connection,
     store: ArchiveStore,
@@ -518,7 +559,10 @@ def _index_in(
     transfer_syntax: str,
     source: IngestSource,
     replace: bool,
+    counts: _Counts | None = None,
 ) -> IngestResult:
+    """Index one instance; with ``counts``, its series and study counts are left to the
+    caller (one UPDATE each per transaction, not per instance)."""
     study_pk = store.cached_pk(("study", header.study_uid))
     if study_pk is None:
         study_pk = _study_pk(conn, header, source.institution_id)
@@ -547,21 +591,13 @@ def _index_in(
         received_at=utcnow(),
     )
     if old is None:
-        conn.execute(insert(instances).values(sop_uid=header.sop_instance_uid, **values))
-        conn.execute(
-            update(series_table)
-            .where(series_table.c.id == series_pk)
-            .values(num_instances=series_table.c.num_instances + 1)
-        )
-        conn.execute(
-            update(studies)
-            .where(studies.c.id == study_pk)
-            .values(
-                num_instances=studies.c.num_instances + 1,
-                size_bytes=studies.c.size_bytes + stored.size,
-                updated_at=utcnow(),
-            )
-        )
+        conn.execute(_INSERT_INSTANCE, {"sop_uid": header.sop_instance_uid, **values})
+        if counts is not None:
+            counts.add(series_pk, study_pk, stored.size)
+        else:
+            single = _Counts()
+            single.add(series_pk, study_pk, stored.size)
+            single.apply(conn)
     else:  # replace policy: a new version of an instance stored before
         conn.execute(update(instances).where(instances.c.id == old[0]).values(**values))
         conn.execute(
