@@ -6,38 +6,43 @@
 
 import "./styles.css";
 
-import { startCornerstone } from "./core/cornerstone";
 import { h } from "./core/dom";
-import { installHooks } from "./core/hooks";
-import { currentUser } from "./core/session";
-import { caseHistory } from "./workflows/caseHistory";
-import { caseInbox } from "./workflows/caseInbox";
-import { casePage } from "./workflows/casePage";
-import { newCase } from "./workflows/newCase";
-import { readStudy } from "./workflows/readStudy";
+import { type ConsiliumHooks, installHooks } from "./core/hooks";
+import { currentUser, type Me } from "./core/session";
 
-const WORKFLOWS: [RegExp, typeof readStudy][] = [
-  [/^\/viewer\/cases\/?$/, caseInbox],
-  [/^\/viewer\/cases\/new\/?$/, newCase],
-  [/^\/viewer\/cases\/\d+\/?$/, casePage],
-  [/^\/viewer\/history\/?$/, caseHistory],
-  [/^\/viewer(\/.*)?$/, readStudy],
+type Workflow = (root: HTMLElement, me: Me, hooks: ConsiliumHooks) => Promise<void>;
+
+/** The route's workflow, loaded on demand: the case pages never load Cornerstone3D (3.8 MB). */
+const WORKFLOWS: [RegExp, () => Promise<Workflow>, { imaging: boolean }][] = [
+  [/^\/viewer\/cases\/?$/, async () => (await import("./workflows/caseInbox")).caseInbox, { imaging: false }],
+  [/^\/viewer\/cases\/new\/?$/, async () => (await import("./workflows/newCase")).newCase, { imaging: false }],
+  [/^\/viewer\/cases\/\d+\/?$/, async () => (await import("./workflows/casePage")).casePage, { imaging: false }],
+  [/^\/viewer\/history\/?$/, async () => (await import("./workflows/caseHistory")).caseHistory, { imaging: false }],
+  [/^\/viewer(\/.*)?$/, async () => (await import("./workflows/readStudy")).readStudy, { imaging: true }],
 ];
 
 async function main(): Promise<void> {
   const root = document.getElementById("app") as HTMLElement;
   const hooks = installHooks(() => null);
   try {
+    const route = WORKFLOWS.find(([pattern]) => pattern.test(location.pathname));
+    // the route's code is fetched while the session is asked for, not after
+    const loading = route ? route[1]() : null;
+    const imaging = route?.[2].imaging ? import("./core/cornerstone") : null;
+    loading?.catch(() => undefined);
+    imaging?.catch(() => undefined);
     const me = await currentUser();
     if (!me) return; // on the way to the login page
-    const rendering = startCornerstone();
-    hooks.rendering = rendering;
-    hooks.renderingEngineIsGPU = rendering.gpu;
-    const workflow = WORKFLOWS.find(([pattern]) => pattern.test(location.pathname))?.[1];
-    if (!workflow) {
+    if (!loading) {
       root.append(h("p", { class: "fatal" }, "Nothing here. ", h("a", { href: "/viewer" }, "Open the viewer")));
       return;
     }
+    if (imaging) {
+      const rendering = (await imaging).startCornerstone();
+      hooks.rendering = rendering;
+      hooks.renderingEngineIsGPU = rendering.gpu;
+    }
+    const workflow = await loading;
     await workflow(root, me, hooks);
     hooks.ready = true;
   } catch (err) {
