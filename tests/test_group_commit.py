@@ -80,6 +80,29 @@ def test_a_lone_item_commits_at_once_and_waiters_share_the_next_round() -> None:
     assert (group.rounds, group.items) == (2, 4)
 
 
+def test_a_leader_waiting_at_the_gate_takes_all_that_queued_meanwhile() -> None:
+    """The gate stands for another process's commit (the SQLite writer lock): while the leader
+    waits there, the items that arrive join its round instead of forming rounds of their own."""
+    gate = threading.Lock()
+    rounds: list[list[int]] = []
+
+    def commit(items: list[int]) -> list[int]:
+        rounds.append(items)
+        return items
+
+    group: GroupCommit[int, int] = GroupCommit(commit, gate=lambda: gate)
+    gate.acquire()  # another process is committing
+    threads = [threading.Thread(target=group.submit, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    while len(group._queue) < 4:
+        threading.Event().wait(0.001)
+    gate.release()
+    for thread in threads:
+        thread.join(10)
+    assert [sorted(r) for r in rounds] == [[0, 1, 2, 3]]
+
+
 def test_a_failed_round_fails_only_its_own_waiters() -> None:
     def commit(items: list[int]) -> list[int]:
         if 13 in items:

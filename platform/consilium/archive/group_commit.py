@@ -15,8 +15,10 @@ holds the item has finished, with the item's own outcome (or its round's excepti
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -37,8 +39,15 @@ class GroupCommit(Generic[T, R]):
     """Leader/follower batching of ``commit`` calls: ``commit(items)`` returns one outcome per
     item, in order, and is never run by two threads at once."""
 
-    def __init__(self, commit: Callable[[list[T]], Sequence[R]]) -> None:
+    def __init__(
+        self,
+        commit: Callable[[list[T]], Sequence[R]],
+        gate: Callable[[], AbstractContextManager[object]] | None = None,
+    ) -> None:
         self._commit = commit
+        # entered by a leader before it takes the queue, held during the round: a leader that
+        # waits there (e.g. for another process's commit) takes all that queued meanwhile
+        self._gate = gate or contextlib.nullcontext
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Slot[T, R]] = []
         self._leading = False
@@ -62,15 +71,21 @@ class GroupCommit(Generic[T, R]):
     def _lead(self) -> None:
         """Run one round with everything queued; called and returns with the lock held."""
         self._leading = True
-        batch, self._queue = self._queue, []
         self._cond.release()
+        batch: list[_Slot[T, R]] = []
         try:
-            outcomes = self._commit([slot.item for slot in batch])
+            with self._gate():
+                with self._cond:
+                    batch, self._queue = self._queue, []
+                outcomes = self._commit([slot.item for slot in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError("group commit: one outcome per item expected")
             for slot, outcome in zip(batch, outcomes, strict=True):
                 slot.outcome = outcome
         except BaseException as exc:  # the round failed: each of its waiters learns why
+            if not batch:  # the gate failed: the queue, with the leader's own item, fails
+                with self._cond:
+                    batch, self._queue = self._queue, []
             for slot in batch:
                 slot.error = exc
         finally:

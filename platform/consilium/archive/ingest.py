@@ -107,7 +107,7 @@ class ArchiveStore:
         # the process's only writer of the index for ingest: one round at a time, so SQLite
         # sees one writer per process and no retries
         self.committer: GroupCommit[_Written, IngestResult | Exception] = GroupCommit(
-            lambda batch: _commit_round(self, batch))
+            lambda batch: _commit_round(self, batch), gate=self.writer_lock)
         database = self.engine.url.database
         self._lock_path = (f"{database}.ingest-lock" if database not in (None, "", ":memory:")
                            and self.engine.url.get_backend_name() == "sqlite" else None)
@@ -121,7 +121,8 @@ class ArchiveStore:
         """Across the processes of one SQLite archive, the ingest's index writers queue on a
         file lock: the kernel wakes the next one as soon as a commit ends, where SQLite's own
         busy handler would poll with sleeps of 1, 2, 5, 10 ms... (PostgreSQL queues itself).
-        Only the committer calls this, one round at a time."""
+        The committer holds it for a whole round (the gate of its group commit): its leader
+        waits here, then takes every instance that queued meanwhile."""
         if self._lock_fd is None and self._lock_path is not None:
             try:
                 self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o640)
@@ -295,11 +296,6 @@ def _commit_round(store: ArchiveStore, batch: list[_Written]) -> list[IngestResu
         log.error("cannot sync the directories of %d instances: %s", len(batch), exc)
         return [_refused(Refusal.OUT_OF_RESOURCES, f"storage failure: {exc.strerror}", w.header)
                 for w in batch]
-    with store.writer_lock():
-        return _index_batch(store, batch)
-
-
-def _index_batch(store: ArchiveStore, batch: list[_Written]) -> list[IngestResult | Exception]:
     if len(batch) > 1:
         try:
             return list(_index_round(store, batch))
