@@ -11,6 +11,7 @@ against the DICOM JSON model (PS3.18 F.2) by :func:`check_dicom_json`.
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import re
 import time
@@ -625,3 +626,23 @@ def test_metadata_fast_path_agrees_with_pydicom() -> None:
             if fast.get(key) != expected.get(key):
                 assert fast.get(key, {}).get("vr") == "UN", (path.name, key)
     assert compared >= 150
+
+
+def test_json_answers_are_gzipped_for_clients_that_accept_it(
+        city: Api, stored: dict[str, list[bytes]]) -> None:
+    first = read(stored["ivanov"][0])
+    path = f"/studies/{first.StudyInstanceUID}/series/{first.SeriesInstanceUID}/metadata"
+    url = city.base + path
+    plain = requests.get(url, headers={**city.headers, "Accept-Encoding": "identity"},
+                         timeout=60)
+    zipped = requests.get(url, headers={**city.headers, "Accept-Encoding": "gzip"},
+                          stream=True, timeout=60)
+    wire = zipped.raw.read(decode_content=False)
+    assert "content-encoding" not in plain.headers
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.headers["vary"] == "Accept-Encoding"
+    assert gzip.decompress(wire) == plain.content  # the same answer, smaller on the wire
+    assert len(wire) < len(plain.content) // 3
+    search = requests.get(city.base + "/instances", timeout=60,
+                          headers={**city.headers, "Accept-Encoding": "gzip"})
+    assert search.headers.get("content-encoding") == "gzip" and len(search.json()) >= 15

@@ -4,6 +4,7 @@ writer."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import multiprocessing
@@ -32,6 +33,7 @@ from consilium.identity.policy import (
 )
 from consilium.identity.web import current_principal
 from consilium.service import Runtime
+from consilium.web_static import accepts_gzip
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +82,30 @@ def require_json(request: Request) -> None:
     raise DicomWebError(406, f"only {DICOM_JSON} is available for this resource")
 
 
-def dicom_json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def dicom_json(payload: Any, status: int = 200, headers: dict[str, str] | None = None,
+               request: Request | None = None) -> Response:
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    if request is not None:
+        return compressed(request, body, DICOM_JSON, status=status, headers=headers)
     return Response(body, status_code=status, media_type=DICOM_JSON, headers=headers)
+
+
+GZIP_MIN_BYTES = 4096
+
+
+def compressed(request: Request, body: bytes, media_type: str, *, status: int = 200,
+               headers: dict[str, str] | None = None,
+               background: BackgroundTask | None = None) -> Response:
+    """A JSON answer gzipped when the client accepts it and it is worth it. Series metadata is
+    ~1 MB per 300 instances and shrinks ~10x (about 5 ms of CPU at level 1): what a viewer
+    200 km away waits for before the first image. Pixel data is never compressed here."""
+    out = dict(headers or {})
+    out["Vary"] = "Accept-Encoding"
+    if len(body) >= GZIP_MIN_BYTES and accepts_gzip(request.headers.get("accept-encoding")):
+        body = gzip.compress(body, compresslevel=1, mtime=0)
+        out["Content-Encoding"] = "gzip"
+    return Response(body, status_code=status, media_type=media_type, headers=out,
+                    background=background)
 
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -124,7 +124,7 @@ class Qido(DicomWebBase):
             notes.append("There are additional results that can be requested")
         headers = {"Warning": ", ".join(f'299 consilium "{w}"' for w in notes)} \
             if notes else None
-        response = dicom_json(results, headers=headers)
+        response = dicom_json(results, headers=headers, request=request)
         response.background = self.audit(
             caller, AuditAction.QUERY, path.get("study", ""),
             {"what": f"QIDO-RS {level.value}", "query": str(request.query_params)[:500],

@@ -25,6 +25,7 @@ from consilium.archive.dicomweb.base import (
     DicomWebBase,
     DicomWebError,
     accepted_types,
+    compressed,
     require_json,
 )
 from consilium.audit import AuditAction
@@ -144,7 +145,11 @@ class Wado(DicomWebBase):
             dj.with_base(data or b"{}", self.instance_url(base, item))
             for item, data in zip(items, found, strict=True)
         )
-        return Response(body, media_type=DICOM_JSON, background=self.audit(
+        if len(body) > 2**20:  # a large study: compress off the event loop
+            return await anyio.to_thread.run_sync(lambda: compressed(
+                request, body, DICOM_JSON, background=self.audit(
+                    caller, AuditAction.VIEW, items[0].study_uid, {"what": "metadata"})))
+        return compressed(request, body, DICOM_JSON, background=self.audit(
             caller, AuditAction.VIEW, items[0].study_uid, {"what": "metadata"}))
 
     async def _compute(self, items: list[q.StoredInstance], missing: list[int]) -> list[bytes]:
