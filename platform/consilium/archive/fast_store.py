@@ -71,6 +71,34 @@ HAS_DATASET = 0x0000
 NO_DATASET = 0x0101
 
 
+_ELEMENT = struct.Struct("<HHI")  # implicit VR little endian element header
+_AFFECTED_SOP_CLASS, _COMMAND_FIELD, _MESSAGE_ID = 0x0002, 0x0100, 0x0110
+_DATASET_TYPE, _AFFECTED_SOP_INSTANCE = 0x0800, 0x1000
+
+
+def parse_command(raw: bytes) -> dict[int, bytes]:
+    """The elements of a command set (group 0000, always implicit VR little endian, PS3.7
+    6.3.1) by element number. Read directly: a pydicom decode per C-STORE cost 0.07 ms.
+    Raises ValueError if an element is cut short."""
+    values: dict[int, bytes] = {}
+    pos = 0
+    while pos < len(raw):
+        if pos + 8 > len(raw):
+            raise ValueError("command set ends within an element header")
+        group, element, length = _ELEMENT.unpack_from(raw, pos)
+        end = pos + 8 + length
+        if end > len(raw):
+            raise ValueError(f"command element ({group:04X},{element:04X}) is cut short")
+        if group == 0x0000:
+            values[element] = raw[pos + 8 : end]
+        pos = end
+    return values
+
+
+def _uid_of(value: bytes) -> str:
+    return value.decode("ascii", "replace").strip("\x00 ")
+
+
 class _PeerGone(Exception):
     """The peer closed, aborted or fell silent; the association is over."""
 
@@ -246,13 +274,15 @@ class LeanStoreAssociation:
 
     def _command(self, raw: bytes, context_id: int) -> dict[str, Any] | None:
         try:
-            cmd = decode(BytesIO(raw), True, True)
+            values = parse_command(raw)
             return {
-                "field": int(cmd.CommandField),
-                "message_id": int(cmd.MessageID),
-                "sop_class": str(cmd.get("AffectedSOPClassUID", "")).strip("\x00 "),
-                "sop_instance": str(cmd.get("AffectedSOPInstanceUID", "")).strip("\x00 "),
-                "has_dataset": int(cmd.get("CommandDataSetType", NO_DATASET)) != NO_DATASET,
+                "field": struct.unpack("<H", values[_COMMAND_FIELD][:2])[0],
+                "message_id": struct.unpack("<H", values[_MESSAGE_ID][:2])[0],
+                "sop_class": _uid_of(values.get(_AFFECTED_SOP_CLASS, b"")),
+                "sop_instance": _uid_of(values.get(_AFFECTED_SOP_INSTANCE, b"")),
+                "has_dataset": struct.unpack(
+                    "<H", values.get(_DATASET_TYPE, struct.pack("<H", NO_DATASET))[:2]
+                )[0] != NO_DATASET,
                 "context_id": context_id,
             }
         except Exception as exc:  # a command set we cannot read ends the association
