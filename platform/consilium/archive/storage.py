@@ -135,6 +135,9 @@ def write_atomic(
         return linked_by_other
     created_dir = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
+    if created_dir:  # (re)created: its entry in the parent is not durable, whatever we knew
+        with _durable_lock:
+            _durable_dirs.discard(directory)
     tmp_dir = root / TMP_DIR
     tmp_dir.mkdir(exist_ok=True)
     tmp = tmp_dir / _journal_name(relative)
