@@ -97,3 +97,28 @@ def test_built_file_meta_wraps_the_received_dataset_unchanged(tmp_path: Path) ->
     assert rebuilt[part10.dataset_offset :] == data[offset:]
     assert part10.meta.SourceApplicationEntityTitle == "CITY_CT1"
     assert read_header(rebuilt) == header
+
+
+def test_the_plain_header_path_agrees_with_pydicom_on_the_whole_corpus() -> None:
+    """check_structure decodes plain ASCII headers itself; read_header always uses pydicom."""
+    from consilium.archive.dicomfile import _HEADER_TAGS, Encoding, _plain_header, _Walker
+
+    compared = plain = 0
+    for path in sorted(DATA.rglob("*.dcm")):
+        data = path.read_bytes()
+        try:
+            part10 = split_part10(data)
+            header = check_structure(memoryview(data)[part10.dataset_offset:],
+                                     part10.transfer_syntax)
+            reference = read_header(data)
+        except (UnreadableDicom, ValueError):
+            continue  # refused files have their own tests
+        assert header == reference, path.name
+        compared += 1
+        encoding = Encoding.of(part10.transfer_syntax)
+        if not encoding.deflated:
+            view = memoryview(data)[part10.dataset_offset:]
+            walker = _Walker(view, encoding, _HEADER_TAGS)
+            walker.dataset(0, encoding.implicit_vr, stop_at_item_end=False)
+            plain += _plain_header(view, walker.found, encoding) is not None
+    assert compared > 80 and plain > compared // 2, (compared, plain)  # most take the plain path
