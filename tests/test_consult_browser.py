@@ -34,7 +34,7 @@ from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import CONFIG, CONSILIUM, ROOT, dcmtk, free_port, institutions_env
 from tests.orthanc import Orthanc
-from tests.webserver import WebServer
+from tests.webserver import WebServer, csrf_of
 
 DIST = ROOT / "frontend" / "dist" / "index.html"
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
@@ -474,3 +474,60 @@ def test_fetch_from_own_pacs_then_link(tmp_path: Path) -> None:
     finally:
         web.stop()
         orthanc.stop()
+
+
+def test_return_resubmit_reassign_and_decline_in_the_browser(web: WebServer) -> None:
+    """The target side's other answers, each seen live by the other side: returned for
+    information, answered and resubmitted, reassigned to a named colleague, declined with a
+    reason, after which the study is no longer shared."""
+    client = web.login("ivanova")
+    study_uid = client.get("/dicom-web/studies", params={"PatientID": PATIENT_ID}, headers={
+        "Accept": "application/dicom+json"}).json()[0]["0020000D"]["Value"][0]
+    csrf = {"X-CSRF-Token": csrf_of(client)}
+    case = client.post("/api/cases", headers=csrf, json={
+        "question": "Нужна ли биопсия?", "study_uids": [study_uid],
+        "target_institution": "regional-center", "priority": "routine"}).json()
+    client.post(f"/api/cases/{case['id']}/submit", headers=csrf,
+                json={"version": case["version"]}).raise_for_status()
+    web.login("morozov")  # the colleague the case is reassigned to is known to the directory
+    path = f"/viewer/cases/{case['id']}"
+    with chromium() as browser:
+        consultant = User(browser, web, "kuznetsova")
+        consultant.login(path)
+        referring = User(browser, web, "ivanova")
+        referring.login(path)
+        referring.mark_page()
+        consultant.mark_page()
+
+        def act(user: User, action: str, text: str | None, status: str) -> None:
+            user.page.click(f"[data-testid=action-{action}]")
+            if text is not None:
+                user.page.fill(f"[data-testid={action}-text]", text)
+            user.page.click(f"[data-testid=form-{action}] button[type=submit]")
+            for side in (user, consultant if user is referring else referring):
+                side.wait(f"__consilium.consult.status === '{status}'")  # the other side live
+
+        act(consultant, "return", "Приложите выписку, пожалуйста.", "returned")
+        assert "resubmit" in referring.consult("actions")
+        act(referring, "resubmit", "Выписка во вложении.", "submitted")
+        consultant.page.click("[data-testid=action-reassign]")
+        consultant.page.fill("[data-testid=form-reassign] [name=subject]", "dev:morozov")
+        consultant.page.click("[data-testid=form-reassign] button[type=submit]")
+        referring.wait("__consilium.consult.timeline.includes('reassigned')")
+        assert client.get(f"/api/cases/{case['id']}").json()["case"]["target_subject"] == \
+            "dev:morozov"
+        consultant.close()
+
+        head = User(browser, web, "morozov")
+        head.login(path)
+        act(head, "decline", "Вне нашей компетенции.", "declined")
+        assert referring.same_page()
+        kinds = referring.consult("timeline")
+        assert [k for k in kinds if k != "viewed"] == [
+            "created", "submitted", "returned", "resubmitted", "reassigned", "declined"]
+        assert referring.consult("actions") == []
+        head.close()
+        referring.close()
+    # declining ends the share: the target institution no longer sees the study
+    assert web.login("kuznetsova").get(f"/dicom-web/studies/{study_uid}/metadata").status_code \
+        == 404
