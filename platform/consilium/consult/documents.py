@@ -45,6 +45,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
+from consilium.archive import storage
 from consilium.archive.ingest import ArchiveStore, IngestSource, ingest_part10
 from consilium.archive.models import instances, patients, series_table, studies
 from consilium.audit import Actor, AuditAction, AuditOutcome
@@ -132,12 +133,8 @@ def _write_file(config: DocumentsConfig, data: bytes) -> str:
         if config.fsync:
             os.fsync(out.fileno())
     os.replace(tmp, target)
-    if config.fsync:
-        fd = os.open(config.files_dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    if config.fsync:  # the entry (and the folder's own, the first time this process needs it)
+        storage.sync_directories([config.files_dir])
     return sha256
 
 
