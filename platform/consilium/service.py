@@ -54,6 +54,7 @@ def open_runtime(settings: Settings, run_migrations: bool = True) -> Runtime:
         storage_dir=settings.storage_dir,
         fsync=settings.storage_fsync,
         duplicate_policy=settings.dicom_duplicate_policy,
+        direct_io=settings.storage_direct_io,
     )
     if run_migrations:  # a main process, before it writes anything
         resolve_pending_writes(store)

@@ -102,6 +102,7 @@ class ArchiveStore:
     storage_dir: Path
     fsync: bool = True
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.REJECT
+    direct_io: bool = True  # see storage: O_DIRECT writes where the file system has them
 
     def __post_init__(self) -> None:
         # the process's only writer of the index for ingest: one round at a time, so SQLite
@@ -266,7 +267,7 @@ def _store(
     try:
         stored = storage.write_atomic(
             store.storage_dir, chunks, sha256, header.study_uid, store.fsync,
-            sync_directory=False,
+            sync_directory=False, direct=store.direct_io,
         )
     except OSError as exc:
         log.error("cannot write %s: %s", header.sop_instance_uid, exc)
