@@ -6,6 +6,7 @@ import functools
 import logging
 import multiprocessing
 import signal
+import socket
 import sys
 import threading
 import time
@@ -80,12 +81,12 @@ def _start_planner_statistics(engine: Engine) -> None:
     threading.Thread(target=loop, name="planner-statistics", daemon=True).start()
 
 
-def _dicom_worker(settings: Settings) -> None:
+def _dicom_worker(settings: Settings, listener: socket.socket) -> None:
     configure_logging(settings)
     from consilium.archive.scp import DicomServer
 
     runtime = open_runtime(settings, run_migrations=False)
-    server = DicomServer(settings, runtime.store, runtime.audit, reuse_port=True)
+    server = DicomServer(settings, runtime.store, runtime.audit, listener=listener)
     server.start()
     stop = threading.Event()  # not multiprocessing.Event: set() from a signal handler deadlocks
 
@@ -99,13 +100,14 @@ def _dicom_worker(settings: Settings) -> None:
 
 
 class DicomService:
-    """The DIMSE listener: a thread of this process, or ``dicom_workers`` processes sharing
-    the port with SO_REUSEPORT (the kernel spreads associations over them)."""
+    """The DIMSE listener: a thread of this process, or ``dicom_workers`` processes that
+    accept in turn on one listening socket made here (associations go round-robin)."""
 
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         self.processes: list[BaseProcess] = []
         self.server: object | None = None
+        self.listener: socket.socket | None = None
 
     def start(self) -> None:
         settings = self.runtime.settings
@@ -116,10 +118,14 @@ class DicomService:
             server.start()
             self.server = server
             return
+        from consilium.archive.scp import open_listener
+
+        self.listener = open_listener(settings.dicom_host, settings.dicom_port)
         context = multiprocessing.get_context("spawn")
         for index in range(settings.dicom_workers):
             process = context.Process(
-                target=_dicom_worker, args=(settings,), name=f"dicom-{index + 1}", daemon=True
+                target=_dicom_worker, args=(settings, self.listener), name=f"dicom-{index + 1}",
+                daemon=True,
             )
             process.start()
             self.processes.append(process)
@@ -136,3 +142,6 @@ class DicomService:
             if process.is_alive():
                 process.kill()
                 process.join(timeout=5)
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None

@@ -161,8 +161,8 @@ class Settings(BaseModel):
         default=1,
         ge=1,
         le=64,
-        description="DIMSE listener processes sharing the port (SO_REUSEPORT) for parallel "
-        "associations; 1 runs the listener inside the main process.",
+        description="DIMSE listener processes for parallel associations: they accept in turn "
+        "on one listening socket (round-robin); 1 runs the listener inside the main process.",
     )
     dicom_accept_unknown_ae: bool = Field(
         default=False,

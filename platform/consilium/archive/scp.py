@@ -12,6 +12,7 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,13 +153,13 @@ class DicomServer:
 
     def __init__(
         self, settings: Settings, store: ArchiveStore, audit: AuditTrail | None = None,
-        reuse_port: bool = False,
+        listener: socket.socket | None = None,
     ):
         self.settings = settings
         self.store = store
         self.audit = audit
         self.ledger = StoreLedger()
-        self.reuse_port = reuse_port
+        self.listener = listener  # a worker process's share of the main process's socket
         self.warmer = MetadataWarmer(store, settings.data_dir)
         self.ae = self._make_ae()
         self.server: ThreadedAssociationServer | None = None
@@ -208,7 +209,9 @@ class DicomServer:
             from consilium.archive.fast_store import make_request_handler
 
             request_handler = make_request_handler(self)
-        server_cls = _ReusePortServer if self.reuse_port else ThreadedAssociationServer
+        server_cls: Any = ThreadedAssociationServer
+        if self.listener is not None:
+            server_cls = _shared_listener_server(self.listener)
         self.server = server_cls(
             self.ae,
             (settings.dicom_host, settings.dicom_port),
@@ -219,9 +222,9 @@ class DicomServer:
             request_handler,
         )
         self.ae._servers.append(self.server)  # so that AE.shutdown() and server.shutdown() agree
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, name="dicom-listener", daemon=True
-        )
+        serve = (self.server.accept_forever if isinstance(self.server, _SharedListenerServer)
+                 else self.server.serve_forever)
+        self._thread = threading.Thread(target=serve, name="dicom-listener", daemon=True)
         self._thread.start()
         log.info(
             "DICOM %s listening on %s:%d", settings.dicom_ae_title,
@@ -434,11 +437,66 @@ def store_status(
     return status
 
 
-class _ReusePortServer(ThreadedAssociationServer):
-    """Several processes listen on one port; the kernel spreads associations over them."""
+def open_listener(host: str, port: int) -> socket.socket:
+    """The listening socket that the main process makes and its DIMSE worker processes share."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=128)
+
+
+class _SharedListenerServer(ThreadedAssociationServer):
+    """A worker process's server on the listening socket shared by all workers.
+
+    Why not SO_REUSEPORT: it hashes each connection to one process, so four associations
+    landed 2-1-1-0 or 3-1 on four workers as often as not, and two workers often got 4-0
+    (one process doing all the work). Here every worker's acceptor thread blocks in
+    ``accept()``; Linux wakes blocked acceptors one at a time, first come first served, so
+    associations go round-robin over the workers."""
+
+    shared: socket.socket
+    _stopping = False
 
     def server_bind(self) -> None:
-        sock: Any = self.socket
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
+        if self.socket is not None:
+            self.socket.close()  # the one TCPServer made: ours is the shared one
+        self.socket = self.shared
+        self.server_address = self.shared.getsockname()
+
+    def server_activate(self) -> None:
+        pass  # the main process listens
+
+    def accept_forever(self) -> None:
+        # blocking, no timeout: a timeout would make Python poll() first, waking every
+        # worker for each connection instead of the one that waited longest
+        self.shared.settimeout(None)
+        while not self._stopping:
+            try:
+                request, address = self.get_request()
+            except OSError as exc:
+                if self._stopping:
+                    return
+                log.warning("accept failed: %s", exc)
+                time.sleep(0.1)
+                continue
+            try:
+                self.process_request(request, address)  # a thread per association
+            except Exception:
+                self.handle_error(request, address)
+                self.shutdown_request(request)
+
+    def shutdown(self) -> None:
+        """Stop accepting; the acceptor thread is a daemon blocked in accept() (closing a
+        socket does not wake it, and the socket is the other workers' too)."""
+        self._stopping = True
+
+    def server_close(self) -> None:
+        """Close this process's descriptor only: pynetdicom's server_close would shutdown()
+        the socket, which is the other workers' socket as well."""
+        self._stopping = True
+        self.shared.close()
+
+
+def _shared_listener_server(listener: socket.socket) -> type[_SharedListenerServer]:
+    class SharedListenerServer(_SharedListenerServer):
+        shared = listener
+
+    return SharedListenerServer
