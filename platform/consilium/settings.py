@@ -158,7 +158,7 @@ class Settings(BaseModel):
         description="Largest PDU we accept (bytes). dcmtk sends at most 128 KiB whatever we allow.",
     )
     dicom_workers: int = Field(
-        default=1,
+        default=2,
         ge=1,
         le=64,
         description="DIMSE listener processes for parallel associations: they accept in turn "
