@@ -237,8 +237,8 @@ class Consilium:
         return self
 
     def stop(self) -> None:
-        # `consilium dicom --dicom-workers N>1` does not exit on SIGTERM (see README): give it
-        # a few seconds, then the process group is killed
+        # it stops its worker processes within about 2 s; after 5 s the process group is killed
+        # (and the run says so)
         self.stopped_cleanly = _stop(self.proc, timeout=5.0)
         self.proc = None
 
