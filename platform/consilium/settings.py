@@ -240,6 +240,12 @@ class Settings(BaseModel):
         "evicted. A 512x512x300 CT costs about 150 MB, about 450 MB with its ray caster.",
     )
 
+    live_redis_url: str = Field(
+        default="",
+        description="Redis for Socket.IO across several web processes (redis://host:6379/0): an "
+        "event emitted by one process reaches the clients of every process. Empty: one process.",
+    )
+
     demo_data: bool = Field(default=False, description="Seed demo studies at start if empty.")
     demo_ct_slices: int = Field(default=120, ge=1, le=2000)
 

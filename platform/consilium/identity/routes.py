@@ -6,10 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import threading
-import time
-from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from html import escape
 from typing import Any
 from urllib.parse import urlencode
@@ -21,6 +18,7 @@ from starlette.routing import Route
 from consilium.audit import Actor, AuditAction, AuditOutcome, AuditTrail
 from consilium.errors import Forbidden
 from consilium.identity.middleware import SESSION_COOKIE, SESSION_SCOPE_KEY, client_address
+from consilium.identity.ratelimit import make_rate_limiter
 from consilium.identity.roster import consult_targets
 from consilium.identity.tokens import ProviderDirectory, TokenError
 from consilium.identity.users import (
@@ -38,29 +36,6 @@ from consilium.settings import Settings
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class RateLimiter:
-    """At most ``limit`` events per ``window`` seconds per key (a client address).
-
-    In-process: with several web processes each applies the limit on its own."""
-
-    limit: int
-    window: float = 60.0
-    events: dict[str, deque[float]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        with self.lock:
-            queue = self.events.setdefault(key, deque())
-            while queue and now - queue[0] > self.window:
-                queue.popleft()
-            if len(queue) >= self.limit:
-                return False
-            queue.append(now)
-            return True
-
-
 def _safe_return_to(value: str | None) -> str:
     """Only same-site paths: an open redirect after login would be a phishing tool."""
     if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
@@ -76,7 +51,8 @@ def _s256(verifier: str) -> str:
 def identity_routes(
     settings: Settings, engine: Any, directory: ProviderDirectory, audit: AuditTrail
 ) -> list[Route]:
-    limiter = RateLimiter(settings.identity_login_attempts_per_minute)
+    limiter = make_rate_limiter(settings.identity_login_attempts_per_minute,
+                                settings.live_redis_url)
     base = settings.effective_public_url
 
     def actor_of(request: Request, subject: str = "unknown", name: str = "",
@@ -105,7 +81,7 @@ def identity_routes(
         provider = settings.provider(request.path_params["provider"])
         if provider is None:
             return failure_page("Unknown identity provider.", 404)
-        if not limiter.allow(client_address(request.scope)):
+        if not await limiter.allow(client_address(request.scope)):
             audit.record(actor_of(request), AuditAction.LOGIN_FAILED, AuditOutcome.DENIED,
                          detail={"reason": "rate limited", "provider": provider.id})
             return failure_page("Too many login attempts; wait a minute.", 429)

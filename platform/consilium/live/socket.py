@@ -24,10 +24,21 @@ log = logging.getLogger(__name__)
 EVT_WHOAMI = "whoami"
 
 
+def client_manager(redis_url: str) -> Any:
+    """With several web processes, rooms span them through Redis publish/subscribe: a case
+    notification emitted by the process that handled the request reaches every process's
+    clients. Without Redis, python-socketio keeps rooms in the process."""
+    if not redis_url:
+        return None
+    log.info("Socket.IO rooms shared through Redis %s", redis_url.split("@")[-1])
+    return socketio.AsyncRedisManager(redis_url, channel="consilium-socketio")
+
+
 def create_socket_app(other_app: Any, directory: ProviderDirectory, runtime: Runtime,
                       notifier: CaseNotifier | None = None) -> Any:
-    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=[
-        runtime.settings.effective_public_url])
+    sio = socketio.AsyncServer(
+        async_mode="asgi", cors_allowed_origins=[runtime.settings.effective_public_url],
+        client_manager=client_manager(runtime.settings.live_redis_url))
     if notifier is not None:
         notifier.attach(sio)
 
