@@ -233,12 +233,14 @@ def write_atomic(
             log.info("direct write refused on %s (%s); buffered writes", directory, exc)
             _direct_unsupported.add(directory.stat().st_dev)
             os.close(fd)
+            fd = -1
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
             _write_buffered(fd, chunks, size)
         if fsync:
             os.fsync(fd)
     except BaseException:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
     os.close(fd)
