@@ -511,7 +511,10 @@ def test_return_resubmit_reassign_and_decline_in_the_browser(web: WebServer) -> 
         assert "resubmit" in referring.consult("actions")
         act(referring, "resubmit", "Выписка во вложении.", "submitted")
         consultant.page.click("[data-testid=action-reassign]")
-        consultant.page.fill("[data-testid=form-reassign] [name=subject]", "dev:morozov")
+        # the colleague is chosen from the institution's consultants, not typed as a user id
+        consultant.page.wait_for_selector(
+            "[data-testid=reassign-colleague] option[value='dev:morozov']", state="attached")
+        consultant.page.select_option("[data-testid=reassign-colleague]", "dev:morozov")
         consultant.page.click("[data-testid=form-reassign] button[type=submit]")
         referring.wait("__consilium.consult.timeline.includes('reassigned')")
         assert client.get(f"/api/cases/{case['id']}").json()["case"]["target_subject"] == \

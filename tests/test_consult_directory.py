@@ -55,6 +55,24 @@ def test_directory_lists_other_institutions_and_their_consultants(web: WebServer
     assert all(s["subject"] != "dev:orlov" for s in regional["specialists"])
 
 
+def test_colleagues_are_the_consultants_of_the_own_institution(web: WebServer) -> None:
+    """Whom a consultant can reassign a case to: colleagues, never themselves or outsiders."""
+    assert web.client().get("/api/directory/colleagues").status_code == 401
+    assert web.login("city-admin").get("/api/directory/colleagues").status_code == 403
+    web.login("morozov")
+    web.login("orlov")
+    listing = web.login("kuznetsova").get("/api/directory/colleagues")
+    assert listing.status_code == 200
+    subjects = [c["subject"] for c in listing.json()["colleagues"]]
+    assert "dev:morozov" in subjects
+    assert "dev:kuznetsova" not in subjects  # not the caller
+    assert "dev:orlov" not in subjects  # a referring doctor, not a consultant
+    assert "dev:ivanova" not in subjects  # the other hospital
+    morozov = web.login("morozov").get("/api/directory/colleagues").json()["colleagues"]
+    assert {"subject": "dev:kuznetsova", "name": "Елена Кузнецова",
+            "specialty": "radiology"} in morozov
+
+
 def test_key_images_must_be_images_of_their_study(web: WebServer) -> None:
     referring = web.login("ivanova")
     base: dict[str, Any] = {"question": "q", "study_uids": [CITY_STUDY],

@@ -79,6 +79,10 @@ def openapi_document() -> dict[str, Any]:
         "/api/directory": {"get": _op(
             "Consult targets: the other institutions, their specialties and named specialists "
             "(clinicians)", "institutions", 401, 403)},
+        "/api/directory/colleagues": {"get": _op(
+            "The consultants of the caller's own institution, the caller excluded (whom a case "
+            "can be reassigned to): {colleagues: [{subject, name, specialty}]}", "colleagues",
+            401, 403)},
         "/api/studies": {"get": _op("Studies the caller may see (own institution + grants)",
                                     "a list of studies", 401)},
         "/api/audit": {"get": _op(

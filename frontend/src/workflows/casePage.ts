@@ -13,6 +13,7 @@ import {
   api,
   ApiError,
   getCase,
+  getColleagues,
   getTimeline,
   PRIORITIES,
   studyViewerUrl,
@@ -372,13 +373,19 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
       return;
     }
     const form = h("form", { class: "action-form", "data-action": action, "data-testid": `form-${action}` });
-    const fields: Record<string, HTMLInputElement | HTMLTextAreaElement> = {};
+    const fields: Record<string, HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement> = {};
     if (needs) {
       fields[needs[1]] = h("textarea", { name: needs[1], rows: 2, required: needs[2], "data-testid": `${action}-text` });
       form.append(h("label", { class: "field" }, h("span", {}, needs[0]), fields[needs[1]]));
     } else {
       fields.specialty = h("input", { name: "specialty", placeholder: "specialty (empty: unchanged)" });
-      fields.subject = h("input", { name: "subject", placeholder: "colleague's user id (empty: anyone)" });
+      const colleague = h("select", { name: "subject", "data-testid": "reassign-colleague" }, h("option", { value: "" }, "anyone at this institution"));
+      fields.subject = colleague;
+      getColleagues()
+        .then(({ colleagues }) =>
+          colleague.append(...colleagues.map((c) => h("option", { value: c.subject }, c.specialty ? `${c.name} (${c.specialty})` : c.name))),
+        )
+        .catch(() => undefined); // the list stays "anyone": the case can still go back to the pool
       form.append(h("label", { class: "field" }, h("span", {}, "Specialty"), fields.specialty), h("label", { class: "field" }, h("span", {}, "Colleague"), fields.subject));
     }
     form.append(

@@ -54,6 +54,20 @@ def consult_targets(settings: Settings, engine: Engine,
     return sorted(targets.values(), key=lambda t: t.name)
 
 
+def colleagues(engine: Engine, principal: Principal) -> list[Specialist]:
+    """The consultants of the caller's own institution, the caller excluded: whom a case can
+    be reassigned to."""
+    if not principal.is_clinician or not principal.institution_id:
+        raise Forbidden("for clinicians of an institution")
+    with Session(engine) as session:
+        users = session.exec(select(User).where(User.institution_id == principal.institution_id)
+                             .order_by(col(User.display_name))).all()
+    return [Specialist(f"{u.provider_id}:{u.provider_subject}", u.display_name, u.specialty)
+            for u in users
+            if Role.CONSULTANT.value in u.roles.split()
+            and f"{u.provider_id}:{u.provider_subject}" != principal.subject]
+
+
 def register_user(engine: Engine, provider_id: str, subject: str, *, name: str,
                   institution_id: str, roles: list[str], specialty: str) -> bool:
     """Create a user ahead of their first login (a directory entry); True when created.

@@ -19,7 +19,7 @@ from consilium.audit import Actor, AuditAction, AuditOutcome, AuditTrail
 from consilium.errors import Forbidden
 from consilium.identity.middleware import SESSION_COOKIE, SESSION_SCOPE_KEY, client_address
 from consilium.identity.ratelimit import make_rate_limiter
-from consilium.identity.roster import consult_targets
+from consilium.identity.roster import colleagues, consult_targets
 from consilium.identity.tokens import ProviderDirectory, TokenError
 from consilium.identity.users import (
     LoginRefused,
@@ -203,8 +203,19 @@ def identity_routes(
             return JSONResponse({"error": exc.message}, exc.status)
         return JSONResponse({"institutions": [asdict(t) for t in targets]})
 
+    async def colleague_directory(request: Request) -> JSONResponse:
+        principal = current_principal(request)
+        if not principal.authenticated:
+            return JSONResponse({"error": "not authenticated"}, 401)
+        try:
+            found = colleagues(engine, principal)
+        except Forbidden as exc:
+            return JSONResponse({"error": exc.message}, exc.status)
+        return JSONResponse({"colleagues": [asdict(c) for c in found]})
+
     return [
         Route("/api/directory", consult_directory),
+        Route("/api/directory/colleagues", colleague_directory),
         Route("/auth/login", login_page),
         Route("/auth/login/{provider}", login_start),
         Route("/auth/callback/{provider}", callback),

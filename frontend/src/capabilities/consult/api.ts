@@ -175,6 +175,8 @@ export const getCases = () => api<{ inbox: Case[]; requests: Case[] }>("GET", "/
 export const getCase = (id: number) => api<CaseDetail>("GET", `/api/cases/${id}`);
 export const getTimeline = (id: number) => api<TimelineEntry[]>("GET", `/api/cases/${id}/history`);
 export const getDirectory = () => api<Directory>("GET", "/api/directory");
+/** the consultants of the caller's own institution (whom a case can be reassigned to) */
+export const getColleagues = () => api<{ colleagues: Directory["institutions"][number]["specialists"] }>("GET", "/api/directory/colleagues");
 export const act = (id: number, action: string, body: Record<string, unknown>) =>
   api<Case | Conclusion>("POST", `/api/cases/${id}/${action}`, body);
 
