@@ -5,10 +5,12 @@ retrieved with dcmtk like any other instance; an archive failure never undoes a 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import subprocess
 import tempfile
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -332,3 +334,21 @@ def test_content_checks() -> None:
                               1000) == "application/dicom"
     assert docs.clean_filename("C:\\scans\\\x00 a.png") == "a.png"
     assert docs.clean_filename("..") == "attachment"
+
+
+def test_temporary_files_of_an_interrupted_upload_are_swept(tmp_path: Path) -> None:
+    """A crash between the temporary write and the rename leaves a ``.part`` file, never
+    referenced; the next start removes it once it is older than any live write could be."""
+    files = tmp_path / "attachments"
+    files.mkdir()
+    stale = files / ".abc.123.456.part"
+    fresh = files / ".def.123.789.part"
+    kept = files / ("0" * 64)  # a stored attachment (named by its hash)
+    for path in (stale, fresh, kept):
+        path.write_bytes(b"x")
+    old = time.time() - docs.PARTIAL_MAX_AGE - 60
+    os.utime(stale, (old, old))
+    os.utime(kept, (old, old))
+    assert docs.sweep_partial_files(files) == 1
+    assert not stale.exists() and fresh.exists() and kept.exists()
+    assert docs.sweep_partial_files(tmp_path / "missing") == 0

@@ -22,7 +22,7 @@ from consilium.archive.dicomweb import BASE_PATH, dicomweb_routes
 from consilium.archive.models import instances, studies
 from consilium.archive.remote_routes import remote_routes
 from consilium.audit import Actor, AuditAction
-from consilium.consult.documents import MIB, DocumentsConfig, retry_archiving
+from consilium.consult.documents import MIB, DocumentsConfig, retry_archiving, sweep_partial_files
 from consilium.consult.models import Priority
 from consilium.consult.routes import consult_routes
 from consilium.consult.workflow import ConsultContext
@@ -58,6 +58,7 @@ def actor_of(request: Request, principal: Principal) -> Actor:
 
 def consult_context(runtime: Runtime) -> ConsultContext:
     settings = runtime.settings
+    sweep_partial_files(settings.data_dir / "attachments")
     return ConsultContext(
         runtime.engine, runtime.audit,
         {Priority.EMERGENCY: settings.consult_due_hours_emergency,

@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import threading
+import time
 import unicodedata
 import warnings
 from collections.abc import Callable, Mapping
@@ -136,6 +137,29 @@ def _write_file(config: DocumentsConfig, data: bytes) -> str:
     if config.fsync:  # the entry (and the folder's own, the first time this process needs it)
         storage.sync_directories([config.files_dir])
     return sha256
+
+
+PARTIAL_MAX_AGE = 3600.0  # seconds: a write goes from its temporary name to its own in ms
+
+
+def sweep_partial_files(files_dir: Path, older_than: float = PARTIAL_MAX_AGE) -> int:
+    """Remove temporary files that a crash left behind (never referenced: the row is written
+    after the rename). By age, not by process id: several hosts may share the folder."""
+    if not files_dir.is_dir():
+        return 0
+    limit = time.time() - older_than
+    removed = 0
+    for path in files_dir.glob(".*.part"):
+        try:
+            if path.stat().st_mtime < limit:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    if removed:
+        log.info("removed %d temporary files left in %s by an interrupted write", removed,
+                 files_dir)
+    return removed
 
 
 def _read_file(config: DocumentsConfig, sha256: str) -> bytes | None:
