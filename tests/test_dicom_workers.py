@@ -116,3 +116,33 @@ def _dataset_digest(path: Path) -> str:
     """SHA-256 of the dataset after the file meta group (getscu writes its own meta)."""
     data = path.read_bytes()
     return hashlib.sha256(data[split_part10(data).dataset_offset :]).hexdigest()
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_workers_end_with_a_killed_main_process(tmp_path: Path, series: list[Path]) -> None:
+    """kill -9 of the main process (a crash, an OOM kill): its workers must not live on,
+    accepting associations unsupervised and holding the port; a restart serves the data."""
+    server = ConsiliumServer(tmp_path / "var", workers=2).start()
+    _wait_for_workers(server, 2)
+    dcmtk("storescu", "-aet", "CITY_CT1", *server.address(), str(series[0]), check=True)
+    assert server.proc is not None
+    workers = _children(server.proc.pid)  # the two workers (and multiprocessing's tracker)
+    assert len(workers) >= 2, workers
+    port = server.dicom_port
+    server.kill9()
+    deadline = time.monotonic() + 15
+    while any(Path(f"/proc/{p}").exists() for p in workers):
+        assert time.monotonic() < deadline, "worker processes outlived the main process"
+        time.sleep(0.1)
+
+    again = ConsiliumServer(tmp_path / "var", dicom_port=port, workers=2).start()
+    try:
+        _wait_for_workers(again, 4)  # the log file is shared: two earlier lines, two new
+        dcmtk("storescu", "-aet", "CITY_CT1", *again.address(), str(series[1]), check=True)
+        with sqlite3.connect(again.data_dir / "consilium.db") as db:
+            assert db.execute("select count(*) from instance").fetchone()[0] == 2
+    finally:
+        again.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import multiprocessing
@@ -11,6 +12,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -81,20 +83,30 @@ def _start_planner_statistics(engine: Engine) -> None:
     threading.Thread(target=loop, name="planner-statistics", daemon=True).start()
 
 
-def _dicom_worker(settings: Settings, listener: socket.socket) -> None:
+def _dicom_worker(settings: Settings, listener: socket.socket, lifeline: Connection) -> None:
+    """A DIMSE worker process. It ends on SIGTERM, and also when the main process is gone
+    (its end of ``lifeline`` closes, whether it exited, crashed or was killed): otherwise
+    the worker would go on accepting associations on the shared socket, unsupervised, and
+    keep the port from the next start."""
     configure_logging(settings)
     from consilium.archive.scp import DicomServer
 
-    runtime = open_runtime(settings, run_migrations=False)
-    server = DicomServer(settings, runtime.store, runtime.audit, listener=listener)
-    server.start()
     stop = threading.Event()  # not multiprocessing.Event: set() from a signal handler deadlocks
 
     def _terminate(_sig: int, _frame: FrameType | None) -> None:
         stop.set()
 
+    def _watch_parent() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            lifeline.recv()  # nothing is ever sent: this returns when the main process is gone
+        stop.set()
+
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)
+    threading.Thread(target=_watch_parent, name="parent-watch", daemon=True).start()
+    runtime = open_runtime(settings, run_migrations=False)
+    server = DicomServer(settings, runtime.store, runtime.audit, listener=listener)
+    server.start()
     stop.wait()
     server.stop()
 
@@ -108,6 +120,7 @@ class DicomService:
         self.processes: list[BaseProcess] = []
         self.server: object | None = None
         self.listener: socket.socket | None = None
+        self.lifeline: Connection | None = None
 
     def start(self) -> None:
         settings = self.runtime.settings
@@ -122,13 +135,16 @@ class DicomService:
 
         self.listener = open_listener(settings.dicom_host, settings.dicom_port)
         context = multiprocessing.get_context("spawn")
+        # kept open by this process only; the workers watch their end for its closing
+        lifeline, self.lifeline = context.Pipe(duplex=False)
         for index in range(settings.dicom_workers):
             process = context.Process(
-                target=_dicom_worker, args=(settings, self.listener), name=f"dicom-{index + 1}",
-                daemon=True,
+                target=_dicom_worker, args=(settings, self.listener, lifeline),
+                name=f"dicom-{index + 1}", daemon=True,
             )
             process.start()
             self.processes.append(process)
+        lifeline.close()
 
     def stop(self) -> None:
         from consilium.archive.scp import DicomServer
@@ -145,3 +161,6 @@ class DicomService:
         if self.listener is not None:
             self.listener.close()
             self.listener = None
+        if self.lifeline is not None:
+            self.lifeline.close()
+            self.lifeline = None
