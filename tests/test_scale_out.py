@@ -5,6 +5,7 @@ connected to the other, live."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -42,8 +43,6 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebServer, 
 
 
 def _with(extra: dict[str, str]) -> dict[str, str]:
-    import os
-
     env = dict(os.environ, **extra)
     env.pop("CONSILIUM_CONFIG", None)
     return env

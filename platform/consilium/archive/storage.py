@@ -108,7 +108,7 @@ def sync_directories(directories: set[Path] | list[Path] | tuple[Path, ...]) -> 
 
 _DIRECT_ALIGN = 4096  # memory address, file offset and length (covers 512 B and 4 KB sectors)
 _DIRECT_BUFFER = 4 << 20  # per thread; a bigger file streams through it
-_direct_unsupported: set[int] = set()  # st_dev of file systems that refused O_DIRECT
+_direct_unsupported: set[Path] = set()  # storage roots whose file system refused O_DIRECT
 _local = threading.local()
 
 
@@ -120,17 +120,17 @@ def _direct_buffer() -> mmap.mmap:
     return buffer
 
 
-def _open_direct(path: Path, device: int) -> int | None:
+def _open_direct(path: Path, root: Path) -> int | None:
     """``path`` created for direct writes, or None where the file system has no direct I/O."""
-    if device in _direct_unsupported or not hasattr(os, "O_DIRECT"):
+    if root in _direct_unsupported or not hasattr(os, "O_DIRECT"):
         return None
     try:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o640)
     except OSError as exc:
         if exc.errno != errno.EINVAL:
             raise
-        log.info("no direct I/O on the file system of %s; buffered writes", path.parent)
-        _direct_unsupported.add(device)
+        log.info("no direct I/O on the file system of %s; buffered writes", root)
+        _direct_unsupported.add(root)
         return None
 
 
@@ -220,7 +220,7 @@ def write_atomic(
     tmp_dir.mkdir(exist_ok=True)
     tmp = tmp_dir / _journal_name(relative)
     # direct I/O only pays with fsync: without it, a buffered write returns before the disk
-    fd = _open_direct(tmp, directory.stat().st_dev) if fsync and direct else None
+    fd = _open_direct(tmp, root) if fsync and direct else None
     writer = _write_direct if fd is not None else _write_buffered
     if fd is None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
@@ -230,8 +230,8 @@ def write_atomic(
         except OSError as exc:  # direct I/O refused at write time (alignment): buffered
             if writer is not _write_direct or exc.errno != errno.EINVAL:
                 raise
-            log.info("direct write refused on %s (%s); buffered writes", directory, exc)
-            _direct_unsupported.add(directory.stat().st_dev)
+            log.info("direct write refused on %s (%s); buffered writes", root, exc)
+            _direct_unsupported.add(root)
             os.close(fd)
             fd = -1
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
