@@ -146,3 +146,32 @@ def test_workers_end_with_a_killed_main_process(tmp_path: Path, series: list[Pat
             assert db.execute("select count(*) from instance").fetchone()[0] == 2
     finally:
         again.stop()
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_serve_leaves_no_helper_process_behind(tmp_path: Path, how: str) -> None:
+    """``consilium serve`` starts DIMSE workers and, with the first DICOMweb request, the
+    metadata pool. Stopped or killed, it takes all of them along (the test suite's servers
+    used to leave both behind)."""
+    from tests.webserver import WebServer
+
+    web = WebServer(tmp_path / "var").start()
+    try:
+        assert web.login("ivanova").get("/dicom-web/studies").status_code == 200
+        assert web.proc is not None
+        deadline = time.monotonic() + 30
+        while len(helpers := _children(web.proc.pid)) < 4:  # 2 DIMSE workers, 2 pool workers
+            assert time.monotonic() < deadline, helpers
+            time.sleep(0.1)
+        if how == "sigkill":
+            web.proc.kill()
+            web.proc.wait()
+        else:
+            web.stop()
+    finally:
+        web.stop()
+    deadline = time.monotonic() + 15
+    while alive := [p for p in helpers if Path(f"/proc/{p}").exists()
+                    and "zombie" not in Path(f"/proc/{p}/status").read_text().lower()]:
+        assert time.monotonic() < deadline, f"left behind: {alive}"
+        time.sleep(0.1)

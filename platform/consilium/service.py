@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
@@ -23,6 +22,7 @@ from consilium.archive.ingest import ArchiveStore
 from consilium.archive.recovery import resolve_pending_writes
 from consilium.audit import AuditTrail
 from consilium.db import analyze, make_engine, migrate
+from consilium.processes import end_with_parent
 from consilium.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -83,11 +83,9 @@ def _start_planner_statistics(engine: Engine) -> None:
     threading.Thread(target=loop, name="planner-statistics", daemon=True).start()
 
 
-def _dicom_worker(settings: Settings, listener: socket.socket, lifeline: Connection) -> None:
-    """A DIMSE worker process. It ends on SIGTERM, and also when the main process is gone
-    (its end of ``lifeline`` closes, whether it exited, crashed or was killed): otherwise
-    the worker would go on accepting associations on the shared socket, unsupervised, and
-    keep the port from the next start."""
+def _dicom_worker(settings: Settings, listener: socket.socket, parent_pid: int) -> None:
+    """A DIMSE worker process: it ends on SIGTERM, which it also gets when the main process is
+    gone (else it would go on accepting associations on the shared socket, unsupervised)."""
     configure_logging(settings)
     from consilium.archive.scp import DicomServer
 
@@ -96,14 +94,9 @@ def _dicom_worker(settings: Settings, listener: socket.socket, lifeline: Connect
     def _terminate(_sig: int, _frame: FrameType | None) -> None:
         stop.set()
 
-    def _watch_parent() -> None:
-        with contextlib.suppress(EOFError, OSError):
-            lifeline.recv()  # nothing is ever sent: this returns when the main process is gone
-        stop.set()
-
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)
-    threading.Thread(target=_watch_parent, name="parent-watch", daemon=True).start()
+    end_with_parent(parent_pid)
     runtime = open_runtime(settings, run_migrations=False)
     server = DicomServer(settings, runtime.store, runtime.audit, listener=listener)
     server.start()
@@ -120,7 +113,6 @@ class DicomService:
         self.processes: list[BaseProcess] = []
         self.server: object | None = None
         self.listener: socket.socket | None = None
-        self.lifeline: Connection | None = None
 
     def start(self) -> None:
         settings = self.runtime.settings
@@ -135,16 +127,13 @@ class DicomService:
 
         self.listener = open_listener(settings.dicom_host, settings.dicom_port)
         context = multiprocessing.get_context("spawn")
-        # kept open by this process only; the workers watch their end for its closing
-        lifeline, self.lifeline = context.Pipe(duplex=False)
         for index in range(settings.dicom_workers):
             process = context.Process(
-                target=_dicom_worker, args=(settings, self.listener, lifeline),
+                target=_dicom_worker, args=(settings, self.listener, os.getpid()),
                 name=f"dicom-{index + 1}", daemon=True,
             )
             process.start()
             self.processes.append(process)
-        lifeline.close()
 
     def stop(self) -> None:
         from consilium.archive.scp import DicomServer
@@ -161,6 +150,3 @@ class DicomService:
         if self.listener is not None:
             self.listener.close()
             self.listener = None
-        if self.lifeline is not None:
-            self.lifeline.close()
-            self.lifeline = None

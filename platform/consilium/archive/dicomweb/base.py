@@ -32,6 +32,7 @@ from consilium.identity.policy import (
     readable_institutions,
 )
 from consilium.identity.web import current_principal
+from consilium.processes import end_with_parent
 from consilium.service import Runtime
 from consilium.web_static import accepts_gzip
 
@@ -39,19 +40,6 @@ log = logging.getLogger(__name__)
 
 BASE_PATH = "/dicom-web"
 DICOM_JSON = "application/dicom+json"
-
-
-def die_with_parent() -> None:
-    """Linux: a pool worker gets SIGTERM when the server process dies, even by ``kill -9``
-    (otherwise such workers were left behind, ~60 MB each)."""
-    import ctypes
-    import signal
-
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: the pool is still shut down on a normal exit
 
 
 class DicomWebError(Exception):
@@ -168,7 +156,7 @@ class DicomWebBase:
         if self._workers is None:
             self._workers = ProcessPoolExecutor(
                 max_workers=self._worker_count, mp_context=multiprocessing.get_context("spawn"),
-                initializer=die_with_parent)
+                initializer=end_with_parent, initargs=(os.getpid(),))
             for _ in range(self._worker_count):  # start them all now, not one per request
                 self._workers.submit(dj.compute_metadata, [], None)
         return self._workers
