@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from consilium.settings import Settings, load_settings
@@ -45,16 +42,6 @@ def _add_listen(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dicom-workers", type=int, help="DIMSE listener processes")
 
 
-def _wait_for_signal() -> None:
-    stop = threading.Event()
-
-    def _handler(_sig: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _handler)
-    signal.signal(signal.SIGINT, _handler)
-    stop.wait()
-
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
@@ -85,6 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_dicom(args: argparse.Namespace) -> int:
     """Only the DIMSE side (scale-out: several such processes beside the web processes)."""
+    from consilium.processes import wait_for_termination
     from consilium.service import DicomService, configure_logging, open_runtime
 
     settings = _settings_from(args)
@@ -93,7 +81,7 @@ def cmd_dicom(args: argparse.Namespace) -> int:
     dicom = DicomService(runtime)
     dicom.start()
     print(f"DICOM: AE {settings.dicom_ae_title} on port {settings.dicom_port}", flush=True)
-    _wait_for_signal()
+    wait_for_termination()
     dicom.stop()
     return 0
 

@@ -30,3 +30,19 @@ def end_with_parent(parent_pid: int, interval: float = 1.0) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def wait_for_termination(poll: float = 0.2) -> int:
+    """Block until SIGTERM or SIGINT; returns the signal. The handler only appends to a list:
+    one that takes a lock (``Event.set``) deadlocked when a second SIGTERM (the parent's and
+    the parent-death one) interrupted the first inside it."""
+    received: list[int] = []
+
+    def handler(sig: int, _frame: object) -> None:
+        received.append(sig)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    while not received:
+        time.sleep(poll)
+    return received[0]

@@ -6,14 +6,12 @@ import functools
 import logging
 import multiprocessing
 import os
-import signal
 import socket
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
-from types import FrameType
 
 from sqlalchemy import Engine
 
@@ -22,7 +20,7 @@ from consilium.archive.ingest import ArchiveStore
 from consilium.archive.recovery import resolve_pending_writes
 from consilium.audit import AuditTrail
 from consilium.db import analyze, make_engine, migrate
-from consilium.processes import end_with_parent
+from consilium.processes import end_with_parent, wait_for_termination
 from consilium.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -89,18 +87,11 @@ def _dicom_worker(settings: Settings, listener: socket.socket, parent_pid: int) 
     configure_logging(settings)
     from consilium.archive.scp import DicomServer
 
-    stop = threading.Event()  # not multiprocessing.Event: set() from a signal handler deadlocks
-
-    def _terminate(_sig: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGINT, _terminate)
     end_with_parent(parent_pid)
     runtime = open_runtime(settings, run_migrations=False)
     server = DicomServer(settings, runtime.store, runtime.audit, listener=listener)
     server.start()
-    stop.wait()
+    wait_for_termination()
     server.stop()
 
 
