@@ -80,7 +80,7 @@ def cmd_dicom(args: argparse.Namespace) -> int:
     runtime = open_runtime(settings)
     dicom = DicomService(runtime)
     dicom.start()
-    print(f"DICOM: AE {settings.dicom_ae_title} on port {settings.dicom_port}", flush=True)
+    print(f"DICOM: AE {settings.dicom_ae_title} on port {dicom.port}", flush=True)
     wait_for_termination()
     dicom.stop()
     return 0

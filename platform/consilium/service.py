@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -22,6 +23,9 @@ from consilium.audit import AuditTrail
 from consilium.db import analyze, make_engine, migrate
 from consilium.processes import end_with_parent, wait_for_termination
 from consilium.settings import Settings
+
+if TYPE_CHECKING:
+    from consilium.archive.dimse.listener import DicomServer
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +89,7 @@ def _dicom_worker(settings: Settings, listener: socket.socket, parent_pid: int) 
     """A DIMSE worker process: it ends on SIGTERM, which it also gets when the main process is
     gone (else it would go on accepting associations on the shared socket, unsupervised)."""
     configure_logging(settings)
-    from consilium.archive.scp import DicomServer
+    from consilium.archive.dimse.listener import DicomServer
 
     end_with_parent(parent_pid)
     runtime = open_runtime(settings, run_migrations=False)
@@ -102,20 +106,17 @@ class DicomService:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         self.processes: list[BaseProcess] = []
-        self.server: object | None = None
+        self.server: DicomServer | None = None
         self.listener: socket.socket | None = None
 
     def start(self) -> None:
+        from consilium.archive.dimse.listener import DicomServer, open_listener
+
         settings = self.runtime.settings
         if settings.dicom_workers == 1:
-            from consilium.archive.scp import DicomServer
-
-            server = DicomServer(settings, self.runtime.store, self.runtime.audit)
-            server.start()
-            self.server = server
+            self.server = DicomServer(settings, self.runtime.store, self.runtime.audit)
+            self.server.start()
             return
-        from consilium.archive.scp import open_listener
-
         self.listener = open_listener(settings.dicom_host, settings.dicom_port)
         context = multiprocessing.get_context("spawn")
         for index in range(settings.dicom_workers):
@@ -126,10 +127,16 @@ class DicomService:
             process.start()
             self.processes.append(process)
 
-    def stop(self) -> None:
-        from consilium.archive.scp import DicomServer
+    @property
+    def port(self) -> int:
+        """The port listened on (``dicom_port`` 0 lets the system choose one)."""
+        if self.server is not None:
+            return self.server.port
+        assert self.listener is not None
+        return int(self.listener.getsockname()[1])
 
-        if isinstance(self.server, DicomServer):
+    def stop(self) -> None:
+        if self.server is not None:
             self.server.stop()
         for process in self.processes:
             process.terminate()

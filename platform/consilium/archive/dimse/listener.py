@@ -1,0 +1,199 @@
+"""The archive's DIMSE listener: it accepts connections, reads and checks each one's first PDU
+itself, admits or rejects the association, and hands it to a transport.
+
+Every connection gets the same treatment whatever it sends: its A-ASSOCIATE-RQ must arrive
+whole within the ARTIM time-out (``dicom.artim_timeout``) and be at most
+:data:`~.wire.ASSOCIATE_RQ_LIMIT` bytes; anything else (silence, a byte, garbage, an absurd
+length) is aborted or closed without reaching a transport, and never counts as an association.
+Then one check of the calling AE (:func:`.handlers.admit`), then the per-process limit of
+associations (``dicom.max_associations``, A-ASSOCIATE-RJ transient beyond it). Associations that
+only store, verify or C-FIND go to the lean transport (:mod:`.lean`, unless
+``dicom.fast_store`` is off), the rest to pynetdicom's (:mod:`.pynetdicom_server`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+
+from pynetdicom.pdu import A_ASSOCIATE_RQ
+from pynetdicom.pdu_primitives import A_ASSOCIATE
+
+from consilium.archive.ingest import ArchiveStore
+from consilium.archive.warmup import MetadataWarmer
+from consilium.audit import AuditTrail
+from consilium.settings import Settings
+
+from . import lean, wire
+from .handlers import DimseContext, Peer, admit
+from .pynetdicom_server import PynetdicomTransport, make_ae
+from .status import ASSOCIATION_REJECTION, AssociationRefusal
+
+log = logging.getLogger(__name__)
+
+# Connections of this process still in their first PDU (each a thread and at most one
+# A-ASSOCIATE-RQ of memory for at most the ARTIM time-out); more are closed at once.
+PENDING_LIMIT = 512
+
+
+def open_listener(host: str, port: int) -> socket.socket:
+    """The listening socket; the main process makes it and its DIMSE worker processes share it:
+    every worker's acceptor blocks in accept(), and Linux wakes the one that has waited
+    longest, so associations go round-robin over the workers (SO_REUSEPORT hashes connections
+    to processes: four associations often landed 3-1 or 4-0 on two workers)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=128)
+
+
+class DicomServer:
+    """The DIMSE listener of one process; ``start`` listens (on its own socket, or on
+    ``listener``, a worker process's share of the main process's socket), ``stop`` ends."""
+
+    def __init__(self, settings: Settings, store: ArchiveStore, audit: AuditTrail | None = None,
+                 listener: socket.socket | None = None) -> None:
+        self.settings = settings
+        self.context = DimseContext(settings, store, audit,
+                                    MetadataWarmer(store, settings.data_dir))
+        self.ae = make_ae(settings)
+        self.pynetdicom = PynetdicomTransport(self.context, self.ae)
+        self.listener = listener
+        self._shared = listener is not None
+        self._associations = threading.BoundedSemaphore(settings.dicom_max_associations)
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        settings = self.settings
+        if self.listener is None:
+            self.listener = open_listener(settings.dicom_host, settings.dicom_port)
+        # blocking, no time-out: a time-out would make Python poll() first, waking every worker
+        # for each connection instead of the one that waited longest
+        self.listener.settimeout(None)
+        self._thread = threading.Thread(target=self._accept_forever, name="dicom-listener",
+                                        daemon=True)
+        self._thread.start()
+        log.info("DICOM %s listening on %s:%d", settings.dicom_ae_title, settings.dicom_host,
+                 self.port)
+
+    @property
+    def port(self) -> int:
+        assert self.listener is not None
+        return int(self.listener.getsockname()[1])
+
+    def stop(self) -> None:
+        """Stop accepting. An own socket is shut down, which wakes the acceptor; a shared one
+        only loses this process's descriptor (shutting it down would stop the other workers,
+        and the acceptor, a daemon thread blocked in accept(), ends with the process)."""
+        self._stopping = True
+        if self.listener is None:
+            return
+        if not self._shared:
+            with contextlib.suppress(OSError):
+                self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        if not self._shared and self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _accept_forever(self) -> None:
+        assert self.listener is not None
+        while not self._stopping:
+            try:
+                conn, address = self.listener.accept()
+            except OSError as exc:
+                if self._stopping:
+                    return
+                log.warning("accept failed: %s", exc)  # e.g. out of descriptors: back off
+                time.sleep(0.1)
+                continue
+            with self._lock:
+                crowded = self._pending >= PENDING_LIMIT
+                if not crowded:
+                    self._pending += 1
+            if crowded:
+                log.warning("connection from %s closed: %d connections are still opening",
+                            address[0], PENDING_LIMIT)
+                conn.close()
+                continue
+            threading.Thread(target=self._connection, args=(conn, address),
+                             name=f"dicom-{address[0]}", daemon=True).start()
+
+    # -- one connection ----------------------------------------------------------------------------
+
+    def _connection(self, conn: socket.socket, address: tuple[str, int]) -> None:
+        try:
+            with conn:
+                opened = self._open(conn, address)
+                if opened is not None:
+                    self._associate(conn, address, *opened)
+        except Exception:
+            log.exception("connection from %s failed", address[0])
+
+    def _open(self, conn: socket.socket, address: tuple[str, int]
+              ) -> tuple[bytes, A_ASSOCIATE] | None:
+        """The connection's A-ASSOCIATE-RQ, read and decoded within the ARTIM time-out; None
+        if there is none (the connection was answered as it deserved)."""
+        host = address[0]
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            raw = wire.read_first_pdu(conn, self.settings.dicom_artim_timeout)
+            return raw, _decode_request(raw)
+        except wire.ProtocolError as exc:
+            log.warning("connection from %s aborted before association: %s", host, exc)
+            wire.send_abort(conn, exc.reason)
+            wire.drain_until_closed(conn, self.settings.dicom_artim_timeout)
+        except (wire.PeerGone, OSError) as exc:
+            log.info("connection from %s closed before association: %s", host, exc)
+        finally:
+            with self._lock:
+                self._pending -= 1
+        return None
+
+    def _associate(self, conn: socket.socket, address: tuple[str, int], raw: bytes,
+                   request: A_ASSOCIATE) -> None:
+        host = address[0]
+        calling_ae = str(request.calling_ae_title).strip()
+        admitted = admit(self.settings, calling_ae, host)
+        if isinstance(admitted, AssociationRefusal):
+            self._reject(conn, admitted)
+            return
+        if not self._associations.acquire(blocking=False):
+            log.warning("association from %s (%s) refused: %d associations are served already",
+                        calling_ae, host, self.settings.dicom_max_associations)
+            self._reject(conn, AssociationRefusal.TOO_MANY_ASSOCIATIONS)
+            return
+        try:
+            peer = Peer(admitted, host)
+            if self.settings.dicom_fast_store and lean.serves(request):
+                association = lean.LeanAssociation(self.context, conn, peer,
+                                                   self.ae.supported_contexts)
+                association.run(request)
+            else:
+                self.pynetdicom.serve(conn, conn.getsockname(), address, raw, request, peer)
+        finally:
+            self._associations.release()
+
+    def _reject(self, conn: socket.socket, refusal: AssociationRefusal) -> None:
+        with contextlib.suppress(OSError):
+            conn.sendall(wire.reject_pdu(*ASSOCIATION_REJECTION[refusal]))
+        wire.drain_until_closed(conn, self.settings.dicom_artim_timeout)
+
+
+def _decode_request(raw: bytes) -> A_ASSOCIATE:
+    try:
+        pdu = A_ASSOCIATE_RQ()
+        pdu.decode(raw)
+        primitive: A_ASSOCIATE = pdu.to_primitive()
+    except Exception as exc:  # pynetdicom's decoder raises many kinds on garbage
+        raise wire.ProtocolError(f"undecodable A-ASSOCIATE-RQ: {exc}",
+                                 wire.ABORT_INVALID_PARAMETER) from exc
+    if primitive.calling_ae_title is None or not primitive.presentation_context_definition_list:
+        raise wire.ProtocolError("A-ASSOCIATE-RQ without calling AE title or presentation "
+                                 "contexts", wire.ABORT_INVALID_PARAMETER)
+    return primitive
