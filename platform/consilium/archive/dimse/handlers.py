@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
@@ -36,7 +36,6 @@ from consilium.archive.sop import (
     PATIENT_ROOT_GET,
     PATIENT_ROOT_MOVE,
 )
-from consilium.archive.warmup import MetadataWarmer
 from consilium.audit import Actor, AuditAction, AuditOutcome, AuditTrail
 from consilium.identity.policy import (
     DicomCaller,
@@ -65,6 +64,12 @@ log = logging.getLogger(__name__)
 PATIENT_ROOTS = frozenset({PATIENT_ROOT_FIND, PATIENT_ROOT_MOVE, PATIENT_ROOT_GET})
 
 
+class Warmer(Protocol):
+    """Computes the web metadata of newly stored studies in the background."""
+
+    def submit(self, study_uids: list[str]) -> None: ...
+
+
 @dataclass
 class DimseContext:
     """What the DIMSE layer needs of the process."""
@@ -72,7 +77,7 @@ class DimseContext:
     settings: Settings
     store: ArchiveStore
     audit: AuditTrail | None = None
-    warmer: MetadataWarmer | None = None
+    warmer: Warmer | None = None
 
 
 @dataclass(frozen=True)

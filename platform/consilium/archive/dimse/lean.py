@@ -46,6 +46,10 @@ LEAN_ABSTRACT_SYNTAXES = frozenset(STORAGE_SOP_CLASSES) | {
     VERIFICATION, STUDY_ROOT_FIND, PATIENT_ROOT_FIND}
 _APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 _SEND_BATCH = 1 << 16  # C-FIND responses are written in batches of about this many bytes
+# The message buffer an association starts with (a 512x512 CT image is 0.5 MB); it grows to
+# the largest data set received (whose bytes the peer has sent, not merely declared)
+_FIRST_DATASET_BUFFER = 1 << 20
+_COMMAND_LIMIT = 1 << 16  # a command set is a few hundred bytes
 
 
 def serves(request: A_ASSOCIATE) -> bool:
@@ -120,14 +124,18 @@ class LeanAssociation:
     # -- data transfer (PS3.8 9.3.5) -----------------------------------------------------------
 
     def _serve(self) -> None:
+        """Read PDUs until the association ends. Each PDV item's header is read on its own and
+        a data set fragment is received straight into the message buffer (no copy of what is
+        often 512 KB per image); a PDU may not declare more than the maximum we accepted."""
         sock = self.sock
         limit = self.settings.dicom_max_pdu
         header = bytearray(wire.HEADER.size)
         header_view = memoryview(header)
-        body = bytearray(limit)
-        body_view = memoryview(body)
+        item = bytearray(wire.PDV_HEADER.size)
+        item_view = memoryview(item)
         command = bytearray()
-        dataset = bytearray()
+        dataset = bytearray(_FIRST_DATASET_BUFFER)
+        size = 0  # bytes of the current message's data set received so far
         message: dict[str, Any] | None = None
         while True:
             wire.recv_exact(sock, header_view)
@@ -138,39 +146,48 @@ class LeanAssociation:
             if length > limit:  # what we advertised in the A-ASSOCIATE-AC
                 raise wire.ProtocolError(f"P-DATA-TF of {length} bytes, more than the "
                                          f"{limit} we accept", wire.ABORT_INVALID_PARAMETER)
-            view = body_view[:length]
-            wire.recv_exact(sock, view)
-            pos = 0
-            while pos < length:
-                if pos + 6 > length:
+            while length:
+                if length < wire.PDV_HEADER.size:
                     raise wire.ProtocolError("PDV item header cut short",
                                              wire.ABORT_INVALID_PARAMETER)
-                item_length, context_id, control = wire.PDV_HEADER.unpack_from(view, pos)
-                end = pos + 4 + item_length
-                if item_length < 2 or end > length:
-                    raise wire.ProtocolError(f"PDV item of {item_length} bytes in a PDU of "
-                                             f"{length}", wire.ABORT_INVALID_PARAMETER)
+                wire.recv_exact(sock, item_view)
+                item_length, context_id, control = wire.PDV_HEADER.unpack(item)
+                fragment = item_length - 2
+                length -= 4 + item_length
+                if item_length < 2 or length < 0:
+                    raise wire.ProtocolError(f"PDV item of {item_length} bytes beyond its PDU",
+                                             wire.ABORT_INVALID_PARAMETER)
                 if context_id not in self.contexts:
                     raise wire.ProtocolError(f"data on unaccepted context {context_id}",
                                              wire.ABORT_INVALID_PARAMETER)
-                fragment = view[pos + 6 : end]
-                pos = end
-                if control & 0x01:  # command fragment
-                    command += fragment
+                if control & 0x01:  # command fragment (small)
+                    if message is not None:
+                        raise wire.ProtocolError("command before the data set's last fragment")
+                    start = len(command)
+                    if start + fragment > _COMMAND_LIMIT:
+                        raise wire.ProtocolError(f"command set over {_COMMAND_LIMIT} bytes",
+                                                 wire.ABORT_INVALID_PARAMETER)
+                    command += bytes(fragment)
+                    wire.recv_exact(sock, memoryview(command)[start:])
                     if control & 0x02:
                         message = self._command(command, context_id)
                         command.clear()
                         if not message["has_dataset"]:
                             self._dispatch(message, b"")
                             message = None
-                elif message is None:
+                    continue
+                if message is None:
                     raise wire.ProtocolError("data set fragment without a command")
-                else:
-                    dataset += fragment
-                    if control & 0x02:
-                        self._dispatch(message, dataset)
-                        message = None
-                        dataset = bytearray()
+                if size + fragment > len(dataset):  # a new buffer: views of the old may live
+                    grown = bytearray(max(2 * len(dataset), size + fragment))
+                    grown[:size] = memoryview(dataset)[:size]
+                    dataset = grown
+                wire.recv_exact(sock, memoryview(dataset)[size : size + fragment])
+                size += fragment
+                if control & 0x02:
+                    self._dispatch(message, memoryview(dataset)[:size])
+                    message = None
+                    size = 0
 
     def _control(self, pdu_type: int, length: int) -> None:
         """A PDU other than P-DATA-TF: release, abort, or a protocol error."""
@@ -201,11 +218,11 @@ class LeanAssociation:
             raise wire.ProtocolError(f"unreadable command set: {exc}",
                                      wire.ABORT_INVALID_PARAMETER) from exc
 
-    def _dispatch(self, message: dict[str, Any], dataset: bytearray | bytes) -> None:
+    def _dispatch(self, message: dict[str, Any], dataset: memoryview | bytes) -> None:
         field = message["field"]
         context = self.contexts[message["context_id"]]
         if field == wire.C_STORE_RQ:
-            answer = handlers.store(self.context, self.record, memoryview(dataset),
+            answer = handlers.store(self.context, self.record, dataset,
                                     str(context.transfer_syntax[0]), message["sop_class"],
                                     message["sop_instance"])
             self._respond(message, wire.encode_response(

@@ -18,6 +18,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from pynetdicom.pdu import A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import A_ASSOCIATE
@@ -55,8 +56,9 @@ class DicomServer:
     def __init__(self, settings: Settings, store: ArchiveStore, audit: AuditTrail | None = None,
                  listener: socket.socket | None = None) -> None:
         self.settings = settings
-        self.context = DimseContext(settings, store, audit,
-                                    MetadataWarmer(store, settings.data_dir))
+        self._active = 0  # associations being served
+        self.context = DimseContext(settings, store, audit, WarmWhenIdle(
+            MetadataWarmer(store, settings.data_dir), lambda: self._active > 0))
         self.ae = make_ae(settings)
         self.pynetdicom = PynetdicomTransport(self.context, self.ae)
         self.listener = listener
@@ -168,6 +170,8 @@ class DicomServer:
                         calling_ae, host, self.settings.dicom_max_associations)
             self._reject(conn, AssociationRefusal.TOO_MANY_ASSOCIATIONS)
             return
+        with self._lock:
+            self._active += 1
         try:
             peer = Peer(admitted, host)
             if self.settings.dicom_fast_store and lean.serves(request):
@@ -177,12 +181,50 @@ class DicomServer:
             else:
                 self.pynetdicom.serve(conn, conn.getsockname(), address, raw, request, peer)
         finally:
+            with self._lock:
+                self._active -= 1
             self._associations.release()
 
     def _reject(self, conn: socket.socket, refusal: AssociationRefusal) -> None:
         with contextlib.suppress(OSError):
             conn.sendall(wire.reject_pdu(*ASSOCIATION_REJECTION[refusal]))
         wire.drain_until_closed(conn, self.settings.dicom_artim_timeout)
+
+
+class WarmWhenIdle:
+    """Hands newly stored studies to the metadata warmer once this process has served no
+    association for :data:`WARM_AFTER_IDLE` seconds: warmed at once, a study that one
+    association finished took CPU from the others still storing (it reads back every file)."""
+
+    def __init__(self, warmer: MetadataWarmer, busy: Callable[[], bool]) -> None:
+        self._warmer = warmer
+        self._busy = busy
+        self._pending: dict[str, None] = {}
+        self._last = 0.0
+        self._changed = threading.Condition()
+        threading.Thread(target=self._run, name="warm-when-idle", daemon=True).start()
+
+    def submit(self, study_uids: list[str]) -> None:
+        with self._changed:
+            self._pending.update(dict.fromkeys(study_uids))
+            self._last = time.monotonic()
+            self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._pending:
+                    self._changed.wait()
+                quiet = time.monotonic() - self._last
+                if quiet < WARM_AFTER_IDLE or self._busy():
+                    self._changed.wait(WARM_AFTER_IDLE - quiet if quiet < WARM_AFTER_IDLE
+                                       else WARM_AFTER_IDLE)
+                    continue
+                studies, self._pending = list(self._pending), {}
+            self._warmer.submit(studies)
+
+
+WARM_AFTER_IDLE = 1.0
 
 
 def _decode_request(raw: bytes) -> A_ASSOCIATE:
