@@ -85,7 +85,8 @@ def _start_planner_statistics(engine: Engine) -> None:
     threading.Thread(target=loop, name="planner-statistics", daemon=True).start()
 
 
-def _dicom_worker(settings: Settings, listener: socket.socket, parent_pid: int) -> None:
+def _dicom_worker(settings: Settings, listener: socket.socket, tls_listener: socket.socket | None,
+                  parent_pid: int) -> None:
     """A DIMSE worker process: it ends on SIGTERM, which it also gets when the main process is
     gone (else it would go on accepting associations on the shared socket, unsupervised)."""
     configure_logging(settings)
@@ -93,7 +94,8 @@ def _dicom_worker(settings: Settings, listener: socket.socket, parent_pid: int) 
 
     end_with_parent(parent_pid)
     runtime = open_runtime(settings, run_migrations=False)
-    server = DicomServer(settings, runtime.store, runtime.audit, listener=listener)
+    server = DicomServer(settings, runtime.store, runtime.audit, listener=listener,
+                         tls_listener=tls_listener)
     server.start()
     wait_for_termination()
     server.stop()
@@ -108,6 +110,7 @@ class DicomService:
         self.processes: list[BaseProcess] = []
         self.server: DicomServer | None = None
         self.listener: socket.socket | None = None
+        self.tls_listener: socket.socket | None = None
 
     def start(self) -> None:
         from consilium.archive.dimse.listener import DicomServer, open_listener
@@ -118,10 +121,13 @@ class DicomService:
             self.server.start()
             return
         self.listener = open_listener(settings.dicom_host, settings.dicom_port)
+        if settings.dicom_tls_port is not None:
+            self.tls_listener = open_listener(settings.dicom_host, settings.dicom_tls_port)
         context = multiprocessing.get_context("spawn")
         for index in range(settings.dicom_workers):
             process = context.Process(
-                target=_dicom_worker, args=(settings, self.listener, os.getpid()),
+                target=_dicom_worker,
+                args=(settings, self.listener, self.tls_listener, os.getpid()),
                 name=f"dicom-{index + 1}", daemon=True,
             )
             process.start()
@@ -135,6 +141,13 @@ class DicomService:
         assert self.listener is not None
         return int(self.listener.getsockname()[1])
 
+    @property
+    def tls_port(self) -> int | None:
+        """The DICOM TLS port, if there is one."""
+        if self.server is not None:
+            return self.server.tls_port
+        return int(self.tls_listener.getsockname()[1]) if self.tls_listener else None
+
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
@@ -145,6 +158,7 @@ class DicomService:
             if process.is_alive():
                 process.kill()
                 process.join(timeout=5)
-        if self.listener is not None:
-            self.listener.close()
-            self.listener = None
+        for listener in (self.listener, self.tls_listener):
+            if listener is not None:
+                listener.close()
+        self.listener = self.tls_listener = None

@@ -198,6 +198,24 @@ class Settings(BaseModel):
         description="Associations served at once by each DIMSE process; more are rejected "
         "(A-ASSOCIATE-RJ, transient: the peer may retry).",
     )
+    dicom_tls_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="A second DIMSE port speaking DICOM over TLS (PS3.15 B.1; 2762 by "
+        "convention); none by default, 0: any free port.",
+    )
+    dicom_tls_certificate: Path | None = Field(
+        default=None, description="The TLS port's certificate chain (PEM)."
+    )
+    dicom_tls_key: Path | None = Field(
+        default=None, description="The TLS port's private key (PEM, unencrypted)."
+    )
+    dicom_tls_ca: Path | None = Field(
+        default=None,
+        description="CA certificates (PEM) that sign the peers' certificates: when set, a peer "
+        "must present one (mutual TLS); unset: any peer may connect over TLS.",
+    )
     dicom_check_node_host: bool = Field(
         default=False,
         description="A node with a ``host`` may associate only from that host's addresses (as "
@@ -283,6 +301,13 @@ class Settings(BaseModel):
     demo_ct_slices: int = Field(default=120, ge=1, le=2000)
 
     institutions: list[Institution] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _tls_needs_its_files(self) -> Settings:
+        if self.dicom_tls_port is not None and not (self.dicom_tls_certificate
+                                                    and self.dicom_tls_key):
+            raise ValueError("dicom.tls_port needs dicom.tls_certificate and dicom.tls_key")
+        return self
 
     @model_validator(mode="after")
     def _unique_ae_titles(self) -> Settings:

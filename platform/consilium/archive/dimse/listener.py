@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -54,8 +55,11 @@ class DicomServer:
     ``listener``, a worker process's share of the main process's socket), ``stop`` ends."""
 
     def __init__(self, settings: Settings, store: ArchiveStore, audit: AuditTrail | None = None,
-                 listener: socket.socket | None = None) -> None:
+                 listener: socket.socket | None = None,
+                 tls_listener: socket.socket | None = None) -> None:
         self.settings = settings
+        self.tls = tls_context(settings) if settings.dicom_tls_port is not None else None
+        self.tls_listener = tls_listener
         self._active = 0  # associations being served
         self.context = DimseContext(settings, store, audit, WarmWhenIdle(
             MetadataWarmer(store, settings.data_dir), lambda: self._active > 0))
@@ -67,7 +71,7 @@ class DicomServer:
         self._pending = 0
         self._lock = threading.Lock()
         self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -75,39 +79,52 @@ class DicomServer:
         settings = self.settings
         if self.listener is None:
             self.listener = open_listener(settings.dicom_host, settings.dicom_port)
-        # blocking, no time-out: a time-out would make Python poll() first, waking every worker
-        # for each connection instead of the one that waited longest
-        self.listener.settimeout(None)
-        self._thread = threading.Thread(target=self._accept_forever, name="dicom-listener",
-                                        daemon=True)
-        self._thread.start()
-        log.info("DICOM %s listening on %s:%d", settings.dicom_ae_title, settings.dicom_host,
-                 self.port)
+        if self.tls is not None and self.tls_listener is None:
+            assert settings.dicom_tls_port is not None
+            self.tls_listener = open_listener(settings.dicom_host, settings.dicom_tls_port)
+        for sock, tls in ((self.listener, False), (self.tls_listener, True)):
+            if sock is None:
+                continue
+            # blocking, no time-out: a time-out would make Python poll() first, waking every
+            # worker for each connection instead of the one that waited longest
+            sock.settimeout(None)
+            thread = threading.Thread(target=self._accept_forever, args=(sock, tls),
+                                      name="dicom-tls-listener" if tls else "dicom-listener",
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("DICOM %s listening on %s:%d%s", settings.dicom_ae_title, settings.dicom_host,
+                 self.port, f" and TLS on {self.tls_port}" if self.tls_port else "")
 
     @property
     def port(self) -> int:
         assert self.listener is not None
         return int(self.listener.getsockname()[1])
 
-    def stop(self) -> None:
-        """Stop accepting. An own socket is shut down, which wakes the acceptor; a shared one
-        only loses this process's descriptor (shutting it down would stop the other workers,
-        and the acceptor, a daemon thread blocked in accept(), ends with the process)."""
-        self._stopping = True
-        if self.listener is None:
-            return
-        if not self._shared:
-            with contextlib.suppress(OSError):
-                self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        if not self._shared and self._thread is not None:
-            self._thread.join(timeout=5)
+    @property
+    def tls_port(self) -> int | None:
+        return int(self.tls_listener.getsockname()[1]) if self.tls_listener else None
 
-    def _accept_forever(self) -> None:
-        assert self.listener is not None
+    def stop(self) -> None:
+        """Stop accepting. Own sockets are shut down, which wakes the acceptors; shared ones
+        only lose this process's descriptor (shutting them down would stop the other workers,
+        and the acceptors, daemon threads blocked in accept(), end with the process)."""
+        self._stopping = True
+        for sock in (self.listener, self.tls_listener):
+            if sock is None:
+                continue
+            if not self._shared:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        if not self._shared:
+            for thread in self._threads:
+                thread.join(timeout=5)
+
+    def _accept_forever(self, listener: socket.socket, tls: bool) -> None:
         while not self._stopping:
             try:
-                conn, address = self.listener.accept()
+                conn, address = listener.accept()
             except OSError as exc:
                 if self._stopping:
                     return
@@ -123,29 +140,38 @@ class DicomServer:
                             address[0], PENDING_LIMIT)
                 conn.close()
                 continue
-            threading.Thread(target=self._connection, args=(conn, address),
+            threading.Thread(target=self._connection, args=(conn, address, tls),
                              name=f"dicom-{address[0]}", daemon=True).start()
 
     # -- one connection ----------------------------------------------------------------------------
 
-    def _connection(self, conn: socket.socket, address: tuple[str, int]) -> None:
+    def _connection(self, conn: socket.socket, address: tuple[str, int], tls: bool) -> None:
         try:
             with conn:
-                opened = self._open(conn, address)
+                opened = self._open(conn, address, tls)
                 if opened is not None:
-                    self._associate(conn, address, *opened)
+                    with opened[0]:
+                        self._associate(*opened, address)
         except Exception:
             log.exception("connection from %s failed", address[0])
 
-    def _open(self, conn: socket.socket, address: tuple[str, int]
-              ) -> tuple[bytes, A_ASSOCIATE] | None:
-        """The connection's A-ASSOCIATE-RQ, read and decoded within the ARTIM time-out; None
-        if there is none (the connection was answered as it deserved)."""
+    def _open(self, conn: socket.socket, address: tuple[str, int], tls: bool
+              ) -> tuple[socket.socket, bytes, A_ASSOCIATE] | None:
+        """The connection (its TLS session set up first on the TLS port) and its
+        A-ASSOCIATE-RQ, each step within the ARTIM time-out; None if there is none (the
+        connection was answered as it deserved)."""
         host = address[0]
+        artim = self.settings.dicom_artim_timeout
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            raw = wire.read_first_pdu(conn, self.settings.dicom_artim_timeout)
-            return raw, _decode_request(raw)
+            if tls:
+                assert self.tls is not None
+                conn.settimeout(artim)
+                conn = self.tls.wrap_socket(conn, server_side=True)  # handshake within ARTIM
+            raw = wire.read_first_pdu(conn, artim)
+            return conn, raw, _decode_request(raw)
+        except ssl.SSLError as exc:
+            log.warning("TLS connection from %s refused: %s", host, exc)
         except wire.ProtocolError as exc:
             log.warning("connection from %s aborted before association: %s", host, exc)
             wire.send_abort(conn, exc.reason)
@@ -155,10 +181,11 @@ class DicomServer:
         finally:
             with self._lock:
                 self._pending -= 1
+        conn.close()  # the TLS session, if there is one (the caller closes the connection)
         return None
 
-    def _associate(self, conn: socket.socket, address: tuple[str, int], raw: bytes,
-                   request: A_ASSOCIATE) -> None:
+    def _associate(self, conn: socket.socket, raw: bytes, request: A_ASSOCIATE,
+                   address: tuple[str, int]) -> None:
         host = address[0]
         calling_ae = str(request.calling_ae_title).strip()
         admitted = admit(self.settings, calling_ae, host)
@@ -189,6 +216,20 @@ class DicomServer:
         with contextlib.suppress(OSError):
             conn.sendall(wire.reject_pdu(*ASSOCIATION_REJECTION[refusal]))
         wire.drain_until_closed(conn, self.settings.dicom_artim_timeout)
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """The TLS port's context: TLS 1.2 or later (BCP 195), our certificate, and when
+    ``dicom.tls_ca`` is set a peer certificate signed by it is required."""
+    if settings.dicom_tls_certificate is None or settings.dicom_tls_key is None:
+        raise ValueError("dicom.tls_port needs dicom.tls_certificate and dicom.tls_key")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.dicom_tls_certificate, settings.dicom_tls_key)
+    if settings.dicom_tls_ca is not None:
+        context.load_verify_locations(cafile=settings.dicom_tls_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 class WarmWhenIdle:
