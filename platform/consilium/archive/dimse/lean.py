@@ -50,6 +50,7 @@ _SEND_BATCH = 1 << 16  # C-FIND responses are written in batches of about this m
 # the largest data set received (whose bytes the peer has sent, not merely declared)
 _FIRST_DATASET_BUFFER = 1 << 20
 _COMMAND_LIMIT = 1 << 16  # a command set is a few hundred bytes
+_SMALL_PDU = 1 << 14  # PDUs up to this size are read whole (commands, identifiers)
 
 
 def serves(request: A_ASSOCIATE) -> bool:
@@ -77,6 +78,10 @@ class LeanAssociation:
         self.contexts: dict[int, PresentationContext] = {}
         self.peer_max_pdu = 16384
         self.record = AssociationRecord(context, peer)
+        self._message: dict[str, Any] | None = None  # a command waiting for its data set
+        self._command_set = bytearray()
+        self._dataset = bytearray(_FIRST_DATASET_BUFFER)  # the message buffer, reused
+        self._received = 0  # bytes of the current data set in it
 
     def run(self, request: A_ASSOCIATE) -> None:
         wire.set_read_timeout(self.sock, self.settings.dicom_network_timeout)
@@ -124,19 +129,17 @@ class LeanAssociation:
     # -- data transfer (PS3.8 9.3.5) -----------------------------------------------------------
 
     def _serve(self) -> None:
-        """Read PDUs until the association ends. Each PDV item's header is read on its own and
-        a data set fragment is received straight into the message buffer (no copy of what is
-        often 512 KB per image); a PDU may not declare more than the maximum we accepted."""
+        """Read PDUs until the association ends; a PDU may not declare more than the maximum
+        we accepted. A small PDU (a command, an identifier) is read whole; in a large one each
+        PDV item's header is read on its own and its data set fragment straight into the
+        message buffer (no copy of what is often 512 KB per image)."""
         sock = self.sock
         limit = self.settings.dicom_max_pdu
         header = bytearray(wire.HEADER.size)
         header_view = memoryview(header)
+        small_view = memoryview(bytearray(_SMALL_PDU))
         item = bytearray(wire.PDV_HEADER.size)
         item_view = memoryview(item)
-        command = bytearray()
-        dataset = bytearray(_FIRST_DATASET_BUFFER)
-        size = 0  # bytes of the current message's data set received so far
-        message: dict[str, Any] | None = None
         while True:
             wire.recv_exact(sock, header_view)
             pdu_type, length = wire.HEADER.unpack(header)
@@ -146,48 +149,79 @@ class LeanAssociation:
             if length > limit:  # what we advertised in the A-ASSOCIATE-AC
                 raise wire.ProtocolError(f"P-DATA-TF of {length} bytes, more than the "
                                          f"{limit} we accept", wire.ABORT_INVALID_PARAMETER)
+            if length <= _SMALL_PDU:
+                pdu = small_view[:length]
+                wire.recv_exact(sock, pdu)
+                pos = 0
+                while pos < length:
+                    size, context_id, control = self._item(pdu[pos : pos + 6], length - pos)
+                    fragment = pdu[pos + 6 : pos + 6 + size]
+                    pos += 6 + size
+                    if control & 0x01:
+                        self._command_fragment(context_id, control, fragment)
+                    else:
+                        self._dataset_room(size)[:] = fragment
+                        self._dataset_fragment(size, control)
+                continue
             while length:
-                if length < wire.PDV_HEADER.size:
-                    raise wire.ProtocolError("PDV item header cut short",
-                                             wire.ABORT_INVALID_PARAMETER)
                 wire.recv_exact(sock, item_view)
-                item_length, context_id, control = wire.PDV_HEADER.unpack(item)
-                fragment = item_length - 2
-                length -= 4 + item_length
-                if item_length < 2 or length < 0:
-                    raise wire.ProtocolError(f"PDV item of {item_length} bytes beyond its PDU",
-                                             wire.ABORT_INVALID_PARAMETER)
-                if context_id not in self.contexts:
-                    raise wire.ProtocolError(f"data on unaccepted context {context_id}",
-                                             wire.ABORT_INVALID_PARAMETER)
-                if control & 0x01:  # command fragment (small)
-                    if message is not None:
-                        raise wire.ProtocolError("command before the data set's last fragment")
-                    start = len(command)
-                    if start + fragment > _COMMAND_LIMIT:
-                        raise wire.ProtocolError(f"command set over {_COMMAND_LIMIT} bytes",
-                                                 wire.ABORT_INVALID_PARAMETER)
-                    command += bytes(fragment)
-                    wire.recv_exact(sock, memoryview(command)[start:])
-                    if control & 0x02:
-                        message = self._command(command, context_id)
-                        command.clear()
-                        if not message["has_dataset"]:
-                            self._dispatch(message, b"")
-                            message = None
-                    continue
-                if message is None:
-                    raise wire.ProtocolError("data set fragment without a command")
-                if size + fragment > len(dataset):  # a new buffer: views of the old may live
-                    grown = bytearray(max(2 * len(dataset), size + fragment))
-                    grown[:size] = memoryview(dataset)[:size]
-                    dataset = grown
-                wire.recv_exact(sock, memoryview(dataset)[size : size + fragment])
-                size += fragment
-                if control & 0x02:
-                    self._dispatch(message, memoryview(dataset)[:size])
-                    message = None
-                    size = 0
+                size, context_id, control = self._item(item_view, length)
+                length -= 6 + size
+                if control & 0x01:
+                    fragment = memoryview(bytearray(size))
+                    wire.recv_exact(sock, fragment)
+                    self._command_fragment(context_id, control, fragment)
+                else:
+                    wire.recv_exact(sock, self._dataset_room(size))
+                    self._dataset_fragment(size, control)
+
+    def _item(self, header: memoryview, remaining: int) -> tuple[int, int, int]:
+        """(fragment length, context id, message control header) of a PDV item (PS3.8 9.3.5.1)
+        that must fit in the ``remaining`` bytes of its PDU."""
+        if remaining < wire.PDV_HEADER.size:
+            raise wire.ProtocolError("PDV item header cut short", wire.ABORT_INVALID_PARAMETER)
+        item_length, context_id, control = wire.PDV_HEADER.unpack(header)
+        if item_length < 2 or item_length + 4 > remaining:
+            raise wire.ProtocolError(f"PDV item of {item_length} bytes in the {remaining} left "
+                                     "of its PDU", wire.ABORT_INVALID_PARAMETER)
+        if context_id not in self.contexts:
+            raise wire.ProtocolError(f"data on unaccepted context {context_id}",
+                                     wire.ABORT_INVALID_PARAMETER)
+        if not control & 0x01 and self._message is None:
+            raise wire.ProtocolError("data set fragment without a command")
+        if control & 0x01 and self._message is not None:
+            raise wire.ProtocolError("command before the data set's last fragment")
+        return item_length - 2, context_id, control
+
+    def _command_fragment(self, context_id: int, control: int, fragment: memoryview) -> None:
+        if len(self._command_set) + len(fragment) > _COMMAND_LIMIT:
+            raise wire.ProtocolError(f"command set over {_COMMAND_LIMIT} bytes",
+                                     wire.ABORT_INVALID_PARAMETER)
+        self._command_set += fragment
+        if control & 0x02:
+            message = self._command(self._command_set, context_id)
+            self._command_set.clear()
+            if message["has_dataset"]:
+                self._message = message
+            else:
+                self._dispatch(message, b"")
+
+    def _dataset_room(self, size: int) -> memoryview:
+        """The next ``size`` bytes of the message buffer, for a data set fragment."""
+        end = self._received + size
+        if end > len(self._dataset):  # a new buffer: views of the old one may still live
+            grown = bytearray(max(2 * len(self._dataset), end))
+            grown[: self._received] = memoryview(self._dataset)[: self._received]
+            self._dataset = grown
+        return memoryview(self._dataset)[self._received : end]
+
+    def _dataset_fragment(self, size: int, control: int) -> None:
+        self._received += size
+        if control & 0x02:
+            message, self._message = self._message, None
+            assert message is not None
+            received, self._received = self._received, 0
+            self._dispatch(message, memoryview(self._dataset)[:received])
 
     def _control(self, pdu_type: int, length: int) -> None:
         """A PDU other than P-DATA-TF: release, abort, or a protocol error."""
