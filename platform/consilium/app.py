@@ -197,7 +197,7 @@ def create_app(runtime: Runtime) -> Any:
             return datetime.fromisoformat(q[name]) if q.get(name) else None
 
         return CaseFilter(
-            institution_id=principal.institution_id or "", status=q.get("status", ""),
+            status=q.get("status", ""),
             priority=q.get("priority", ""), other_institution=q.get("institution", ""),
             specialty=q.get("specialty", ""), person=q.get("person", ""),
             since=when("since"), until=when("until"))
@@ -211,7 +211,7 @@ def create_app(runtime: Runtime) -> Any:
         if not principal.has_role("head"):
             return JSONResponse({"error": "for heads of department"}, 403)
         try:
-            rows = history_cases(runtime.engine, history_filter(request, principal))
+            rows = history_cases(runtime.engine, principal, history_filter(request, principal))
             grouping = parse_grouping(request.query_params.get("group"))
         except ValueError as exc:
             return JSONResponse({"error": f"bad parameter: {exc}"}, 400)
