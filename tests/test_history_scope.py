@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,3 +91,30 @@ def test_a_draft_is_not_in_the_target_heads_history_until_it_is_sent(web: WebSer
     rows = list(csv.DictReader(io.StringIO(exported(regional_head))))
     assert [r["question"] for r in rows if r["id"] == str(case_id)] == [
         "Секретный вопрос черновика"]
+
+
+def _audit_until(client: httpx.Client, params: dict[str, str], actor: str
+                 ) -> list[dict[str, object]]:
+    """The head's search once ``actor``'s event is in (the DICOMweb audit is written in the
+    background)."""
+    deadline = time.monotonic() + 10
+    while True:
+        rows: list[dict[str, object]] = client.get("/api/audit", params=params).json()
+        if any(r["actor"] == actor for r in rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
+def test_a_shared_patient_id_does_not_show_another_hospitals_events(web: WebServer) -> None:
+    petrov, kuznetsova = web.login("petrov"), web.login("kuznetsova")
+    assert petrov.get(f"/dicom-web/studies/{CITY_STUDY}/metadata").status_code == 200
+    assert kuznetsova.get(f"/dicom-web/studies/{TWIN_STUDY}/metadata").status_code == 200
+    city = _audit_until(web.login("sidorov"), {"patient_id": "1CT1"}, "dev:petrov")
+    regional = _audit_until(web.login("morozov"), {"patient_id": "1CT1"}, "dev:kuznetsova")
+    assert {(r["actor"], r["study_uid"]) for r in city if r["action"] == "view"} == {
+        ("dev:petrov", CITY_STUDY)}
+    assert {(r["actor"], r["study_uid"]) for r in regional if r["action"] == "view"} == {
+        ("dev:kuznetsova", TWIN_STUDY)}
+    assert all(TWIN_STUDY not in str(r) and "Другой" not in str(r) for r in city)
+    csv_text = web.login("sidorov").get("/api/audit", params={"format": "csv"}).text
+    assert TWIN_STUDY not in csv_text and "Другой" not in csv_text

@@ -26,7 +26,12 @@ from consilium.consult.documents import MIB, DocumentsConfig, retry_archiving, s
 from consilium.consult.models import Priority
 from consilium.consult.routes import consult_routes
 from consilium.consult.workflow import ConsultContext
-from consilium.history.audit_search import AuditFilter, search_audit, to_csv
+from consilium.history.audit_search import (
+    AuditFilter,
+    parse_audit_query,
+    search_audit,
+    to_csv,
+)
 from consilium.history.consult_stats import CaseFilter, parse_grouping, turnaround
 from consilium.history.consult_stats import cases as history_cases
 from consilium.history.consult_stats import to_csv as history_csv
@@ -128,21 +133,8 @@ def create_app(runtime: Runtime) -> Any:
         )
 
     def audit_filter(request: Request, principal: Principal) -> AuditFilter:
-        from datetime import datetime
-
-        q = request.query_params
-
-        def when(name: str) -> datetime | None:
-            return datetime.fromisoformat(q[name]) if q.get(name) else None
-
-        return AuditFilter(
-            institution_id=principal.institution_id or "",
-            include_unattributed=principal.has_role("admin"),
-            patient_id=q.get("patient_id", ""),
-            study_uid=q.get("study_uid", ""), actor=q.get("actor", ""),
-            action=q.get("action", ""), since=when("since"), until=when("until"),
-            limit=min(int(q.get("limit", "500")), 5000), offset=int(q.get("offset", "0")),
-        )
+        return parse_audit_query(request.query_params, principal.institution_id or "",
+                                 principal.has_role("admin"))
 
     async def api_audit(request: Request) -> Response:
         principal = current_principal(request)
