@@ -292,3 +292,24 @@ def test_provider_discovery_is_plain_http(web: WebServer) -> None:
     assert metadata["code_challenge_methods_supported"] == ["S256"]
     keys = httpx.get(metadata["jwks_uri"]).json()["keys"]
     assert keys and all("d" not in k for k in keys)  # never the private part
+
+
+def test_demo_provider_redirects_only_to_registered_uris(web: WebServer) -> None:
+    client = web.client()
+    logout = f"{web.url}/dev-idp/logout"
+    assert client.get(logout, params={"post_logout_redirect_uri": f"{web.url}/"}).headers[
+        "location"] == f"{web.url}/"
+    port = web.url.rsplit(":", 1)[1]
+    for target in (f"{web.url}@evil.example/", f"http://localhost:{port}.evil.example/",
+                   f"{web.url}/elsewhere", f"{web.url}"):
+        answer = client.get(logout, params={"post_logout_redirect_uri": target})
+        assert answer.status_code == 200 and "location" not in answer.headers, target
+    start = client.get("/auth/login/dev").headers["location"]
+    assert f"redirect_uri={web.url}/auth/callback/dev".replace(":", "%3A").replace(
+        "/", "%2F") in start
+    for redirect in (f"{web.url}/auth/callback/dev@evil.example/",
+                     f"{web.url}/auth/callback/other", f"{web.url}/auth/callback/dev/x"):
+        forged = start.replace(
+            f"{web.url}/auth/callback/dev".replace(":", "%3A").replace("/", "%2F"),
+            redirect.replace(":", "%3A").replace("/", "%2F").replace("@", "%40"))
+        assert client.get(forged).status_code == 400, redirect
