@@ -31,6 +31,15 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         raise SystemExit(2) from exc
 
 
+def _check_web_start(settings: Settings) -> None:
+    """What only the web service needs and the settings alone cannot tell: readable secrets."""
+    try:
+        settings.check_client_secrets()
+    except ValueError as exc:
+        print(f"consilium: invalid configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML file (default: $CONSILIUM_CONFIG)")
     parser.add_argument("--data-dir", type=Path, help="folder for files and the SQLite database")
@@ -50,6 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from consilium.service import DicomService, configure_logging, open_runtime
 
     settings = _settings_from(args)
+    _check_web_start(settings)
     configure_logging(settings)
     runtime = open_runtime(settings)
     if settings.demo_data:

@@ -73,6 +73,9 @@ class Institution(BaseModel):
     nodes: list[DicomNode] = Field(default_factory=list)
 
 
+ROLE_NAMES = frozenset({"referring", "consultant", "head", "admin"})  # identity's Role values
+
+
 class OidcProvider(BaseModel):
     """An OpenID Connect provider clinicians log in with (one per institution, or regional).
 
@@ -102,6 +105,23 @@ class OidcProvider(BaseModel):
     name_claim: str = "name"
     api_audience: str = Field(default="", description="aud of bearer tokens; default client_id")
     algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "PS256"])
+
+    @field_validator("role_map")
+    @classmethod
+    def _roles_exist(cls, mapping: dict[str, str]) -> dict[str, str]:
+        bad = {k: v for k, v in mapping.items() if v not in ROLE_NAMES}
+        if bad:
+            raise ValueError(
+                f"role_map maps {bad} onto no Consilium role (roles: "
+                f"{', '.join(sorted(ROLE_NAMES))}); nobody could log in with those")
+        return mapping
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> OidcProvider:
+        if self.client_secret_file is not None and self.client_secret_env:
+            raise ValueError(f"identity provider {self.id!r}: give client_secret_file or "
+                             "client_secret_env, not both")
+        return self
 
     @field_validator("algorithms")
     @classmethod
@@ -267,6 +287,21 @@ class Settings(BaseModel):
             raise ValueError("institution ids must be unique")
         return self
 
+    @model_validator(mode="after")
+    def _providers_name_something(self) -> Settings:
+        """A provider's mapping must name what exists: else the start succeeds and every login
+        through it fails."""
+        provider_ids = [p.id for p in self.identity_providers]
+        if len(provider_ids) != len(set(provider_ids)):
+            raise ValueError("identity provider ids must be unique")
+        known = ", ".join(i.id for i in self.institutions) or "none configured"
+        for provider in self.identity_providers:
+            if provider.institution is not None and self.institution(provider.institution) is None:
+                raise ValueError(
+                    f"identity provider {provider.id!r} maps its users onto institution "
+                    f"{provider.institution!r}, which is not configured (known: {known})")
+        return self
+
     # -- derived values -----------------------------------------------------------------------
 
     @property
@@ -317,16 +352,40 @@ class Settings(BaseModel):
     def provider(self, provider_id: str) -> OidcProvider | None:
         return next((p for p in self.effective_identity_providers if p.id == provider_id), None)
 
-    def client_secret(self, provider: OidcProvider) -> str | None:
-        """The provider's client secret from its file or environment variable (None: public)."""
+    def client_secret(self, provider: OidcProvider,
+                      environ: Mapping[str, str] | None = None) -> str | None:
+        """The provider's client secret from its file or environment variable (None: a public
+        client). ValueError says which provider's secret is missing and where it was looked for."""
         if provider.client_secret_file is not None:
-            return provider.client_secret_file.read_text().strip()
-        if provider.client_secret_env:
-            value = os.environ.get(provider.client_secret_env)
+            path = provider.client_secret_file
+            try:
+                value = path.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"identity provider {provider.id!r}: client_secret_file {path} "
+                                 f"cannot be read ({exc.strerror or exc})") from exc
             if not value:
-                raise ValueError(f"{provider.client_secret_env} is not set ({provider.id})")
+                raise ValueError(f"identity provider {provider.id!r}: client_secret_file {path} "
+                                 "is empty")
             return value
+        if provider.client_secret_env:
+            found = (os.environ if environ is None else environ).get(provider.client_secret_env)
+            if not found:
+                raise ValueError(f"identity provider {provider.id!r}: the environment variable "
+                                 f"{provider.client_secret_env} (its client_secret_env) is not set")
+            return found
         return None
+
+    def check_client_secrets(self, environ: Mapping[str, str] | None = None) -> None:
+        """Every configured client secret can be read now: checked when the web service starts,
+        so that a missing secret stops the start instead of failing the first login."""
+        problems = []
+        for provider in self.effective_identity_providers:
+            try:
+                self.client_secret(provider, environ)
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ValueError("; ".join(problems))
 
     @property
     def cookies_secure(self) -> bool:

@@ -11,6 +11,7 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -34,6 +35,10 @@ from consilium.identity.web import current_principal
 from consilium.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class ProviderUnavailable(Exception):
+    """The identity provider answered with a server error: it is down, not refusing."""
 
 
 def _safe_return_to(value: str | None) -> str:
@@ -123,6 +128,8 @@ def identity_routes(
                 form["client_secret"] = secret
             response = await directory.http.post(metadata["token_endpoint"], data=form,
                                                   headers={"Accept": "application/json"})
+            if response.status_code >= 500:
+                raise ProviderUnavailable(f"token endpoint answered {response.status_code}")
             if response.status_code != 200:
                 raise TokenError(f"token endpoint answered {response.status_code}: "
                                  f"{response.text[:200]}")
@@ -130,6 +137,15 @@ def identity_routes(
             claims = await directory.validate(provider.id, id_token, provider.client_id,
                                               nonce=attempt.nonce)
             mapped = map_claims(settings, provider, claims)
+        except (httpx.HTTPError, ProviderUnavailable) as exc:
+            # the provider went away between the login form and the token exchange (or its
+            # keys cannot be fetched): the person can retry later, nothing was refused
+            log.error("login via %s: the provider cannot be reached: %s", provider.id, exc)
+            audit.record(actor_of(request), AuditAction.LOGIN_FAILED, AuditOutcome.FAILURE,
+                         detail={"reason": f"provider unreachable: {type(exc).__name__}",
+                                 "provider": provider.id})
+            return failure_page("The identity provider cannot be reached; try again later.",
+                                502)
         except (TokenError, LoginRefused, ValueError, KeyError) as exc:
             log.warning("login via %s failed: %s", provider.id, exc)
             audit.record(actor_of(request), AuditAction.LOGIN_FAILED, AuditOutcome.FAILURE,
