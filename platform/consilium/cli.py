@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -238,7 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DATA_UMASK = 0o027  # files 0640, folders 0750: the service's group may read, others nothing
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Patient data, the database (SQLite and its WAL) and logs are created by many libraries
+    # with their default mode (0644: readable by every local user); the umask narrows them all,
+    # in this process and in the workers it starts. Key files are 0600 on their own.
+    os.umask(DATA_UMASK)
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

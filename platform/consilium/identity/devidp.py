@@ -31,6 +31,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from consilium.demo.clinicians import DEMO_CLINICIANS, DEMO_PASSWORD, DemoClinician, find_clinician
+from consilium.identity.keyfiles import read_private_file, write_private_file
 from consilium.settings import DEV_IDP_PROVIDER_ID
 
 CLIENT_ID = "consilium"
@@ -39,16 +40,13 @@ CODE_LIFETIME = 120
 
 
 def load_signing_key(folder: Path) -> RSAKey:
-    """The provider's RSA key, created (mode 0600) on first use."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """The provider's RSA key, created (mode 0600, in a 0700 folder) on first use."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / "signing-key.json"
     if path.exists():
-        return RSAKey.import_key(json.loads(path.read_text()))
+        return RSAKey.import_key(json.loads(read_private_file(path)))
     key = RSAKey.generate_key(2048, parameters={"use": "sig", "alg": "RS256"}, auto_kid=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.touch(mode=0o600)
-    tmp.write_text(json.dumps(key.as_dict(private=True)))
-    tmp.replace(path)
+    write_private_file(path, json.dumps(key.as_dict(private=True)).encode())
     return key
 
 
