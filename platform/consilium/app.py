@@ -38,6 +38,7 @@ from consilium.history.consult_stats import to_csv as history_csv
 from consilium.identity.grants import granted_study_uids
 from consilium.identity.middleware import AuthenticationMiddleware, client_address
 from consilium.identity.policy import Principal, may_read_audit, readable_institutions
+from consilium.identity.ratelimit import UnauthenticatedAudit
 from consilium.identity.routes import identity_routes
 from consilium.identity.tokens import ProviderDirectory
 from consilium.identity.web import current_principal
@@ -78,6 +79,8 @@ def consult_context(runtime: Runtime) -> ConsultContext:
 def create_app(runtime: Runtime) -> Any:
     settings = runtime.settings
     directory = ProviderDirectory(settings.effective_identity_providers)
+    anonymous_audit = UnauthenticatedAudit(  # one limit for every unauthenticated audit writer
+        runtime.audit, settings.identity_unauthenticated_audit_per_minute, settings.live_redis_url)
     notifier = CaseNotifier()
     consult_ctx = consult_context(runtime)
 
@@ -232,7 +235,7 @@ def create_app(runtime: Runtime) -> Any:
         Mount(BASE_PATH, routes=dicomweb_routes(runtime)),
         Mount(RENDER_PATH, routes=render_routes(runtime)),
         *remote_routes(runtime),
-        *identity_routes(settings, runtime.engine, directory, runtime.audit),
+        *identity_routes(settings, runtime.engine, directory, runtime.audit, anonymous_audit),
         *consult_routes(consult_ctx, notifier.case_changed),
         *viewer_routes(),
     ]
@@ -255,4 +258,5 @@ def create_app(runtime: Runtime) -> Any:
     app.state.runtime = runtime
     app.state.directory = directory
     combined = create_socket_app(app, directory, runtime, notifier)
-    return AuthenticationMiddleware(combined, settings, runtime.engine, directory, runtime.audit)
+    return AuthenticationMiddleware(combined, settings, runtime.engine, directory, runtime.audit,
+                                    anonymous_audit)

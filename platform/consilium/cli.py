@@ -70,9 +70,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     dicom = DicomService(runtime)
     dicom.start()
     _print_banner(settings)
+    # X-Forwarded-For only from configured proxies: uvicorn believes loopback by default, and
+    # then anyone who reaches the port locally chooses the address audited and rate-limited
     config = uvicorn.Config(
         create_app(runtime), host=settings.http_host, port=settings.http_port,
         log_level=settings.log_level.lower(), lifespan="off",
+        proxy_headers=bool(settings.http_trusted_proxies),
+        forwarded_allow_ips=settings.http_trusted_proxies or [],
     )
     try:
         uvicorn.Server(config).run()

@@ -13,6 +13,7 @@ Nothing else in the code base reads ``os.environ``.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tomllib
@@ -168,6 +169,13 @@ class Settings(BaseModel):
     http_host: str = Field(default="127.0.0.1", description="Web/API listen address.")
     http_port: int = Field(default=8000, ge=0, le=65535, description="Web/API port.")
     public_url: str = Field(default="", description="External base URL; empty: from host/port.")
+    http_trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks of reverse proxies (e.g. [\"10.0.0.5\", "
+        "\"10.1.0.0/16\"]) whose X-Forwarded-For and X-Forwarded-Proto are believed: the "
+        "client address in the audit and the login rate limits then comes from the header. "
+        "Empty (the default): the headers are ignored, from any peer, loopback included.",
+    )
 
     dicom_ae_title: str = Field(default="CONSILIUM", min_length=1, max_length=16)
     dicom_host: str = Field(default="0.0.0.0", description="DIMSE listen address.")
@@ -228,6 +236,13 @@ class Settings(BaseModel):
     identity_login_attempts_per_minute: int = Field(
         default=10, ge=1, description="per client address, failed and started logins"
     )
+    identity_unauthenticated_audit_per_minute: int = Field(
+        default=30, ge=1,
+        description="Audit events that a caller who is not logged in can cause (forged login "
+        "callbacks, invalid bearer tokens, rate-limited logins), per client address and "
+        "minute; beyond it one event says that the rest were not recorded. Their caller-chosen "
+        "text is cut to 120 characters.",
+    )
     identity_cookie_secure: bool | None = Field(
         default=None, description="Secure cookies; default: when public_url is https"
     )
@@ -270,6 +285,17 @@ class Settings(BaseModel):
     demo_ct_slices: int = Field(default=120, ge=1, le=2000)
 
     institutions: list[Institution] = Field(default_factory=list)
+
+    @field_validator("http_trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"http.trusted_proxies: {value!r} is not an IP address or "
+                                 "network") from None
+        return [v.strip() for v in values]
 
     @model_validator(mode="after")
     def _unique_ae_titles(self) -> Settings:
