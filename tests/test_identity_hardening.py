@@ -71,3 +71,14 @@ def test_x_forwarded_for_is_ignored_unless_from_a_configured_proxy(web: WebServe
         assert _login_source(behind_proxy) == FORGED_ADDRESS
     finally:
         behind_proxy.stop()
+
+
+def test_rate_limiters_remember_a_bounded_number_of_addresses() -> None:
+    from consilium.identity.ratelimit import MAX_KEYS, LocalRateLimiter
+
+    limiter = LocalRateLimiter(limit=2, window=60)
+    for n in range(MAX_KEYS * 3):
+        assert limiter.allow_now(f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}")
+        assert len(limiter.events) <= MAX_KEYS
+    assert limiter.allow_now("192.0.2.1") and limiter.allow_now("192.0.2.1")
+    assert not limiter.allow_now("192.0.2.1")  # a recent address is still limited
