@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from joserfc import jwt
 
 from consilium.identity.models import Role
 from consilium.settings import ROLE_NAMES, load_settings
@@ -112,3 +113,37 @@ def test_secrets_are_read_from_where_the_configuration_says(tmp_path: Path) -> N
 
 def test_role_names_of_the_settings_are_the_roles() -> None:
     assert {r.value for r in Role} == ROLE_NAMES
+
+
+def test_configured_audiences_and_token_types_for_bearer_tokens(tmp_path: Path) -> None:
+    """A provider configured as for Glewlwyd (its access tokens carry the granted scopes as
+    their audience) that accepts only RFC 9068 access tokens."""
+    web = WebServer(tmp_path / "var")
+    web.extra_env["CONSILIUM_IDENTITY_PROVIDERS"] = json.dumps([{
+        "id": "dev", "name": "Demo", "issuer": f"{web.url}/dev-idp", "client_id": "consilium",
+        "api_audiences": ["consilium-api"], "api_token_types": ["application/at+jwt"]}])
+    web.start()
+    try:
+        assert web.login("petrov").get("/api/me").status_code == 200  # ID tokens: client_id
+        key = web.signing_key()
+
+        def status(aud: object, typ: str | None = "at+jwt", **extra: object) -> int:
+            now = int(time.time())
+            claims = {"iss": f"{web.url}/dev-idp", "aud": aud, "sub": "pacs-bridge",
+                      "iat": now, "exp": now + 300, "institution": "city-hospital",
+                      "roles": ["consultant"], **extra}
+            header = {"alg": "RS256", "kid": key.kid, **({"typ": typ} if typ else {})}
+            token = jwt.encode(header, claims, key, ["RS256"])
+            return web.client().get("/api/studies", headers={
+                "Authorization": f"Bearer {token}"}).status_code
+
+        assert status("openid consilium-api") == 200  # Glewlwyd: the scope list as aud
+        assert status(["other", "consilium-api"]) == 200
+        assert status("consilium-api", typ="AT+JWT") == 200
+        assert status("openid profile email") == 401
+        assert status("consilium") == 401  # the client id is not a configured audience here
+        assert status("consilium-api", typ=None) == 401  # a plain JWT is not accepted here
+        assert status("consilium-api", typ="JWT") == 401
+        assert status("consilium-api", nonce="n") == 401  # an ID token's claim
+    finally:
+        web.stop()

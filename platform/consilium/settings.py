@@ -74,6 +74,13 @@ class Institution(BaseModel):
     nodes: list[DicomNode] = Field(default_factory=list)
 
 
+def token_type(value: str | None) -> str:
+    """A JOSE ``typ`` as compared: lower case, without ``application/`` (RFC 7515 4.1.9);
+    absent means a plain JWT."""
+    text = (value or "jwt").strip().lower()
+    return text.removeprefix("application/")
+
+
 ROLE_NAMES = frozenset({"referring", "consultant", "head", "admin"})  # identity's Role values
 
 
@@ -104,7 +111,20 @@ class OidcProvider(BaseModel):
     )
     specialty_claim: str = "specialty"
     name_claim: str = "name"
-    api_audience: str = Field(default="", description="aud of bearer tokens; default client_id")
+    api_audiences: list[str] = Field(
+        default_factory=list,
+        description="aud values accepted in bearer access tokens (API clients); a token is "
+        "accepted when one of its audiences is listed. An aud string of space-separated words "
+        "(Glewlwyd puts the granted scopes there) counts as each word. Empty: the client_id.",
+    )
+    api_token_types: list[str] = Field(
+        default_factory=lambda: ["at+jwt", "jwt"],
+        description="JOSE 'typ' header values accepted for bearer access tokens, compared "
+        "case-insensitively without an 'application/' prefix; a token without 'typ' counts as "
+        "'jwt'. RFC 9068 access tokens are 'at+jwt'. ID tokens are refused as bearer tokens "
+        "whatever their type (by their nonce, at_hash, c_hash or s_hash, or Keycloak's "
+        "typ=ID claim).",
+    )
     algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "PS256"])
 
     @field_validator("role_map")
@@ -132,9 +152,16 @@ class OidcProvider(BaseModel):
             raise ValueError(f"algorithms {bad} are not allowed (asymmetric signatures only)")
         return values
 
+    @field_validator("api_token_types")
+    @classmethod
+    def _token_types(cls, values: list[str]) -> list[str]:
+        if not values:
+            raise ValueError("api_token_types: name at least one token type (e.g. at+jwt)")
+        return [token_type(v) for v in values]
+
     @property
-    def audience(self) -> str:
-        return self.api_audience or self.client_id
+    def bearer_audiences(self) -> frozenset[str]:
+        return frozenset(self.api_audiences or [self.client_id])
 
 
 DEV_IDP_PROVIDER_ID = "dev"

@@ -143,8 +143,10 @@ class DemoProvider:
             "specialty": user.specialty,
         }
 
-    def sign(self, claims: dict[str, Any]) -> str:
-        return jwt.encode({"alg": "RS256", "kid": self.key.kid}, claims, self.key, ["RS256"])
+    def sign_access_token(self, claims: dict[str, Any]) -> str:
+        """An RFC 9068 access token: typed ``at+jwt``, so it cannot pass for an ID token."""
+        return jwt.encode({"alg": "RS256", "kid": self.key.kid, "typ": "at+jwt"}, claims,
+                          self.key, ["RS256"])
 
 
 def _make_server(provider: DemoProvider) -> AuthorizationServer:
@@ -233,7 +235,7 @@ def _make_server(provider: DemoProvider) -> AuthorizationServer:
             "iat": now, "exp": now + TOKEN_LIFETIME, "scope": scope or "",
             "client_id": CLIENT_ID, "jti": secrets.token_hex(8),
         }
-        return {"token_type": "Bearer", "access_token": provider.sign(claims),
+        return {"token_type": "Bearer", "access_token": provider.sign_access_token(claims),
                 "expires_in": TOKEN_LIFETIME, "scope": scope or ""}
 
     server.register_token_generator("default", generate_token)
