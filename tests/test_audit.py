@@ -1,12 +1,15 @@
-"""The audit trail itself: coalescing of image views, and DICOM audit messages to syslog."""
+"""The audit trail itself: coalescing of image views, DICOM audit messages to syslog, and whose
+data an event is about (the scope of the heads' search)."""
 
 from __future__ import annotations
 
+import functools
 import socket
 from pathlib import Path
 from xml.etree import ElementTree
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import Engine, func, select
 
 from consilium.audit import Actor, AuditAction, AuditEvent, AuditOutcome, AuditTrail
 from consilium.db import make_engine, migrate
@@ -74,3 +77,92 @@ def test_an_unreachable_collector_never_breaks_the_audited_action(tmp_path: Path
     trail = _trail(tmp_path, syslog_host="127.0.0.1", syslog_port=0)
     trail.record(ACTOR, AuditAction.QUERY)
     assert _count(trail) == 1
+
+
+# -- whose data an event is about: the search's scope ------------------------------------------
+
+
+def _study(engine: Engine, institution: str, patient_id: str, study_uid: str) -> None:
+    from sqlmodel import Session
+
+    from consilium.archive.models import Patient, Study
+
+    with Session(engine) as session:
+        patient = Patient(institution_id=institution, patient_id=patient_id,
+                          patient_name=f"{institution} patient")
+        session.add(patient)
+        session.flush()
+        assert patient.id is not None
+        session.add(Study(study_uid=study_uid, patient_pk=patient.id, institution_id=institution))
+        session.commit()
+
+
+def test_the_search_is_scoped_by_the_owner_of_the_data_not_by_a_patient_id(
+        tmp_path: Path) -> None:
+    from consilium.archive.catalog import institution_of_study, patient_of_study
+    from consilium.history.audit_search import AuditFilter, search_audit
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    migrate(engine)
+    _study(engine, "city-hospital", "P1", "1.2.1")
+    _study(engine, "regional-center", "P1", "1.2.2")  # the same PatientID, another person
+    trail = AuditTrail(engine, patient_of_study=functools.partial(patient_of_study, engine),
+                       institution_of_study=functools.partial(institution_of_study, engine))
+    regional = Actor("dev:kuznetsova", "Елена Кузнецова", "regional-center")
+    trail.record(ACTOR, AuditAction.RETRIEVE, study_uid="1.2.1")
+    trail.record(regional, AuditAction.RETRIEVE, study_uid="1.2.2")
+    trail.record(regional, AuditAction.RETRIEVE, study_uid="1.2.1")  # a granted study
+    trail.record(regional, AuditAction.QUERY, patient_id="P1")  # the regional center's own P1
+    trail.record(regional, AuditAction.EXPORT, patient_id="P1",
+                 data_institution="city-hospital")  # a city case's attachment
+    trail.record(Actor("unknown"), AuditAction.LOGIN_FAILED, AuditOutcome.FAILURE)
+
+    def seen(institution: str, admin: bool = False) -> set[tuple[str, str, str]]:
+        rows = search_audit(engine, AuditFilter(institution, include_unattributed=admin,
+                                                patient_id="" if admin else "P1"))
+        return {(r["actor"], r["action"], r["study_uid"]) for r in rows}
+
+    assert seen("city-hospital") == {
+        ("dev:petrov", "retrieve", "1.2.1"), ("dev:kuznetsova", "retrieve", "1.2.1"),
+        ("dev:kuznetsova", "export", "")}
+    assert seen("regional-center") == {
+        ("dev:kuznetsova", "retrieve", "1.2.2"), ("dev:kuznetsova", "retrieve", "1.2.1"),
+        ("dev:kuznetsova", "query", ""), ("dev:kuznetsova", "export", "")}
+    assert ("unknown", "login-failed", "") in seen("city-hospital", admin=True)
+    assert search_audit(engine, AuditFilter("")) == []
+
+
+def test_the_migration_fills_the_owner_of_existing_events(tmp_path: Path) -> None:
+    from alembic import command
+
+    from consilium.db import alembic_config
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    cfg = alembic_config(str(engine.url))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "0040")
+    _study(engine, "city-hospital", "P1", "1.2.1")
+    with engine.begin() as conn:
+        for uid in ("1.2.1", "9.9.9", ""):
+            conn.exec_driver_sql(
+                "INSERT INTO audit_event (at, action, outcome, actor, actor_name, "
+                "actor_institution, source, channel, patient_id, patient_name, study_uid, "
+                "detail) VALUES ('2026-12-01 10:00:00', 'view', 'success', 'dev:x', '', "
+                "'regional-center', '', 'web', 'P1', '', ?, '')", (uid,))
+    migrate(engine)
+    with engine.connect() as conn:
+        owners = dict(conn.exec_driver_sql(
+            "SELECT study_uid, data_institution FROM audit_event").fetchall())
+    assert owners == {"1.2.1": "city-hospital", "9.9.9": "", "": ""}
+
+
+def test_the_audit_query_is_checked(tmp_path: Path) -> None:
+    from consilium.history.audit_search import parse_audit_query
+
+    flt = parse_audit_query({"limit": "20", "offset": "40", "since": "2026-12-01"}, "c", False)
+    assert (flt.limit, flt.offset, flt.since is not None) == (20, 40, True)
+    for bad in ({"offset": str(2**70)}, {"offset": "-1"}, {"limit": "-1"}, {"limit": "0"},
+                {"limit": "100000"}, {"since": "yesterday"}, {"limit": "x"}):
+        with pytest.raises(ValueError):
+            parse_audit_query(bad, "c", False)

@@ -69,10 +69,12 @@ class WebServer:
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, follow_redirects=False, timeout=30)
 
-    def login(self, username: str, password: str = "demo", return_to: str = "/") -> httpx.Client:
-        """The whole authorization-code flow against the demo provider, as a browser does it."""
+    def login(self, username: str, password: str = "demo", return_to: str = "/",
+              provider: str = "dev") -> httpx.Client:
+        """The whole authorization-code flow against the demo provider (or another provider
+        with the same login form), as a browser does it."""
         client = self.client()
-        start = client.get("/auth/login/dev", params={"return_to": return_to})
+        start = client.get(f"/auth/login/{provider}", params={"return_to": return_to})
         assert start.status_code == 303, start.text
         authorize = start.headers["location"]
         answer = client.post(authorize, data={"username": username, "password": password})

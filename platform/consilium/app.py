@@ -26,13 +26,19 @@ from consilium.consult.documents import MIB, DocumentsConfig, retry_archiving, s
 from consilium.consult.models import Priority
 from consilium.consult.routes import consult_routes
 from consilium.consult.workflow import ConsultContext
-from consilium.history.audit_search import AuditFilter, search_audit, to_csv
+from consilium.history.audit_search import (
+    AuditFilter,
+    parse_audit_query,
+    search_audit,
+    to_csv,
+)
 from consilium.history.consult_stats import CaseFilter, parse_grouping, turnaround
 from consilium.history.consult_stats import cases as history_cases
 from consilium.history.consult_stats import to_csv as history_csv
 from consilium.identity.grants import granted_study_uids
 from consilium.identity.middleware import AuthenticationMiddleware, client_address
 from consilium.identity.policy import Principal, may_read_audit, readable_institutions
+from consilium.identity.ratelimit import UnauthenticatedAudit
 from consilium.identity.routes import identity_routes
 from consilium.identity.tokens import ProviderDirectory
 from consilium.identity.web import current_principal
@@ -73,6 +79,8 @@ def consult_context(runtime: Runtime) -> ConsultContext:
 def create_app(runtime: Runtime) -> Any:
     settings = runtime.settings
     directory = ProviderDirectory(settings.effective_identity_providers)
+    anonymous_audit = UnauthenticatedAudit(  # one limit for every unauthenticated audit writer
+        runtime.audit, settings.identity_unauthenticated_audit_per_minute, settings.live_redis_url)
     notifier = CaseNotifier()
     consult_ctx = consult_context(runtime)
 
@@ -128,21 +136,8 @@ def create_app(runtime: Runtime) -> Any:
         )
 
     def audit_filter(request: Request, principal: Principal) -> AuditFilter:
-        from datetime import datetime
-
-        q = request.query_params
-
-        def when(name: str) -> datetime | None:
-            return datetime.fromisoformat(q[name]) if q.get(name) else None
-
-        return AuditFilter(
-            institution_id=principal.institution_id or "",
-            include_unattributed=principal.has_role("admin"),
-            patient_id=q.get("patient_id", ""),
-            study_uid=q.get("study_uid", ""), actor=q.get("actor", ""),
-            action=q.get("action", ""), since=when("since"), until=when("until"),
-            limit=min(int(q.get("limit", "500")), 5000), offset=int(q.get("offset", "0")),
-        )
+        return parse_audit_query(request.query_params, principal.institution_id or "",
+                                 principal.has_role("admin"))
 
     async def api_audit(request: Request) -> Response:
         principal = current_principal(request)
@@ -197,7 +192,7 @@ def create_app(runtime: Runtime) -> Any:
             return datetime.fromisoformat(q[name]) if q.get(name) else None
 
         return CaseFilter(
-            institution_id=principal.institution_id or "", status=q.get("status", ""),
+            status=q.get("status", ""),
             priority=q.get("priority", ""), other_institution=q.get("institution", ""),
             specialty=q.get("specialty", ""), person=q.get("person", ""),
             since=when("since"), until=when("until"))
@@ -211,7 +206,7 @@ def create_app(runtime: Runtime) -> Any:
         if not principal.has_role("head"):
             return JSONResponse({"error": "for heads of department"}, 403)
         try:
-            rows = history_cases(runtime.engine, history_filter(request, principal))
+            rows = history_cases(runtime.engine, principal, history_filter(request, principal))
             grouping = parse_grouping(request.query_params.get("group"))
         except ValueError as exc:
             return JSONResponse({"error": f"bad parameter: {exc}"}, 400)
@@ -240,7 +235,7 @@ def create_app(runtime: Runtime) -> Any:
         Mount(BASE_PATH, routes=dicomweb_routes(runtime)),
         Mount(RENDER_PATH, routes=render_routes(runtime)),
         *remote_routes(runtime),
-        *identity_routes(settings, runtime.engine, directory, runtime.audit),
+        *identity_routes(settings, runtime.engine, directory, runtime.audit, anonymous_audit),
         *consult_routes(consult_ctx, notifier.case_changed),
         *viewer_routes(),
     ]
@@ -263,4 +258,5 @@ def create_app(runtime: Runtime) -> Any:
     app.state.runtime = runtime
     app.state.directory = directory
     combined = create_socket_app(app, directory, runtime, notifier)
-    return AuthenticationMiddleware(combined, settings, runtime.engine, directory, runtime.audit)
+    return AuthenticationMiddleware(combined, settings, runtime.engine, directory, runtime.audit,
+                                    anonymous_audit)

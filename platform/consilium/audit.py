@@ -66,6 +66,11 @@ class AuditEvent(SQLModel, table=True):
     patient_id: str = Field(default="", max_length=64, index=True)
     patient_name: str = Field(default="", max_length=324)
     study_uid: str = Field(default="", max_length=64, index=True)
+    data_institution: str = Field(
+        default="", max_length=64, index=True,
+        description="the institution that owns the study or patient the event is about; the "
+        "audit search is scoped by it (a PatientID alone names no one: two hospitals can "
+        "give the same one to different people)")
     detail: str = Field(default="", max_length=4000)
 
 
@@ -90,6 +95,8 @@ class AuditTrail:
     # domain): every event about a study then names its patient, so "who opened this
     # patient's images" is one search
     patient_of_study: Callable[[str], tuple[str, str] | None] | None = None
+    # study UID -> the institution that owns it: whose data the event is about
+    institution_of_study: Callable[[str], str | None] | None = None
     _recent_views: dict[tuple[str, str], float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -103,10 +110,16 @@ class AuditTrail:
         patient_id: str = "",
         patient_name: str = "",
         detail: dict[str, Any] | None = None,
+        data_institution: str = "",
     ) -> None:
+        """Append one event. ``data_institution`` names the owner of the data when the event
+        has a patient but no study (a case attachment, say); with a study, the study's owner is
+        looked up and wins."""
         at = datetime.now(UTC)
         if study_uid and not patient_id and self.patient_of_study is not None:
             patient_id, patient_name = self.patient_of_study(study_uid) or ("", patient_name)
+        if study_uid and self.institution_of_study is not None:
+            data_institution = self.institution_of_study(study_uid) or data_institution
         if action is AuditAction.VIEW and study_uid and outcome is AuditOutcome.SUCCESS:
             key = (actor.subject, study_uid)
             now = time.monotonic()
@@ -129,6 +142,7 @@ class AuditTrail:
             patient_id=patient_id[:64],
             patient_name=patient_name[:324],
             study_uid=study_uid[:64],
+            data_institution=data_institution[:64],
             detail=json.dumps(detail, ensure_ascii=False)[:4000] if detail else "",
         )
         with self.engine.begin() as conn:

@@ -15,7 +15,7 @@ from multiprocessing.process import BaseProcess
 
 from sqlalchemy import Engine
 
-from consilium.archive.catalog import patient_of_study
+from consilium.archive.catalog import institution_of_study, patient_of_study
 from consilium.archive.ingest import ArchiveStore
 from consilium.archive.recovery import resolve_pending_writes
 from consilium.audit import AuditTrail
@@ -62,7 +62,8 @@ def open_runtime(settings: Settings, run_migrations: bool = True) -> Runtime:
         analyze(engine)
         _start_planner_statistics(engine)
     audit = AuditTrail(engine, settings.audit_syslog_host, settings.audit_syslog_port,
-                       patient_of_study=functools.partial(patient_of_study, engine))
+                       patient_of_study=functools.partial(patient_of_study, engine),
+                       institution_of_study=functools.partial(institution_of_study, engine))
     return Runtime(settings, engine, store, audit)
 
 

@@ -40,6 +40,14 @@ def visible_studies(
         return [dict(row) for row in conn.execute(stmt).mappings().all()]
 
 
+def institution_of_study(engine: Engine, study_uid: str) -> str | None:
+    """The institution that owns a study, for the audit trail (whose data an event is about)."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(studies.c.institution_id).where(studies.c.study_uid == study_uid)).first()
+    return str(row[0]) if row else None
+
+
 def patient_of_study(engine: Engine, study_uid: str) -> tuple[str, str] | None:
     """(patient ID, patient name) of a study, for the audit trail."""
     stmt = (

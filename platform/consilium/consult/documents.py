@@ -241,6 +241,7 @@ def add_attachment(ctx: wf.ConsultContext, principal: Principal, case_id: int, *
         session.commit()
     ctx.audit.record(actor or wf._actor(principal), AuditAction.STORE,
                      patient_id=case.patient_id, patient_name=case.patient_name,
+                     data_institution=case.requester_institution,
                      detail={"what": "case attachment", "case": case_id,
                              "attachment": attachment.id, "sha256": sha256})
     return attachment
@@ -270,6 +271,7 @@ def read_attachment(ctx: wf.ConsultContext, principal: Principal, case_id: int,
         raise NotFound("the attachment's file is missing")
     ctx.audit.record(actor or wf._actor(principal), AuditAction.EXPORT,
                      patient_id=case.patient_id, patient_name=case.patient_name,
+                     data_institution=case.requester_institution,
                      detail={"what": "case attachment", "case": case_id,
                              "attachment": attachment_id, "sha256": attachment.sha256})
     return attachment, data
