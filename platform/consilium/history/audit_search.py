@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, or_, select
 
-from consilium.archive.models import patients, studies
+from consilium.archive.catalog import institution_patient_ids, institution_study_uids
 from consilium.audit import AuditEvent
 
 COLUMNS = ("at", "action", "outcome", "actor", "actor_name", "actor_institution", "source",
@@ -38,9 +38,8 @@ class AuditFilter:
 
 def search_audit(engine: Engine, flt: AuditFilter) -> list[dict[str, Any]]:
     table = AuditEvent.__table__  # type: ignore[attr-defined]
-    own_studies = select(studies.c.study_uid).where(studies.c.institution_id == flt.institution_id)
-    own_patients = select(patients.c.patient_id).where(
-        patients.c.institution_id == flt.institution_id)
+    own_studies = institution_study_uids(flt.institution_id)
+    own_patients = institution_patient_ids(flt.institution_id)
     scope = [
         table.c.actor_institution == flt.institution_id,
         table.c.study_uid.in_(own_studies),

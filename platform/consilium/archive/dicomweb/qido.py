@@ -17,7 +17,6 @@ from consilium.archive.dicomweb.base import (
     dicom_json,
     require_json,
 )
-from consilium.audit import AuditAction
 
 MAX_RESULTS = 1000  # QIDO results per response when the client sets no (or a larger) limit
 
@@ -51,12 +50,14 @@ class Qido(DicomWebBase):
         return self._search(request, q.Level.IMAGE)
 
     def _search(self, request: Request, level: q.Level) -> Response:
-        caller = self.caller(request)
+        reader = self.reader(request)
         require_json(request)
         path = request.path_params
         keys: dict[str, str] = {}
+        scope = None
         if "study" in path:
-            self._require_study(caller, path["study"], path.get("series"))
+            scope = self.access.require_scope(reader, path["study"], path.get("series"),
+                                              {"what": f"QIDO-RS {level.value}"})
             keys["StudyInstanceUID"] = path["study"]
         if "series" in path:
             keys["SeriesInstanceUID"] = path["series"]
@@ -105,17 +106,18 @@ class Qido(DicomWebBase):
                 extras.append(keyword)
         limit, offset = self._paging(request)
         fuzzy = request.query_params.get("fuzzymatching", "false").lower() == "true"
+        reach = self.access.reach(reader)
         try:
             rows, more = q.search(
                 self.engine, q.Search(level, keys, tuple(returned), fuzzy, limit, offset),
-                caller.institutions, caller.granted,
+                reach.institutions, reach.granted,
             )
         except q.QueryError as exc:
             raise DicomWebError(400, str(exc)) from exc
         base = self.base_url(request)
         results = []
         for row in rows:
-            if not caller.may_read(row["_institution"], str(row.get("StudyInstanceUID", ""))):
+            if not reach.covers(row["_institution"], str(row.get("StudyInstanceUID", ""))):
                 continue
             results.append(self._result(level, row, returned, base))
         if extras and results:
@@ -124,13 +126,10 @@ class Qido(DicomWebBase):
             notes.append("There are additional results that can be requested")
         headers = {"Warning": ", ".join(f'299 consilium "{w}"' for w in notes)} \
             if notes else None
-        response = dicom_json(results, headers=headers, request=request)
-        response.background = self.audit(
-            caller, AuditAction.QUERY, path.get("study", ""),
-            {"what": f"QIDO-RS {level.value}", "query": str(request.query_params)[:500],
-             "results": len(results)},
-        )
-        return response
+        self.access.searched(reader, {"what": f"QIDO-RS {level.value}",
+                                      "query": str(request.query_params)[:500],
+                                      "results": len(results)}, scope)
+        return dicom_json(results, headers=headers, request=request)
 
     @staticmethod
     def _default_returns(level: q.Level, path: dict[str, Any]) -> tuple[list[str], list[str]]:
