@@ -164,10 +164,9 @@ def test_writers_of_many_threads_lose_nothing(tmp_path: Path) -> None:
 
 
 SCRIPT = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
     from consilium.audit import Actor, AuditAction, AuditTrail
     from consilium.db import make_engine, migrate
-    from consilium.processes import wait_for_termination
 
     engine = make_engine(sys.argv[1])
     migrate(engine)
@@ -180,8 +179,11 @@ SCRIPT = textwrap.dedent("""
     for n in range(40):
         trail.submit(Actor("dev:x", institution="city-hospital"), AuditAction.QUERY,
                      study_uid="1.2.3")
+    received = []  # as consilium.processes.wait_for_termination, the handler set before "queued"
+    signal.signal(signal.SIGTERM, lambda sig, frame: received.append(sig))
     print("queued", flush=True)
-    wait_for_termination()
+    while not received:
+        time.sleep(0.05)
 """)
 
 

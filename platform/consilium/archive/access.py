@@ -70,7 +70,6 @@ from consilium.archive import query as q
 from consilium.audit import Actor, AuditAction, AuditOutcome, AuditTrail, Purpose
 from consilium.errors import Forbidden, NotFound
 from consilium.identity.grants import granted_study_uids
-from consilium.identity.middleware import client_address
 from consilium.identity.policy import Principal, may_read_study, readable_institutions
 from consilium.identity.web import current_principal
 
@@ -108,7 +107,8 @@ class Reader:
         if not channel:
             bearer = connection.headers.get("authorization", "").lower().startswith("bearer ")
             channel = "api" if bearer else "web"
-        return cls.of(current_principal(connection), client_address(connection.scope), channel)
+        client = connection.client
+        return cls.of(current_principal(connection), client.host if client else "", channel)
 
 
 @dataclass(frozen=True)
