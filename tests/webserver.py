@@ -25,6 +25,7 @@ class WebServer:
     extra_env: dict[str, str] = field(default_factory=dict)
     config: Path = CONFIG
     proc: subprocess.Popen[bytes] | None = None
+    _auditor: httpx.Client | None = None
 
     @property
     def url(self) -> str:
@@ -83,6 +84,15 @@ class WebServer:
         assert callback.status_code == 303, callback.text
         assert callback.headers["location"] == return_to
         return client
+
+    def flush_audit(self) -> None:
+        """Wait until the server has written every audit event queued so far: an audit search
+        flushes the server's audit writer first (read your writes), so one is made as the
+        demo admin (no event of its own: it reads, and it logged in once)."""
+        if self._auditor is None:
+            self._auditor = self.login("city-admin")
+        answer = self._auditor.get("/api/audit", params={"limit": 1})
+        assert answer.status_code == 200, answer.text
 
     def signing_key(self) -> Any:
         from joserfc.jwk import RSAKey

@@ -10,16 +10,16 @@ from datetime import timedelta
 from html import escape
 from typing import Any
 
-from sqlalchemy import func, select
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from consilium import __version__
-from consilium.archive.catalog import visible_studies
+from consilium.archive import catalog
+from consilium.archive.access import Reader
 from consilium.archive.dicomweb import BASE_PATH, dicomweb_routes
-from consilium.archive.models import instances, studies
 from consilium.archive.remote_routes import remote_routes
 from consilium.audit import Actor, AuditAction
 from consilium.consult.documents import MIB, DocumentsConfig, retry_archiving, sweep_partial_files
@@ -35,9 +35,8 @@ from consilium.history.audit_search import (
 from consilium.history.consult_stats import CaseFilter, parse_grouping, turnaround
 from consilium.history.consult_stats import cases as history_cases
 from consilium.history.consult_stats import to_csv as history_csv
-from consilium.identity.grants import granted_study_uids
 from consilium.identity.middleware import AuthenticationMiddleware, client_address
-from consilium.identity.policy import Principal, may_read_audit, readable_institutions
+from consilium.identity.policy import Principal, may_read_audit
 from consilium.identity.ratelimit import UnauthenticatedAudit
 from consilium.identity.routes import identity_routes
 from consilium.identity.tokens import ProviderDirectory
@@ -85,24 +84,20 @@ def create_app(runtime: Runtime) -> Any:
     consult_ctx = consult_context(runtime)
 
     async def health(_request: Request) -> JSONResponse:
-        with runtime.engine.connect() as conn:
-            n_studies = conn.execute(select(func.count()).select_from(studies)).scalar_one()
-            n_instances = conn.execute(select(func.count()).select_from(instances)).scalar_one()
+        n_studies, n_instances = await anyio.to_thread.run_sync(catalog.counts, runtime.engine)
         return JSONResponse({"status": "ok", "version": __version__, "studies": n_studies,
                              "instances": n_instances})
 
-    def studies_for(request: Request, principal: Principal) -> list[dict[str, Any]]:
-        rows = visible_studies(runtime.engine, readable_institutions(principal),
-                               granted_study_uids(runtime.engine, principal))
-        runtime.audit.record(actor_of(request, principal), AuditAction.QUERY,
-                             detail={"what": "study list", "results": len(rows)})
-        return rows
+    async def studies_for(request: Request) -> list[dict[str, Any]]:
+        """The caller's study list through the gate (which records the query)."""
+        return await anyio.to_thread.run_sync(runtime.access.visible_studies,
+                                              Reader.of_connection(request, "web"))
 
     async def api_studies(request: Request) -> JSONResponse:
         principal = current_principal(request)
         if not principal.authenticated:
             return JSONResponse({"error": "not authenticated"}, 401)
-        return JSONResponse(studies_for(request, principal))
+        return JSONResponse(await studies_for(request))
 
     async def home(request: Request) -> HTMLResponse:
         principal = current_principal(request)
@@ -112,7 +107,7 @@ def create_app(runtime: Runtime) -> Any:
                 f"port <b>{settings.dicom_port}</b>.</p>")
         if not principal.authenticated:
             return HTMLResponse(head + '<p><a id="login" href="/auth/login">Log in</a></p>')
-        rows = studies_for(request, principal)
+        rows = await studies_for(request)
         body = "".join(
             f"<tr><td>{escape(str(r['patient_name']))}</td><td>{escape(str(r['patient_id']))}"
             f"</td><td>{escape(str(r['study_date']))}</td><td>{escape(str(r['modalities']))}</td>"
@@ -149,6 +144,7 @@ def create_app(runtime: Runtime) -> Any:
             flt = audit_filter(request, principal)
         except ValueError as exc:
             return JSONResponse({"error": f"bad parameter: {exc}"}, 400)
+        await anyio.to_thread.run_sync(runtime.audit.flush)  # the search sees what was done
         rows = search_audit(runtime.engine, flt)
         if request.query_params.get("format") == "csv":
             runtime.audit.record(actor_of(request, principal), AuditAction.EXPORT,
@@ -162,7 +158,9 @@ def create_app(runtime: Runtime) -> Any:
         if not may_read_audit(principal):
             return HTMLResponse("<p>Forbidden</p>", 403 if principal.authenticated else 401)
         try:
-            rows = search_audit(runtime.engine, audit_filter(request, principal))
+            flt = audit_filter(request, principal)
+            await anyio.to_thread.run_sync(runtime.audit.flush)
+            rows = search_audit(runtime.engine, flt)
         except ValueError as exc:
             return HTMLResponse(f"<p>Bad parameter: {escape(str(exc))}</p>", 400)
         q = request.query_params
@@ -252,6 +250,7 @@ def create_app(runtime: Runtime) -> Any:
         retrying = asyncio.get_running_loop().run_in_executor(None, retry_archiving, consult_ctx)
         yield
         await retrying
+        await anyio.to_thread.run_sync(runtime.audit.flush)
         await directory.aclose()
 
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -82,6 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         uvicorn.Server(config).run()
     finally:
         dicom.stop()
+        runtime.close()
     return 0
 
 
@@ -98,6 +99,7 @@ def cmd_dicom(args: argparse.Namespace) -> int:
     print(f"DICOM: AE {settings.dicom_ae_title} on port {settings.dicom_port}", flush=True)
     wait_for_termination()
     dicom.stop()
+    runtime.close()
     return 0
 
 

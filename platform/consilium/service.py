@@ -15,6 +15,7 @@ from multiprocessing.process import BaseProcess
 
 from sqlalchemy import Engine
 
+from consilium.archive.access import ArchiveAccess
 from consilium.archive.catalog import institution_of_study, patient_of_study
 from consilium.archive.ingest import ArchiveStore
 from consilium.archive.recovery import resolve_pending_writes
@@ -41,6 +42,12 @@ class Runtime:
     engine: Engine
     store: ArchiveStore
     audit: AuditTrail
+    access: ArchiveAccess  # the one gate of every read of patient data on the web side
+
+    def close(self) -> None:
+        """Write what the audit writer still holds, then stop it (on shut-down and SIGTERM;
+        an interpreter exit does the same for a process that did not call this)."""
+        self.audit.close()
 
 
 def open_runtime(settings: Settings, run_migrations: bool = True) -> Runtime:
@@ -64,7 +71,7 @@ def open_runtime(settings: Settings, run_migrations: bool = True) -> Runtime:
     audit = AuditTrail(engine, settings.audit_syslog_host, settings.audit_syslog_port,
                        patient_of_study=functools.partial(patient_of_study, engine),
                        institution_of_study=functools.partial(institution_of_study, engine))
-    return Runtime(settings, engine, store, audit)
+    return Runtime(settings, engine, store, audit, ArchiveAccess(engine, audit, store))
 
 
 STATISTICS_INTERVAL = 600.0  # seconds between ANALYZE runs while the archive grows
@@ -94,6 +101,7 @@ def _dicom_worker(settings: Settings, listener: socket.socket, parent_pid: int) 
     server.start()
     wait_for_termination()
     server.stop()
+    runtime.close()
 
 
 class DicomService:
