@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 CONFIG ?= config/consilium.toml
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench install clean frontend
+.PHONY: run test lint typecheck unit bench install clean frontend test-packages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,12 @@ run: $(STAMP) frontend
 	.ci/system-packages run
 	$(BIN)/consilium serve --config $(CONFIG)
 
-## test: lint, type check and the whole suite (needs dcmtk and orthanc: see .ci/run)
-test: frontend lint typecheck unit
+## test: the Debian packages of the real peers (dcmtk, Orthanc, Chromium, PostgreSQL, Redis:
+## installed when run as root, else named), then lint, type check and the whole suite
+test: test-packages frontend lint typecheck unit
+
+test-packages:
+	.ci/system-packages test
 
 lint: $(STAMP)
 	$(BIN)/ruff check platform rendering tests bench
@@ -46,7 +50,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) frontend
+unit: $(STAMP) frontend test-packages
 	$(BIN)/pytest -q
 
 ## bench: the benchmarks of bench/ (not part of the tests)

@@ -25,6 +25,7 @@ from tests.webserver import WebServer
 DATA = pydicom_data_dir()
 CITY_STUDY = "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322"  # CT_small.dcm, patient 1CT1
 REGIONAL_STUDY = "1.3.6.1.4.1.5962.1.2.4.20040826185059.5457"  # MR_small.dcm, patient 4MR1
+MISSING_STUDY = "1.2.3.4.5.6.7.8.9"
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
 
 
 def audit_rows(web: WebServer, actor: str) -> list[tuple[str, str, str, str, str]]:
+    web.flush_audit()
     with sqlite3.connect(web.data_dir / "consilium.db") as conn:
         return conn.execute(
             "SELECT action, outcome, study_uid, patient_id, detail FROM audit_event "
@@ -189,27 +191,17 @@ def test_unknown_ae_is_rejected_at_association(web: WebServer) -> None:
 
 
 def test_a_login_and_a_look_leave_exactly_two_records(web: WebServer) -> None:
+    web.flush_audit()
     with sqlite3.connect(web.data_dir / "consilium.db") as conn:
         first = conn.execute("SELECT COUNT(*) FROM audit_event").fetchone()[0]
     web.login("petrov").get("/api/studies")
+    web.flush_audit()
     with sqlite3.connect(web.data_dir / "consilium.db") as conn:
         second = conn.execute("SELECT COUNT(*) FROM audit_event").fetchone()[0]
     assert second == first + 2  # one login, one query
 
 
 # -- DICOMweb --------------------------------------------------------------------------------
-
-
-def _wait_for_audit(web: WebServer, actor: str, count: int) -> list[tuple[str, str, str, str, str]]:
-    """DICOMweb writes its audit events right after the response: wait for them."""
-    import time
-
-    deadline = time.monotonic() + 10
-    while True:
-        rows = audit_rows(web, actor)
-        if len(rows) >= count or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)
 
 
 DICOMWEB_READS = [
@@ -237,9 +229,15 @@ def test_dicomweb_by_role_own_and_foreign(web: WebServer, username: str, route: 
         assert foreign_answer.status_code == 404
         assert own_answer.status_code == (200 if reads_images else 404)
     # the foreign study's existence does not leak: same answer as a study that does not exist
-    missing = client.get(route.format(study="1.2.3.4.5.6.7.8.9"))
+    missing = client.get(route.format(study=MISSING_STUDY))
     assert missing.status_code == foreign_answer.status_code
     assert missing.content == foreign_answer.content
+    # nor does the record: each left one row of what was asked, no patient, the same shape
+    asked_foreign, asked_missing = audit_rows(web, f"dev:{username}")[-2:]
+    assert asked_foreign[0] == ("query" if searching else "denied")
+    assert asked_foreign[2] == ("" if searching else foreign) and asked_foreign[3] == ""
+    assert [str(v).replace(foreign, "{uid}") for v in asked_foreign] == [
+        str(v).replace(MISSING_STUDY, "{uid}") for v in asked_missing]
 
 
 def test_dicomweb_anonymous_is_401(web: WebServer) -> None:
@@ -262,7 +260,7 @@ def test_dicomweb_grant_and_revoke(web: WebServer) -> None:
     assert grant.id is not None
     before = len(audit_rows(web, "dev:kuznetsova"))
     assert consultant.get(route).status_code == 200
-    rows = _wait_for_audit(web, "dev:kuznetsova", before + 1)[before:]
+    rows = audit_rows(web, "dev:kuznetsova")[before:]
     assert [(a, o, s, p) for a, o, s, p, _ in rows] == [("view", "success", CITY_STUDY, "1CT1")]
     revoke_grant(runtime.engine, runtime.audit, Actor("dev:petrov"), grant.id)
     assert consultant.get(route).status_code == 404

@@ -18,8 +18,13 @@ from consilium.history.consult_stats import (
     to_csv,
     turnaround,
 )
+from consilium.identity.policy import Principal
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+CITY_HEAD = Principal("dev:sidorov", "city-hospital", frozenset({"head", "consultant"}),
+                      authenticated=True)
+REGIONAL_HEAD = Principal("dev:morozov", "regional-center", frozenset({"head", "consultant"}),
+                          authenticated=True)
 
 
 def _case(session: Session, **fields: object) -> None:
@@ -46,7 +51,7 @@ def test_turnaround_matches_a_hand_computed_set(tmp_path: Path) -> None:
         _case(session, requester_institution="regional-center",
               target_institution="other-hospital", submitted_at=T0)  # not ours: invisible
         session.commit()
-    rows = cases(engine, CaseFilter(institution_id="city-hospital"))
+    rows = cases(engine, CITY_HEAD, CaseFilter())
     assert len(rows) == 5
     figures = turnaround(rows, now=T0 + timedelta(hours=48))
     radiology = next(f for f in figures if f["specialty"] == "radiology")
@@ -69,10 +74,32 @@ def test_turnaround_matches_a_hand_computed_set(tmp_path: Path) -> None:
     for bad in ("week", ","):
         with pytest.raises(ValueError):
             parse_grouping(bad)
-    assert [c.target_specialty for c in cases(engine, CaseFilter(
-        institution_id="city-hospital", specialty="neurology"))] == ["neurology"]
-    assert cases(engine, CaseFilter(institution_id="city-hospital", status="accepted"))[0] \
+    assert [c.target_specialty for c in cases(engine, CITY_HEAD, CaseFilter(
+        specialty="neurology"))] == ["neurology"]
+    assert cases(engine, CITY_HEAD, CaseFilter(status="accepted"))[0] \
         .accepted_at is not None
+
+
+def test_a_draft_is_only_in_its_own_institutions_history(tmp_path: Path) -> None:
+    """The target institution's head sees a case once it is sent, as ``/api/cases/{id}`` does;
+    a draft (question, clinical information, patient) stays with the requesting institution."""
+    engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
+    migrate(engine)
+    with Session(engine) as session:
+        _case(session, status="draft", submitted_at=None, question="draft question",
+              patient_name="Иванов^Иван")
+        _case(session, status="submitted", question="sent question")
+        _case(session, status="draft", submitted_at=None, requester_institution="regional-center",
+              target_institution="city-hospital", question="their draft")
+        session.commit()
+    assert sorted(c.question for c in cases(engine, REGIONAL_HEAD, CaseFilter())) == [
+        "sent question", "their draft"]
+    assert sorted(c.question for c in cases(engine, CITY_HEAD, CaseFilter())) == [
+        "draft question", "sent question"]
+    assert [c.question for c in cases(engine, REGIONAL_HEAD, CaseFilter(status="draft"))] == [
+        "their draft"]
+    nobody = Principal("dev:x", None, frozenset({"head"}), authenticated=True)
+    assert cases(engine, nobody, CaseFilter()) == []
 
 
 def test_percentile_nearest_rank() -> None:

@@ -160,10 +160,11 @@ def _claims(web: WebServer, **overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in claims.items() if v is not None}
 
 
-def _signed(web: WebServer, claims: dict[str, Any], key: Any = None, kid: str | None = None
-            ) -> str:
+def _signed(web: WebServer, claims: dict[str, Any], key: Any = None, kid: str | None = None,
+            typ: str | None = None) -> str:
     key = key or web.signing_key()
-    return jwt.encode({"alg": "RS256", "kid": kid or key.kid}, claims, key, ["RS256"])
+    header = {"alg": "RS256", "kid": kid or key.kid, **({"typ": typ} if typ else {})}
+    return jwt.encode(header, claims, key, ["RS256"])
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -208,6 +209,48 @@ def test_forged_and_invalid_tokens_are_refused(web: WebServer) -> None:
     _refused(web, "not-a-jwt")
     # a valid token for an institution Consilium does not know
     _refused(web, _signed(web, _claims(web, institution="elsewhere")))
+
+
+
+def _tokens_from_the_provider(web: WebServer, username: str) -> dict[str, Any]:
+    """An authorization-code flow with PKCE straight against the demo provider, as an API
+    client (a script) runs it: the provider's own access token and ID token."""
+    verifier = base64.urlsafe_b64encode(b"v" * 48).rstrip(b"=").decode()
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(
+        b"=").decode()
+    redirect = f"{web.url}/auth/callback/dev"
+    client = web.client()
+    authorize = client.get("/dev-idp/authorize", params={
+        "response_type": "code", "client_id": "consilium", "redirect_uri": redirect,
+        "scope": "openid profile", "state": "s", "nonce": "n", "code_challenge": challenge,
+        "code_challenge_method": "S256"})
+    assert authorize.status_code == 200
+    answer = client.post(str(authorize.url), data={"username": username, "password": "demo"})
+    code = httpx.URL(answer.headers["location"]).params["code"]
+    tokens = client.post("/dev-idp/token", data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": redirect,
+        "client_id": "consilium", "code_verifier": verifier})
+    assert tokens.status_code == 200, tokens.text
+    result: dict[str, Any] = tokens.json()
+    return result
+
+
+def test_an_id_token_is_not_a_bearer_access_token(web: WebServer) -> None:
+    tokens = _tokens_from_the_provider(web, "kuznetsova")
+    me = web.client().get("/api/me", headers={
+        "Authorization": f"Bearer {tokens['access_token']}"})
+    assert me.status_code == 200 and me.json()["subject"] == "dev:kuznetsova"
+    _refused(web, tokens["id_token"])  # signed by the same provider, for the same client
+    # typed tokens: RFC 9068 access tokens and plain JWTs pass, other types and ID-token
+    # claims do not
+    assert web.client().get("/api/me", headers={"Authorization": "Bearer " + _signed(
+        web, _claims(web), typ="application/at+jwt")}).status_code == 200
+    assert web.client().get("/api/me", headers={"Authorization": "Bearer " + _signed(
+        web, _claims(web), typ="JWT")}).status_code == 200
+    _refused(web, _signed(web, _claims(web), typ="id_token+jwt"))
+    _refused(web, _signed(web, _claims(web, nonce="n")))
+    _refused(web, _signed(web, _claims(web, at_hash="x")))
+    _refused(web, _signed(web, _claims(web, typ="ID")))  # Keycloak's ID tokens
 
 
 # -- grants and audit ------------------------------------------------------------------------
@@ -292,3 +335,24 @@ def test_provider_discovery_is_plain_http(web: WebServer) -> None:
     assert metadata["code_challenge_methods_supported"] == ["S256"]
     keys = httpx.get(metadata["jwks_uri"]).json()["keys"]
     assert keys and all("d" not in k for k in keys)  # never the private part
+
+
+def test_demo_provider_redirects_only_to_registered_uris(web: WebServer) -> None:
+    client = web.client()
+    logout = f"{web.url}/dev-idp/logout"
+    assert client.get(logout, params={"post_logout_redirect_uri": f"{web.url}/"}).headers[
+        "location"] == f"{web.url}/"
+    port = web.url.rsplit(":", 1)[1]
+    for target in (f"{web.url}@evil.example/", f"http://localhost:{port}.evil.example/",
+                   f"{web.url}/elsewhere", f"{web.url}"):
+        answer = client.get(logout, params={"post_logout_redirect_uri": target})
+        assert answer.status_code == 200 and "location" not in answer.headers, target
+    start = client.get("/auth/login/dev").headers["location"]
+    assert f"redirect_uri={web.url}/auth/callback/dev".replace(":", "%3A").replace(
+        "/", "%2F") in start
+    for redirect in (f"{web.url}/auth/callback/dev@evil.example/",
+                     f"{web.url}/auth/callback/other", f"{web.url}/auth/callback/dev/x"):
+        forged = start.replace(
+            f"{web.url}/auth/callback/dev".replace(":", "%3A").replace("/", "%2F"),
+            redirect.replace(":", "%3A").replace("/", "%2F").replace("@", "%40"))
+        assert client.get(forged).status_code == 400, redirect

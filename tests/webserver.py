@@ -25,6 +25,7 @@ class WebServer:
     extra_env: dict[str, str] = field(default_factory=dict)
     config: Path = CONFIG
     proc: subprocess.Popen[bytes] | None = None
+    _auditor: httpx.Client | None = None
 
     @property
     def url(self) -> str:
@@ -69,10 +70,12 @@ class WebServer:
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, follow_redirects=False, timeout=30)
 
-    def login(self, username: str, password: str = "demo", return_to: str = "/") -> httpx.Client:
-        """The whole authorization-code flow against the demo provider, as a browser does it."""
+    def login(self, username: str, password: str = "demo", return_to: str = "/",
+              provider: str = "dev") -> httpx.Client:
+        """The whole authorization-code flow against the demo provider (or another provider
+        with the same login form), as a browser does it."""
         client = self.client()
-        start = client.get("/auth/login/dev", params={"return_to": return_to})
+        start = client.get(f"/auth/login/{provider}", params={"return_to": return_to})
         assert start.status_code == 303, start.text
         authorize = start.headers["location"]
         answer = client.post(authorize, data={"username": username, "password": password})
@@ -81,6 +84,15 @@ class WebServer:
         assert callback.status_code == 303, callback.text
         assert callback.headers["location"] == return_to
         return client
+
+    def flush_audit(self) -> None:
+        """Wait until the server has written every audit event queued so far: an audit search
+        flushes the server's audit writer first (read your writes), so one is made as the
+        demo admin (no event of its own: it reads, and it logged in once)."""
+        if self._auditor is None:
+            self._auditor = self.login("city-admin")
+        answer = self._auditor.get("/api/audit", params={"limit": 1})
+        assert answer.status_code == 200, answer.text
 
     def signing_key(self) -> Any:
         from joserfc.jwk import RSAKey

@@ -10,29 +10,34 @@ from datetime import timedelta
 from html import escape
 from typing import Any
 
-from sqlalchemy import func, select
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from consilium import __version__
-from consilium.archive.catalog import visible_studies
+from consilium.archive import catalog
+from consilium.archive.access import Reader
 from consilium.archive.dicomweb import BASE_PATH, dicomweb_routes
-from consilium.archive.models import instances, studies
 from consilium.archive.remote_routes import remote_routes
 from consilium.audit import Actor, AuditAction
 from consilium.consult.documents import MIB, DocumentsConfig, retry_archiving, sweep_partial_files
 from consilium.consult.models import Priority
 from consilium.consult.routes import consult_routes
 from consilium.consult.workflow import ConsultContext
-from consilium.history.audit_search import AuditFilter, search_audit, to_csv
+from consilium.history.audit_search import (
+    AuditFilter,
+    parse_audit_query,
+    search_audit,
+    to_csv,
+)
 from consilium.history.consult_stats import CaseFilter, parse_grouping, turnaround
 from consilium.history.consult_stats import cases as history_cases
 from consilium.history.consult_stats import to_csv as history_csv
-from consilium.identity.grants import granted_study_uids
 from consilium.identity.middleware import AuthenticationMiddleware, client_address
-from consilium.identity.policy import Principal, may_read_audit, readable_institutions
+from consilium.identity.policy import Principal, may_read_audit
+from consilium.identity.ratelimit import UnauthenticatedAudit
 from consilium.identity.routes import identity_routes
 from consilium.identity.tokens import ProviderDirectory
 from consilium.identity.web import current_principal
@@ -73,28 +78,26 @@ def consult_context(runtime: Runtime) -> ConsultContext:
 def create_app(runtime: Runtime) -> Any:
     settings = runtime.settings
     directory = ProviderDirectory(settings.effective_identity_providers)
+    anonymous_audit = UnauthenticatedAudit(  # one limit for every unauthenticated audit writer
+        runtime.audit, settings.identity_unauthenticated_audit_per_minute, settings.live_redis_url)
     notifier = CaseNotifier()
     consult_ctx = consult_context(runtime)
 
     async def health(_request: Request) -> JSONResponse:
-        with runtime.engine.connect() as conn:
-            n_studies = conn.execute(select(func.count()).select_from(studies)).scalar_one()
-            n_instances = conn.execute(select(func.count()).select_from(instances)).scalar_one()
+        n_studies, n_instances = await anyio.to_thread.run_sync(catalog.counts, runtime.engine)
         return JSONResponse({"status": "ok", "version": __version__, "studies": n_studies,
                              "instances": n_instances})
 
-    def studies_for(request: Request, principal: Principal) -> list[dict[str, Any]]:
-        rows = visible_studies(runtime.engine, readable_institutions(principal),
-                               granted_study_uids(runtime.engine, principal))
-        runtime.audit.record(actor_of(request, principal), AuditAction.QUERY,
-                             detail={"what": "study list", "results": len(rows)})
-        return rows
+    async def studies_for(request: Request) -> list[dict[str, Any]]:
+        """The caller's study list through the gate (which records the query)."""
+        return await anyio.to_thread.run_sync(runtime.access.visible_studies,
+                                              Reader.of_connection(request, "web"))
 
     async def api_studies(request: Request) -> JSONResponse:
         principal = current_principal(request)
         if not principal.authenticated:
             return JSONResponse({"error": "not authenticated"}, 401)
-        return JSONResponse(studies_for(request, principal))
+        return JSONResponse(await studies_for(request))
 
     async def home(request: Request) -> HTMLResponse:
         principal = current_principal(request)
@@ -104,7 +107,7 @@ def create_app(runtime: Runtime) -> Any:
                 f"port <b>{settings.dicom_port}</b>.</p>")
         if not principal.authenticated:
             return HTMLResponse(head + '<p><a id="login" href="/auth/login">Log in</a></p>')
-        rows = studies_for(request, principal)
+        rows = await studies_for(request)
         body = "".join(
             f"<tr><td>{escape(str(r['patient_name']))}</td><td>{escape(str(r['patient_id']))}"
             f"</td><td>{escape(str(r['study_date']))}</td><td>{escape(str(r['modalities']))}</td>"
@@ -128,21 +131,8 @@ def create_app(runtime: Runtime) -> Any:
         )
 
     def audit_filter(request: Request, principal: Principal) -> AuditFilter:
-        from datetime import datetime
-
-        q = request.query_params
-
-        def when(name: str) -> datetime | None:
-            return datetime.fromisoformat(q[name]) if q.get(name) else None
-
-        return AuditFilter(
-            institution_id=principal.institution_id or "",
-            include_unattributed=principal.has_role("admin"),
-            patient_id=q.get("patient_id", ""),
-            study_uid=q.get("study_uid", ""), actor=q.get("actor", ""),
-            action=q.get("action", ""), since=when("since"), until=when("until"),
-            limit=min(int(q.get("limit", "500")), 5000), offset=int(q.get("offset", "0")),
-        )
+        return parse_audit_query(request.query_params, principal.institution_id or "",
+                                 principal.has_role("admin"))
 
     async def api_audit(request: Request) -> Response:
         principal = current_principal(request)
@@ -154,6 +144,7 @@ def create_app(runtime: Runtime) -> Any:
             flt = audit_filter(request, principal)
         except ValueError as exc:
             return JSONResponse({"error": f"bad parameter: {exc}"}, 400)
+        await anyio.to_thread.run_sync(runtime.audit.flush)  # the search sees what was done
         rows = search_audit(runtime.engine, flt)
         if request.query_params.get("format") == "csv":
             runtime.audit.record(actor_of(request, principal), AuditAction.EXPORT,
@@ -167,7 +158,9 @@ def create_app(runtime: Runtime) -> Any:
         if not may_read_audit(principal):
             return HTMLResponse("<p>Forbidden</p>", 403 if principal.authenticated else 401)
         try:
-            rows = search_audit(runtime.engine, audit_filter(request, principal))
+            flt = audit_filter(request, principal)
+            await anyio.to_thread.run_sync(runtime.audit.flush)
+            rows = search_audit(runtime.engine, flt)
         except ValueError as exc:
             return HTMLResponse(f"<p>Bad parameter: {escape(str(exc))}</p>", 400)
         q = request.query_params
@@ -197,7 +190,7 @@ def create_app(runtime: Runtime) -> Any:
             return datetime.fromisoformat(q[name]) if q.get(name) else None
 
         return CaseFilter(
-            institution_id=principal.institution_id or "", status=q.get("status", ""),
+            status=q.get("status", ""),
             priority=q.get("priority", ""), other_institution=q.get("institution", ""),
             specialty=q.get("specialty", ""), person=q.get("person", ""),
             since=when("since"), until=when("until"))
@@ -211,7 +204,7 @@ def create_app(runtime: Runtime) -> Any:
         if not principal.has_role("head"):
             return JSONResponse({"error": "for heads of department"}, 403)
         try:
-            rows = history_cases(runtime.engine, history_filter(request, principal))
+            rows = history_cases(runtime.engine, principal, history_filter(request, principal))
             grouping = parse_grouping(request.query_params.get("group"))
         except ValueError as exc:
             return JSONResponse({"error": f"bad parameter: {exc}"}, 400)
@@ -240,7 +233,7 @@ def create_app(runtime: Runtime) -> Any:
         Mount(BASE_PATH, routes=dicomweb_routes(runtime)),
         Mount(RENDER_PATH, routes=render_routes(runtime)),
         *remote_routes(runtime),
-        *identity_routes(settings, runtime.engine, directory, runtime.audit),
+        *identity_routes(settings, runtime.engine, directory, runtime.audit, anonymous_audit),
         *consult_routes(consult_ctx, notifier.case_changed),
         *viewer_routes(),
     ]
@@ -257,10 +250,12 @@ def create_app(runtime: Runtime) -> Any:
         retrying = asyncio.get_running_loop().run_in_executor(None, retry_archiving, consult_ctx)
         yield
         await retrying
+        await anyio.to_thread.run_sync(runtime.audit.flush)
         await directory.aclose()
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = runtime
     app.state.directory = directory
     combined = create_socket_app(app, directory, runtime, notifier)
-    return AuthenticationMiddleware(combined, settings, runtime.engine, directory, runtime.audit)
+    return AuthenticationMiddleware(combined, settings, runtime.engine, directory, runtime.audit,
+                                    anonymous_audit)

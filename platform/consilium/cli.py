@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,15 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         raise SystemExit(2) from exc
 
 
+def _check_web_start(settings: Settings) -> None:
+    """What only the web service needs and the settings alone cannot tell: readable secrets."""
+    try:
+        settings.check_client_secrets()
+    except ValueError as exc:
+        print(f"consilium: invalid configuration: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML file (default: $CONSILIUM_CONFIG)")
     parser.add_argument("--data-dir", type=Path, help="folder for files and the SQLite database")
@@ -50,6 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from consilium.service import DicomService, configure_logging, open_runtime
 
     settings = _settings_from(args)
+    _check_web_start(settings)
     configure_logging(settings)
     runtime = open_runtime(settings)
     if settings.demo_data:
@@ -59,14 +70,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     dicom = DicomService(runtime)
     dicom.start()
     _print_banner(settings)
+    # X-Forwarded-For only from configured proxies: uvicorn believes loopback by default, and
+    # then anyone who reaches the port locally chooses the address audited and rate-limited
     config = uvicorn.Config(
         create_app(runtime), host=settings.http_host, port=settings.http_port,
         log_level=settings.log_level.lower(), lifespan="off",
+        proxy_headers=bool(settings.http_trusted_proxies),
+        forwarded_allow_ips=settings.http_trusted_proxies or [],
     )
     try:
         uvicorn.Server(config).run()
     finally:
         dicom.stop()
+        runtime.close()
     return 0
 
 
@@ -85,6 +101,7 @@ def cmd_dicom(args: argparse.Namespace) -> int:
     print(f"DICOM: AE {settings.dicom_ae_title} on port {dicom.port}", flush=True)
     wait_for_termination()
     dicom.stop()
+    runtime.close()
     return 0
 
 
@@ -230,7 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DATA_UMASK = 0o027  # files 0640, folders 0750: the service's group may read, others nothing
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Patient data, the database (SQLite and its WAL) and logs are created by many libraries
+    # with their default mode (0644: readable by every local user); the umask narrows them all,
+    # in this process and in the workers it starts. Key files are 0600 on their own.
+    os.umask(DATA_UMASK)
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

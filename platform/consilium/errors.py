@@ -35,6 +35,7 @@ class Forbidden(DomainError):
 
 class NotFound(DomainError):
     status = 404
+    audited = False  # True when whoever raised it has recorded the refusal (the archive gate)
 
 
 class Conflict(DomainError):

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from consilium.archive.catalog import patient_of_study
+from consilium.archive.access import ArchiveAccess
+from consilium.archive.catalog import institution_of_study, patient_of_study
 from consilium.archive.ingest import ArchiveStore
 from consilium.archive.recovery import resolve_pending_writes
 from consilium.audit import AuditTrail
@@ -45,6 +46,12 @@ class Runtime:
     engine: Engine
     store: ArchiveStore
     audit: AuditTrail
+    access: ArchiveAccess  # the one gate of every read of patient data on the web side
+
+    def close(self) -> None:
+        """Write what the audit writer still holds, then stop it (on shut-down and SIGTERM;
+        an interpreter exit does the same for a process that did not call this)."""
+        self.audit.close()
 
 
 def open_runtime(settings: Settings, run_migrations: bool = True) -> Runtime:
@@ -66,8 +73,9 @@ def open_runtime(settings: Settings, run_migrations: bool = True) -> Runtime:
         analyze(engine)
         _start_planner_statistics(engine)
     audit = AuditTrail(engine, settings.audit_syslog_host, settings.audit_syslog_port,
-                       patient_of_study=functools.partial(patient_of_study, engine))
-    return Runtime(settings, engine, store, audit)
+                       patient_of_study=functools.partial(patient_of_study, engine),
+                       institution_of_study=functools.partial(institution_of_study, engine))
+    return Runtime(settings, engine, store, audit, ArchiveAccess(engine, audit, store))
 
 
 STATISTICS_INTERVAL = 600.0  # seconds between ANALYZE runs while the archive grows
@@ -99,6 +107,7 @@ def _dicom_worker(settings: Settings, listener: socket.socket, tls_listener: soc
     server.start()
     wait_for_termination()
     server.stop()
+    runtime.close()
 
 
 class DicomService:

@@ -86,6 +86,16 @@ class Institution(BaseModel):
     nodes: list[DicomNode] = Field(default_factory=list)
 
 
+def token_type(value: str | None) -> str:
+    """A JOSE ``typ`` as compared: lower case, without ``application/`` (RFC 7515 4.1.9);
+    absent means a plain JWT."""
+    text = (value or "jwt").strip().lower()
+    return text.removeprefix("application/")
+
+
+ROLE_NAMES = frozenset({"referring", "consultant", "head", "admin"})  # identity's Role values
+
+
 class OidcProvider(BaseModel):
     """An OpenID Connect provider clinicians log in with (one per institution, or regional).
 
@@ -113,8 +123,38 @@ class OidcProvider(BaseModel):
     )
     specialty_claim: str = "specialty"
     name_claim: str = "name"
-    api_audience: str = Field(default="", description="aud of bearer tokens; default client_id")
+    api_audiences: list[str] = Field(
+        default_factory=list,
+        description="aud values accepted in bearer access tokens (API clients); a token is "
+        "accepted when one of its audiences is listed. An aud string of space-separated words "
+        "(Glewlwyd puts the granted scopes there) counts as each word. Empty: the client_id.",
+    )
+    api_token_types: list[str] = Field(
+        default_factory=lambda: ["at+jwt", "jwt"],
+        description="JOSE 'typ' header values accepted for bearer access tokens, compared "
+        "case-insensitively without an 'application/' prefix; a token without 'typ' counts as "
+        "'jwt'. RFC 9068 access tokens are 'at+jwt'. ID tokens are refused as bearer tokens "
+        "whatever their type (by their nonce, at_hash, c_hash or s_hash, or Keycloak's "
+        "typ=ID claim).",
+    )
     algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "PS256"])
+
+    @field_validator("role_map")
+    @classmethod
+    def _roles_exist(cls, mapping: dict[str, str]) -> dict[str, str]:
+        bad = {k: v for k, v in mapping.items() if v not in ROLE_NAMES}
+        if bad:
+            raise ValueError(
+                f"role_map maps {bad} onto no Consilium role (roles: "
+                f"{', '.join(sorted(ROLE_NAMES))}); nobody could log in with those")
+        return mapping
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> OidcProvider:
+        if self.client_secret_file is not None and self.client_secret_env:
+            raise ValueError(f"identity provider {self.id!r}: give client_secret_file or "
+                             "client_secret_env, not both")
+        return self
 
     @field_validator("algorithms")
     @classmethod
@@ -124,9 +164,16 @@ class OidcProvider(BaseModel):
             raise ValueError(f"algorithms {bad} are not allowed (asymmetric signatures only)")
         return values
 
+    @field_validator("api_token_types")
+    @classmethod
+    def _token_types(cls, values: list[str]) -> list[str]:
+        if not values:
+            raise ValueError("api_token_types: name at least one token type (e.g. at+jwt)")
+        return [token_type(v) for v in values]
+
     @property
-    def audience(self) -> str:
-        return self.api_audience or self.client_id
+    def bearer_audiences(self) -> frozenset[str]:
+        return frozenset(self.api_audiences or [self.client_id])
 
 
 DEV_IDP_PROVIDER_ID = "dev"
@@ -161,6 +208,13 @@ class Settings(BaseModel):
     http_host: str = Field(default="127.0.0.1", description="Web/API listen address.")
     http_port: int = Field(default=8000, ge=0, le=65535, description="Web/API port.")
     public_url: str = Field(default="", description="External base URL; empty: from host/port.")
+    http_trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks of reverse proxies (e.g. [\"10.0.0.5\", "
+        "\"10.1.0.0/16\"]) whose X-Forwarded-For and X-Forwarded-Proto are believed: the "
+        "client address in the audit and the login rate limits then comes from the header. "
+        "Empty (the default): the headers are ignored, from any peer, loopback included.",
+    )
 
     dicom_ae_title: str = Field(default="CONSILIUM", min_length=1, max_length=16)
     dicom_host: str = Field(default="0.0.0.0", description="DIMSE listen address.")
@@ -259,6 +313,13 @@ class Settings(BaseModel):
     identity_login_attempts_per_minute: int = Field(
         default=10, ge=1, description="per client address, failed and started logins"
     )
+    identity_unauthenticated_audit_per_minute: int = Field(
+        default=30, ge=1,
+        description="Audit events that a caller who is not logged in can cause (forged login "
+        "callbacks, invalid bearer tokens, rate-limited logins), per client address and "
+        "minute; beyond it one event says that the rest were not recorded. Their caller-chosen "
+        "text is cut to 120 characters.",
+    )
     identity_cookie_secure: bool | None = Field(
         default=None, description="Secure cookies; default: when public_url is https"
     )
@@ -302,6 +363,17 @@ class Settings(BaseModel):
 
     institutions: list[Institution] = Field(default_factory=list)
 
+    @field_validator("http_trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"http.trusted_proxies: {value!r} is not an IP address or "
+                                 "network") from None
+        return [v.strip() for v in values]
+
     @model_validator(mode="after")
     def _tls_needs_its_files(self) -> Settings:
         if self.dicom_tls_port is not None and not (self.dicom_tls_certificate
@@ -323,6 +395,21 @@ class Settings(BaseModel):
         ids = [inst.id for inst in self.institutions]
         if len(ids) != len(set(ids)):
             raise ValueError("institution ids must be unique")
+        return self
+
+    @model_validator(mode="after")
+    def _providers_name_something(self) -> Settings:
+        """A provider's mapping must name what exists: else the start succeeds and every login
+        through it fails."""
+        provider_ids = [p.id for p in self.identity_providers]
+        if len(provider_ids) != len(set(provider_ids)):
+            raise ValueError("identity provider ids must be unique")
+        known = ", ".join(i.id for i in self.institutions) or "none configured"
+        for provider in self.identity_providers:
+            if provider.institution is not None and self.institution(provider.institution) is None:
+                raise ValueError(
+                    f"identity provider {provider.id!r} maps its users onto institution "
+                    f"{provider.institution!r}, which is not configured (known: {known})")
         return self
 
     # -- derived values -----------------------------------------------------------------------
@@ -375,16 +462,40 @@ class Settings(BaseModel):
     def provider(self, provider_id: str) -> OidcProvider | None:
         return next((p for p in self.effective_identity_providers if p.id == provider_id), None)
 
-    def client_secret(self, provider: OidcProvider) -> str | None:
-        """The provider's client secret from its file or environment variable (None: public)."""
+    def client_secret(self, provider: OidcProvider,
+                      environ: Mapping[str, str] | None = None) -> str | None:
+        """The provider's client secret from its file or environment variable (None: a public
+        client). ValueError says which provider's secret is missing and where it was looked for."""
         if provider.client_secret_file is not None:
-            return provider.client_secret_file.read_text().strip()
-        if provider.client_secret_env:
-            value = os.environ.get(provider.client_secret_env)
+            path = provider.client_secret_file
+            try:
+                value = path.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"identity provider {provider.id!r}: client_secret_file {path} "
+                                 f"cannot be read ({exc.strerror or exc})") from exc
             if not value:
-                raise ValueError(f"{provider.client_secret_env} is not set ({provider.id})")
+                raise ValueError(f"identity provider {provider.id!r}: client_secret_file {path} "
+                                 "is empty")
             return value
+        if provider.client_secret_env:
+            found = (os.environ if environ is None else environ).get(provider.client_secret_env)
+            if not found:
+                raise ValueError(f"identity provider {provider.id!r}: the environment variable "
+                                 f"{provider.client_secret_env} (its client_secret_env) is not set")
+            return found
         return None
+
+    def check_client_secrets(self, environ: Mapping[str, str] | None = None) -> None:
+        """Every configured client secret can be read now: checked when the web service starts,
+        so that a missing secret stops the start instead of failing the first login."""
+        problems = []
+        for provider in self.effective_identity_providers:
+            try:
+                self.client_secret(provider, environ)
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ValueError("; ".join(problems))
 
     @property
     def cookies_secure(self) -> bool:

@@ -1,13 +1,27 @@
-"""Study lists for the web pages (the DICOMweb QIDO-RS routes are the full search)."""
+"""The archive's read face: what other domains may know of the index and the stored files.
+
+No module outside :mod:`consilium.archive` imports the archive's tables or opens a stored file;
+they ask here. These functions apply no policy: they serve the gate
+(:mod:`consilium.archive.access`), which does, and system work that needs no reader (writing a
+signed conclusion into its study, the health check, scoping the audit search to an
+institution's own data).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Any
+import warnings
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, or_, select
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from sqlalchemy import Engine, func, or_, select
 
-from consilium.archive.models import patients, studies
+from consilium.archive.models import instances, patients, series_table, studies
+
+if TYPE_CHECKING:
+    from consilium.archive.ingest import ArchiveStore
 
 
 def visible_studies(
@@ -40,13 +54,144 @@ def visible_studies(
         return [dict(row) for row in conn.execute(stmt).mappings().all()]
 
 
-def patient_of_study(engine: Engine, study_uid: str) -> tuple[str, str] | None:
-    """(patient ID, patient name) of a study, for the audit trail."""
+def institution_of_study(engine: Engine, study_uid: str) -> str | None:
+    """The institution that owns a study, for the audit trail (whose data an event is about)."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(studies.c.institution_id).where(studies.c.study_uid == study_uid)).first()
+    return str(row[0]) if row else None
+
+
+def patient_of_study(engine: Engine, study_uid: str, institution_id: str
+                     ) -> tuple[str, str] | None:
+    """(patient ID, patient name) of a study of ``institution_id``; None for another
+    institution's study or an unknown one (the audit trail names patients with this)."""
     stmt = (
         select(patients.c.patient_id, patients.c.patient_name)
         .join(studies, studies.c.patient_pk == patients.c.id)
-        .where(studies.c.study_uid == study_uid)
+        .where(studies.c.study_uid == study_uid, studies.c.institution_id == institution_id)
     )
     with engine.connect() as conn:
         row = conn.execute(stmt).first()
-    return (row[0], row[1]) if row else None
+    return (str(row[0]), str(row[1])) if row else None
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """A study as the gate checks it: its owner and its patient."""
+
+    study_uid: str
+    institution_id: str
+    patient_id: str
+    patient_name: str
+
+
+def studies_by_uid(engine: Engine, study_uids: Sequence[str]) -> dict[str, StudyRow]:
+    """The studies among ``study_uids`` that exist."""
+    uids = list(dict.fromkeys(study_uids))
+    if not uids:
+        return {}
+    stmt = (
+        select(studies.c.study_uid, studies.c.institution_id, patients.c.patient_id,
+               patients.c.patient_name)
+        .join(patients, patients.c.id == studies.c.patient_pk)
+        .where(studies.c.study_uid.in_(uids))
+    )
+    with engine.connect() as conn:
+        return {str(r[0]): StudyRow(*(str(v or "") for v in r)) for r in conn.execute(stmt)}
+
+
+def sop_uids_in_study(engine: Engine, study_uid: str, sop_uids: Sequence[str]) -> set[str]:
+    """Those of ``sop_uids`` that are instances of the study."""
+    if not sop_uids:
+        return set()
+    stmt = (
+        select(instances.c.sop_uid)
+        .join(series_table, series_table.c.id == instances.c.series_pk)
+        .join(studies, studies.c.id == series_table.c.study_pk)
+        .where(studies.c.study_uid == study_uid, instances.c.sop_uid.in_(list(sop_uids)))
+    )
+    with engine.connect() as conn:
+        return {str(uid) for uid in conn.execute(stmt).scalars()}
+
+
+@dataclass(frozen=True)
+class SeriesRow:
+    """One stored instance of a series, in instance order."""
+
+    study_uid: str
+    institution_id: str
+    path: str  # relative to the storage folder
+    sha256: str
+
+
+def series_instances(engine: Engine, series_uid: str) -> list[SeriesRow]:
+    """The stored instances of a series with its study and owner; empty if unknown."""
+    stmt = (
+        select(studies.c.study_uid, studies.c.institution_id, instances.c.path,
+               instances.c.sha256)
+        .select_from(series_table)
+        .join(studies, studies.c.id == series_table.c.study_pk)
+        .join(instances, instances.c.series_pk == series_table.c.id)
+        .where(series_table.c.series_uid == series_uid)
+        .order_by(instances.c.instance_number, instances.c.id)
+    )
+    with engine.connect() as conn:
+        return [SeriesRow(str(a), str(b), str(c), str(d)) for a, b, c, d in conn.execute(stmt)]
+
+
+def counts(engine: Engine) -> tuple[int, int]:
+    """(studies, instances) in the archive."""
+    with engine.connect() as conn:
+        n_studies = conn.execute(select(func.count()).select_from(studies)).scalar_one()
+        n_instances = conn.execute(select(func.count()).select_from(instances)).scalar_one()
+    return int(n_studies), int(n_instances)
+
+
+# -- what a conclusion document says of its studies --------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudyFacts:
+    study_uid: str
+    institution_id: str
+    study_date: str
+    modalities: str
+    description: str
+    accession_number: str
+    patient_id: str
+    patient_name: str
+    birth_date: str
+    sex: str
+
+
+def study_facts(engine: Engine, study_uids: Sequence[str]) -> list[StudyFacts]:
+    """The index's facts of each known study, in the order asked."""
+    stmt = (select(studies.c.study_uid, studies.c.institution_id, studies.c.study_date,
+                   studies.c.modalities, studies.c.description,
+                   studies.c.accession_number, patients.c.patient_id,
+                   patients.c.patient_name, patients.c.birth_date, patients.c.sex)
+            .join(patients, patients.c.id == studies.c.patient_pk)
+            .where(studies.c.study_uid.in_(list(study_uids))))
+    with engine.connect() as conn:
+        rows = {r[0]: StudyFacts(*(str(v or "") for v in r)) for r in conn.execute(stmt).all()}
+    return [rows[uid] for uid in study_uids if uid in rows]
+
+
+def study_header(store: ArchiveStore, study_uid: str) -> tuple[Dataset, str]:
+    """The header (no pixel data) of the study's first stored instance, and the study's owner;
+    what a new instance joining the study copies its patient and study attributes from.
+    :class:`LookupError` if the study has no stored instance."""
+    stmt = (select(instances.c.path, studies.c.institution_id)
+            .join(series_table, series_table.c.id == instances.c.series_pk)
+            .join(studies, studies.c.id == series_table.c.study_pk)
+            .where(studies.c.study_uid == study_uid)
+            .order_by(instances.c.id).limit(1))
+    with store.engine.connect() as conn:
+        row = conn.execute(stmt).first()
+    if row is None:
+        raise LookupError(f"study {study_uid} has no archived instance")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        header = dcmread(store.path_of(row[0]), stop_before_pixels=True)
+    return header, str(row[1])

@@ -39,16 +39,14 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
-from consilium.archive import storage
+from consilium.archive import catalog, storage
+from consilium.archive.catalog import StudyFacts
 from consilium.archive.ingest import ArchiveStore, IngestSource, ingest_part10
-from consilium.archive.models import instances, patients, series_table, studies
 from consilium.audit import Actor, AuditAction, AuditOutcome
 from consilium.consult import workflow as wf
 from consilium.consult.models import (
@@ -241,6 +239,7 @@ def add_attachment(ctx: wf.ConsultContext, principal: Principal, case_id: int, *
         session.commit()
     ctx.audit.record(actor or wf._actor(principal), AuditAction.STORE,
                      patient_id=case.patient_id, patient_name=case.patient_name,
+                     data_institution=case.requester_institution,
                      detail={"what": "case attachment", "case": case_id,
                              "attachment": attachment.id, "sha256": sha256})
     return attachment
@@ -270,6 +269,7 @@ def read_attachment(ctx: wf.ConsultContext, principal: Principal, case_id: int,
         raise NotFound("the attachment's file is missing")
     ctx.audit.record(actor or wf._actor(principal), AuditAction.EXPORT,
                      patient_id=case.patient_id, patient_name=case.patient_name,
+                     data_institution=case.requester_institution,
                      detail={"what": "case attachment", "case": case_id,
                              "attachment": attachment_id, "sha256": attachment.sha256})
     return attachment, data
@@ -285,30 +285,8 @@ def attachment_json(attachment: CaseAttachment) -> dict[str, Any]:
 # -- what a conclusion document says -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StudyFacts:
-    study_uid: str
-    institution_id: str
-    study_date: str
-    modalities: str
-    description: str
-    accession_number: str
-    patient_id: str
-    patient_name: str
-    birth_date: str
-    sex: str
-
-
 def _study_facts(ctx: wf.ConsultContext, uids: list[str]) -> list[StudyFacts]:
-    stmt = (core_select(studies.c.study_uid, studies.c.institution_id, studies.c.study_date,
-                        studies.c.modalities, studies.c.description,
-                        studies.c.accession_number, patients.c.patient_id,
-                        patients.c.patient_name, patients.c.birth_date, patients.c.sex)
-            .join(patients, patients.c.id == studies.c.patient_pk)
-            .where(studies.c.study_uid.in_(uids)))
-    with ctx.engine.connect() as conn:
-        rows = {r[0]: StudyFacts(*(str(v or "") for v in r)) for r in conn.execute(stmt).all()}
-    return [rows[uid] for uid in uids if uid in rows]
+    return catalog.study_facts(ctx.engine, uids)
 
 
 def _case_parts(ctx: wf.ConsultContext, case_id: int, version: int
@@ -450,23 +428,6 @@ def _uid(*parts: object) -> str:
     return str(generate_uid(entropy_srcs=["consilium-consult", *map(str, parts)]))
 
 
-def _study_source(store: ArchiveStore, study_uid: str) -> tuple[Dataset, str]:
-    """The header of an archived instance of the study, and the study's owner."""
-    stmt = (core_select(instances.c.path, studies.c.institution_id)
-            .join(series_table, series_table.c.id == instances.c.series_pk)
-            .join(studies, studies.c.id == series_table.c.study_pk)
-            .where(studies.c.study_uid == study_uid)
-            .order_by(instances.c.id).limit(1))
-    with store.engine.connect() as conn:
-        row = conn.execute(stmt).first()
-    if row is None:
-        raise LookupError(f"study {study_uid} has no archived instance")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        source = dcmread(store.path_of(row[0]), stop_before_pixels=True)
-    return source, str(row[1])
-
-
 def _base(source: Dataset, sop_class: str, sop_uid: str, series_uid: str, modality: str,
           series_number: int, description: str, conclusion: Conclusion,
           institution_name: str) -> Dataset:
@@ -603,9 +564,9 @@ def _archive_one(ctx: wf.ConsultContext, case: ConsultCase, conclusion: Conclusi
             _aware(conclusion.signed_at).isoformat(), study_uid, kind)
     series_uid, sop_uid = _uid("series", *seed), _uid("instance", *seed)
     sop_class = ENCAPSULATED_PDF if kind == "pdf" else BASIC_TEXT_SR
-    status, reason = "stored", ""
+    status, reason, owner = "stored", "", ""
     try:
-        source, owner = _study_source(config.store, study_uid)
+        source, owner = catalog.study_header(config.store, study_uid)
         institution = names.get(conclusion.author_institution, conclusion.author_institution)
         if kind == "pdf":
             ds = encapsulated_pdf(source, pdf(), conclusion, sop_uid, series_uid, institution)
@@ -626,9 +587,9 @@ def _archive_one(ctx: wf.ConsultContext, case: ConsultCase, conclusion: Conclusi
         Actor(conclusion.author, conclusion.author_name, conclusion.author_institution,
               channel="consult"), AuditAction.STORE,
         AuditOutcome.SUCCESS if status == "stored" else AuditOutcome.FAILURE,
-        study_uid=study_uid, detail={"what": f"conclusion {kind}", "case": case.id,
-                                     "version": conclusion.version, "sop_instance_uid": sop_uid,
-                                     **({"reason": reason} if reason else {})})
+        study_uid=study_uid, owner=owner,  # written for its owner: its patient is named
+        detail={"what": f"conclusion {kind}", "case": case.id, "version": conclusion.version,
+                "sop_instance_uid": sop_uid, **({"reason": reason} if reason else {})})
     with Session(ctx.engine, expire_on_commit=False) as session:
         row = session.exec(select(ArchivedDocument).where(
             ArchivedDocument.conclusion_id == conclusion.id,

@@ -46,7 +46,7 @@ from consilium.consult.models import (
     Priority,
 )
 from consilium.errors import InvalidInput
-from consilium.http_api import json_endpoint
+from consilium.http_api import json_endpoint, web_actor
 from consilium.identity.policy import Principal
 
 OnChange = Callable[[ConsultCase, str], Awaitable[None]]
@@ -123,7 +123,8 @@ def consult_routes(ctx: wf.ConsultContext, on_change: OnChange | None = None) ->
             target_institution=_text(body, "target_institution", True), priority=priority,
             target_specialty=_text(body, "target_specialty"),
             target_subject=_text(body, "target_subject"),
-            clinical_info=_text(body, "clinical_info"), key_images=_key_images(body, uids))
+            clinical_info=_text(body, "clinical_info"), key_images=_key_images(body, uids),
+            actor=web_actor(request, principal))
         await changed(case.id or 0, "created")
         return case_json(case)
 
@@ -148,7 +149,8 @@ def consult_routes(ctx: wf.ConsultContext, on_change: OnChange | None = None) ->
             linked = fields.get("study_uids") or list(body["key_images"] or {})
             fields["key_images"] = _key_images(body, linked)
         case_id = int(request.path_params["case_id"])
-        case = wf.edit_case(ctx, principal, case_id, _version(body), wf.CaseEdit(**fields))
+        case = wf.edit_case(ctx, principal, case_id, _version(body), wf.CaseEdit(**fields),
+                            web_actor(request, principal))
         await changed(case_id, "edited")
         return case_json(case)
 
@@ -247,17 +249,20 @@ def consult_routes(ctx: wf.ConsultContext, on_change: OnChange | None = None) ->
                 signed.id or 0, []))
         raise InvalidInput(f"unknown action {action!r}")
 
+    def endpoint(handler: Callable[[Request, Principal], Awaitable[Any]]) -> Any:
+        return json_endpoint(handler, ctx.audit)  # a case not found is on record
+
     return [
-        Route("/api/cases", json_endpoint(create), methods=["POST"]),
-        Route("/api/cases", json_endpoint(listing), methods=["GET"]),
-        Route("/api/cases/{case_id:int}", json_endpoint(detail), methods=["GET"]),
-        Route("/api/cases/{case_id:int}", json_endpoint(edit), methods=["PATCH"]),
-        Route("/api/cases/{case_id:int}/history", json_endpoint(timeline), methods=["GET"]),
-        Route("/api/cases/{case_id:int}/messages", json_endpoint(message), methods=["POST"]),
-        Route("/api/cases/{case_id:int}/conclusion-draft", json_endpoint(get_draft),
+        Route("/api/cases", endpoint(create), methods=["POST"]),
+        Route("/api/cases", endpoint(listing), methods=["GET"]),
+        Route("/api/cases/{case_id:int}", endpoint(detail), methods=["GET"]),
+        Route("/api/cases/{case_id:int}", endpoint(edit), methods=["PATCH"]),
+        Route("/api/cases/{case_id:int}/history", endpoint(timeline), methods=["GET"]),
+        Route("/api/cases/{case_id:int}/messages", endpoint(message), methods=["POST"]),
+        Route("/api/cases/{case_id:int}/conclusion-draft", endpoint(get_draft),
               methods=["GET"]),
-        Route("/api/cases/{case_id:int}/conclusion-draft", json_endpoint(save_draft),
+        Route("/api/cases/{case_id:int}/conclusion-draft", endpoint(save_draft),
               methods=["PUT"]),
         *document_routes(ctx, changed),  # before the catch-all {action}
-        Route("/api/cases/{case_id:int}/{action}", json_endpoint(act), methods=["POST"]),
+        Route("/api/cases/{case_id:int}/{action}", endpoint(act), methods=["POST"]),
     ]

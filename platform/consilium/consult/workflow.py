@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from consilium.archive.catalog import patient_of_study
-from consilium.archive.models import instances, series_table, studies
+from consilium.archive.access import ArchiveAccess, Reader, StudyRef
 from consilium.audit import Actor, AuditAction, AuditEvent, AuditOutcome, AuditTrail
 from consilium.consult.models import (
     CaseEvent,
@@ -39,14 +38,13 @@ from consilium.consult.models import (
     Priority,
 )
 from consilium.errors import Conflict, Forbidden, InvalidInput, NotFound
-from consilium.identity.grants import grant_study, granted_study_uids
+from consilium.identity.grants import grant_study
 from consilium.identity.models import Grant, GrantKind
 from consilium.identity.policy import (
     CaseParties,
     Principal,
     may_act_on_case,
     may_open_case,
-    may_read_study,
     may_see_case,
 )
 
@@ -138,8 +136,10 @@ def open_case(
     target_subject: str = "",
     clinical_info: str = "",
     key_images: dict[str, list[str]] | None = None,
+    actor: Actor | None = None,
 ) -> ConsultCase:
-    """A draft case linking studies the requester may read to a clinical question."""
+    """A draft case linking studies the requester may read to a clinical question (checked by
+    the archive's gate; a refusal is recorded with ``actor``, who asked from where)."""
     if not may_open_case(principal):
         raise Forbidden("only referring doctors and heads open consult requests")
     if not question.strip():
@@ -148,14 +148,12 @@ def open_case(
         raise InvalidInput("a case links at least one study")
     if target_institution == principal.institution_id:
         raise InvalidInput("the target is another institution")
-    owners = _study_owners(ctx.engine, list(study_uids))
-    granted = granted_study_uids(ctx.engine, principal)
-    for uid in study_uids:
-        owner = owners.get(uid)
-        if owner is None or not may_read_study(principal, owner, uid, granted):
-            raise Forbidden(f"you may not link study {uid}")
-    _check_key_images(ctx.engine, key_images or {})
-    patient = patient_of_study(ctx.engine, study_uids[0]) or ("", "")
+    gate = _gate(ctx)
+    linked = {ref.study_uid: ref for ref in gate.require_linkable(
+        Reader(principal, actor or _actor(principal)), list(study_uids))}
+    _check_key_images(gate, linked, key_images or {})
+    first = linked[study_uids[0]]
+    patient = (first.patient_id, first.patient_name)
     stamp = now()
     with Session(ctx.engine, expire_on_commit=False) as session:
         case = ConsultCase(
@@ -168,7 +166,8 @@ def open_case(
         session.add(case)
         session.flush()
         for uid in study_uids:
-            session.add(CaseStudy(case_id=case.id or 0, study_uid=uid, institution_id=owners[uid],
+            session.add(CaseStudy(case_id=case.id or 0, study_uid=uid,
+                                  institution_id=linked[uid].institution_id,
                                   key_images="\\".join((key_images or {}).get(uid, []))))
         _event(session, case, principal, EventKind.CREATED,
                detail={"studies": list(study_uids), "target": target_institution})
@@ -177,13 +176,9 @@ def open_case(
     return case
 
 
-def _study_owners(engine: Engine, uids: list[str]) -> dict[str, str]:
-    from sqlalchemy import select as core_select
-
-    with engine.connect() as conn:
-        rows = conn.execute(core_select(studies.c.study_uid, studies.c.institution_id)
-                            .where(studies.c.study_uid.in_(uids))).all()
-    return {r[0]: r[1] for r in rows}
+def _gate(ctx: ConsultContext) -> ArchiveAccess:
+    """The archive's gate over the context's engine and audit trail (it keeps no state)."""
+    return ArchiveAccess(ctx.engine, ctx.audit)
 
 
 MAX_KEY_IMAGES_PER_STUDY = 50  # what fits the column; a consult points at a few images
@@ -210,7 +205,7 @@ DRAFT_ONLY_FIELDS = ("target_institution", "target_specialty", "target_subject",
 
 
 def edit_case(ctx: ConsultContext, principal: Principal, case_id: int, version: int | None,
-              changes: CaseEdit) -> ConsultCase:
+              changes: CaseEdit, actor: Actor | None = None) -> ConsultCase:
     """Change a draft or a returned case. The version is required: two people editing the
     same draft must not overwrite each other silently (the second gets 409)."""
     if version is None:
@@ -242,14 +237,14 @@ def edit_case(ctx: ConsultContext, principal: Principal, case_id: int, version: 
         if changes.target_subject is not None:
             case.target_subject = changes.target_subject
         if changes.study_uids is not None or changes.key_images is not None:
-            _relink(ctx, session, principal, case, changes)
+            _relink(ctx, session, Reader(principal, actor or _actor(principal)), case, changes)
     except BaseException:
         session.close()
         raise
     return _finish(session, case)
 
 
-def _relink(ctx: ConsultContext, session: Session, principal: Principal, case: ConsultCase,
+def _relink(ctx: ConsultContext, session: Session, reader: Reader, case: ConsultCase,
             changes: CaseEdit) -> None:
     """Replace a draft's studies (each one the requester may read) and key images."""
     current = {s.study_uid: s for s in session.exec(
@@ -263,41 +258,31 @@ def _relink(ctx: ConsultContext, session: Session, principal: Principal, case: C
     stray = set(key_images) - set(uids)
     if stray:
         raise InvalidInput(f"key images of a study the case does not link: {sorted(stray)[0]}")
-    owners = _study_owners(ctx.engine, uids)
-    granted = granted_study_uids(ctx.engine, principal)
-    for uid in uids:
-        owner = owners.get(uid)
-        if owner is None or not may_read_study(principal, owner, uid, granted):
-            raise Forbidden(f"you may not link study {uid}")
-    _check_key_images(ctx.engine, key_images)
+    gate = _gate(ctx)
+    linked = {ref.study_uid: ref for ref in gate.require_linkable(reader, uids)}
+    _check_key_images(gate, linked, key_images)
     for uid, link in current.items():
         if uid not in uids:
             session.delete(link)
     for uid in uids:
         link = current.get(uid) or CaseStudy(case_id=case.id or 0, study_uid=uid,
-                                             institution_id=owners[uid])
+                                             institution_id=linked[uid].institution_id)
         link.key_images = "\\".join(key_images.get(uid, []))
         session.add(link)
-    patient = patient_of_study(ctx.engine, uids[0]) or ("", "")
-    case.patient_id, case.patient_name = patient
+    case.patient_id, case.patient_name = linked[uids[0]].patient_id, linked[uids[0]].patient_name
 
 
-def _check_key_images(engine: Engine, key_images: dict[str, list[str]]) -> None:
-    """Every key image is an instance of the study it is listed under."""
-    from sqlalchemy import select as core_select
-
+def _check_key_images(gate: ArchiveAccess, linked: dict[str, StudyRef],
+                      key_images: dict[str, list[str]]) -> None:
+    """Every key image is an instance of the (linked) study it is listed under."""
     for study_uid, sop_uids in key_images.items():
         if len(sop_uids) > MAX_KEY_IMAGES_PER_STUDY:
             raise InvalidInput(f"at most {MAX_KEY_IMAGES_PER_STUDY} key images per study")
         if not sop_uids:
             continue
-        with engine.connect() as conn:
-            found = set(conn.execute(
-                core_select(instances.c.sop_uid)
-                .join(series_table, series_table.c.id == instances.c.series_pk)
-                .join(studies, studies.c.id == series_table.c.study_pk)
-                .where(studies.c.study_uid == study_uid,
-                       instances.c.sop_uid.in_(sop_uids))).scalars())
+        if study_uid not in linked:
+            raise InvalidInput(f"key images of a study the case does not link: {study_uid}")
+        found = gate.instances_in_study(linked[study_uid], sop_uids)
         missing = [u for u in sop_uids if u not in found]
         if missing:
             raise InvalidInput(f"key image {missing[0]} is not an image of study {study_uid}")
@@ -560,6 +545,7 @@ class TimelineEntry:
 def timeline(ctx: ConsultContext, principal: Principal, case_id: int) -> list[TimelineEntry]:
     """The case's events merged with who opened or retrieved its studies since it was created
     (from the audit trail), in time order: what a head reviews as "who did what, when"."""
+    ctx.audit.flush()  # the views queued just before are part of it
     with Session(ctx.engine) as session:
         case = load_case(session, principal, case_id)
         uids = case_study_uids(session, case_id)

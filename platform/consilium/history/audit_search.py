@@ -1,25 +1,31 @@
 """Searching the audit trail: "who opened this patient's images, when, from where".
 
 Heads and admins see the events of their institution: what its people did, and what anyone
-did with its patients' studies (a consultant of another hospital opening them, say). Admins
-also see events nobody could be attributed to (failed logins, refused tokens).
+did with its data (a consultant of another hospital opening its studies, say). Whose data an
+event is about is the institution recorded with it (``data_institution``, the owner of the
+study), never a matching PatientID: two hospitals can give the same PatientID to different
+people. Admins also see events nobody could be attributed to (failed logins, refused tokens).
 """
 
 from __future__ import annotations
 
-import csv
-import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, and_, or_, select
 
-from consilium.archive.models import patients, studies
 from consilium.audit import AuditEvent
+from consilium.history import csv_export
 
 COLUMNS = ("at", "action", "outcome", "actor", "actor_name", "actor_institution", "source",
            "channel", "patient_id", "patient_name", "study_uid", "detail")
+
+
+DEFAULT_LIMIT = 500
+MAX_LIMIT = 5000
+MAX_OFFSET = 10_000_000  # far beyond any page a person reads; keeps the SQL integer in range
 
 
 @dataclass(frozen=True)
@@ -32,22 +38,44 @@ class AuditFilter:
     action: str = ""
     since: datetime | None = None
     until: datetime | None = None
-    limit: int = 500
+    limit: int = DEFAULT_LIMIT
     offset: int = 0
+
+
+def parse_audit_query(query: Mapping[str, str], institution_id: str,
+                      include_unattributed: bool) -> AuditFilter:
+    """The search of ``GET /api/audit`` from its query parameters; ValueError says what is
+    wrong (a limit or offset out of range, a date that is not ISO 8601)."""
+
+    def when(name: str) -> datetime | None:
+        return datetime.fromisoformat(query[name]) if query.get(name) else None
+
+    def bounded(name: str, default: int, low: int, high: int) -> int:
+        value = int(query.get(name) or default)
+        if not low <= value <= high:
+            raise ValueError(f"{name} must be between {low} and {high}")
+        return value
+
+    return AuditFilter(
+        institution_id=institution_id, include_unattributed=include_unattributed,
+        patient_id=query.get("patient_id", ""), study_uid=query.get("study_uid", ""),
+        actor=query.get("actor", ""), action=query.get("action", ""),
+        since=when("since"), until=when("until"),
+        limit=bounded("limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+        offset=bounded("offset", 0, 0, MAX_OFFSET),
+    )
 
 
 def search_audit(engine: Engine, flt: AuditFilter) -> list[dict[str, Any]]:
     table = AuditEvent.__table__  # type: ignore[attr-defined]
-    own_studies = select(studies.c.study_uid).where(studies.c.institution_id == flt.institution_id)
-    own_patients = select(patients.c.patient_id).where(
-        patients.c.institution_id == flt.institution_id)
+    if not flt.institution_id:
+        return []
     scope = [
         table.c.actor_institution == flt.institution_id,
-        table.c.study_uid.in_(own_studies),
-        table.c.patient_id.in_(own_patients),
+        table.c.data_institution == flt.institution_id,
     ]
     if flt.include_unattributed:
-        scope.append(table.c.actor_institution == "")
+        scope.append(and_(table.c.actor_institution == "", table.c.data_institution == ""))
     stmt = select(*[table.c[c] for c in COLUMNS]).where(or_(*scope))
     if flt.patient_id:
         stmt = stmt.where(table.c.patient_id == flt.patient_id)
@@ -71,8 +99,4 @@ def search_audit(engine: Engine, flt: AuditFilter) -> list[dict[str, Any]]:
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_export.to_csv(rows, COLUMNS)

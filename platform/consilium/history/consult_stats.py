@@ -1,6 +1,8 @@
 """Case history for heads of department: filtered case lists and turnaround figures.
 
-A head sees the cases their institution sent and the cases it received. Turnaround is measured
+A head sees exactly the cases the access policy lets them see (``may_see_case``): every case their
+institution sent, drafts included, and the cases it received once they were sent (a draft is its
+requester's own: its question and patient are nobody else's business). Turnaround is measured
 from submission to acceptance and from submission to the (first) signed conclusion, in hours;
 the median and 90th percentile are computed here (nearest-rank), not in SQL, so that every
 database gives the same figures.
@@ -8,23 +10,23 @@ database gives the same figures.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, or_
+from sqlalchemy import Engine, and_, or_
 from sqlmodel import Session, col, select
 
 from consilium.consult.models import OPEN_STATUSES, CaseStatus, ConsultCase
+from consilium.consult.workflow import parties
+from consilium.history import csv_export
+from consilium.identity.policy import Principal, may_see_case
 
 
 @dataclass(frozen=True)
 class CaseFilter:
-    institution_id: str  # the head's institution: its sent and received cases
     status: str = ""
     priority: str = ""
     other_institution: str = ""
@@ -40,10 +42,19 @@ def _aware(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def cases(engine: Engine, flt: CaseFilter) -> list[ConsultCase]:
+def cases(engine: Engine, viewer: Principal, flt: CaseFilter) -> list[ConsultCase]:
+    """The cases ``viewer`` may see that match ``flt``, newest first.
+
+    The SQL narrows to the viewer's institution's sent cases and its received, submitted ones;
+    the policy then decides each row, so that the history never shows a case that
+    ``/api/cases/{id}`` would answer 404 for."""
+    institution = viewer.institution_id
+    if not institution:
+        return []
     stmt = select(ConsultCase).where(or_(
-        col(ConsultCase.requester_institution) == flt.institution_id,
-        col(ConsultCase.target_institution) == flt.institution_id,
+        col(ConsultCase.requester_institution) == institution,
+        and_(col(ConsultCase.target_institution) == institution,
+             col(ConsultCase.submitted_at).is_not(None)),
     ))
     if flt.status:
         stmt = stmt.where(ConsultCase.status == flt.status)
@@ -62,7 +73,8 @@ def cases(engine: Engine, flt: CaseFilter) -> list[ConsultCase]:
     if flt.until is not None:
         stmt = stmt.where(col(ConsultCase.created_at) <= flt.until)
     with Session(engine) as session:
-        return list(session.exec(stmt.order_by(col(ConsultCase.created_at).desc())))
+        found = session.exec(stmt.order_by(col(ConsultCase.created_at).desc()))
+        return [case for case in found if may_see_case(viewer, parties(case))]
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
@@ -140,8 +152,4 @@ def turnaround(rows: list[ConsultCase], now: datetime | None = None,
 def to_csv(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_export.to_csv(rows, list(rows[0]))

@@ -31,6 +31,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from consilium.demo.clinicians import DEMO_CLINICIANS, DEMO_PASSWORD, DemoClinician, find_clinician
+from consilium.identity.keyfiles import read_private_file, write_private_file
+from consilium.settings import DEV_IDP_PROVIDER_ID
 
 CLIENT_ID = "consilium"
 TOKEN_LIFETIME = 3600
@@ -38,37 +40,41 @@ CODE_LIFETIME = 120
 
 
 def load_signing_key(folder: Path) -> RSAKey:
-    """The provider's RSA key, created (mode 0600) on first use."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """The provider's RSA key, created (mode 0600, in a 0700 folder) on first use."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / "signing-key.json"
     if path.exists():
-        return RSAKey.import_key(json.loads(path.read_text()))
+        return RSAKey.import_key(json.loads(read_private_file(path)))
     key = RSAKey.generate_key(2048, parameters={"use": "sig", "alg": "RS256"}, auto_kid=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.touch(mode=0o600)
-    tmp.write_text(json.dumps(key.as_dict(private=True)))
-    tmp.replace(path)
+    write_private_file(path, json.dumps(key.as_dict(private=True)).encode())
     return key
 
 
 @dataclass
 class DemoClient(ClientMixin):  # type: ignore[misc]
-    """Consilium itself, a public client (PKCE, no secret), redirecting under its base URL."""
+    """Consilium itself, a public client (PKCE, no secret), with its registered redirect URIs.
 
-    redirect_prefixes: list[str]
+    Redirect URIs are compared whole, as OAuth 2.0 Security BCP asks: a prefix match let
+    ``http://localhost:8410@evil.example/`` pass for ``http://localhost:8410``."""
+
+    redirect_uris: list[str]
+    post_logout_redirect_uris: list[str] = field(default_factory=list)
 
     def get_client_id(self) -> str:
         return CLIENT_ID
 
     def get_default_redirect_uri(self) -> str:
-        return self.redirect_prefixes[0]
+        return self.redirect_uris[0]
 
     def get_allowed_scope(self, scope: str) -> str:
         allowed = {"openid", "profile", "email"}
         return " ".join(s for s in scope.split() if s in allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return any(redirect_uri.startswith(p) for p in self.redirect_prefixes)
+        return redirect_uri in self.redirect_uris
+
+    def check_post_logout_redirect_uri(self, uri: str) -> bool:
+        return uri in self.post_logout_redirect_uris
 
     def check_client_secret(self, client_secret: str) -> bool:
         return False
@@ -137,8 +143,10 @@ class DemoProvider:
             "specialty": user.specialty,
         }
 
-    def sign(self, claims: dict[str, Any]) -> str:
-        return jwt.encode({"alg": "RS256", "kid": self.key.kid}, claims, self.key, ["RS256"])
+    def sign_access_token(self, claims: dict[str, Any]) -> str:
+        """An RFC 9068 access token: typed ``at+jwt``, so it cannot pass for an ID token."""
+        return jwt.encode({"alg": "RS256", "kid": self.key.kid, "typ": "at+jwt"}, claims,
+                          self.key, ["RS256"])
 
 
 def _make_server(provider: DemoProvider) -> AuthorizationServer:
@@ -227,7 +235,7 @@ def _make_server(provider: DemoProvider) -> AuthorizationServer:
             "iat": now, "exp": now + TOKEN_LIFETIME, "scope": scope or "",
             "client_id": CLIENT_ID, "jti": secrets.token_hex(8),
         }
-        return {"token_type": "Bearer", "access_token": provider.sign(claims),
+        return {"token_type": "Bearer", "access_token": provider.sign_access_token(claims),
                 "expires_in": TOKEN_LIFETIME, "scope": scope or ""}
 
     server.register_token_generator("default", generate_token)
@@ -292,11 +300,15 @@ def _login_page(request: Request, error: str = "") -> HTMLResponse:
     )
 
 
-def dev_idp_routes(issuer: str, consilium_base_url: str, key_folder: Path) -> list[Route]:
+def dev_idp_routes(issuer: str, consilium_base_url: str, key_folder: Path,
+                   provider_id: str = DEV_IDP_PROVIDER_ID) -> list[Route]:
+    """The provider's routes, for Consilium at ``consilium_base_url`` that knows this provider
+    as ``provider_id`` (its callback is the one redirect URI registered)."""
     provider = DemoProvider(
         issuer=issuer,
         key=load_signing_key(key_folder),
-        client=DemoClient([f"{consilium_base_url}/auth/callback/"]),
+        client=DemoClient([f"{consilium_base_url}/auth/callback/{provider_id}"],
+                          [f"{consilium_base_url}/"]),
     )
     server = _make_server(provider)
 
@@ -357,7 +369,7 @@ def dev_idp_routes(issuer: str, consilium_base_url: str, key_folder: Path) -> li
 
     async def logout(request: Request) -> Response:
         target = request.query_params.get("post_logout_redirect_uri", "")
-        if target and target.startswith(consilium_base_url):
+        if target and provider.client.check_post_logout_redirect_uri(target):
             return RedirectResponse(target, 303)
         return HTMLResponse("<p>Signed out of the demo identity provider.</p>")
 

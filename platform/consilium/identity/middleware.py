@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from consilium.audit import Actor, AuditAction, AuditOutcome, AuditTrail
 from consilium.identity.policy import Principal
+from consilium.identity.ratelimit import UnauthenticatedAudit, clip
 from consilium.identity.tokens import ProviderDirectory, TokenError
 from consilium.identity.users import (
     LoginRefused,
@@ -44,13 +45,15 @@ def client_address(scope: Scope) -> str:
 class AuthenticationMiddleware:
     def __init__(
         self, app: ASGIApp, settings: Settings, engine: Any, directory: ProviderDirectory,
-        audit: AuditTrail,
+        audit: AuditTrail, anonymous_audit: UnauthenticatedAudit | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.engine = engine
         self.directory = directory
         self.audit = audit
+        self.anonymous_audit = anonymous_audit or UnauthenticatedAudit(
+            audit, settings.identity_unauthenticated_audit_per_minute, settings.live_redis_url)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -94,11 +97,12 @@ class AuthenticationMiddleware:
             provider, claims = await self.directory.validate_bearer(token)
             mapped = map_claims(self.settings, provider, claims)
         except (TokenError, LoginRefused, KeyError) as exc:
-            log.warning("bearer token refused from %s: %s", client_address(scope), exc)
-            self.audit.record(
+            log.warning("bearer token refused from %s: %s", client_address(scope),
+                        clip(str(exc)))
+            await self.anonymous_audit.record(
                 Actor("unknown", source=client_address(scope), channel="api"),
                 AuditAction.LOGIN_FAILED, AuditOutcome.FAILURE,
-                detail={"reason": str(exc)[:300], "method": "bearer"},
+                {"reason": str(exc), "method": "bearer"},
             )
             return None
         except Exception as exc:  # provider unreachable: refuse, never let it through

@@ -1,5 +1,6 @@
-"""Login rate limits per client address: in the process, or shared by every web process
-through Redis when ``live.redis_url`` is set (else N processes would allow N times the limit)."""
+"""Rate limits per client address: in the process, or shared by every web process through Redis
+when ``live.redis_url`` is set (else N processes would allow N times the limit). Used for login
+attempts and for the audit events that anyone can cause without logging in."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from consilium.audit import Actor, AuditAction, AuditOutcome, AuditTrail
+
 log = logging.getLogger(__name__)
+
+
+MAX_KEYS = 10_000  # addresses remembered per limiter in one process
 
 
 class RateLimiter(Protocol):
@@ -32,6 +38,8 @@ class LocalRateLimiter:
     def allow_now(self, key: str) -> bool:
         now = time.monotonic()
         with self.lock:
+            if key not in self.events and len(self.events) >= MAX_KEYS:
+                self._forget_idle(now)
             queue = self.events.setdefault(key, deque())
             while queue and now - queue[0] > self.window:
                 queue.popleft()
@@ -39,6 +47,14 @@ class LocalRateLimiter:
                 return False
             queue.append(now)
             return True
+
+    def _forget_idle(self, now: float) -> None:
+        """Memory stays bounded whatever the number of addresses: keys with no event in the
+        window go; if every key is busy (a flood from very many addresses), all go."""
+        for key in [k for k, q in self.events.items() if not q or now - q[-1] > self.window]:
+            del self.events[key]
+        if len(self.events) >= MAX_KEYS:
+            self.events.clear()
 
 
 class RedisRateLimiter:
@@ -71,5 +87,43 @@ class RedisRateLimiter:
         return int(count) <= self.limit
 
 
-def make_rate_limiter(limit: int, redis_url: str) -> RateLimiter:
-    return RedisRateLimiter(redis_url, limit) if redis_url else LocalRateLimiter(limit)
+def make_rate_limiter(limit: int, redis_url: str, prefix: str = "consilium:login-rate"
+                      ) -> RateLimiter:
+    if redis_url:
+        return RedisRateLimiter(redis_url, limit, prefix=prefix)
+    return LocalRateLimiter(limit)
+
+
+UNAUTHENTICATED_TEXT_LIMIT = 120  # characters of a caller-chosen value kept in the audit
+
+
+def clip(text: str, limit: int = UNAUTHENTICATED_TEXT_LIMIT) -> str:
+    """Caller-chosen text as it may go into the audit: printable characters only, at most
+    ``limit`` of them (an error_description or a token's issuer can be anything)."""
+    printable = "".join(c if c.isprintable() else "?" for c in text[:limit + 1])
+    return printable if len(printable) <= limit else printable[:limit - 1] + "…"
+
+
+class UnauthenticatedAudit:
+    """Audit events that anyone can cause without logging in (a forged OIDC callback, an
+    invalid bearer token, a rate-limited login): at most ``limit`` per minute per client
+    address, with their text clipped. Beyond the limit one ``suppressed`` event per minute and
+    address says that a flood was cut, so the trail shows it without being filled by it."""
+
+    def __init__(self, audit: AuditTrail, limit: int, redis_url: str = "") -> None:
+        self.audit = audit
+        self.events = make_rate_limiter(limit, redis_url, "consilium:anon-audit")
+        self.notices = make_rate_limiter(1, redis_url, "consilium:anon-audit-cut")
+
+    async def record(self, actor: Actor, action: AuditAction, outcome: AuditOutcome,
+                     detail: dict[str, str]) -> None:
+        clipped = {clip(k, 40): clip(v) for k, v in detail.items()}
+        if await self.events.allow(actor.source):
+            self.audit.record(actor, action, outcome, detail=clipped)
+        elif await self.notices.allow(actor.source):
+            self.audit.record(actor, action, outcome, detail={
+                "reason": "audit rate limit: further events from this address are not "
+                          "recorded for a minute", "first": clipped.get("reason", "")})
+        else:
+            log.debug("unauthenticated audit event from %s not recorded (rate limit)",
+                      actor.source)

@@ -11,6 +11,7 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -18,7 +19,7 @@ from starlette.routing import Route
 from consilium.audit import Actor, AuditAction, AuditOutcome, AuditTrail
 from consilium.errors import Forbidden
 from consilium.identity.middleware import SESSION_COOKIE, SESSION_SCOPE_KEY, client_address
-from consilium.identity.ratelimit import make_rate_limiter
+from consilium.identity.ratelimit import UnauthenticatedAudit, clip, make_rate_limiter
 from consilium.identity.roster import colleagues, consult_targets
 from consilium.identity.tokens import ProviderDirectory, TokenError
 from consilium.identity.users import (
@@ -36,6 +37,10 @@ from consilium.settings import Settings
 log = logging.getLogger(__name__)
 
 
+class ProviderUnavailable(Exception):
+    """The identity provider answered with a server error: it is down, not refusing."""
+
+
 def _safe_return_to(value: str | None) -> str:
     """Only same-site paths: an open redirect after login would be a phishing tool."""
     if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
@@ -49,10 +54,14 @@ def _s256(verifier: str) -> str:
 
 
 def identity_routes(
-    settings: Settings, engine: Any, directory: ProviderDirectory, audit: AuditTrail
+    settings: Settings, engine: Any, directory: ProviderDirectory, audit: AuditTrail,
+    anonymous_audit: UnauthenticatedAudit | None = None,
 ) -> list[Route]:
     limiter = make_rate_limiter(settings.identity_login_attempts_per_minute,
                                 settings.live_redis_url)
+    # what callers who are not logged in cause: limited per address, text clipped
+    anonymous = anonymous_audit or UnauthenticatedAudit(
+        audit, settings.identity_unauthenticated_audit_per_minute, settings.live_redis_url)
     base = settings.effective_public_url
 
     def actor_of(request: Request, subject: str = "unknown", name: str = "",
@@ -82,8 +91,9 @@ def identity_routes(
         if provider is None:
             return failure_page("Unknown identity provider.", 404)
         if not await limiter.allow(client_address(request.scope)):
-            audit.record(actor_of(request), AuditAction.LOGIN_FAILED, AuditOutcome.DENIED,
-                         detail={"reason": "rate limited", "provider": provider.id})
+            await anonymous.record(actor_of(request), AuditAction.LOGIN_FAILED,
+                                   AuditOutcome.DENIED,
+                                   {"reason": "rate limited", "provider": provider.id})
             return failure_page("Too many login attempts; wait a minute.", 429)
         try:
             metadata = await directory.metadata(provider.id)
@@ -107,9 +117,11 @@ def identity_routes(
         params = request.query_params
         attempt = consume_login(engine, provider.id, params.get("state", ""))
         if attempt is None or "code" not in params:
-            reason = params.get("error_description") or params.get("error") or "invalid state"
-            audit.record(actor_of(request), AuditAction.LOGIN_FAILED, AuditOutcome.FAILURE,
-                         detail={"reason": reason[:200], "provider": provider.id})
+            reason = clip(params.get("error_description") or params.get("error")
+                          or "invalid state")
+            await anonymous.record(actor_of(request), AuditAction.LOGIN_FAILED,
+                                   AuditOutcome.FAILURE,
+                                   {"reason": reason, "provider": provider.id})
             return failure_page(f"The login could not be completed ({reason}).")
         try:
             metadata = await directory.metadata(provider.id)
@@ -123,6 +135,8 @@ def identity_routes(
                 form["client_secret"] = secret
             response = await directory.http.post(metadata["token_endpoint"], data=form,
                                                   headers={"Accept": "application/json"})
+            if response.status_code >= 500:
+                raise ProviderUnavailable(f"token endpoint answered {response.status_code}")
             if response.status_code != 200:
                 raise TokenError(f"token endpoint answered {response.status_code}: "
                                  f"{response.text[:200]}")
@@ -130,10 +144,21 @@ def identity_routes(
             claims = await directory.validate(provider.id, id_token, provider.client_id,
                                               nonce=attempt.nonce)
             mapped = map_claims(settings, provider, claims)
+        except (httpx.HTTPError, ProviderUnavailable) as exc:
+            # the provider went away between the login form and the token exchange (or its
+            # keys cannot be fetched): the person can retry later, nothing was refused
+            log.error("login via %s: the provider cannot be reached: %s", provider.id, exc)
+            await anonymous.record(actor_of(request), AuditAction.LOGIN_FAILED,
+                                   AuditOutcome.FAILURE,
+                                   {"reason": f"provider unreachable: {type(exc).__name__}",
+                                    "provider": provider.id})
+            return failure_page("The identity provider cannot be reached; try again later.",
+                                502)
         except (TokenError, LoginRefused, ValueError, KeyError) as exc:
-            log.warning("login via %s failed: %s", provider.id, exc)
-            audit.record(actor_of(request), AuditAction.LOGIN_FAILED, AuditOutcome.FAILURE,
-                         detail={"reason": str(exc)[:300], "provider": provider.id})
+            log.warning("login via %s failed: %s", provider.id, clip(str(exc)))
+            await anonymous.record(actor_of(request), AuditAction.LOGIN_FAILED,
+                                   AuditOutcome.FAILURE,
+                                   {"reason": str(exc), "provider": provider.id})
             message = str(exc) if isinstance(exc, LoginRefused) else "invalid tokens"
             return failure_page(f"The login was refused: {message}.")
         user = upsert_user(engine, provider.id, mapped)

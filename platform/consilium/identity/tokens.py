@@ -4,7 +4,9 @@ browser login and bearer access tokens of API clients, for every provider.
 Refused: a signature that does not verify, an unknown key id (after one JWKS refresh), an
 algorithm outside the provider's allow-list (so ``alg=none`` and HMAC signed with the public key
 are refused before any key is used), a wrong issuer or audience, expired or not-yet-valid tokens,
-and a wrong nonce in ID tokens.
+and a wrong nonce in ID tokens. A bearer token must moreover be an access token: of a type the
+provider's ``api_token_types`` lists, for one of its ``api_audiences``, and not an ID token (an ID
+token says who logged in to Consilium, it grants no access to an API).
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from consilium.settings import OidcProvider
+from consilium.settings import OidcProvider, token_type
 
 METADATA_TTL = 3600.0
 JWKS_MIN_REFRESH = 30.0  # an unknown kid refreshes the JWKS, at most this often
 LEEWAY = 60  # seconds of clock skew tolerated for exp/nbf/iat
+# claims that only ID tokens carry (OIDC Core 2, 3.3.2.11); Keycloak also types its tokens
+ID_TOKEN_CLAIMS = ("nonce", "at_hash", "c_hash", "s_hash")
+KEYCLOAK_ID_TYPES = ("id", "id_token")
 
 
 class TokenError(Exception):
@@ -90,14 +95,41 @@ class ProviderDirectory:
     async def validate(
         self, provider_id: str, token: str, audience: str, nonce: str | None = None
     ) -> dict[str, Any]:
-        """Verify ``token`` from ``provider_id``; return its claims or raise TokenError."""
-        provider = self.providers[provider_id].provider
+        """Verify the ID token ``token`` from ``provider_id`` for client ``audience``; return
+        its claims or raise TokenError."""
+        claims = await self._verified_claims(self.providers[provider_id].provider, token)
+        if audience not in _audiences(claims):
+            raise TokenError(f"audience {claims.get('aud')!r} does not include {audience!r}")
+        if nonce is not None and claims.get("nonce") != nonce:
+            raise TokenError("nonce does not match the login")
+        return claims
+
+    async def validate_bearer(self, token: str) -> tuple[OidcProvider, dict[str, Any]]:
+        """A bearer access token from any configured provider (chosen by its ``iss``)."""
+        issuer = unverified_claims(token).get("iss")
+        provider = self.provider_for_issuer(issuer) if isinstance(issuer, str) else None
+        if provider is None:
+            raise TokenError(f"issuer {issuer!r} is not a configured provider")
+        typ = unverified_header(token).get("typ")
+        if not isinstance(typ, str | None) or token_type(typ) not in provider.api_token_types:
+            raise TokenError(f"token type {typ!r} is not accepted from {provider.id}")
+        claims = await self._verified_claims(provider, token)
+        if is_id_token(claims):
+            raise TokenError("an ID token is not an access token")
+        offered = _audiences(claims, split_words=True)
+        if not offered & provider.bearer_audiences:
+            raise TokenError(f"audience {claims.get('aud')!r} is none of "
+                             f"{sorted(provider.bearer_audiences)}")
+        return provider, claims
+
+    async def _verified_claims(self, provider: OidcProvider, token: str) -> dict[str, Any]:
+        """Signature, issuer, expiry and subject of any token of ``provider``."""
         header = unverified_header(token)
         alg = header.get("alg")
         if alg not in provider.algorithms:
-            raise TokenError(f"algorithm {alg!r} is not allowed for {provider_id}")
+            raise TokenError(f"algorithm {alg!r} is not allowed for {provider.id}")
         kid = header.get("kid")
-        keys = await self.keyset(provider_id, kid if isinstance(kid, str) else None)
+        keys = await self.keyset(provider.id, kid if isinstance(kid, str) else None)
         if isinstance(kid, str) and not _has_kid(keys, kid):
             raise TokenError(f"unknown key id {kid!r}")
         try:
@@ -115,24 +147,34 @@ class ProviderDirectory:
             registry.validate(claims)
         except JoseError as exc:
             raise TokenError(f"claims not valid: {exc.error}: {exc.description}") from exc
-        audiences = claims.get("aud")
-        audiences = [audiences] if isinstance(audiences, str) else list(audiences or [])
-        if audience not in audiences:
-            raise TokenError(f"audience {audiences} does not include {audience!r}")
-        if nonce is not None and claims.get("nonce") != nonce:
-            raise TokenError("nonce does not match the login")
         return claims
-
-    async def validate_bearer(self, token: str) -> tuple[OidcProvider, dict[str, Any]]:
-        """A bearer access token from any configured provider (chosen by its ``iss``)."""
-        issuer = unverified_claims(token).get("iss")
-        provider = self.provider_for_issuer(issuer) if isinstance(issuer, str) else None
-        if provider is None:
-            raise TokenError(f"issuer {issuer!r} is not a configured provider")
-        return provider, await self.validate(provider.id, token, provider.audience)
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+def is_id_token(claims: dict[str, Any]) -> bool:
+    """True for claims that only an ID token has."""
+    if any(name in claims for name in ID_TOKEN_CLAIMS):
+        return True
+    typ = claims.get("typ")
+    return isinstance(typ, str) and typ.lower() in KEYCLOAK_ID_TYPES
+
+
+def _audiences(claims: dict[str, Any], split_words: bool = False) -> set[str]:
+    """The ``aud`` values; with ``split_words``, a string of space-separated words also counts
+    as each word (Glewlwyd's access tokens carry the granted scopes as their audience)."""
+    aud = claims.get("aud")
+    values: list[str] = []
+    if isinstance(aud, str):
+        values = [aud]
+    elif isinstance(aud, list):
+        values = [a for a in aud if isinstance(a, str)]
+    found = set(values)
+    if split_words:
+        for value in values:
+            found.update(value.split())
+    return found
 
 
 def _has_kid(keys: KeySet, kid: str) -> bool:

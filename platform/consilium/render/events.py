@@ -57,10 +57,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from consilium.audit import Actor
+from consilium.archive.access import Purpose, Reader
 from consilium.identity.middleware import client_address
 from consilium.identity.policy import Principal
-from consilium.render.access import Viewer
+from consilium.render.access import OpenSeries
 from consilium.render.bridge import RenderFailure
 from consilium.render.protocol import (
     MPR_KEYS,
@@ -69,7 +69,6 @@ from consilium.render.protocol import (
     FrameResult,
     MprSpec,
     Quality,
-    SeriesSource,
     VolumeSpec,
     check_keys,
     parse_mpr,
@@ -157,13 +156,14 @@ class Stream:
     """One view of one connection: the latest update, rendered when the worker is free."""
 
     def __init__(self, events: RenderEvents, sid: str, view: str, kind: str,
-                 source: SeriesSource, viewer: Viewer, params: dict[str, Any]) -> None:
+                 opened: OpenSeries, reader: Reader, params: dict[str, Any]) -> None:
         self.events = events
         self.sid = sid
         self.view = view
         self.kind = kind
-        self.source = source
-        self.viewer = viewer
+        self.opened = opened
+        self.source = opened.source
+        self.reader = reader
         self.params = params
         self.pending: tuple[int, dict[str, Any], bool] | None = (0, params, True)
         self.final_due: tuple[int, dict[str, Any]] | None = None
@@ -254,7 +254,7 @@ class Stream:
         if time.monotonic() - self.checked_at < RECHECK_SECONDS:
             return True
         self.checked_at = time.monotonic()
-        if await self.events.service.access.still_allowed(self.viewer, self.source):
+        if await self.events.service.access.still_allowed(self.reader, self.opened):
             return True
         await self.events.error(self.sid, ErrorPayload(
             view=self.view, status=404, error="no such series here"))
@@ -289,7 +289,7 @@ class Stream:
         self.frames[quality] += 1
         await self.events.sio.emit(EVT_FRAME, payload.model_dump(), to=self.sid,
                                    callback=self.acked)
-        self.events.service.access.viewed(self.viewer, self.source, "3D stream")
+        self.events.service.access.viewed(self.reader, self.opened, "3D stream")
 
 
 # --------------------------------------------------------------------------- the handlers
@@ -311,25 +311,23 @@ class RenderEvents:
     async def error(self, sid: str, payload: ErrorPayload) -> None:
         await self.sio.emit(EVT_ERROR, payload.model_dump(), to=sid)
 
-    async def _viewer(self, sid: str) -> Viewer:
+    async def _reader(self, sid: str) -> Reader:
         session = await self.sio.get_session(sid)
         principal: Principal = session["principal"]
         environ = self.sio.get_environ(sid) or {}
-        source = client_address(environ.get("asgi.scope", {}))
-        actor = Actor(principal.subject, principal.display_name, principal.institution_id or "",
-                      source, "socket")
-        return Viewer(principal, actor)
+        return Reader.of(principal, client_address(environ.get("asgi.scope", {})), "socket")
 
     async def subscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
         try:
             message = Subscribe.model_validate(data)
-            viewer = await self._viewer(sid)
+            reader = await self._reader(sid)
             parse_view(message.kind, message.params, "final")
             streams = self.streams.setdefault(sid, {})
             if message.view not in streams and len(streams) >= MAX_STREAMS:
                 raise BadParameter(f"at most {MAX_STREAMS} render views per connection")
-            source = await self.service.access.series(viewer, message.series_uid)
-            info = await self.service.bridge.info(source)
+            opened = await self.service.access.series(reader, message.series_uid,
+                                                      Purpose.FRAME, {"what": "3D stream"})
+            info = await self.service.bridge.info(opened.source)
         except ValidationError as exc:
             return _refusal(400, f"bad subscription: {_first_error(exc)}", "parameter")
         except BadParameter as exc:
@@ -341,10 +339,9 @@ class RenderEvents:
         old = self.streams[sid].pop(message.view, None)
         if old is not None:
             await old.close()
-        stream = Stream(self, sid, message.view, message.kind, source, viewer, message.params)
+        stream = Stream(self, sid, message.view, message.kind, opened, reader, message.params)
         self.streams.setdefault(sid, {})[message.view] = stream
         stream.start()
-        self.service.access.viewed(viewer, source, "3D stream")
         return {"ok": True, "view": message.view, "info": info.payload}
 
     async def update(self, sid: str, data: Any = None) -> None:

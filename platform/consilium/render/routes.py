@@ -67,15 +67,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from consilium.audit import Actor
-from consilium.identity.middleware import client_address
-from consilium.identity.web import current_principal
-from consilium.render.access import Viewer
+from consilium.archive.access import Purpose, Reader
 from consilium.render.bridge import RenderFailure
 from consilium.render.protocol import (
     BadParameter,
@@ -106,12 +102,6 @@ def _timing(timing: Timing) -> str:
         parts.append(f"build;dur={timing.build_ms:.1f}")
     parts.append(f"render;dur={timing.render_ms:.1f}")
     return ", ".join(parts)
-
-
-async def _soon(function: Callable[..., None], *args: Any) -> None:
-    """Run a quick, non-blocking ``function`` after the response, without a thread hop (the
-    access checker queues audit events on its own writer thread)."""
-    function(*args)
 
 
 def frame_headers(frame: FrameResult) -> dict[str, str]:
@@ -187,47 +177,43 @@ class RenderRoutes:
         return run
 
     @staticmethod
-    def viewer(request: Request) -> Viewer:
-        principal = current_principal(request)
-        if not principal.authenticated:
+    def reader(request: Request) -> Reader:
+        reader = Reader.of_connection(request)
+        if not reader.principal.authenticated:
             raise RenderFailure(401, "not authenticated")
-        bearer = request.headers.get("authorization", "").lower().startswith("bearer ")
-        actor = Actor(principal.subject, principal.display_name, principal.institution_id or "",
-                      client_address(request.scope), "api" if bearer else "web")
-        return Viewer(principal, actor)
+        return reader
 
     async def info(self, request: Request) -> Response:
-        viewer = self.viewer(request)
-        source = await self.access.series(viewer, request.path_params["series_uid"])
-        result = await self.bridge.info(source)
+        reader = self.reader(request)
+        opened = await self.access.series(reader, request.path_params["series_uid"],
+                                          Purpose.FRAME, {"what": "3D volume info"})
+        result = await self.bridge.info(opened.source)
         return JSONResponse(result.payload, headers={**NO_STORE, "Server-Timing":
-                                                     _timing(result.timing)},
-                            background=BackgroundTask(_soon, self.access.viewed, viewer, source,
-                                                      "3D volume info"))
+                                                     _timing(result.timing)})
 
     async def mpr(self, request: Request) -> Response:
-        viewer = self.viewer(request)
+        reader = self.reader(request)
         spec = parse_mpr(request.query_params)
-        source = await self.access.series(viewer, request.path_params["series_uid"])
-        frame = await self.bridge.mpr(source, spec)
-        return Response(frame.data, media_type=frame.media_type, headers=frame_headers(frame),
-                        background=BackgroundTask(_soon, self.access.viewed, viewer, source, "MPR"))
+        opened = await self.access.series(reader, request.path_params["series_uid"],
+                                          Purpose.FRAME, {"what": "MPR"})
+        frame = await self.bridge.mpr(opened.source, spec)
+        return Response(frame.data, media_type=frame.media_type, headers=frame_headers(frame))
 
     async def volume(self, request: Request) -> Response:
-        viewer = self.viewer(request)
+        reader = self.reader(request)
         spec = parse_volume(request.query_params, request.query_params.getlist("clipplane"))
-        source = await self.access.series(viewer, request.path_params["series_uid"])
-        frame = await self.bridge.volume(source, spec)
-        return Response(frame.data, media_type=frame.media_type, headers=frame_headers(frame),
-                        background=BackgroundTask(_soon, self.access.viewed, viewer, source,
-                                                  "3D rendering"))
+        opened = await self.access.series(reader, request.path_params["series_uid"],
+                                          Purpose.FRAME, {"what": "3D rendering"})
+        frame = await self.bridge.volume(opened.source, spec)
+        return Response(frame.data, media_type=frame.media_type, headers=frame_headers(frame))
 
     async def isosurface(self, request: Request) -> Response:
-        viewer = self.viewer(request)
+        reader = self.reader(request)
         spec = parse_isosurface(request.query_params)
-        series_uid = request.path_params["series_uid"]
-        source = await self.access.series(viewer, series_uid)
-        surface = await self.bridge.isosurface(source, spec)
+        opened = await self.access.series(
+            reader, request.path_params["series_uid"], Purpose.EXPORT,
+            {"what": "isosurface STL", "level": spec.level, "step": spec.step})
+        surface = await self.bridge.isosurface(opened.source, spec)
         low, high = surface.bounds
         headers = {
             **NO_STORE,
@@ -236,10 +222,7 @@ class RenderRoutes:
             "X-Bounds": _vector((*low, *high)),
             "Server-Timing": _timing(surface.timing),
         }
-        return Response(surface.data, media_type="model/stl", headers=headers,
-                        background=BackgroundTask(_soon, self.access.exported, viewer, source, {
-                            "what": "isosurface STL", "level": spec.level, "step": spec.step,
-                            "triangles": surface.triangles}))
+        return Response(surface.data, media_type="model/stl", headers=headers)
 
 
 def render_routes(runtime: Runtime) -> list[BaseRoute]:

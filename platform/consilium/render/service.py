@@ -33,7 +33,7 @@ def render_service(runtime: Runtime) -> RenderService:
                 runtime,
                 RenderBridge(settings.render_workers, settings.render_cache_mb,
                              settings.log_level),
-                RenderAccess(runtime),
+                RenderAccess(runtime.access),
             )
             _services[id(runtime)] = found
         return found

@@ -3,9 +3,9 @@ metadata, frames, bulk data, rendered images, thumbnails) and STOW-RS store.
 
 Thin adapters: matching lives in :mod:`consilium.archive.query`, the JSON model in
 :mod:`consilium.archive.dicomjson`, multipart framing in :mod:`consilium.archive.multipart`,
-pixels in :mod:`consilium.archive.rendered`, and storing in the one ingest function. Every route
-asks :func:`consilium.identity.web.current_principal` who calls and the policy what they may
-read; a study they may not read is answered exactly like one that does not exist (404).
+pixels in :mod:`consilium.archive.rendered`, and storing in the one ingest function. Every read
+goes through the archive's gate (:mod:`consilium.archive.access`): the policy, a study the
+reader may not read answered exactly like one that does not exist (404), and one audit event.
 
 Errors are :class:`DicomWebError` with an HTTP status and a reason, rendered in one place as
 ``{"error": reason}``; an unexpected exception is logged and answered 500, never dropped.

@@ -1,6 +1,6 @@
-"""What every DICOMweb resource shares: the caller and the policy's reach, errors as
-``{"error": reason}``, content negotiation helpers, the metadata workers and the audit
-writer."""
+"""What every DICOMweb resource shares: the reader (the gate of :mod:`consilium.archive.access`
+checks and records every read), errors as ``{"error": reason}``, content negotiation helpers and
+the metadata workers."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import multiprocessing
 import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +22,8 @@ from starlette.responses import JSONResponse, Response
 from consilium.archive import dicomjson as dj
 from consilium.archive import multipart as mp
 from consilium.archive import query as q
-from consilium.audit import Actor, AuditAction, AuditOutcome
-from consilium.identity.grants import granted_study_uids
-from consilium.identity.middleware import client_address
-from consilium.identity.policy import (
-    Principal,
-    may_read_study,
-    readable_institutions,
-)
-from consilium.identity.web import current_principal
+from consilium.archive.access import Purpose, Reader
+from consilium.errors import DomainError
 from consilium.processes import end_with_parent
 from consilium.service import Runtime
 from consilium.web_static import accepts_gzip
@@ -105,25 +97,13 @@ def guarded(handler: Handler) -> Handler:
             return await handler(request)
         except DicomWebError as exc:
             return error_response(exc.status, exc.reason, exc.headers)
+        except DomainError as exc:  # the gate's "not found" (recorded there), and the like
+            return error_response(exc.status, exc.message)
         except Exception:
             log.exception("DICOMweb %s %s failed", request.method, request.url.path)
             return error_response(500, "internal error; see the server log")
 
     return run
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who calls, and what the policy lets them read: whole institutions and granted studies."""
-
-    principal: Principal
-    institutions: list[str]
-    granted: frozenset[str]
-    actor: Actor
-
-    def may_read(self, institution_id: str, study_uid: str) -> bool:
-        return may_read_study(self.principal, institution_id, study_uid, self.granted)
-
 
 
 class DicomWebBase:
@@ -133,6 +113,7 @@ class DicomWebBase:
         self.runtime = runtime
         self.engine = runtime.engine
         self.store = runtime.store
+        self.access = runtime.access
         self.metadata_dir = dj.metadata_cache_dir(runtime.settings.data_dir)
         self.metadata = dj.MetadataCache(self.metadata_dir)
         # Metadata not cached yet is computed on every core: pydicom's parsing holds the GIL,
@@ -143,8 +124,6 @@ class DicomWebBase:
         self._worker_count = max(1, min(4, os.cpu_count() or 1))
         self._workers: ProcessPoolExecutor | None = None
         self._thumbnails: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
-        # one thread writes audit events in order; it is joined at interpreter exit
-        self._audit_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit")
 
     def base_url(self, request: Request) -> str:
         public = self.runtime.settings.public_url
@@ -161,50 +140,21 @@ class DicomWebBase:
                 self._workers.submit(dj.compute_metadata, [], None)
         return self._workers
 
-    def caller(self, request: Request) -> Caller:
-        """The principal of the request and its reach; 401 for an anonymous caller."""
+    def reader(self, request: Request) -> Reader:
+        """Who reads; 401 for an anonymous caller."""
         self.workers()
-        principal = current_principal(request)
-        if not principal.authenticated:
+        reader = Reader.of_connection(request)
+        if not reader.principal.authenticated:
             raise DicomWebError(401, "not authenticated", {"WWW-Authenticate": "Bearer"})
-        bearer = request.headers.get("authorization", "").lower().startswith("bearer ")
-        actor = Actor(principal.subject, principal.display_name, principal.institution_id or "",
-                      client_address(request.scope), "api" if bearer else "web")
-        return Caller(principal, readable_institutions(principal),
-                      granted_study_uids(self.engine, principal), actor)
+        return reader
 
-    def audit(self, caller: Caller, action: AuditAction, study_uid: str = "",
-              detail: dict[str, Any] | None = None) -> BackgroundTask:
-        """The audit event of a response, handed to the audit writer once the response is
-        sent. Not a plain background task: uvicorn reads the next request of a keep-alive
-        connection only after those finish, and an audit commit (an fsync) would then delay
-        every following request (measured: +2.5 ms per QIDO query)."""
-        return BackgroundTask(self._later, self.runtime.audit.record,
-                              caller.actor, action, study_uid=study_uid, detail=detail)
-
-    async def _later(self, func: Callable[..., None], *args: Any, **kwargs: Any) -> None:
-        """Queue ``func`` on the audit writer (async, so no thread hop just to queue it)."""
-        self._audit_writer.submit(func, *args, **kwargs)
-
-    def _denied(self, caller: Caller, owner: str | None, study: str, what: str) -> None:
-        if owner is not None:  # exists, not for this caller: audited, answered as unknown
-            self.runtime.audit.record(caller.actor, AuditAction.DENIED, AuditOutcome.DENIED,
-                                      study_uid=study, detail={"what": what})
-        raise DicomWebError(404, f"no such {what} here")
-
-    def _require_study(self, caller: Caller, study: str, series: str | None = None) -> None:
-        owner = q.study_owner(self.engine, study, series)
-        if owner is None or not caller.may_read(owner, study):
-            self._denied(caller, owner, study, "series" if series else "study")
-
-    def _instances(self, request: Request, caller: Caller) -> list[q.StoredInstance]:
-        """The instances the path names, after the policy; 404 when there are none."""
+    def _instances(self, request: Request, reader: Reader, purpose: Purpose,
+                   detail: dict[str, Any]) -> list[q.StoredInstance]:
+        """The instances the path names, through the gate (404 when the reader may not read
+        them or there are none; the access or the refusal is recorded there)."""
         p = request.path_params
-        found = q.stored_instances(self.engine, p["study"], p.get("series"), p.get("instance"))
-        if not found or not caller.may_read(found[0].institution_id, p["study"]):
-            what = "instance" if "instance" in p else "series" if "series" in p else "study"
-            self._denied(caller, found[0].institution_id if found else None, p["study"], what)
-        return found
+        return self.access.require_instances(reader, p["study"], p.get("series"),
+                                             p.get("instance"), purpose=purpose, detail=detail)
 
     def _path(self, item: q.StoredInstance) -> Path:
         return self.store.path_of(item.path)

@@ -6,18 +6,19 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
 from consilium.archive import dicomjson as dj
 from consilium.archive import query as q
+from consilium.archive.access import Reader, StudyRef
 from consilium.archive.dicomweb.base import (
     DicomWebBase,
     DicomWebError,
     dicom_json,
     require_json,
 )
-from consilium.audit import AuditAction
 
 MAX_RESULTS = 1000  # QIDO results per response when the client sets no (or a larger) limit
 
@@ -51,12 +52,14 @@ class Qido(DicomWebBase):
         return self._search(request, q.Level.IMAGE)
 
     def _search(self, request: Request, level: q.Level) -> Response:
-        caller = self.caller(request)
+        reader = self.reader(request)
         require_json(request)
         path = request.path_params
         keys: dict[str, str] = {}
+        scope = None
         if "study" in path:
-            self._require_study(caller, path["study"], path.get("series"))
+            scope = self.access.require_scope(reader, path["study"], path.get("series"),
+                                              {"what": f"QIDO-RS {level.value}"})
             keys["StudyInstanceUID"] = path["study"]
         if "series" in path:
             keys["SeriesInstanceUID"] = path["series"]
@@ -105,17 +108,18 @@ class Qido(DicomWebBase):
                 extras.append(keyword)
         limit, offset = self._paging(request)
         fuzzy = request.query_params.get("fuzzymatching", "false").lower() == "true"
+        reach = self.access.reach(reader)
         try:
             rows, more = q.search(
                 self.engine, q.Search(level, keys, tuple(returned), fuzzy, limit, offset),
-                caller.institutions, caller.granted,
+                reach.institutions, reach.granted,
             )
         except q.QueryError as exc:
             raise DicomWebError(400, str(exc)) from exc
         base = self.base_url(request)
         results = []
         for row in rows:
-            if not caller.may_read(row["_institution"], str(row.get("StudyInstanceUID", ""))):
+            if not reach.covers(row["_institution"], str(row.get("StudyInstanceUID", ""))):
                 continue
             results.append(self._result(level, row, returned, base))
         if extras and results:
@@ -125,12 +129,18 @@ class Qido(DicomWebBase):
         headers = {"Warning": ", ".join(f'299 consilium "{w}"' for w in notes)} \
             if notes else None
         response = dicom_json(results, headers=headers, request=request)
-        response.background = self.audit(
-            caller, AuditAction.QUERY, path.get("study", ""),
-            {"what": f"QIDO-RS {level.value}", "query": str(request.query_params)[:500],
-             "results": len(results)},
-        )
+        # recorded once the answer is out: the writer thread's insert then never competes
+        # with this answer for the interpreter (measured: +0.8 ms per query when recorded first)
+        response.background = BackgroundTask(
+            self._searched, reader, {"what": f"QIDO-RS {level.value}",
+                                     "query": str(request.query_params)[:500],
+                                     "results": len(results)}, scope)
         return response
+
+    async def _searched(self, reader: Reader, detail: dict[str, Any],
+                        scope: StudyRef | None) -> None:
+        """Async on purpose: queuing the event needs no thread hop."""
+        self.access.searched(reader, detail, scope)
 
     @staticmethod
     def _default_returns(level: q.Level, path: dict[str, Any]) -> tuple[list[str], list[str]]:

@@ -9,15 +9,14 @@ from typing import Any
 
 import anyio
 from pydicom import dcmread
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
 from consilium.archive import dicomjson as dj
 from consilium.archive import multipart as mp
 from consilium.archive import query as q
+from consilium.archive.access import Reader
 from consilium.archive.dicomweb.base import (
-    Caller,
     DicomWebBase,
     DicomWebError,
     dicom_json,
@@ -47,7 +46,7 @@ UNSUPPORTED_PART = 0xC000  # a part that is not application/dicom
 class Stow(DicomWebBase):
 
     async def store_instances(self, request: Request) -> Response:
-        caller = self.caller(request)
+        reader = self.reader(request)
         try:
             content_type = mp.parse_media_type(request.headers.get("content-type", ""))
         except mp.MultipartError as exc:
@@ -61,9 +60,7 @@ class Stow(DicomWebBase):
         require_json(request)
         study = request.path_params.get("study")
         if study is not None:
-            owner = q.study_owner(self.engine, study)
-            if owner is not None and not caller.may_read(owner, study):
-                self._denied(caller, owner, study, "study")
+            self.access.check_store_target(reader, study)
         body = await request.body()
         try:
             parts = mp.parse_multipart(body, content_type.param("boundary"))
@@ -71,25 +68,24 @@ class Stow(DicomWebBase):
             raise DicomWebError(400, f"malformed multipart body: {exc}") from exc
         if not parts:
             raise DicomWebError(400, "the multipart body has no parts")
-        source = IngestSource(caller.principal.institution_id or UNASSIGNED_INSTITUTION,
+        source = IngestSource(reader.principal.institution_id or UNASSIGNED_INSTITUTION,
                               channel="stow")
         outcomes = await anyio.to_thread.run_sync(self._store_parts, parts, study, source)
         response = self._store_response(request, outcomes, study)
         stored = sorted({r.study_uid for r, *_ in outcomes if r is not None and r.ok})
-        response.background = BackgroundTask(self._later, self._audit_store,
-                                             caller, stored, outcomes)
+        self._audit_store(reader, stored, outcomes)
         return response
 
-    def _audit_store(self, caller: Caller, stored: list[str],
+    def _audit_store(self, reader: Reader, stored: list[str],
                      outcomes: list[tuple[IngestResult | None, int, str, str]]) -> None:
         failed = sum(1 for r, *_ in outcomes if r is None or not r.ok)
         for study_uid in stored:
-            self.runtime.audit.record(caller.actor, AuditAction.STORE, study_uid=study_uid,
+            self.runtime.audit.submit(reader.actor, AuditAction.STORE, study_uid=study_uid,
                                       detail={"what": "STOW-RS", "instances": sum(
                                           1 for r, *_ in outcomes
                                           if r is not None and r.ok and r.study_uid == study_uid)})
         if failed:
-            self.runtime.audit.record(caller.actor, AuditAction.STORE, AuditOutcome.FAILURE,
+            self.runtime.audit.submit(reader.actor, AuditAction.STORE, AuditOutcome.FAILURE,
                                       detail={"what": "STOW-RS", "refused": failed})
 
     def _store_parts(self, parts: list[mp.Part], study: str | None, source: IngestSource

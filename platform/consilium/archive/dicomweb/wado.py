@@ -20,6 +20,7 @@ from consilium.archive import dicomjson as dj
 from consilium.archive import multipart as mp
 from consilium.archive import query as q
 from consilium.archive import rendered as px
+from consilium.archive.access import Purpose
 from consilium.archive.dicomweb.base import (
     DICOM_JSON,
     DicomWebBase,
@@ -28,7 +29,6 @@ from consilium.archive.dicomweb.base import (
     compressed,
     require_json,
 )
-from consilium.audit import AuditAction
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,9 @@ class Wado(DicomWebBase):
         return convert
 
     async def retrieve(self, request: Request) -> Response:
-        caller = self.caller(request)
+        reader = self.reader(request)
         syntaxes = self._dicom_syntaxes(request)
-        items = self._instances(request, caller)
+        items = self._instances(request, reader, Purpose.RETRIEVE, {"what": "WADO-RS"})
         for syntax in syntaxes:
             choice = self._conversions(items, syntax)
             if choice is not None:
@@ -127,14 +127,12 @@ class Wado(DicomWebBase):
 
         return StreamingResponse(
             body(), headers=headers, media_type=mp.related_type(boundary, "application/dicom"),
-            background=self.audit(caller, AuditAction.RETRIEVE, items[0].study_uid,
-                                  {"what": "WADO-RS", "instances": len(items)}),
         )
 
     async def metadata_of(self, request: Request) -> Response:
-        caller = self.caller(request)
+        reader = self.reader(request)
         require_json(request)
-        items = self._instances(request, caller)
+        items = self._instances(request, reader, Purpose.METADATA, {"what": "metadata"})
         base = self.base_url(request)
         found: list[bytes | None] = [self.metadata.cached(i.sha256) for i in items]
         missing = [n for n, data in enumerate(found) if data is None]
@@ -146,11 +144,8 @@ class Wado(DicomWebBase):
             for item, data in zip(items, found, strict=True)
         )
         if len(body) > 2**20:  # a large study: compress off the event loop
-            return await anyio.to_thread.run_sync(lambda: compressed(
-                request, body, DICOM_JSON, background=self.audit(
-                    caller, AuditAction.VIEW, items[0].study_uid, {"what": "metadata"})))
-        return compressed(request, body, DICOM_JSON, background=self.audit(
-            caller, AuditAction.VIEW, items[0].study_uid, {"what": "metadata"}))
+            return await anyio.to_thread.run_sync(lambda: compressed(request, body, DICOM_JSON))
+        return compressed(request, body, DICOM_JSON)
 
     async def _compute(self, items: list[q.StoredInstance], missing: list[int]) -> list[bytes]:
         work = [(items[n].sha256, str(self._path(items[n]))) for n in missing]
@@ -219,9 +214,9 @@ class Wado(DicomWebBase):
         )
 
     async def frames(self, request: Request) -> Response:
-        caller = self.caller(request)
+        reader = self.reader(request)
         numbers = self._frame_numbers(request.path_params["frames"])
-        item = self._instances(request, caller)[0]
+        item = self._instances(request, reader, Purpose.FRAME, {"what": "frames"})[0]
         stored = item.transfer_syntax_uid
         form = self._frame_form(request, stored)
         if form == "native" and stored not in px.UNCOMPRESSED and not px.can_decode(stored):
@@ -247,14 +242,11 @@ class Wado(DicomWebBase):
         else:
             root = px.frame_media_type(stored)
             part_type = f"{root}; transfer-syntax={stored}"
-        response = _multipart(data, root, part_type)
-        response.background = self.audit(caller, AuditAction.VIEW, item.study_uid,
-                                         {"what": "frames"})
-        return response
+        return _multipart(data, root, part_type)
 
     async def bulkdata(self, request: Request) -> Response:
-        caller = self.caller(request)
-        item = self._instances(request, caller)[0]
+        reader = self.reader(request)
+        item = self._instances(request, reader, Purpose.FRAME, {"what": "bulk data"})[0]
         path = self._path(item)
         element_path = request.path_params["path"].strip("/").split("/")
         for media in accepted_types(request):
@@ -283,10 +275,7 @@ class Wado(DicomWebBase):
             data = await anyio.to_thread.run_sync(load)
         except (KeyError, IndexError, ValueError) as exc:
             raise DicomWebError(404, f"no bulk data at {'/'.join(element_path)}: {exc}") from exc
-        response = _multipart(data, "application/octet-stream", "application/octet-stream")
-        response.background = self.audit(caller, AuditAction.VIEW, item.study_uid,
-                                         {"what": "bulk data"})
-        return response
+        return _multipart(data, "application/octet-stream", "application/octet-stream")
 
     # -- WADO-RS: rendered and thumbnails ------------------------------------------------
 
@@ -306,7 +295,7 @@ class Wado(DicomWebBase):
         return await self._render(request, thumbnail=True)
 
     async def _render(self, request: Request, thumbnail: bool) -> Response:
-        caller = self.caller(request)
+        reader = self.reader(request)
         media_type = self._image_type(request)
         try:
             params = px.parse_render_params(dict(request.query_params), thumbnail)
@@ -318,7 +307,9 @@ class Wado(DicomWebBase):
             if len(numbers) != 1:
                 raise DicomWebError(400, "a rendered frame is one frame number")
             frame = numbers[0]
-        items = self._instances(request, caller)
+        what = "thumbnail" if thumbnail else "rendered"
+        items = self._instances(request, reader,
+                                Purpose.THUMBNAIL if thumbnail else Purpose.FRAME, {"what": what})
         if "instance" not in request.path_params:
             images = [i for i in items if i.rows]
             if not images:
@@ -327,10 +318,8 @@ class Wado(DicomWebBase):
             items = [first_series[len(first_series) // 2]]
         item = items[0]
         key = (item.sha256, frame, params, media_type)
-        audit = self.audit(caller, AuditAction.VIEW, item.study_uid,
-                           {"what": "thumbnail" if thumbnail else "rendered"})
         if thumbnail and key in self._thumbnails:
-            return Response(self._thumbnails[key], media_type=media_type, background=audit)
+            return Response(self._thumbnails[key], media_type=media_type)
         try:
             data = await anyio.to_thread.run_sync(
                 px.render, self._path(item), frame, params, media_type
@@ -343,7 +332,7 @@ class Wado(DicomWebBase):
             self._thumbnails[key] = data
             while len(self._thumbnails) > 2048:
                 self._thumbnails.popitem(last=False)
-        return Response(data, media_type=media_type, background=audit)
+        return Response(data, media_type=media_type)
 
 
 def _read_batch(paths: list[Path], sizes: list[int], batch: list[int], heads: list[bytes],

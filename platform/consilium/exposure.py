@@ -1,0 +1,87 @@
+"""The HTTP routes and Socket.IO events that do not read patient data through the archive's
+gate, each with the reason: the one list of them.
+
+Every route of the application and every Socket.IO event is walked by the access-matrix test
+(``tests/test_access_routes.py``) as a clinician of another institution and as an anonymous
+caller. A route or event that is not listed here must refuse what is not the caller's and leave
+the refusal on record, the same for another institution's identifiers and for unknown ones (the
+gate, :mod:`consilium.archive.access`, records its refusals; the JSON API's edge records every
+other "not found"), or, for a search, answer only the caller's data and record the query; an
+anonymous caller gets 401. Listed ones are held to less: no 5xx, no other institution's patient
+in the answer, nothing for an anonymous caller but what the reason says.
+
+Two kinds of reasons, so that the list stays honest:
+
+* ``no patient data``: the answer holds none at all (login, configuration, the front end's
+  files, counts);
+* ``guarded elsewhere``: it touches patient data under another rule than the archive read
+  gate, which the reason names (the audit search and case statistics of heads, a hospital's own
+  PACS, consult cases, writes).
+
+A new route or event that does not use the gate goes here, with its reason, or the test fails.
+Keys are (method, path template as routed, ``{name}`` without converters) and event names.
+"""
+
+from __future__ import annotations
+
+NO_PATIENT_DATA = "no patient data"
+GUARDED_ELSEWHERE = "guarded elsewhere"
+
+_CASES = "consult cases: identity.policy.may_see_case; a case not found is recorded at the edge"
+_WRITE = ("a write: stored through ingest, which refuses a UID of another institution's study "
+          "and records it; a UID taken elsewhere and a free one cannot answer alike")
+_PACS = ("a hospital PACS, not the archive: identity.policy.may_query_pacs (clinicians of its "
+         "own institution); every query, retrieve and refusal is recorded")
+_HEADS = "for heads and admins, scoped to their institution by consilium.history"
+
+ROUTES: dict[tuple[str, str], tuple[str, str]] = {
+    ("GET", "/openapi.json"): (NO_PATIENT_DATA, "the API description"),
+    ("GET", "/healthz"): (NO_PATIENT_DATA, "status and the archive's counts"),
+    ("GET", "/api/me"): (NO_PATIENT_DATA, "the caller"),
+    ("GET", "/api/directory"): (NO_PATIENT_DATA, "institutions, specialties, specialists"),
+    ("GET", "/api/directory/colleagues"): (NO_PATIENT_DATA, "the caller's colleagues"),
+    ("GET", "/api/remote/pacs"): (NO_PATIENT_DATA, "PACS nodes from the configuration"),
+    ("GET", "/auth/login"): (NO_PATIENT_DATA, "the login page"),
+    ("GET", "/auth/login/{provider}"): (NO_PATIENT_DATA, "a redirect to the provider"),
+    ("GET", "/auth/callback/{provider}"): (NO_PATIENT_DATA, "the provider's answer"),
+    ("POST", "/auth/logout"): (NO_PATIENT_DATA, "ends the session"),
+    ("GET", "/viewer"): (NO_PATIENT_DATA, "the front end's files"),
+    ("GET", "/viewer/{path}"): (NO_PATIENT_DATA, "the front end's files"),
+    ("GET", "/viewer/assets/{path}"): (NO_PATIENT_DATA, "the front end's files"),
+    ("GET", "/dev-idp/.well-known/openid-configuration"): (NO_PATIENT_DATA, "the demo IdP"),
+    ("GET", "/dev-idp/jwks"): (NO_PATIENT_DATA, "the demo IdP"),
+    ("GET", "/dev-idp/authorize"): (NO_PATIENT_DATA, "the demo IdP"),
+    ("POST", "/dev-idp/authorize"): (NO_PATIENT_DATA, "the demo IdP"),
+    ("POST", "/dev-idp/token"): (NO_PATIENT_DATA, "the demo IdP"),
+    ("GET", "/dev-idp/userinfo"): (NO_PATIENT_DATA, "the demo IdP"),
+    ("GET", "/dev-idp/logout"): (NO_PATIENT_DATA, "the demo IdP"),
+    ("GET", "/api/audit"): (GUARDED_ELSEWHERE, "the audit search, " + _HEADS),
+    ("GET", "/audit"): (GUARDED_ELSEWHERE, "the audit search, " + _HEADS),
+    ("GET", "/api/history/{what}"): (GUARDED_ELSEWHERE, "case statistics, " + _HEADS),
+    ("GET", "/api/cases"): (GUARDED_ELSEWHERE, "the caller's own requests and inbox; " + _CASES),
+    ("POST", "/dicom-web/studies"): (GUARDED_ELSEWHERE, _WRITE),
+    ("POST", "/dicom-web/studies/{study}"): (GUARDED_ELSEWHERE, _WRITE),
+    ("GET", "/api/remote/pacs/{ae_title}/studies"): (GUARDED_ELSEWHERE, _PACS),
+    ("POST", "/api/remote/pacs/{ae_title}/studies/{study_uid}/retrieve"): (
+        GUARDED_ELSEWHERE, _PACS),
+}
+
+EVENTS: dict[str, tuple[str, str]] = {
+    "connect": (NO_PATIENT_DATA, "authentication; anonymous connections are refused"),
+    "disconnect": (NO_PATIENT_DATA, "ends the connection's streams"),
+    "whoami": (NO_PATIENT_DATA, "the caller"),
+    "render:update": (GUARDED_ELSEWHERE, "acts on the connection's own streams only, each "
+                      "opened through the gate by render:subscribe and checked again while it "
+                      "runs"),
+    "render:unsubscribe": (NO_PATIENT_DATA, "ends one of the connection's own streams"),
+}
+
+
+def declared_route(method: str, path: str) -> tuple[str, str] | None:
+    """(kind, reason) of a listed route, or None."""
+    return ROUTES.get((method.upper(), path))
+
+
+def declared_event(name: str) -> tuple[str, str] | None:
+    """(kind, reason) of a listed Socket.IO event, or None."""
+    return EVENTS.get(name)
