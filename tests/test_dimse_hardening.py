@@ -27,6 +27,7 @@ from tests.conftest import ConsiliumServer, dcmtk, pydicom_data_dir
 pytestmark = pytest.mark.usefixtures("dcmtk_available")
 
 ARTIM = 3.0  # seconds: dicom.artim_timeout of the server under test
+NETWORK = 4.0  # dicom.network_timeout
 LIMIT = 4  # dicom.max_associations
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
@@ -40,6 +41,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsiliumServer
     srv = ConsiliumServer(
         tmp_path_factory.mktemp("hardening") / "var",
         extra_env={"CONSILIUM_DICOM_ARTIM_TIMEOUT": str(ARTIM),
+                   "CONSILIUM_DICOM_NETWORK_TIMEOUT": str(NETWORK),
                    "CONSILIUM_DICOM_MAX_ASSOCIATIONS": str(LIMIT)},
     ).start()
     run = dcmtk("storescu", "-aet", "CITY_CT1", *srv.address(), str(CT_SMALL))
@@ -209,3 +211,19 @@ def test_associations_beyond_the_limit_are_rejected_transient(server: ConsiliumS
     while (run := dcmtk("echoscu", "-aet", "CITY_CT1", *server.address())).returncode:
         assert time.monotonic() < deadline, run.stderr
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize("syntaxes", [[CT_IMAGE], [CT_IMAGE, STUDY_ROOT_MOVE]],
+                         ids=["lean", "pynetdicom"])
+@pytest.mark.parametrize("stall", ["idle", "mid-pdu"])
+def test_a_silent_association_is_ended_after_the_network_timeout(
+    server: ConsiliumServer, syntaxes: list[str], stall: str
+) -> None:
+    """Silence on an established association, idle or in the middle of a PDU, ends it after
+    dicom.network_timeout (and frees its place under dicom.max_associations)."""
+    sock = established(server, syntaxes)
+    with sock:
+        if stall == "mid-pdu":  # a P-DATA-TF that announces 100 bytes and sends 10
+            sock.sendall(struct.pack(">BxI", 0x04, 100) + b"\x00" * 10)
+        seconds, _ = until_closed(sock, NETWORK + 30)
+    assert NETWORK - 1 < seconds < NETWORK + 10, seconds
