@@ -7,11 +7,14 @@ this layer's own outcomes. PS3.4 and PS3.7/PS3.8 sections inline.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from enum import StrEnum
 from types import MappingProxyType
 
 from consilium.archive.ingest import Outcome, Refusal
+
+log = logging.getLogger(__name__)
 
 SUCCESS = 0x0000
 PENDING = 0xFF00
@@ -34,7 +37,11 @@ def store_status(outcome: Outcome, refusal: Refusal | None) -> int:
     an identical resend is idempotent)."""
     if outcome is not Outcome.REFUSED:
         return SUCCESS
-    if refusal is None:
+    if refusal is None or refusal not in STORE_STATUS:
+        # a refusal ingest added without its status here (test_dimse_status fails for it):
+        # still a failure the peer sees, never a dropped association
+        log.error("no DIMSE status for the refusal %r: answered 0x%04X", refusal,
+                  PROCESSING_FAILURE)
         return PROCESSING_FAILURE
     return STORE_STATUS[refusal]
 
