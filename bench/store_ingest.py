@@ -203,9 +203,12 @@ def ratios(results: list[dict[str, Any]]) -> list[str]:
             theirs = by_name.get(f"Orthanc {pdu} PDU, {assoc}")
             if ours and theirs:
                 quiet = ours["quiet_images_s"] / theirs["quiet_images_s"]
+                # the same repeat's runs ran close together: their ratio shares the load
+                paired = median([t / o for o, t in zip(ours["all"], theirs["all"],
+                                                        strict=True)])
                 lines.append(f"{assoc}: Consilium / Orthanc at {pdu} = "
                              f"{ours['images_s'] / theirs['images_s']:.2f}x "
-                             f"(quiet runs: {quiet:.2f}x)")
+                             f"(paired by repeat: {paired:.2f}x; quiet runs: {quiet:.2f}x)")
     return lines
 
 
