@@ -73,10 +73,10 @@ def document_routes(ctx: wf.ConsultContext, changed: Changed) -> list[Route]:
             "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"})
 
     return [
-        Route("/api/cases/{case_id:int}/attachments", signed_in(upload, ctx.audit),
+        Route("/api/cases/{case_id:int}/attachments", signed_in(upload),
               methods=["POST"]),
         Route("/api/cases/{case_id:int}/attachments/{attachment_id:int}",
-              signed_in(download, ctx.audit), methods=["GET"]),
+              signed_in(download), methods=["GET"]),
         Route("/api/cases/{case_id:int}/conclusions/{version:int}.pdf",
-              signed_in(conclusion_pdf, ctx.audit), methods=["GET"]),
+              signed_in(conclusion_pdf), methods=["GET"]),
     ]

@@ -250,7 +250,7 @@ def consult_routes(ctx: wf.ConsultContext, on_change: OnChange | None = None) ->
         raise InvalidInput(f"unknown action {action!r}")
 
     def endpoint(handler: Callable[[Request, Principal], Awaitable[Any]]) -> Any:
-        return json_endpoint(handler, ctx.audit)  # a case not found is on record
+        return json_endpoint(handler)  # a case not found is recorded at the edge
 
     return [
         Route("/api/cases", endpoint(create), methods=["POST"]),

@@ -39,7 +39,7 @@ from consilium.consult.models import (
 )
 from consilium.errors import Conflict, Forbidden, InvalidInput, NotFound
 from consilium.identity.grants import grant_study
-from consilium.identity.models import Grant, GrantKind
+from consilium.identity.models import Grant, GrantKind, Role
 from consilium.identity.policy import (
     CaseParties,
     Principal,
@@ -579,7 +579,7 @@ def inbox(ctx: ConsultContext, principal: Principal) -> list[ConsultCase]:
     """The target side's open cases, most urgent and soonest due first; for the requester
     side, their own cases, newest first."""
     with Session(ctx.engine) as session:
-        if principal.has_role("consultant") or principal.has_role("head"):
+        if principal.has_role(Role.CONSULTANT) or principal.has_role(Role.HEAD):
             incoming = list(session.exec(select(ConsultCase).where(
                 ConsultCase.target_institution == (principal.institution_id or ""),
                 col(ConsultCase.status).in_([s.value for s in (
@@ -588,7 +588,7 @@ def inbox(ctx: ConsultContext, principal: Principal) -> list[ConsultCase]:
             incoming = []
         visible = [c for c in incoming if may_see_case(principal, parties(c))
                    and (not c.target_subject or c.target_subject == principal.subject
-                        or principal.has_role("head"))]
+                        or principal.has_role(Role.HEAD))]
     visible.sort(key=lambda c: (Priority(c.priority).rank, _aware(c.due_at)))
     return visible
 

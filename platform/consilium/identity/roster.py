@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from consilium.errors import Forbidden
 from consilium.identity.models import Role, User
 from consilium.identity.policy import Principal
-from consilium.identity.users import now
+from consilium.identity.users import now, roles_of
 from consilium.settings import Settings
 
 
@@ -42,7 +42,7 @@ def consult_targets(settings: Settings, engine: Engine,
         users = session.exec(select(User).where(col(User.institution_id).in_(list(targets)))
                              .order_by(col(User.display_name))).all()
     for user in users:
-        if Role.CONSULTANT.value not in user.roles.split():
+        if Role.CONSULTANT not in roles_of(user.roles):
             continue
         target = targets[user.institution_id]
         target.specialists.append(Specialist(f"{user.provider_id}:{user.provider_subject}",
@@ -64,7 +64,7 @@ def colleagues(engine: Engine, principal: Principal) -> list[Specialist]:
                              .order_by(col(User.display_name))).all()
     return [Specialist(f"{u.provider_id}:{u.provider_subject}", u.display_name, u.specialty)
             for u in users
-            if Role.CONSULTANT.value in u.roles.split()
+            if Role.CONSULTANT in roles_of(u.roles)
             and f"{u.provider_id}:{u.provider_subject}" != principal.subject]
 
 

@@ -12,12 +12,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from consilium.audit import Actor, AuditAction, AuditOutcome, AuditTrail
-from consilium.errors import Forbidden
 from consilium.identity.middleware import SESSION_COOKIE, SESSION_SCOPE_KEY, client_address
 from consilium.identity.ratelimit import UnauthenticatedAudit, clip, make_rate_limiter
 from consilium.identity.roster import colleagues, consult_targets
@@ -31,7 +31,7 @@ from consilium.identity.users import (
     start_login,
     upsert_user,
 )
-from consilium.identity.web import current_principal
+from consilium.identity.web import current_principal, signed_in_principal
 from consilium.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -205,9 +205,7 @@ def identity_routes(
         return response
 
     async def me(request: Request) -> JSONResponse:
-        principal = current_principal(request)
-        if not principal.authenticated:
-            return JSONResponse({"error": "not authenticated"}, 401)
+        principal = signed_in_principal(request)
         web_session = request.scope.get(SESSION_SCOPE_KEY)
         institution = settings.institution(principal.institution_id or "")
         return JSONResponse({
@@ -219,23 +217,13 @@ def identity_routes(
         })
 
     async def consult_directory(request: Request) -> JSONResponse:
-        principal = current_principal(request)
-        if not principal.authenticated:
-            return JSONResponse({"error": "not authenticated"}, 401)
-        try:
-            targets = consult_targets(settings, engine, principal)
-        except Forbidden as exc:
-            return JSONResponse({"error": exc.message}, exc.status)
+        principal = signed_in_principal(request)
+        targets = await run_in_threadpool(consult_targets, settings, engine, principal)
         return JSONResponse({"institutions": [asdict(t) for t in targets]})
 
     async def colleague_directory(request: Request) -> JSONResponse:
-        principal = current_principal(request)
-        if not principal.authenticated:
-            return JSONResponse({"error": "not authenticated"}, 401)
-        try:
-            found = colleagues(engine, principal)
-        except Forbidden as exc:
-            return JSONResponse({"error": exc.message}, exc.status)
+        principal = signed_in_principal(request)
+        found = await run_in_threadpool(colleagues, engine, principal)
         return JSONResponse({"colleagues": [asdict(c) for c in found]})
 
     return [

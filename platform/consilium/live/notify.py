@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from consilium.consult.models import CaseStatus, ConsultCase
+from consilium.identity.models import Role
 from consilium.identity.policy import Principal
 
 EVT_CASE_UPDATED = "case:updated"
@@ -18,8 +19,8 @@ EVT_CASE_UPDATED = "case:updated"
 
 def rooms_of(principal: Principal) -> list[str]:
     rooms = [f"user:{principal.subject}"]
-    if principal.institution_id and (principal.has_role("consultant")
-                                     or principal.has_role("head")):
+    if principal.institution_id and (principal.has_role(Role.CONSULTANT)
+                                     or principal.has_role(Role.HEAD)):
         rooms.append(f"consult:{principal.institution_id}")
     return rooms
 

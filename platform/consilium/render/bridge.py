@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from typing import TypeVar
 
+from consilium.errors import DomainError, Unavailable
 from consilium.render.protocol import (
     Failure,
     FrameResult,
@@ -47,20 +48,14 @@ from consilium.render.workers import (
 R = TypeVar("R", InfoResult, FrameResult, SurfaceResult)
 
 
-class RenderFailure(Exception):
-    """A render request that could not be answered with an image."""
+class RenderFailure(DomainError):
+    """A render request that could not be answered with an image: the status is the
+    worker's (or the bridge's), a 503 asks to retry after a second."""
 
     def __init__(self, status: int, message: str, reason: str = "") -> None:
-        super().__init__(message)
+        super().__init__(message, reason=reason,
+                         headers=Unavailable.headers if status == 503 else None)
         self.status = status
-        self.message = message
-        self.reason = reason
-
-    def payload(self) -> dict[str, str]:
-        out = {"error": self.message}
-        if self.reason:
-            out["reason"] = self.reason
-        return out
 
 
 class RenderBridge:

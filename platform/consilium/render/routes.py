@@ -4,11 +4,12 @@ Every route needs a signed-in clinician (session cookie or bearer token; 401 oth
 read the series' study by the same policy as the images (own institution or an active grant);
 a series that does not exist and one the caller may not read both answer **404**
 ``{"error": "no such series here"}``. Answers are never cached (``Cache-Control: no-store``).
-Errors are JSON ``{"error": message, "reason": code}``: **400** a parameter that cannot be
-read; **422** the series cannot become a volume or the request makes no sense for it, with the
-rendering library's message (``reason``: ``single-slice``, ``not-image``, ``mixed-size``,
-``mixed-orientation``, ``too-large``, ... or ``plane``/``render``/``isosurface``); **503** the
-render worker crashed during the request (it is restarted; retry) or is busy (``Retry-After``).
+Errors are JSON ``{"error": message, "reason": code}`` (answered by the web edge,
+:mod:`consilium.edge`, never cached): **400** a parameter that cannot be read; **422** the
+series cannot become a volume or the request makes no sense for it, with the library's
+message (``reason``: ``single-slice``, ``not-image``, ``mixed-size``, ``mixed-orientation``,
+``too-large``, ... or ``plane``/``render``/``isosurface``); **503** the render worker
+crashed during the request (it is restarted; retry) or is busy (``Retry-After``).
 
 Vectors are comma-separated patient coordinates (DICOM LPS, mm): ``point=12.5,-30,104``.
 
@@ -62,7 +63,6 @@ then max).
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -72,9 +72,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from consilium.archive.access import Purpose, Reader
-from consilium.render.bridge import RenderFailure
+from consilium.errors import NotAuthenticated
 from consilium.render.protocol import (
-    BadParameter,
     FrameResult,
     Timing,
     parse_isosurface,
@@ -83,8 +82,6 @@ from consilium.render.protocol import (
 )
 from consilium.render.service import RenderService, render_service
 from consilium.service import Runtime
-
-log = logging.getLogger(__name__)
 
 BASE_PATH = "/api/render"
 NO_STORE = {"Cache-Control": "no-store"}
@@ -140,7 +137,7 @@ class RenderRoutes:
         self.access = service.access
 
     def routes(self) -> list[BaseRoute]:
-        g = self._guarded
+        g = self._timed
         series = "/series/{series_uid}"
         return [
             Route(series + "/info", g(self.info), methods=["GET"]),
@@ -150,29 +147,15 @@ class RenderRoutes:
         ]
 
     @staticmethod
-    def _guarded(handler: Handler) -> Handler:
+    def _timed(handler: Handler) -> Handler:
+        """``Server-Timing: total`` of the answer: policy, index lookup, queue and worker."""
         async def run(request: Request) -> Response:
             started = time.perf_counter()
-            try:
-                response = await handler(request)
-                total = f"total;dur={(time.perf_counter() - started) * 1000.0:.1f}"
-                timing = response.headers.get("server-timing")
-                response.headers["Server-Timing"] = f"{timing}, {total}" if timing else total
-                return response
-            except BadParameter as exc:
-                return JSONResponse({"error": str(exc), "reason": "parameter"}, 400,
-                                    headers=NO_STORE)
-            except RenderFailure as exc:
-                headers = dict(NO_STORE)
-                if exc.status == 401:
-                    headers["WWW-Authenticate"] = "Bearer"
-                if exc.status == 503:
-                    headers["Retry-After"] = "1"
-                return JSONResponse(exc.payload(), exc.status, headers=headers)
-            except Exception:
-                log.exception("render %s %s failed", request.method, request.url.path)
-                return JSONResponse({"error": "internal error; see the server log"}, 500,
-                                    headers=NO_STORE)
+            response = await handler(request)
+            total = f"total;dur={(time.perf_counter() - started) * 1000.0:.1f}"
+            timing = response.headers.get("server-timing")
+            response.headers["Server-Timing"] = f"{timing}, {total}" if timing else total
+            return response
 
         return run
 
@@ -180,7 +163,7 @@ class RenderRoutes:
     def reader(request: Request) -> Reader:
         reader = Reader.of_connection(request)
         if not reader.principal.authenticated:
-            raise RenderFailure(401, "not authenticated")
+            raise NotAuthenticated("not authenticated")
         return reader
 
     async def info(self, request: Request) -> Response:

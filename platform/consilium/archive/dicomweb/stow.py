@@ -18,12 +18,12 @@ from consilium.archive import query as q
 from consilium.archive.access import Reader
 from consilium.archive.dicomweb.base import (
     DicomWebBase,
-    DicomWebError,
     dicom_json,
     require_json,
 )
 from consilium.archive.ingest import IngestResult, IngestSource, Refusal, ingest_part10
 from consilium.audit import AuditAction, AuditOutcome
+from consilium.errors import InvalidInput, UnsupportedMediaType
 from consilium.identity.policy import (
     UNASSIGNED_INSTITUTION,
 )
@@ -50,12 +50,12 @@ class Stow(DicomWebBase):
         try:
             content_type = mp.parse_media_type(request.headers.get("content-type", ""))
         except mp.MultipartError as exc:
-            raise DicomWebError(400, str(exc)) from exc
+            raise InvalidInput(str(exc)) from exc
         if content_type.type != "multipart/related":
-            raise DicomWebError(415, 'STOW-RS takes multipart/related; type="application/dicom"')
+            raise UnsupportedMediaType('STOW-RS takes multipart/related; type="application/dicom"')
         part_type = content_type.param("type", "application/dicom").lower()
         if part_type != "application/dicom":
-            raise DicomWebError(415, f"parts of type {part_type} are not supported; send "
+            raise UnsupportedMediaType(f"parts of type {part_type} are not supported; send "
                                 "application/dicom")
         require_json(request)
         study = request.path_params.get("study")
@@ -65,9 +65,9 @@ class Stow(DicomWebBase):
         try:
             parts = mp.parse_multipart(body, content_type.param("boundary"))
         except mp.MultipartError as exc:
-            raise DicomWebError(400, f"malformed multipart body: {exc}") from exc
+            raise InvalidInput(f"malformed multipart body: {exc}") from exc
         if not parts:
-            raise DicomWebError(400, "the multipart body has no parts")
+            raise InvalidInput("the multipart body has no parts")
         source = IngestSource(reader.principal.institution_id or UNASSIGNED_INSTITUTION,
                               channel="stow")
         outcomes = await anyio.to_thread.run_sync(self._store_parts, parts, study, source)

@@ -24,13 +24,20 @@ from consilium.archive.access import Purpose
 from consilium.archive.dicomweb.base import (
     DICOM_JSON,
     DicomWebBase,
-    DicomWebError,
     accepted_types,
     compressed,
     require_json,
 )
+from consilium.errors import InvalidInput, NotAcceptable, NotFound
 
 log = logging.getLogger(__name__)
+
+def _absent(message: str) -> NotFound:
+    """A frame, element or image that an instance the reader was let through to does not
+    have: 404, but no refusal to record (the gate recorded the read, and this is the caller's
+    own data or data granted to them)."""
+    return NotFound(message, audited=True)
+
 
 READ_BATCH = 8 * 2**20  # bytes read per worker-thread hop while streaming instances
 
@@ -52,7 +59,7 @@ class Wado(DicomWebBase):
                 continue
             out.append(media.param("transfer-syntax", "*") or "*")
         if not out:
-            raise DicomWebError(406, 'only multipart/related; type="application/dicom" is '
+            raise NotAcceptable('only multipart/related; type="application/dicom" is '
                                 "available for this resource")
         return out
 
@@ -84,8 +91,8 @@ class Wado(DicomWebBase):
                 break
         else:
             stored = sorted({i.transfer_syntax_uid for i in items})
-            raise DicomWebError(
-                406, f"stored as {', '.join(stored)}: available as stored (transfer-syntax=*) "
+            raise NotAcceptable(
+                f"stored as {', '.join(stored)}: available as stored (transfer-syntax=*) "
                 f"or as {ExplicitVRLittleEndian}, not {', '.join(syntaxes)}",
             )
         boundary = mp.new_boundary()
@@ -174,10 +181,10 @@ class Wado(DicomWebBase):
         try:
             numbers = [int(n) for n in text.split(",") if n.strip()]
         except ValueError as exc:
-            raise DicomWebError(400, f"frame list must be numbers separated by commas: {text!r}"
+            raise InvalidInput(f"frame list must be numbers separated by commas: {text!r}"
                                 ) from exc
         if not numbers or any(n < 1 for n in numbers):
-            raise DicomWebError(400, "frame numbers start at 1")
+            raise InvalidInput("frame numbers start at 1")
         return numbers
 
     @staticmethod
@@ -208,8 +215,8 @@ class Wado(DicomWebBase):
             if compressed and (mtype == stored_type or mtype == "image/*") and \
                     syntax in ("", "*", stored):
                 return "stored"
-        raise DicomWebError(
-            406, f"the frames are stored as {stored} ({stored_type}); available: that, or "
+        raise NotAcceptable(
+            f"the frames are stored as {stored} ({stored_type}); available: that, or "
             f"application/octet-stream in {ExplicitVRLittleEndian}",
         )
 
@@ -220,7 +227,7 @@ class Wado(DicomWebBase):
         stored = item.transfer_syntax_uid
         form = self._frame_form(request, stored)
         if form == "native" and stored not in px.UNCOMPRESSED and not px.can_decode(stored):
-            raise DicomWebError(406, f"frames stored as {stored} cannot be decoded here; ask "
+            raise NotAcceptable(f"frames stored as {stored} cannot be decoded here; ask "
                                 "for the stored transfer syntax (transfer-syntax=*)")
         path = self._path(item)
 
@@ -233,9 +240,11 @@ class Wado(DicomWebBase):
         try:
             data = await anyio.to_thread.run_sync(load)
         except IndexError as exc:
-            raise DicomWebError(404, str(exc)) from exc
+            raise _absent(str(exc)) from exc
         except px.PixelError as exc:
-            raise DicomWebError(406 if form == "native" else 404, str(exc)) from exc
+            if form == "native":
+                raise NotAcceptable(str(exc)) from exc
+            raise _absent(str(exc)) from exc
         if form == "native" or stored in px.UNCOMPRESSED:
             part_type = f"application/octet-stream; transfer-syntax={ExplicitVRLittleEndian}"
             root = "application/octet-stream"
@@ -257,7 +266,7 @@ class Wado(DicomWebBase):
             ):
                 break
         else:
-            raise DicomWebError(406, "bulk data is available as multipart/related; "
+            raise NotAcceptable("bulk data is available as multipart/related; "
                                 'type="application/octet-stream"')
 
         def load() -> list[bytes]:
@@ -274,7 +283,7 @@ class Wado(DicomWebBase):
         try:
             data = await anyio.to_thread.run_sync(load)
         except (KeyError, IndexError, ValueError) as exc:
-            raise DicomWebError(404, f"no bulk data at {'/'.join(element_path)}: {exc}") from exc
+            raise _absent(f"no bulk data at {'/'.join(element_path)}: {exc}") from exc
         return _multipart(data, "application/octet-stream", "application/octet-stream")
 
     # -- WADO-RS: rendered and thumbnails ------------------------------------------------
@@ -286,7 +295,7 @@ class Wado(DicomWebBase):
                 return media.type
             if media.type in ("*/*", "image/*"):
                 return "image/jpeg"
-        raise DicomWebError(406, "rendered images are available as image/jpeg or image/png")
+        raise NotAcceptable("rendered images are available as image/jpeg or image/png")
 
     async def rendered(self, request: Request) -> Response:
         return await self._render(request, thumbnail=False)
@@ -300,12 +309,12 @@ class Wado(DicomWebBase):
         try:
             params = px.parse_render_params(dict(request.query_params), thumbnail)
         except ValueError as exc:
-            raise DicomWebError(400, f"bad rendering parameter: {exc}") from exc
+            raise InvalidInput(f"bad rendering parameter: {exc}") from exc
         frame = 1
         if "frames" in request.path_params:
             numbers = self._frame_numbers(request.path_params["frames"])
             if len(numbers) != 1:
-                raise DicomWebError(400, "a rendered frame is one frame number")
+                raise InvalidInput("a rendered frame is one frame number")
             frame = numbers[0]
         what = "thumbnail" if thumbnail else "rendered"
         items = self._instances(request, reader,
@@ -313,7 +322,7 @@ class Wado(DicomWebBase):
         if "instance" not in request.path_params:
             images = [i for i in items if i.rows]
             if not images:
-                raise DicomWebError(404, "nothing to show: no image instances here")
+                raise _absent("nothing to show: no image instances here")
             first_series = [i for i in images if i.series_uid == images[0].series_uid]
             items = [first_series[len(first_series) // 2]]
         item = items[0]
@@ -325,9 +334,9 @@ class Wado(DicomWebBase):
                 px.render, self._path(item), frame, params, media_type
             )
         except IndexError as exc:
-            raise DicomWebError(404, str(exc)) from exc
+            raise _absent(str(exc)) from exc
         except px.PixelError as exc:
-            raise DicomWebError(406, str(exc)) from exc
+            raise NotAcceptable(str(exc)) from exc
         if thumbnail:
             self._thumbnails[key] = data
             while len(self._thumbnails) > 2048:
