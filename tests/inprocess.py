@@ -55,9 +55,10 @@ class InProcess:
 
 
 @contextmanager
-def in_process(data_dir: Path, **overrides: Any) -> Iterator[InProcess]:
+def in_process(data_dir: Path, lifespan: bool = True, **overrides: Any) -> Iterator[InProcess]:
     """The application over a fresh data folder with CT_small (city hospital) and MR_small
-    (regional center) archived; its lifespan runs for the duration."""
+    (regional center) archived; its lifespan runs for the duration (unless a server the test
+    starts runs it)."""
     runtime = open_runtime(load_settings(CONFIG, {"data_dir": data_dir, **overrides},
                                          environ={}))
     for institution, name in (("city-hospital", "CT_small.dcm"),
@@ -67,7 +68,10 @@ def in_process(data_dir: Path, **overrides: Any) -> Iterator[InProcess]:
     app = create_app(runtime)
     world = InProcess(runtime, app)
     try:
-        with TestClient(app):  # the lifespan: startup, then shutdown at the end
+        if lifespan:
+            with TestClient(app):  # the lifespan: startup, then shutdown at the end
+                yield world
+        else:
             yield world
     finally:
         for client in world.clients.values():

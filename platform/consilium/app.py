@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from html import escape
 from typing import Any
 
@@ -22,10 +21,10 @@ from consilium.archive.dicomweb import BASE_PATH, dicomweb_routes
 from consilium.archive.remote_routes import remote_routes
 from consilium.archive.routes import archive_routes
 from consilium.archive.routes import studies_for as archive_studies_for
-from consilium.consult.documents import MIB, DocumentsConfig, retry_archiving, sweep_partial_files
-from consilium.consult.models import Priority
+from consilium.consult.archiving import retry_archiving
+from consilium.consult.context import consult_context
+from consilium.consult.files import sweep_partial_files
 from consilium.consult.routes import consult_routes
-from consilium.consult.workflow import ConsultContext
 from consilium.edge import UnexpectedErrors, exception_handlers
 from consilium.errors import InvalidInput
 from consilium.history.routes import audit_filter, audit_rows, history_routes
@@ -50,27 +49,15 @@ PAGE_STYLE = (
 )
 
 
-def consult_context(runtime: Runtime) -> ConsultContext:
-    settings = runtime.settings
-    sweep_partial_files(settings.data_dir / "attachments")
-    return ConsultContext(
-        runtime.engine, runtime.audit,
-        {Priority.EMERGENCY: settings.consult_due_hours_emergency,
-         Priority.URGENT: settings.consult_due_hours_urgent,
-         Priority.ROUTINE: settings.consult_due_hours_routine},
-        timedelta(days=settings.consult_grant_retention_days),
-        DocumentsConfig(runtime.store, settings.data_dir / "attachments",
-                        int(settings.consult_attachment_max_mb * MIB),
-                        {i.id: i.name for i in settings.institutions}, settings.storage_fsync))
-
-
 def create_app(runtime: Runtime) -> Any:
     settings = runtime.settings
     directory = ProviderDirectory(settings.effective_identity_providers)
     anonymous_audit = UnauthenticatedAudit(  # one limit for every unauthenticated audit writer
         runtime.audit, settings.identity_unauthenticated_audit_per_minute, settings.live_redis_url)
     notifier = CaseNotifier()
-    consult_ctx = consult_context(runtime)
+    sweep_partial_files(settings.data_dir / "attachments")
+    consult_ctx = consult_context(settings, runtime.engine, runtime.audit, runtime.store,
+                                  notifier.notify)
 
     async def studies_for(request: Request) -> list[dict[str, Any]]:
         return await archive_studies_for(runtime.access, request)
@@ -146,7 +133,7 @@ def create_app(runtime: Runtime) -> Any:
         Mount(RENDER_PATH, routes=render_routes(runtime)),
         *remote_routes(runtime),
         *identity_routes(settings, runtime.engine, directory, runtime.audit, anonymous_audit),
-        *consult_routes(consult_ctx, notifier.case_changed),
+        *consult_routes(consult_ctx),
         *viewer_routes(),
     ]
     if settings.identity_dev_idp:
@@ -158,10 +145,12 @@ def create_app(runtime: Runtime) -> Any:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        notifier.bind(asyncio.get_running_loop())  # the consult domain notifies from threads
         # conclusions that could not be written into the archive before (in the background)
         retrying = asyncio.get_running_loop().run_in_executor(None, retry_archiving, consult_ctx)
         yield
         await retrying
+        notifier.bind(None)
         await anyio.to_thread.run_sync(runtime.audit.flush)
         await directory.aclose()
 
@@ -169,6 +158,7 @@ def create_app(runtime: Runtime) -> Any:
                     exception_handlers=exception_handlers(runtime.audit),
                     middleware=[Middleware(UnexpectedErrors)])
     app.state.runtime = runtime
+    app.state.consult = consult_ctx  # the consult domain's context (tests call it directly)
     app.state.directory = directory
     combined = create_socket_app(app, directory, runtime, notifier)
     return AuthenticationMiddleware(combined, settings, runtime.engine, directory, runtime.audit,
