@@ -18,8 +18,9 @@ from consilium.app import create_app
 from consilium.archive.ingest import IngestSource, ingest_part10
 from consilium.demo.clinicians import DEMO_CLINICIANS
 from consilium.identity.middleware import SESSION_COOKIE
-from consilium.identity.models import Role
-from consilium.identity.users import MappedClaims, create_session, upsert_user
+from consilium.identity.models import Role, User
+from consilium.identity.policy import Principal
+from consilium.identity.users import MappedClaims, create_session, principal_of, upsert_user
 from consilium.service import Runtime, open_runtime
 from consilium.settings import load_settings
 from tests.conftest import CONFIG, pydicom_data_dir
@@ -35,14 +36,22 @@ class InProcess:
     app: Any
     clients: dict[str, TestClient] = field(default_factory=dict)
 
+    def user(self, username: str) -> User:
+        """The demo clinician ``username`` as a user row (created as at a first login)."""
+        person = next(c for c in DEMO_CLINICIANS if c.username == username)
+        return upsert_user(self.runtime.engine, "dev", MappedClaims(
+            person.username, person.name, person.email, person.institution,
+            frozenset(Role(r) for r in person.roles), person.specialty))
+
+    def principal(self, username: str) -> Principal:
+        """The clinician as the domain functions take them."""
+        return principal_of(self.user(username))
+
     def login(self, username: str) -> TestClient:
         """A client signed in as the demo clinician ``username`` (CSRF header set)."""
         if username in self.clients:
             return self.clients[username]
-        person = next(c for c in DEMO_CLINICIANS if c.username == username)
-        user = upsert_user(self.runtime.engine, "dev", MappedClaims(
-            person.username, person.name, person.email, person.institution,
-            frozenset(Role(r) for r in person.roles), person.specialty))
+        user = self.user(username)
         token, row = create_session(self.runtime.engine, user, "dev", "", "test", 1.0)
         client = TestClient(self.app, base_url="http://testserver",
                             headers={"X-CSRF-Token": row.csrf_token})

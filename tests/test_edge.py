@@ -30,6 +30,7 @@ from consilium.edge import INTERNAL_ERROR, UnexpectedErrors, exception_handlers
 from consilium.errors import DomainError
 from consilium.render.bridge import RenderFailure
 from consilium.render.protocol import BadParameter
+from tests.inprocess import CITY_STUDY as CITY
 from tests.inprocess import REGIONAL_STUDY, InProcess, in_process
 
 PLATFORM = Path(consilium.__file__).parent
@@ -175,3 +176,44 @@ def test_the_application_answers_a_bug_with_500_and_logs_it(
         assert answer.status_code == 500 and answer.json() == {"error": INTERNAL_ERROR}
         assert [r.exc_info is not None for r in caplog.records
                 if "secret detail" in str(r.exc_info and r.exc_info[1])] == [True]
+
+
+def test_bodies_that_do_not_match_their_model_answer_400_naming_the_field(
+        tmp_path: Path) -> None:
+    with in_process(tmp_path / "var") as world:
+        referring = world.login("ivanova")
+
+        def refused(method: str, path: str, body: Any, *fields: str) -> None:
+            answer = referring.request(method, path, json=body)
+            assert answer.status_code == 400, (path, body, answer.text)
+            for name in fields:
+                assert f"'{name}'" in answer.json()["error"], (path, body, answer.text)
+
+        refused("POST", "/api/cases", {}, "question", "study_uids", "target_institution")
+        refused("POST", "/api/cases", {"question": 5, "study_uids": "1.2.3",
+                                       "target_institution": "regional-center"},
+                "question", "study_uids")
+        refused("POST", "/api/cases", {"question": "  ", "study_uids": [CITY],
+                                       "target_institution": "regional-center",
+                                       "priority": "whenever"}, "question", "priority")
+        created = referring.post("/api/cases", json={
+            "question": "q", "study_uids": [CITY], "target_institution": "regional-center",
+            "unknown": "ignored"})
+        assert created.status_code == 200, created.text
+        case_id = created.json()["id"]
+        refused("PATCH", f"/api/cases/{case_id}", {"question": "x"}, "version")
+        refused("PATCH", f"/api/cases/{case_id}", {"version": "1"}, "version")  # strict
+        refused("POST", f"/api/cases/{case_id}/messages", {"text": ""}, "text")
+        refused("POST", f"/api/cases/{case_id}/decline", {"version": 1}, "reason")
+        refused("PUT", f"/api/cases/{case_id}/conclusion-draft", {"findings": 1}, "findings")
+        not_json = referring.post(f"/api/cases/{case_id}/messages", content=b"{text",
+                                  headers={"Content-Type": "application/json"})
+        assert not_json.status_code == 400 and "not JSON" in not_json.json()["error"]
+        assert referring.post(f"/api/cases/{case_id}/messages",
+                              json=["text"]).status_code == 400
+        huge = referring.post(f"/api/cases/{case_id}/messages",
+                              json={"text": "x" * (2 * 1024 * 1024)})
+        assert huge.status_code == 413
+        # nothing of it changed the case
+        case = referring.get(f"/api/cases/{case_id}").json()
+        assert (case["case"]["version"], case["messages"]) == (1, [])
