@@ -145,5 +145,5 @@ def test_every_action_is_allowed_to_someone_somewhere(world: World) -> None:
             seen.update(listed(world, username, case_id) or [])
     assert seen == set(ACTIONS)
     draft = world.case_in(CaseStatus.DRAFT)
-    assert listed(world, REQUESTER, draft) == ["submit", "cancel", "edit", "message"]
+    assert listed(world, REQUESTER, draft) == ["edit", "submit", "cancel", "message"]
     assert listed(world, TARGET, draft) is None  # a draft is the requester's own

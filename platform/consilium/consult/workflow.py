@@ -53,8 +53,10 @@ from consilium.identity.policy import Principal, may_act_on_case, may_open_case
 
 __all__ = ["TRANSITIONS", "CaseEdit", "ConsultContext", "allowed_actions"]  # and the actions
 
-# from-states of each transition (the state machine, as data)
+# from-states of each transition (the state machine, as data); the order is the order of the
+# actions in allowed_actions, which the case page shows as buttons
 TRANSITIONS: dict[str, tuple[frozenset[CaseStatus], CaseStatus | None]] = {
+    "edit": (frozenset({CaseStatus.DRAFT, CaseStatus.RETURNED}), None),
     "submit": (frozenset({CaseStatus.DRAFT}), CaseStatus.SUBMITTED),
     "resubmit": (frozenset({CaseStatus.RETURNED}), CaseStatus.SUBMITTED),
     "accept": (frozenset({CaseStatus.SUBMITTED}), CaseStatus.ACCEPTED),
@@ -66,7 +68,6 @@ TRANSITIONS: dict[str, tuple[frozenset[CaseStatus], CaseStatus | None]] = {
     "close": (frozenset({CaseStatus.CONCLUDED, CaseStatus.AMENDED}), CaseStatus.CLOSED),
     "cancel": (frozenset({CaseStatus.DRAFT, CaseStatus.SUBMITTED, CaseStatus.RETURNED}),
                CaseStatus.CANCELLED),
-    "edit": (frozenset({CaseStatus.DRAFT, CaseStatus.RETURNED}), None),
     "message": (frozenset(set(CaseStatus) - {CaseStatus.CANCELLED, CaseStatus.CLOSED}), None),
 }
 
