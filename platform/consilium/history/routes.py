@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -24,17 +25,58 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from consilium.audit import AuditAction, AuditTrail
+from consilium.consult.models import CaseBase
 from consilium.errors import Forbidden, InvalidInput
 from consilium.history.audit_search import AuditFilter, parse_audit_query, search_audit
 from consilium.history.audit_search import to_csv as audit_csv
 from consilium.history.consult_stats import CaseFilter, parse_grouping, turnaround
 from consilium.history.consult_stats import cases as history_cases
 from consilium.history.consult_stats import to_csv as history_csv
-from consilium.http_api import signed_in, web_actor
+from consilium.http_api import json_response, signed_in, web_actor
 from consilium.identity.models import Role
 from consilium.identity.policy import Principal, may_read_audit
 
 CSV = "text/csv; charset=utf-8"
+
+
+class AuditEventPublic(BaseModel):
+    """An event of ``GET /api/audit``."""
+
+    at: datetime
+    action: str
+    outcome: str
+    actor: str = Field(description="user subject or AE title")
+    actor_name: str
+    actor_institution: str
+    source: str = Field(description="IP address or AE@host")
+    channel: str = Field(description="web, api, dimse, socket")
+    patient_id: str
+    patient_name: str
+    study_uid: str
+    detail: str = Field(description="JSON: what was asked or done")
+
+
+class CaseRow(CaseBase):
+    """A case of ``GET /api/history/cases``."""
+
+    id: int
+
+
+class TurnaroundRow(BaseModel):
+    """A group of ``GET /api/history/turnaround``: the grouping keys asked for (``group``),
+    then the figures (hours from submission)."""
+
+    target_institution: str | None = Field(default=None, description="when grouped by it")
+    specialty: str | None = Field(default=None, description="when grouped by it")
+    month: str | None = Field(default=None, description="YYYY-MM, when grouped by it")
+    cases: int
+    accepted: int
+    concluded: int
+    to_acceptance_median_h: float | None
+    to_acceptance_p90_h: float | None
+    to_conclusion_median_h: float | None
+    to_conclusion_p90_h: float | None
+    overdue: int
 
 
 def audit_filter(request: Request, principal: Principal) -> AuditFilter:
@@ -80,7 +122,7 @@ def history_routes(engine: Engine, audit: AuditTrail) -> list[Route]:
                                     detail={"what": "audit csv", "rows": len(rows)})
             return Response(audit_csv(rows), media_type=CSV, headers={
                 "Content-Disposition": 'attachment; filename="consilium-audit.csv"'})
-        return JSONResponse(rows)
+        return json_response([AuditEventPublic.model_validate(r) for r in rows])
 
     async def api_history(request: Request, principal: Principal) -> Response:
         """Heads: the cases their institution sent or received (``/cases``) and turnaround
@@ -103,7 +145,10 @@ def history_routes(engine: Engine, audit: AuditTrail) -> list[Route]:
             await run_in_threadpool(audit.record, web_actor(request, principal),
                                     AuditAction.EXPORT, detail={"what": f"history {what} csv"})
             return Response(history_csv(data), media_type=CSV)
-        return JSONResponse(data)
+        if what == "turnaround":
+            return JSONResponse([TurnaroundRow.model_validate(row).model_dump(
+                mode="json", exclude_unset=True) for row in data])
+        return json_response([CaseRow.model_validate(c) for c in rows])
 
     return [
         Route("/api/audit", signed_in(api_audit)),

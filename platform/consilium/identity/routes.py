@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from dataclasses import asdict
 from html import escape
 from typing import Any
 from urllib.parse import urlencode
@@ -19,8 +18,9 @@ from starlette.routing import Route
 
 from consilium.audit import Actor, AuditAction, AuditOutcome, AuditTrail
 from consilium.identity.middleware import SESSION_COOKIE, SESSION_SCOPE_KEY, client_address
+from consilium.identity.models import MePublic
 from consilium.identity.ratelimit import UnauthenticatedAudit, clip, make_rate_limiter
-from consilium.identity.roster import colleagues, consult_targets
+from consilium.identity.roster import Colleagues, Directory, colleagues, consult_targets
 from consilium.identity.tokens import ProviderDirectory, TokenError
 from consilium.identity.users import (
     LoginRefused,
@@ -208,23 +208,23 @@ def identity_routes(
         principal = signed_in_principal(request)
         web_session = request.scope.get(SESSION_SCOPE_KEY)
         institution = settings.institution(principal.institution_id or "")
-        return JSONResponse({
-            "subject": principal.subject, "name": principal.display_name,
-            "institution": principal.institution_id,
-            "institution_name": institution.name if institution else "",
-            "roles": sorted(principal.roles), "specialty": principal.specialty,
-            "csrf_token": web_session.csrf_token if web_session is not None else None,
-        })
+        return JSONResponse(MePublic(
+            subject=principal.subject, name=principal.display_name,
+            institution=principal.institution_id,
+            institution_name=institution.name if institution else "",
+            roles=sorted(principal.roles), specialty=principal.specialty,
+            csrf_token=web_session.csrf_token if web_session is not None else None,
+        ).model_dump(mode="json"))
 
     async def consult_directory(request: Request) -> JSONResponse:
         principal = signed_in_principal(request)
         targets = await run_in_threadpool(consult_targets, settings, engine, principal)
-        return JSONResponse({"institutions": [asdict(t) for t in targets]})
+        return JSONResponse(Directory(institutions=targets).model_dump(mode="json"))
 
     async def colleague_directory(request: Request) -> JSONResponse:
         principal = signed_in_principal(request)
         found = await run_in_threadpool(colleagues, engine, principal)
-        return JSONResponse({"colleagues": [asdict(c) for c in found]})
+        return JSONResponse(Colleagues(colleagues=found).model_dump(mode="json"))
 
     return [
         Route("/api/directory", consult_directory),

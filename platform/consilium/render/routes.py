@@ -67,6 +67,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -130,6 +131,74 @@ def frame_headers(frame: FrameResult) -> dict[str, str]:
     return headers
 
 
+class PlaneGeometry(BaseModel):
+    """Pixel (x, y) lies at ``origin + x*spacing[0]*x_axis + y*spacing[1]*y_axis`` (mm)."""
+
+    origin: list[float]
+    x_axis: list[float]
+    y_axis: list[float]
+    normal: list[float]
+    spacing: list[float]
+    size: list[int]
+
+
+class Gap(BaseModel):
+    position_mm: float
+    gap_mm: float
+    missing: int
+
+
+class BuildReport(BaseModel):
+    """What building the volume found and did."""
+
+    acquired_slices: int
+    slices: int
+    spacing_mm: float
+    nominal_spacing_mm: float
+    regular: bool
+    interpolated_slices: int
+    gaps: list[Gap]
+    tilt_deg: float
+    messages: list[str]
+
+
+class Bounds(BaseModel):
+    min: list[float]
+    max: list[float]
+
+
+class PresetInfo(BaseModel):
+    name: str
+    title: str
+    modality: str
+
+
+class VolumeInfo(BaseModel):
+    """``GET /api/render/series/{series_uid}/info`` (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    series_uid: str
+    study_uid: str
+    modality: str
+    units: str
+    frame_of_reference_uid: str
+    dimensions: list[int]
+    spacing: list[float]
+    affine: list[list[float]] = Field(description="4x4, voxel index -> patient (mm)")
+    center: list[float]
+    bounds: Bounds
+    value_range: list[float]
+    dtype: str
+    memory_bytes: int
+    report: BuildReport
+    planes: dict[str, PlaneGeometry] = Field(description="axial, coronal, sagittal")
+    default_window: list[float] = Field(description="centre, width")
+    default_preset: str
+    presets: list[PresetInfo]
+    build_ms: float | None
+
+
 class RenderRoutes:
     def __init__(self, service: RenderService) -> None:
         self.service = service
@@ -171,7 +240,8 @@ class RenderRoutes:
         opened = await self.access.series(reader, request.path_params["series_uid"],
                                           Purpose.FRAME, {"what": "3D volume info"})
         result = await self.bridge.info(opened.source)
-        return JSONResponse(result.payload, headers={**NO_STORE, "Server-Timing":
+        info = VolumeInfo.model_validate(result.payload).model_dump(mode="json")
+        return JSONResponse(info, headers={**NO_STORE, "Server-Timing":
                                                      _timing(result.timing)})
 
     async def mpr(self, request: Request) -> Response:
