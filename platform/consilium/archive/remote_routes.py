@@ -78,7 +78,8 @@ def remote_routes(runtime: Runtime) -> list[Route]:
 
     def allowed_node(request: Request, principal: Principal, what: str,
                      study_uid: str = "") -> DicomNode:
-        """The PACS named in the path, if the caller may use it; a refusal is audited."""
+        """The PACS named in the path, if the caller may use it; a refusal is audited (written
+        before the answer: call it in a worker thread)."""
         ae_title = request.path_params["ae_title"]
         found = next(((i, n) for i, n in pacs_nodes(runtime) if n.ae_title == ae_title), None)
         if found is None:
@@ -101,7 +102,7 @@ def remote_routes(runtime: Runtime) -> list[Route]:
                 for inst, node in pacs_nodes(runtime) if may_query_pacs(principal, inst.id)]
 
     async def find(request: Request, principal: Principal) -> list[RemoteStudyPublic]:
-        node = allowed_node(request, principal, "remote query")
+        node = await run_in_threadpool(allowed_node, request, principal, "remote query")
         filters = remote.StudyFilters.parse(request.query_params)
         if filters.empty:
             raise InvalidInput("give at least one filter: PatientID, PatientName, StudyDate, "
@@ -126,7 +127,8 @@ def remote_routes(runtime: Runtime) -> list[Route]:
 
     async def retrieve(request: Request, principal: Principal) -> RetrieveOutcome:
         study_uid = remote.check_study_uid(request.path_params["study_uid"])
-        node = allowed_node(request, principal, "remote retrieve", study_uid)
+        node = await run_in_threadpool(allowed_node, request, principal, "remote retrieve",
+                                       study_uid)
         detail: dict[str, Any] = {"service": "C-MOVE SCU", "pacs": node.ae_title,
                                   "destination": settings.dicom_ae_title}
 

@@ -100,8 +100,9 @@ def identity_routes(
         except Exception as exc:
             log.error("discovery of %s failed: %s", provider.id, exc)
             return failure_page("The identity provider cannot be reached.", 502)
-        attempt = start_login(engine, provider.id,
-                              _safe_return_to(request.query_params.get("return_to")))
+        attempt = await run_in_threadpool(
+            start_login, engine, provider.id,
+            _safe_return_to(request.query_params.get("return_to")))
         params = {
             "response_type": "code", "client_id": provider.client_id,
             "redirect_uri": f"{base}/auth/callback/{provider.id}", "scope": provider.scopes,
@@ -115,7 +116,8 @@ def identity_routes(
         if provider is None:
             return failure_page("Unknown identity provider.", 404)
         params = request.query_params
-        attempt = consume_login(engine, provider.id, params.get("state", ""))
+        attempt = await run_in_threadpool(consume_login, engine, provider.id,
+                                          params.get("state", ""))
         if attempt is None or "code" not in params:
             reason = clip(params.get("error_description") or params.get("error")
                           or "invalid state")
@@ -161,14 +163,18 @@ def identity_routes(
                                    {"reason": str(exc), "provider": provider.id})
             message = str(exc) if isinstance(exc, LoginRefused) else "invalid tokens"
             return failure_page(f"The login was refused: {message}.")
-        user = upsert_user(engine, provider.id, mapped)
-        cookie, _ = create_session(engine, user, provider.id, id_token,
-                                   client_address(request.scope), settings.identity_session_hours)
-        audit.record(
-            actor_of(request, f"{provider.id}:{mapped.subject}", mapped.display_name,
-                     mapped.institution_id),
-            AuditAction.LOGIN, detail={"provider": provider.id,
-                                       "roles": sorted(r.value for r in mapped.roles)})
+        actor = actor_of(request, f"{provider.id}:{mapped.subject}", mapped.display_name,
+                         mapped.institution_id)
+
+        def sign_in() -> str:  # the user, the session and the record, off the event loop
+            user = upsert_user(engine, provider.id, mapped)
+            cookie, _ = create_session(engine, user, provider.id, id_token,
+                                       actor.source, settings.identity_session_hours)
+            audit.record(actor, AuditAction.LOGIN, detail={
+                "provider": provider.id, "roles": sorted(r.value for r in mapped.roles)})
+            return cookie
+
+        cookie = await run_in_threadpool(sign_in)
         redirect = RedirectResponse(attempt.return_to, 303)
         redirect.set_cookie(
             SESSION_COOKIE, cookie, max_age=int(settings.identity_session_hours * 3600),
@@ -181,10 +187,11 @@ def identity_routes(
         target = "/"
         token = request.cookies.get(SESSION_COOKIE)
         if token:
-            ended = end_session(engine, token)
+            ended = await run_in_threadpool(end_session, engine, token)
             if ended is not None:
-                audit.record(actor_of(request, principal.subject, principal.display_name,
-                                      principal.institution_id or ""), AuditAction.LOGOUT)
+                await run_in_threadpool(
+                    audit.record, actor_of(request, principal.subject, principal.display_name,
+                                           principal.institution_id or ""), AuditAction.LOGOUT)
                 provider = settings.provider(ended.provider_id)
                 if provider is not None and web_session is not None:
                     try:
