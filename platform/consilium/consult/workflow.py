@@ -3,7 +3,8 @@
 Each function checks, in this order: the caller may see the case (else 404), the case is in a
 state that allows the transition (else 409 with the reason), the caller may make it (identity
 policy, else 403), the caller saw the current version (optimistic lock, else 409). Then it
-changes the case, leaves a history event, and ends or creates grants.
+changes the case, leaves a history event, ends or creates grants, and tells the parties
+(``ctx.notify``, after the commit): whoever calls it, the parties hear of it.
 
     draft ──submit──▶ submitted ──accept──▶ accepted ──conclude──▶ concluded ──amend──▶ amended
       │                 │  ▲  │                │                        │                 │
@@ -50,8 +51,6 @@ from consilium.errors import Conflict, Forbidden, InvalidInput
 from consilium.identity.grants import grant_study, revoke_grant
 from consilium.identity.models import Grant, GrantKind
 from consilium.identity.policy import Principal, may_act_on_case, may_open_case
-
-__all__ = ["TRANSITIONS", "CaseEdit", "ConsultContext", "allowed_actions"]  # and the actions
 
 # from-states of each transition (the state machine, as data); the order is the order of the
 # actions in allowed_actions, which the case page shows as buttons
