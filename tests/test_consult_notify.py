@@ -17,13 +17,14 @@ import uvicorn
 from consilium.consult import workflow as wf
 from consilium.consult.context import ConsultContext
 from consilium.consult.models import CaseStatus
+from consilium.identity.models import Role
 from consilium.identity.policy import Principal
 from tests.conftest import free_port, wait_for_port
 from tests.inprocess import CITY_STUDY, InProcess, in_process
 
 REFERRING = Principal(subject="dev:ivanova", institution_id="city-hospital",
-                      roles=frozenset({"referring"}),  # type: ignore[arg-type]
-                      display_name="Анна Иванова", authenticated=True)
+                      roles=frozenset({Role.REFERRING}), display_name="Анна Иванова",
+                      authenticated=True)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from consilium.consult.models import CaseStatus, Priority
 from consilium.db import make_engine, migrate
 from consilium.errors import Conflict, Forbidden, InvalidInput, NotFound
 from consilium.identity.grants import granted_study_uids
+from consilium.identity.models import Role
 from consilium.identity.policy import Principal
 from consilium.settings import Settings
 from tests.conftest import pydicom_data_dir
@@ -26,8 +27,9 @@ REGIONAL_STUDY = "1.3.6.1.4.1.5962.1.2.4.20040826185059.5457"  # MR_small.dcm
 
 
 def person(name: str, institution: str, *roles: str) -> Principal:
-    return Principal(subject=f"dev:{name}", institution_id=institution, roles=frozenset(roles),
-                     display_name=name, authenticated=True)
+    return Principal(subject=f"dev:{name}", institution_id=institution,
+                     roles=frozenset(Role(r) for r in roles), display_name=name,
+                     authenticated=True)
 
 
 REFERRING = person("ivanova", "city-hospital", "referring")
