@@ -261,6 +261,7 @@ def create_app(runtime: Runtime) -> Any:
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = runtime
+    app.state.json_max_bytes = settings.http_max_json_kb * 1024  # http_api.read_json
     app.state.directory = directory
     combined = create_socket_app(app, directory, runtime, notifier)
     return AuthenticationMiddleware(combined, settings, runtime.engine, directory, runtime.audit)

@@ -3,13 +3,15 @@
 need.
 
 A body is ``[preamble] --B CRLF headers CRLF CRLF content CRLF --B ... CRLF --B-- [epilogue]``.
-Parsing works on the whole body in memory (STOW bodies are read before ingest anyway) with
-``bytes.find``, so a part's content is a memoryview, never a copy. Anything malformed raises
+Parsing works on the whole body as one buffer with ``find``: bytes, or the memory map of the
+temporary file a STOW-RS body was streamed to (so a large body is never held in memory). A
+part's content is a memoryview into it, never a copy. Anything malformed raises
 :class:`MultipartError`, which the routes answer with 400.
 """
 
 from __future__ import annotations
 
+import mmap
 import secrets
 from dataclasses import dataclass, field
 
@@ -124,14 +126,33 @@ def _headers(block: bytes) -> dict[str, str]:
     return headers
 
 
-def parse_multipart(body: bytes, boundary: str) -> list[Part]:
-    """Split a multipart body into its parts; raise :class:`MultipartError` if malformed."""
+Body = bytes | mmap.mmap
+
+
+def _starts(body: Body, prefix: bytes, pos: int = 0) -> bool:
+    return body[pos : pos + len(prefix)] == prefix
+
+
+def parse_multipart(body: Body, boundary: str) -> list[Part]:
+    """Split a multipart body into its parts; raise :class:`MultipartError` if malformed.
+    The parts' contents are views into ``body``: release them before closing a memory map."""
     if not boundary or len(boundary) > 200:
         raise MultipartError("multipart body without a usable boundary parameter")
     marker = b"--" + boundary.encode("latin-1")
-    view = memoryview(body)
+    parts: list[Part] = []
+    with memoryview(body) as view:
+        try:
+            _split(body, view, marker, parts)
+        except BaseException:
+            for part in parts:  # a memory map cannot be closed while views of it exist
+                part.content.release()
+            raise
+    return parts
+
+
+def _split(body: Body, view: memoryview, marker: bytes, parts: list[Part]) -> None:
     # the first delimiter may start the body or follow a preamble ending in CRLF
-    if body.startswith(marker):
+    if _starts(body, marker):
         pos = len(marker)
     else:
         first = body.find(b"\r\n" + marker)
@@ -139,10 +160,9 @@ def parse_multipart(body: bytes, boundary: str) -> list[Part]:
             raise MultipartError("the boundary of the Content-Type never occurs in the body")
         pos = first + 2 + len(marker)
     delimiter = b"\r\n" + marker
-    parts: list[Part] = []
     while True:
-        if body.startswith(b"--", pos):
-            break  # close delimiter
+        if _starts(body, b"--", pos):
+            return  # close delimiter
         # transport padding, then CRLF
         line_end = body.find(b"\r\n", pos)
         if line_end < 0 or body[pos:line_end].strip(b" \t"):
@@ -152,7 +172,7 @@ def parse_multipart(body: bytes, boundary: str) -> list[Part]:
         if end < 0:
             raise MultipartError("multipart body is truncated (no closing boundary)")
         header_end = body.find(b"\r\n\r\n", start, end)
-        if body.startswith(b"\r\n", start):  # no headers at all
+        if _starts(body, b"\r\n", start):  # no headers at all
             headers: dict[str, str] = {}
             content_start = start + 2
         elif header_end < 0:
@@ -162,7 +182,6 @@ def parse_multipart(body: bytes, boundary: str) -> list[Part]:
             content_start = header_end + 4
         parts.append(Part(headers, view[content_start:end]))
         pos = end + len(delimiter)
-    return parts
 
 
 def new_boundary() -> str:

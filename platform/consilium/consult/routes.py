@@ -24,7 +24,6 @@ the state does not allow, or a stale ``version``) with ``{"error": reason}``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime
@@ -46,7 +45,7 @@ from consilium.consult.models import (
     Priority,
 )
 from consilium.errors import InvalidInput
-from consilium.http_api import json_endpoint
+from consilium.http_api import json_endpoint, read_json
 from consilium.identity.policy import Principal
 
 OnChange = Callable[[ConsultCase, str], Awaitable[None]]
@@ -63,10 +62,7 @@ def case_json(case: ConsultCase) -> dict[str, Any]:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput("the body is not JSON") from exc
+    body = await read_json(request)  # 400 if not JSON, 413 over http.max_json_kb
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
     return body
