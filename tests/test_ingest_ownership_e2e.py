@@ -109,7 +109,7 @@ def test_cstore_into_another_institutions_study_is_refused_and_audited(
     denied = rows(web, "SELECT actor, actor_institution, patient_id, patient_name, detail "
                        "FROM audit_event WHERE action = 'denied' AND actor LIKE 'AE:REG%'")
     assert len(denied) >= 5
-    for actor, institution, patient_id, patient_name, detail in denied:
+    for actor, institution, patient_id, _name, detail in denied:
         assert institution == "regional-center" and actor in ("AE:REG_CT1", "AE:REG_PACS")
         assert json.loads(str(detail))["what"] == "store"
         assert patient_id in ("REG-1", "CITY-7")  # what the sender sent

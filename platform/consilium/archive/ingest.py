@@ -182,7 +182,7 @@ def ingest_dataset(
     view = memoryview(dataset)
     try:
         header = check_structure(view, transfer_syntax)
-    except Exception as exc:
+    except Exception as exc:  # every malformed input gets the same answer
         return _unreadable(exc)
     verdict = _check_identity(header, sop_class_uid, sop_instance_uid) or _check_pixels(
         store, header, view, transfer_syntax)
@@ -201,7 +201,7 @@ def ingest_part10(store: ArchiveStore, data: bytes, source: IngestSource) -> Ing
         part10 = split_part10(data)
         view = memoryview(data)[part10.dataset_offset :]
         header = check_structure(view, part10.transfer_syntax)
-    except Exception as exc:
+    except Exception as exc:  # every malformed input gets the same answer
         return _unreadable(exc)
     meta = part10.meta
     verdict = _check_identity(

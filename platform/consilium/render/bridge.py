@@ -37,6 +37,7 @@ from consilium.render.protocol import (
     VolumeSpec,
 )
 from consilium.render.workers import (
+    DEFAULT_MAX_FRAME_PIXELS,
     PoolBusy,
     PoolClosed,
     RenderPool,
@@ -66,10 +67,12 @@ class RenderFailure(Exception):
 class RenderBridge:
     """Jobs to the worker pool, results back as awaitables."""
 
-    def __init__(self, workers: int, cache_mb: int, log_level: str = "INFO") -> None:
+    def __init__(self, workers: int, cache_mb: int, log_level: str = "INFO",
+                 max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS) -> None:
         self.workers = workers
         self.cache_mb = cache_mb
         self.log_level = log_level
+        self.max_frame_pixels = max_frame_pixels
         self._pool: RenderPool | None = None
         self._lock = threading.Lock()
 
@@ -78,7 +81,8 @@ class RenderBridge:
         if self._pool is None:
             with self._lock:
                 if self._pool is None:
-                    self._pool = RenderPool(self.workers, self.cache_mb, self.log_level)
+                    self._pool = RenderPool(self.workers, self.cache_mb, self.log_level,
+                                            self.max_frame_pixels)
         return self._pool
 
     @property

@@ -2,8 +2,8 @@
 
 The body is streamed to a temporary file under ``data_dir/tmp`` (unlinked at once, so nothing
 is left behind by a crash) up to ``dicomweb.stow_max_mb`` (413 beyond it, as soon as the
-declared length or the bytes received pass it), then read through a memory map: a large
-request is never held in memory, only one part at a time while it is ingested.
+declared length or the bytes received pass it); its parts are found in the file and read one
+at a time while each is ingested: a large request is never held in memory.
 
 Every part gets its own outcome: stored (or the identical instance again), or a failure with
 its PS3.18 Failure Reason in the Failed SOP Sequence and its reason in a ``Warning`` header
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import logging
-import mmap
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -151,36 +150,27 @@ class Stow(DicomWebBase):
 
     def _store_spooled(self, spool: IO[bytes], boundary: str, study: str | None,
                        source: IngestSource) -> list[PartOutcome]:
-        size = spool.seek(0, io.SEEK_END)
-        body: mp.Body = (mmap.mmap(spool.fileno(), 0, access=mmap.ACCESS_READ) if size
-                         else b"")
-        parts: list[mp.Part] = []
+        """Each part read from the spool file in turn and ingested: one part in memory."""
         try:
-            try:
-                parts = mp.parse_multipart(body, boundary)
-            except mp.MultipartError as exc:
-                raise DicomWebError(400, f"malformed multipart body: {exc}") from exc
-            if not parts:
-                raise DicomWebError(400, "the multipart body has no parts")
-            return [self._store_part(part, study, source) for part in parts]
-        finally:
-            for part in parts:
-                part.content.release()
-            if isinstance(body, mmap.mmap):
-                try:
-                    body.close()
-                except BufferError:  # a view still held somewhere: the map goes with it
-                    log.warning("STOW: the request's memory map is still referenced")
+            parts = mp.parse_multipart_file(spool, boundary)
+        except mp.MultipartError as exc:
+            raise DicomWebError(400, f"malformed multipart body: {exc}") from exc
+        if not parts:
+            raise DicomWebError(400, "the multipart body has no parts")
+        outcomes = []
+        for part in parts:
+            spool.seek(part.offset)
+            outcomes.append(self._store_part(part.headers, spool.read(part.length), study,
+                                             source))
+        return outcomes
 
-    def _store_part(self, part: mp.Part, study: str | None, source: IngestSource
-                    ) -> PartOutcome:
+    def _store_part(self, headers: dict[str, str], data: bytes, study: str | None,
+                    source: IngestSource) -> PartOutcome:
         try:
-            ptype = part.headers.get("content-type", "application/dicom")
+            ptype = headers.get("content-type", "application/dicom")
             if mp.parse_media_type(ptype).type not in ("application/dicom", ""):
                 return PartOutcome(None, UNSUPPORTED_PART, "", "",
                                    f"a part of type {ptype} is not application/dicom")
-            data = bytes(part.content)
-            part.content.release()
             if study is not None:
                 identity = _identity(data)
                 if identity is not None and identity[2] != study:
