@@ -12,7 +12,9 @@ clinician storing it again over STOW-RS, is a success.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import requests
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from tests.conftest import dcmtk, storescu_statuses
+from tests.conftest import CONFIG, CONSILIUM, dcmtk, storescu_statuses
 from tests.test_dicomweb import Api, encoded, read
 from tests.webserver import WebServer
 
@@ -154,3 +156,22 @@ def test_stow_into_another_institutions_study_is_refused(web: WebServer, tmp_pat
     denied = rows(web, "SELECT actor_institution, channel, patient_id FROM audit_event "
                        "WHERE action = 'denied' AND study_uid = ?", study)
     assert ("regional-center", "api", "REG-9") in denied
+
+
+def test_consilium_import_into_another_institutions_study_is_refused(web: WebServer,
+                                                                     tmp_path: Path) -> None:
+    study, series = generate_uid(), generate_uid()
+    city = write(tmp_path, "city", image(study, series, "CITY-10", "Belova^Olga"))
+    assert store(web, "CITY_CT1", city) == [0]
+    intruder = write(tmp_path, "intruder", image(study, series, "REG-10", "Kozlov^Ivan"))
+    env = dict(os.environ)
+    env.pop("CONSILIUM_CONFIG", None)
+    run = subprocess.run(
+        [str(CONSILIUM), "import", "--config", str(CONFIG), "--data-dir", str(web.data_dir),
+         "--institution", "regional-center", "--quiet", str(intruder), str(city)],
+        capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "stored 0, duplicate 0, refused 2" in run.stdout
+    assert run.stdout.count("foreign-uid") == 2 and "Belova" not in run.stdout
+    assert rows(web, "SELECT institution_id, num_instances FROM study WHERE study_uid = ?",
+                study) == [("city-hospital", 1)]
