@@ -197,7 +197,7 @@ class _Walker:
                 vr = bytes(self.buf[pos + 4 : pos + 6])
                 if vr not in _KNOWN_VRS:
                     raise UnreadableDicom(
-                        f"unknown VR {vr.decode('latin-1')!r} of ({tag >> 16:04X},"
+                        f"unknown VR 0x{vr.hex().upper()} of ({tag >> 16:04X},"
                         f"{tag & 0xFFFF:04X}) at byte {pos}")
                 if vr in _LONG_VRS:
                     self._need(pos, 12, "an element header", limit)

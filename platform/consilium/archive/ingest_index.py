@@ -76,13 +76,15 @@ class RowCache:
 
 
 def refused(refusal: Refusal, reason: str, header: InstanceHeader | None = None) -> IngestResult:
+    """A refusal; its reason becomes a C-STORE Error Comment (LO: one value, so no
+    backslash) and a STOW-RS warning."""
     return IngestResult(
         Outcome.REFUSED,
         sop_instance_uid=header.sop_instance_uid if header else "",
         sop_class_uid=header.sop_class_uid if header else "",
         study_uid=header.study_uid if header else "",
         refusal=refusal,
-        reason=reason,
+        reason=reason.replace("\\", "/"),
         patient_id=header.patient_id if header else "",
     )
 
