@@ -448,6 +448,9 @@ def _index(store: ArchiveStore, written: _Written) -> IngestResult:
             store.forget(header)
             if attempt == 2:
                 raise
+        except BaseException:  # rows remembered in the rolled back transaction
+            store.forget(header)
+            raise
     raise AssertionError("unreachable")
 
 
