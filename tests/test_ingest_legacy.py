@@ -87,6 +87,20 @@ def test_one_unreadable_object_does_not_fail_a_search(legacy: tuple[WebServer, s
     assert found == {*uids, str(split_part10(good).meta.MediaStorageSOPInstanceUID)}
 
 
+def test_pixels_of_an_unreadable_object_answer_without_a_500(
+        legacy: tuple[WebServer, str, list[str]]) -> None:
+    web, study, uids = legacy
+    api = Api(web, "city-hospital")
+    for uid in uids:
+        path = f"/studies/{study}/series/{study}.1/instances/{uid}"
+        for suffix, accept in (("/rendered", "image/png"), ("/thumbnail", "image/jpeg"),
+                               ("/frames/1", None), ("/bulkdata/7FE00010", None),
+                               ("", 'multipart/related; type="application/dicom"; '
+                                    "transfer-syntax=1.2.840.10008.1.2.1")):
+            answer = api.get(path + suffix, accept)
+            assert answer.status_code < 500, (suffix, uid, answer.status_code, answer.text[:200])
+
+
 @pytest.mark.parametrize("value", ["\\", "\\\\", " \\ "])
 def test_an_empty_uid_list_is_a_bad_request(legacy: tuple[WebServer, str, list[str]],
                                             value: str) -> None:

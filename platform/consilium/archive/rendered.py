@@ -37,7 +37,7 @@ from pydicom.uid import (
 )
 
 from consilium.archive import pixel_guard as guard
-from consilium.archive.dicomjson import StoredHeader
+from consilium.archive.dicomjson import StoredHeader, read_stored_header
 from consilium.archive.pixel_guard import PixelLimits
 
 UNCOMPRESSED = frozenset(
@@ -88,6 +88,28 @@ def _guard(ds: Dataset, limits: PixelLimits, indexes: list[int]) -> None:
                 guard.check_codestream(frame, ts, limits)
     except guard.PixelsTooLarge as exc:
         raise PixelsTooLarge(f"not decoded here: {exc}") from exc
+
+
+def read_stored(path: Path) -> Dataset:
+    """A stored file as pydicom reads it; an object pydicom cannot read (stored before ingest
+    checked as much as it does now) is a :class:`PixelError`, not a failed request."""
+    try:
+        return dcmread(path)
+    except OSError:
+        raise
+    except Exception as exc:  # pydicom raises anything from RecursionError to KeyError
+        raise PixelError(f"the stored object cannot be read ({type(exc).__name__})") from exc
+
+
+def stored_header(path: Path) -> StoredHeader:
+    """:func:`~consilium.archive.dicomjson.read_stored_header`, failing as :func:`read_stored`
+    does."""
+    try:
+        return read_stored_header(path)
+    except OSError:
+        raise
+    except Exception as exc:
+        raise PixelError(f"the stored object cannot be read ({type(exc).__name__})") from exc
 
 
 def frame_media_type(transfer_syntax: str) -> str:
@@ -198,7 +220,7 @@ def native_frames_le(path: Path, numbers: list[int], header: StoredHeader | None
         return [_byte_order_fixed(header.dataset, f, big) for f in raw]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = dcmread(path)
+        ds = read_stored(path)
     count = _frame_count(ds)
     _check_numbers(numbers, count)
     _guard(ds, limits, [n - 1 for n in numbers])
@@ -217,7 +239,7 @@ def check_convertible(path: Path, limits: PixelLimits) -> None:
     """Raise :class:`PixelsTooLarge` if :func:`to_explicit_le` would decode beyond ``limits``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = dcmread(path)
+        ds = read_stored(path)
         ts = UID(str(ds.file_meta.get("TransferSyntaxUID", "")))
         if "PixelData" in ds and (ts.is_compressed or ts == ExplicitVRBigEndian):
             _guard(ds, limits, list(range(_frame_count(ds))))
@@ -227,7 +249,7 @@ def to_explicit_le(path: Path, *, limits: PixelLimits) -> bytes:
     """The stored instance re-encoded in Explicit VR Little Endian (uncompressed)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = dcmread(path)
+        ds = read_stored(path)
         ts = UID(str(ds.file_meta.get("TransferSyntaxUID", "")))
         if "PixelData" in ds and (ts.is_compressed or ts == ExplicitVRBigEndian):
             _guard(ds, limits, list(range(_frame_count(ds))))
@@ -359,7 +381,7 @@ def render(path: Path, frame: int, params: RenderParams, media_type: str, *,
     """Frame ``frame`` (1-based) of a stored image as JPEG or PNG."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = dcmread(path)
+        ds = read_stored(path)
         if not any(t in ds for t in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
             raise PixelError("the instance has no pixel data to render")
         count = _frame_count(ds)

@@ -247,7 +247,7 @@ class Wado(DicomWebBase):
         limits = self.store.pixel_limits
 
         def load() -> list[bytes]:
-            header = dj.read_stored_header(path)
+            header = px.stored_header(path)
             if form == "native" or stored in px.UNCOMPRESSED:
                 return px.native_frames_le(path, numbers, header, limits=limits)
             return px.stored_frames(path, header, numbers, limits=limits)
@@ -289,7 +289,7 @@ class Wado(DicomWebBase):
         def load() -> list[bytes]:
             if len(element_path) == 1 and element_path[0].upper() in ("7FE00010", "7FE00008",
                                                                         "7FE00009"):
-                header = dj.read_stored_header(path)
+                header = px.stored_header(path)
                 count = px._frame_count(header.dataset)
                 if item.transfer_syntax_uid in px.UNCOMPRESSED:
                     return [b"".join(px.native_frames_le(path, list(range(1, count + 1)),
@@ -299,7 +299,7 @@ class Wado(DicomWebBase):
 
         try:
             data = await anyio.to_thread.run_sync(load)
-        except (KeyError, IndexError, ValueError) as exc:
+        except (KeyError, IndexError, ValueError, RecursionError) as exc:
             raise DicomWebError(404, f"no bulk data at {'/'.join(element_path)}: {exc}") from exc
         response = _multipart(data, "application/octet-stream", "application/octet-stream")
         response.background = self.audit(caller, AuditAction.VIEW, item.study_uid,
