@@ -30,6 +30,7 @@ from consilium.archive.ingest import (
 from consilium.archive.models import instances, series_table, studies
 from consilium.audit import AuditEvent, AuditTrail
 from consilium.db import make_engine, migrate
+from consilium.settings import DuplicatePolicy
 
 CITY = IngestSource("city-hospital", "CITY_CT1", "dimse")
 CITY_PACS = IngestSource("city-hospital", "CITY_PACS", "dimse")
@@ -167,7 +168,7 @@ def test_a_sop_instance_of_another_institution_is_never_acknowledged(store: Arch
     # identical content from another institution: not a "duplicate" success
     assert send(other, instance, REGIONAL)[:2] == (Outcome.REFUSED, Refusal.FOREIGN)
     # other content under that UID, from another institution, under the replace policy too
-    other.duplicate_policy = store.duplicate_policy.__class__("replace")
+    other.duplicate_policy = DuplicatePolicy.REPLACE
     changed = ct(generate_uid(), generate_uid(), patient="R-1", sop=str(instance.SOPInstanceUID))
     assert send(other, changed, REGIONAL)[:2] == (Outcome.REFUSED, Refusal.FOREIGN)
     assert counts(store) == before

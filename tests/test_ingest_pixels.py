@@ -30,9 +30,9 @@ from consilium.db import make_engine, migrate
 from consilium.render.protocol import Failure, InfoSpec, Job, SeriesSource
 from consilium.render.workers import Worker
 from consilium_rendering import BuildOptions, SeriesError, SeriesProblem, build_volume
+from tests.fuzzing import peak_rss_mb
 from tests.test_bad_input import RLE_LOSSLESS, _encapsulated, encode, rle_bomb, small_ct
 from tests.test_dicomweb import Api
-from tests.test_ingest_stow import peak_rss_mb
 from tests.webserver import WebServer
 
 CITY = IngestSource("city-hospital", "CITY_CT1", "dimse")

@@ -17,6 +17,7 @@ import requests
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from consilium.archive.dicomfile import build_file_meta
+from tests.fuzzing import peak_rss_mb
 from tests.test_bad_input import _deep_nesting, encode, small_ct
 from tests.test_dicomweb import Api, values
 from tests.webserver import WebServer
@@ -50,14 +51,6 @@ def post(api: Api, files: list[bytes], chunked: bool = False) -> requests.Respon
     if not chunked:
         data = b"".join(data)
     return requests.post(api.base + "/studies", data=data, headers=headers, timeout=300)
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The peak resident memory of a process (VmHWM), MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
 
 
 def rows(web: WebServer, sql: str, *args: object) -> list[tuple[object, ...]]:
