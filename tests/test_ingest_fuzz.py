@@ -31,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("dcmtk_available")
 
 PER_CHANNEL = 100
 STOW_BATCH = 20
-PEAK_MB = 1500  # each process of a server: the web process and every DIMSE worker
+PEAK_MB = 600  # each process of a server: the web process and every DIMSE worker
 
 
 @pytest.fixture(scope="module")
