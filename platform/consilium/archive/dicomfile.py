@@ -46,7 +46,7 @@ IMPLEMENTATION_VERSION_NAME = "CONSILIUM_01"
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
-_KNOWN_VRS = _LONG_VRS | frozenset(
+_SHORT_VRS = frozenset(
     {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
      b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
 )
@@ -195,20 +195,22 @@ class _Walker:
                 pos += 8
             else:
                 vr = bytes(self.buf[pos + 4 : pos + 6])
-                if vr not in _KNOWN_VRS:
-                    raise UnreadableDicom(
-                        f"unknown VR 0x{vr.hex().upper()} of ({tag >> 16:04X},"
-                        f"{tag & 0xFFFF:04X}) at byte {pos}")
                 if vr in _LONG_VRS:
                     self._need(pos, 12, "an element header", limit)
                     length = u32(self.buf, pos + 8)[0]
                     pos += 12
-                else:
+                elif vr in _SHORT_VRS:
                     length = u16(self.buf, pos + 6)[0]
                     pos += 8
-            if top and tag in self.wanted and length != _UNDEFINED:
-                self.found[tag] = (vr or None, pos, length)
-            top_pixels = top and tag in _PIXEL_TAGS
+                else:
+                    raise UnreadableDicom(
+                        f"unknown VR 0x{vr.hex().upper()} of ({tag >> 16:04X},"
+                        f"{tag & 0xFFFF:04X}) at byte {pos}")
+            top_pixels = False
+            if top:
+                if tag in self.wanted and length != _UNDEFINED:
+                    self.found[tag] = (vr or None, pos, length)
+                top_pixels = tag in _PIXEL_TAGS
             if length == _UNDEFINED:
                 if tag == _PIXEL_DATA:
                     start = pos
@@ -220,8 +222,9 @@ class _Walker:
                     # SQ, or UN holding a sequence (its content is implicit VR little endian)
                     pos = self.sequence(pos, implicit or vr == b"UN", u16, u32, None)
             else:
-                self._need(pos, length, f"the value of ({tag >> 16:04X},{tag & 0xFFFF:04X})",
-                           limit)
+                if pos + length > limit:  # (inline: this runs for every element)
+                    raise UnreadableDicom(f"dataset truncated in the value of ({tag >> 16:04X},"
+                                          f"{tag & 0xFFFF:04X}) at byte {pos}")
                 if length and (vr == b"SQ" or (implicit and _is_sequence(tag))):
                     self.sequence(pos, implicit, u16, u32, pos + length)
                 if top_pixels:
@@ -295,9 +298,9 @@ def check_structure(dataset: bytes | memoryview, transfer_syntax: str) -> Instan
         raise UnreadableDicom("empty dataset")
     walker = _Walker(view, encoding, _HEADER_TAGS)
     walker.dataset(0, encoding.implicit_vr, stop_at_item_end=False)
-    fast = _plain_header(view, walker.found, encoding)
+    fast = _plain_header(view, walker.found, encoding, walker.pixel)
     if fast is not None:
-        return replace(fast, pixel=walker.pixel) if walker.pixel is not None else fast
+        return fast
     raw = Dataset()
     for tag, (vr, offset, length) in sorted(walker.found.items()):
         value = bytes(view[offset : offset + length])
@@ -440,7 +443,7 @@ _NOT_PLAIN = frozenset(range(0x80, 0x100)) | {0x1B, 0x5C}  # non-ASCII, ISO 2022
 
 
 def _plain_header(view: memoryview, found: dict[int, tuple[bytes | None, int, int]],
-                  encoding: Encoding) -> InstanceHeader | None:
+                  encoding: Encoding, pixel: PixelLayout | None = None) -> InstanceHeader | None:
     """The header straight from the bytes when every value is plain: single-valued ASCII
     text (so no character set can change it), integer strings and 2-byte US values. None
     otherwise, and pydicom decodes it (:func:`_header_of`); both agree (tested on the whole
@@ -482,7 +485,7 @@ def _plain_header(view: memoryview, found: dict[int, tuple[bytes | None, int, in
         else:
             return None
     values["number_of_frames"] = values["number_of_frames"] or 1
-    return InstanceHeader(**values)
+    return InstanceHeader(**values, pixel=pixel)
 
 
 def _text(ds: Dataset, keyword: str, limit: int = 256) -> str:
