@@ -159,6 +159,7 @@ def create_app(runtime: Runtime) -> Any:
                     middleware=[Middleware(UnexpectedErrors)])
     app.state.runtime = runtime
     app.state.consult = consult_ctx  # the consult domain's context (tests call it directly)
+    app.state.json_max_bytes = settings.http_max_json_kb * 1024  # http_api.read_json
     app.state.directory = directory
     combined = create_socket_app(app, directory, runtime, notifier)
     return AuthenticationMiddleware(combined, settings, runtime.engine, directory, runtime.audit,

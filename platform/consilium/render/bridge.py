@@ -38,6 +38,7 @@ from consilium.render.protocol import (
     VolumeSpec,
 )
 from consilium.render.workers import (
+    DEFAULT_MAX_FRAME_PIXELS,
     PoolBusy,
     PoolClosed,
     RenderPool,
@@ -61,10 +62,12 @@ class RenderFailure(DomainError):
 class RenderBridge:
     """Jobs to the worker pool, results back as awaitables."""
 
-    def __init__(self, workers: int, cache_mb: int, log_level: str = "INFO") -> None:
+    def __init__(self, workers: int, cache_mb: int, log_level: str = "INFO",
+                 max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS) -> None:
         self.workers = workers
         self.cache_mb = cache_mb
         self.log_level = log_level
+        self.max_frame_pixels = max_frame_pixels
         self._pool: RenderPool | None = None
         self._lock = threading.Lock()
 
@@ -73,7 +76,8 @@ class RenderBridge:
         if self._pool is None:
             with self._lock:
                 if self._pool is None:
-                    self._pool = RenderPool(self.workers, self.cache_mb, self.log_level)
+                    self._pool = RenderPool(self.workers, self.cache_mb, self.log_level,
+                                            self.max_frame_pixels)
         return self._pool
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,8 @@ from consilium.archive.dicomweb.base import (
     require_json,
 )
 from consilium.errors import InvalidInput
+
+log = logging.getLogger(__name__)
 
 MAX_RESULTS = 1000  # QIDO results per response when the client sets no (or a larger) limit
 
@@ -207,7 +210,8 @@ class Qido(DicomWebBase):
             if found is not None:
                 try:
                     metadata = json.loads(self.metadata.get(found[0], self.store.path_of(found[1])))
-                except (OSError, ValueError):
+                except Exception:  # one unreadable object empties its extras only
+                    log.warning("QIDO: no metadata for %s", uid, exc_info=True)
                     metadata = {}
             for tag, vr in tags:
                 element = metadata.get(dj.tag_key(tag))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import warnings
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ from consilium.archive.dicomweb.base import (
     compressed,
     require_json,
 )
+from consilium.archive.pixel_guard import PixelLimits
 from consilium.errors import InvalidInput, NotAcceptable, NotFound
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,19 @@ class Wado(DicomWebBase):
             total = sum(len(h) for h in heads) + sum(i.size_bytes for i in items) + len(tail)
             headers["Content-Length"] = str(total)
         paths = [self._path(i) for i in items]
+        if any(convert):  # refused now, not as a broken stream once the answer has begun
+            limits = self.store.pixel_limits
+
+            def check() -> None:
+                for path, converted in zip(paths, convert, strict=True):
+                    if converted:
+                        px.check_convertible(path, limits)
+
+            try:
+                await anyio.to_thread.run_sync(check)
+            except px.PixelError as exc:
+                raise NotAcceptable(f"{exc}; ask for the stored transfer syntax "
+                                    "(transfer-syntax=*)") from exc
 
         # batches of whole parts: the first is one instance (the first byte goes out at
         # once), then about READ_BATCH bytes each; the next batch is read while one is sent
@@ -123,7 +138,8 @@ class Wado(DicomWebBase):
 
             def start(k: int) -> asyncio.Future[memoryview]:
                 return loop.run_in_executor(None, _read_batch, paths, sizes, batches[k], heads,
-                                            convert, tail if k == len(batches) - 1 else b"")
+                                            convert, tail if k == len(batches) - 1 else b"",
+                                            self.store.pixel_limits)
 
             pending = start(0)
             for k in range(len(batches)):
@@ -230,12 +246,13 @@ class Wado(DicomWebBase):
             raise NotAcceptable(f"frames stored as {stored} cannot be decoded here; ask "
                                 "for the stored transfer syntax (transfer-syntax=*)")
         path = self._path(item)
+        limits = self.store.pixel_limits
 
         def load() -> list[bytes]:
-            header = dj.read_stored_header(path)
+            header = px.stored_header(path)
             if form == "native" or stored in px.UNCOMPRESSED:
-                return px.native_frames_le(path, numbers, header)
-            return px.stored_frames(path, header, numbers)
+                return px.native_frames_le(path, numbers, header, limits=limits)
+            return px.stored_frames(path, header, numbers, limits=limits)
 
         try:
             data = await anyio.to_thread.run_sync(load)
@@ -257,6 +274,7 @@ class Wado(DicomWebBase):
         reader = self.reader(request)
         item = self._instances(request, reader, Purpose.FRAME, {"what": "bulk data"})[0]
         path = self._path(item)
+        limits = self.store.pixel_limits
         element_path = request.path_params["path"].strip("/").split("/")
         for media in accepted_types(request):
             if media.type in ("*/*", "multipart/*", "application/octet-stream") or (
@@ -272,17 +290,17 @@ class Wado(DicomWebBase):
         def load() -> list[bytes]:
             if len(element_path) == 1 and element_path[0].upper() in ("7FE00010", "7FE00008",
                                                                         "7FE00009"):
-                header = dj.read_stored_header(path)
+                header = px.stored_header(path)
                 count = px._frame_count(header.dataset)
                 if item.transfer_syntax_uid in px.UNCOMPRESSED:
                     return [b"".join(px.native_frames_le(path, list(range(1, count + 1)),
-                                                         header))]
-                return px.stored_frames(path, header, list(range(1, count + 1)))
+                                                         header, limits=limits))]
+                return px.stored_frames(path, header, list(range(1, count + 1)), limits=limits)
             return [_bulk_value(path, element_path)]
 
         try:
             data = await anyio.to_thread.run_sync(load)
-        except (KeyError, IndexError, ValueError) as exc:
+        except (KeyError, IndexError, ValueError, RecursionError) as exc:
             raise _absent(f"no bulk data at {'/'.join(element_path)}: {exc}") from exc
         return _multipart(data, "application/octet-stream", "application/octet-stream")
 
@@ -330,9 +348,9 @@ class Wado(DicomWebBase):
         if thumbnail and key in self._thumbnails:
             return Response(self._thumbnails[key], media_type=media_type)
         try:
-            data = await anyio.to_thread.run_sync(
-                px.render, self._path(item), frame, params, media_type
-            )
+            data = await anyio.to_thread.run_sync(functools.partial(
+                px.render, self._path(item), frame, params, media_type,
+                limits=self.store.pixel_limits))
         except IndexError as exc:
             raise _absent(str(exc)) from exc
         except px.PixelError as exc:
@@ -345,9 +363,9 @@ class Wado(DicomWebBase):
 
 
 def _read_batch(paths: list[Path], sizes: list[int], batch: list[int], heads: list[bytes],
-                convert: list[bool], tail: bytes) -> memoryview:
+                convert: list[bool], tail: bytes, limits: PixelLimits) -> memoryview:
     """Part heads and file contents of ``batch`` in one buffer, files read straight into it."""
-    converted = {n: px.to_explicit_le(paths[n]) for n in batch if convert[n]}
+    converted = {n: px.to_explicit_le(paths[n], limits=limits) for n in batch if convert[n]}
     total = sum(len(heads[n]) + len(converted.get(n, b"")) + (0 if convert[n] else sizes[n])
                 for n in batch) + len(tail)
     buffer = bytearray(total)
