@@ -14,7 +14,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -32,6 +31,7 @@ from pydicom.uid import (
 
 from consilium.archive.dicomfile import UnreadableDicom, build_file_meta, check_structure
 from consilium.archive.dicomfile import split_part10 as split
+from consilium.archive.pixel_guard import PixelLimits, ingest_problems
 from tests.conftest import (
     ConsiliumServer,
     dcmtk,
@@ -153,6 +153,79 @@ def _other_class(folder: Path) -> Path:
                   ExplicitVRLittleEndian, encode(ds))
 
 
+def _deep_nesting(folder: Path) -> Path:
+    """1,000 levels of sequences of undefined length (a sequence in an item in a sequence...)."""
+    uid = generate_uid()
+    body = encode(small_ct(SOPInstanceUID=uid))
+    pixel_at = body.index(b"\xe0\x7f\x10\x00")  # (7FE0,0010), explicit VR little endian
+    opening = (b"\x40\x00\x30\xa7" + b"SQ\x00\x00" + b"\xff\xff\xff\xff"  # ContentSequence
+               + b"\xfe\xff\x00\xe0\xff\xff\xff\xff")  # an item of undefined length
+    closing = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00" + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    nested = opening * 1000 + closing * 1000
+    return part10(folder, "deep-nesting", CTImageStorage, uid, ExplicitVRLittleEndian,
+                  body[:pixel_at] + nested + body[pixel_at:])
+
+
+def _unknown_vr(folder: Path) -> Path:
+    uid = generate_uid()
+    body = encode(small_ct(SOPInstanceUID=uid))
+    at = body.index(b"\x08\x00\x60\x00CS")  # Modality
+    body = body[:at + 4] + b"ZZ" + body[at + 6:]
+    return part10(folder, "unknown-vr", CTImageStorage, uid, ExplicitVRLittleEndian, body)
+
+
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+
+
+def _native_labelled_jpeg(folder: Path) -> Path:
+    uid = generate_uid()
+    return part10(folder, "native-as-jpeg", CTImageStorage, uid, JPEG_BASELINE,
+                  encode(small_ct(SOPInstanceUID=uid)))
+
+
+def _encapsulated(ds: Dataset, fragment: bytes, ts: str) -> bytes:
+    from pydicom.encaps import encapsulate
+
+    ds.PixelData = encapsulate([fragment])
+    ds["PixelData"].VR = "OB"
+    return encode(ds, ts)
+
+
+def rle_fragment() -> bytes:
+    """An RLE frame header with two segments (16-bit samples) and a few runs each."""
+    import struct
+
+    runs = b"\x81\x00" * 8
+    return struct.pack("<16I", 2, 64, 64 + len(runs), *[0] * 13) + runs + runs
+
+
+def _rle_labelled_explicit(folder: Path) -> Path:
+    uid = generate_uid()
+    ds = small_ct(SOPInstanceUID=uid)
+    body = _encapsulated(ds, rle_fragment(), RLE_LOSSLESS)
+    return part10(folder, "rle-as-explicit", CTImageStorage, uid, ExplicitVRLittleEndian, body)
+
+
+def _jpeg_without_soi(folder: Path) -> Path:
+    uid = generate_uid()
+    ds = small_ct(SOPInstanceUID=uid)
+    body = _encapsulated(ds, b"\x00\x01" * 64, JPEG_BASELINE)
+    return part10(folder, "jpeg-without-soi", CTImageStorage, uid, JPEG_BASELINE, body)
+
+
+def rle_bomb(uid: str, **overrides: str | None) -> bytes:
+    """The object of the issue: a few kB of RLE declaring 65535 x 65535 pixels (8 GB decoded)."""
+    ds = small_ct(SOPInstanceUID=uid, **overrides)
+    ds.Rows = ds.Columns = 65535
+    return _encapsulated(ds, rle_fragment(), RLE_LOSSLESS)
+
+
+def _rle_bomb(folder: Path) -> Path:
+    uid = generate_uid()
+    return part10(folder, "rle-65535", CTImageStorage, uid, RLE_LOSSLESS, rle_bomb(uid))
+
+
 CASES = {
     "truncated": Case(0xC210, "unreadable", _truncated),
     "truncated-deflated": Case(0xC210, "unreadable", _truncated_deflated),
@@ -165,6 +238,12 @@ CASES = {
     "no-SOPInstanceUID": Case(0xC211, "missing-uid", _without("SOPInstanceUID")),
     "SOPInstanceUID-differs": Case(0xA900, "mismatch", _other_instance),
     "SOPClassUID-differs": Case(0xA900, "mismatch", _other_class),
+    "deep-nesting": Case(0xC210, "unreadable", _deep_nesting),
+    "unknown-VR": Case(0xC210, "unreadable", _unknown_vr),
+    "native-labelled-JPEG": Case(0xC210, "unreadable", _native_labelled_jpeg),
+    "RLE-labelled-explicit": Case(0xC210, "unreadable", _rle_labelled_explicit),
+    "JPEG-without-SOI": Case(0xC210, "unreadable", _jpeg_without_soi),
+    "RLE-declaring-65535x65535": Case(0xC214, "too-large", _rle_bomb),
 }
 
 
@@ -218,10 +297,16 @@ def test_bad_dataset_is_refused_logged_and_not_kept(
     server = servers[path]
     case = CASES[name]
     bad = case.make(tmp_path)
-    # the case is what it says: unreadable ones fail the structure check, the others pass it
+    # the case is what it says: unreadable ones fail the structure or the pixel check, too
+    # large ones the pixel check, the others pass both
     data = bad.read_bytes()
-    with pytest.raises(UnreadableDicom) if case.refusal == "unreadable" else nullcontext():
-        check_structure(memoryview(data)[split(data).dataset_offset:], split(data).transfer_syntax)
+    view, ts = memoryview(data)[split(data).dataset_offset:], split(data).transfer_syntax
+    try:
+        problem = ingest_problems(check_structure(view, ts), view, ts, PixelLimits())
+        found = problem[0] if problem else None
+    except UnreadableDicom:
+        found = "unreadable"
+    assert found == (case.refusal if case.refusal in ("unreadable", "too-large") else None)
     before, lines = archive_contents(server.data_dir), refusal_lines(server, case)
 
     [(status, comment)] = send_raw(server.dicom_port, [bad], with_find=PATHS[path])

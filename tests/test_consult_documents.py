@@ -24,9 +24,13 @@ from sqlalchemy import select
 from consilium.archive.ingest import ArchiveStore, IngestSource, ingest_part10
 from consilium.archive.models import instances, series_table, studies
 from consilium.audit import AuditTrail
-from consilium.consult import documents as docs
+from consilium.consult import archiving, attachments, conclusion_dicom, conclusion_pdf
+from consilium.consult import files as case_files
 from consilium.consult import workflow as wf
+from consilium.consult.context import DocumentsConfig, due_hours
+from consilium.consult.routes import conclusion_public
 from consilium.db import make_engine, migrate
+from consilium.settings import Settings
 from tests.conftest import CONFIG, CONSILIUM, dcmtk, pydicom_data_dir
 from tests.test_consult_workflow import CONSULTANT, REFERRING
 from tests.webserver import WebServer, csrf_of
@@ -235,7 +239,7 @@ def test_signing_writes_the_conclusion_into_the_archive(web: WebServer) -> None:
     assert str(series["SR"].SeriesInstanceUID) == by_kind["sr"]["series_uid"]
 
     document = _get_instance(web, by_kind["pdf"]["sop_instance_uid"])
-    assert document.SOPClassUID == docs.ENCAPSULATED_PDF
+    assert document.SOPClassUID == conclusion_dicom.ENCAPSULATED_PDF
     assert document.MIMETypeOfEncapsulatedDocument == "application/pdf"
     length = int(document.EncapsulatedDocumentLength)
     assert document.EncapsulatedDocument[:length] == pdf.content  # byte for byte
@@ -245,7 +249,7 @@ def test_signing_writes_the_conclusion_into_the_archive(web: WebServer) -> None:
     assert document.ConceptNameCodeSequence[0].CodeValue == "11488-4"
 
     report = _get_instance(web, by_kind["sr"]["sop_instance_uid"])
-    assert report.SOPClassUID == docs.BASIC_TEXT_SR and report.Modality == "SR"
+    assert report.SOPClassUID == conclusion_dicom.BASIC_TEXT_SR and report.Modality == "SR"
     assert (report.CompletionFlag, report.VerificationFlag) == ("COMPLETE", "VERIFIED")
     assert report.VerifyingObserverSequence[0].VerifyingObserverName == "Елена Кузнецова"
     texts = {item.ConceptNameCodeSequence[0].CodeMeaning: item.TextValue
@@ -280,8 +284,8 @@ def ctx(tmp_path: Path) -> wf.ConsultContext:
     store = ArchiveStore(engine=engine, storage_dir=tmp_path / "dicom")
     assert ingest_part10(store, (DATA / "test_files" / "CT_small.dcm").read_bytes(),
                          IngestSource("city-hospital")).ok
-    return wf.ConsultContext(engine, AuditTrail(engine), dict(wf.DEFAULT_DUE_HOURS),
-                             documents=docs.DocumentsConfig(
+    return wf.ConsultContext(engine, AuditTrail(engine), due_hours(Settings()),
+                             documents=DocumentsConfig(
                                  store, tmp_path / "attachments",
                                  institution_names={"regional-center": "Regional Center"}))
 
@@ -307,33 +311,34 @@ def test_an_archive_failure_keeps_the_signature_and_is_retried(ctx: wf.ConsultCo
     source.rename(hidden)  # the study's only file is gone when the conclusion is signed
     signed = wf.conclude(ctx, CONSULTANT, case.id, findings="f", impression="Норма.")
     assert signed.version == 1  # signed all the same
-    rows = docs.archived_of(ctx, case.id)[signed.id or 0]
+    rows = archiving.archived_of(ctx, case.id)[signed.id or 0]
     assert [(r.kind, r.status) for r in rows] == [("pdf", "failed"), ("sr", "failed")]
     assert all("no archived instance" in r.reason or "No such file" in r.reason
                for r in rows), [r.reason for r in rows]
-    shown = docs.conclusion_json(signed, rows)
+    shown = conclusion_public(signed, rows).model_dump()
     assert shown["archived"] == [] and len(shown["archive_failures"]) == 2
-    assert docs.retry_archiving(ctx) == 2  # still failing
+    assert archiving.retry_archiving(ctx) == 2  # still failing
     hidden.rename(source)
-    assert docs.retry_archiving(ctx) == 0
-    rows = docs.archived_of(ctx, case.id)[signed.id or 0]
+    assert archiving.retry_archiving(ctx) == 0
+    rows = archiving.archived_of(ctx, case.id)[signed.id or 0]
     assert [(r.kind, r.status) for r in rows] == [("pdf", "stored"), ("sr", "stored")]
-    assert docs.retry_archiving(ctx) == 0  # nothing left, and a retry would be a duplicate
+    assert archiving.retry_archiving(ctx) == 0  # nothing left, and a retry would be a duplicate
     with ctx.engine.connect() as conn:
         modalities = set(conn.execute(select(series_table.c.modality)
                                       .join(studies, studies.c.id == series_table.c.study_pk)
                                       .where(studies.c.study_uid == CITY_STUDY)).scalars())
     assert modalities == {"CT", "DOC", "SR"}
-    pdf = docs.conclusion_pdf(ctx, REFERRING, case.id, 1)
+    pdf = conclusion_pdf.conclusion_pdf(ctx, REFERRING, case.id, 1)
     assert pdf.startswith(b"%PDF-")
 
 
 def test_content_checks() -> None:
-    assert docs.check_content(PDF, "application/pdf; charset=binary", 100) == "application/pdf"
-    assert docs.check_content(b"\0" * 128 + b"DICM" + bytes(8), "application/dicom",
-                              1000) == "application/dicom"
-    assert docs.clean_filename("C:\\scans\\\x00 a.png") == "a.png"
-    assert docs.clean_filename("..") == "attachment"
+    check = attachments.check_content
+    assert check(PDF, "application/pdf; charset=binary", 100) == "application/pdf"
+    assert check(b"\0" * 128 + b"DICM" + bytes(8), "application/dicom",
+                 1000) == "application/dicom"
+    assert attachments.clean_filename("C:\\scans\\\x00 a.png") == "a.png"
+    assert attachments.clean_filename("..") == "attachment"
 
 
 def test_temporary_files_of_an_interrupted_upload_are_swept(tmp_path: Path) -> None:
@@ -346,9 +351,9 @@ def test_temporary_files_of_an_interrupted_upload_are_swept(tmp_path: Path) -> N
     kept = files / ("0" * 64)  # a stored attachment (named by its hash)
     for path in (stale, fresh, kept):
         path.write_bytes(b"x")
-    old = time.time() - docs.PARTIAL_MAX_AGE - 60
+    old = time.time() - case_files.PARTIAL_MAX_AGE - 60
     os.utime(stale, (old, old))
     os.utime(kept, (old, old))
-    assert docs.sweep_partial_files(files) == 1
+    assert case_files.sweep_partial_files(files) == 1
     assert not stale.exists() and fresh.exists() and kept.exists()
-    assert docs.sweep_partial_files(tmp_path / "missing") == 0
+    assert case_files.sweep_partial_files(tmp_path / "missing") == 0

@@ -9,12 +9,16 @@ import pytest
 
 from consilium.archive.ingest import ArchiveStore, IngestSource, ingest_part10
 from consilium.audit import AuditTrail
+from consilium.consult import reading
 from consilium.consult import workflow as wf
+from consilium.consult.context import due_hours
 from consilium.consult.models import CaseStatus, Priority
 from consilium.db import make_engine, migrate
 from consilium.errors import Conflict, Forbidden, InvalidInput, NotFound
 from consilium.identity.grants import granted_study_uids
+from consilium.identity.models import Role
 from consilium.identity.policy import Principal
+from consilium.settings import Settings
 from tests.conftest import pydicom_data_dir
 
 DATA = pydicom_data_dir()
@@ -23,8 +27,9 @@ REGIONAL_STUDY = "1.3.6.1.4.1.5962.1.2.4.20040826185059.5457"  # MR_small.dcm
 
 
 def person(name: str, institution: str, *roles: str) -> Principal:
-    return Principal(subject=f"dev:{name}", institution_id=institution, roles=frozenset(roles),
-                     display_name=name, authenticated=True)
+    return Principal(subject=f"dev:{name}", institution_id=institution,
+                     roles=frozenset(Role(r) for r in roles), display_name=name,
+                     authenticated=True)
 
 
 REFERRING = person("ivanova", "city-hospital", "referring")
@@ -46,7 +51,7 @@ def ctx(tmp_path: Path) -> wf.ConsultContext:
                               ("regional-center", "MR_small.dcm")):
         assert ingest_part10(store, (DATA / "test_files" / name).read_bytes(),
                              IngestSource(institution)).ok
-    return wf.ConsultContext(engine, AuditTrail(engine), dict(wf.DEFAULT_DUE_HOURS))
+    return wf.ConsultContext(engine, AuditTrail(engine), due_hours(Settings()))
 
 
 def draft(ctx: wf.ConsultContext, **kwargs: object) -> int:
@@ -64,7 +69,7 @@ def test_the_whole_path_to_a_signed_conclusion_and_its_history(ctx: wf.ConsultCo
     assert case.status == CaseStatus.SUBMITTED and case.due_at is not None
     assert (case.due_at - case.submitted_at).total_seconds() == 6 * 3600  # type: ignore[operator]
     assert granted_study_uids(ctx.engine, CONSULTANT) == {CITY_STUDY}  # exactly the linked one
-    assert [c.id for c in wf.inbox(ctx, CONSULTANT)] == [case_id]
+    assert [c.id for c in reading.inbox(ctx, CONSULTANT)] == [case_id]
     case = wf.accept(ctx, CONSULTANT, case_id, version=case.version)
     assert case.assignee_subject == CONSULTANT.subject
     wf.post_message(ctx, CONSULTANT, case_id, "Is there a prior CT?")
@@ -76,7 +81,7 @@ def test_the_whole_path_to_a_signed_conclusion_and_its_history(ctx: wf.ConsultCo
     second = wf.amend(ctx, CONSULTANT, case_id, findings="Spiculated 15 mm nodule.",
                       impression="Suspicious for malignancy.", reason="size re-measured")
     assert (second.version, second.replaces_version) == (2, 1)
-    signed = wf.conclusions(ctx, REFERRING, case_id)
+    signed = reading.conclusions(ctx, REFERRING, case_id)
     assert [(c.version, c.findings) for c in signed] == [
         (1, "Spiculated 14 mm nodule."), (2, "Spiculated 15 mm nodule.")]
     assert signed[0].content_sha256 != signed[1].content_sha256
@@ -84,7 +89,7 @@ def test_the_whole_path_to_a_signed_conclusion_and_its_history(ctx: wf.ConsultCo
     assert case.status == CaseStatus.CLOSED
     # grants outlive the case by the retention, then expire
     assert granted_study_uids(ctx.engine, CONSULTANT) == {CITY_STUDY}
-    kinds = [e.kind for e in wf.history(ctx, REG_HEAD, case_id)]
+    kinds = [e.kind for e in reading.history(ctx, REG_HEAD, case_id)]
     assert kinds == ["created", "submitted", "accepted", "message", "message", "concluded",
                      "amended", "closed"]
 
@@ -135,13 +140,13 @@ def test_cases_are_invisible_to_outsiders(ctx: wf.ConsultContext) -> None:
     case_id = draft(ctx)
     for outsider in (OTHER_REFERRING, ADMIN, CONSULTANT, REG_REFERRING):
         with pytest.raises(NotFound):  # a draft is the requester's own
-            wf.history(ctx, outsider, case_id)
-    assert wf.history(ctx, CITY_HEAD, case_id)  # the requester's head sees it
+            reading.history(ctx, outsider, case_id)
+    assert reading.history(ctx, CITY_HEAD, case_id)  # the requester's head sees it
     wf.submit(ctx, REFERRING, case_id)
-    assert wf.history(ctx, CONSULTANT, case_id)  # now the target's consultants do
+    assert reading.history(ctx, CONSULTANT, case_id)  # now the target's consultants do
     for outsider in (OTHER_REFERRING, ADMIN, REG_REFERRING):
         with pytest.raises(NotFound):
-            wf.history(ctx, outsider, case_id)
+            reading.history(ctx, outsider, case_id)
 
 
 @pytest.mark.parametrize("action, state", [
@@ -189,8 +194,8 @@ def test_linking_a_study_the_requester_may_not_see_is_403(ctx: wf.ConsultContext
 def test_named_specialist_and_reassignment(ctx: wf.ConsultContext) -> None:
     case_id = draft(ctx, target_subject=COLLEAGUE.subject)
     wf.submit(ctx, REFERRING, case_id)
-    assert wf.inbox(ctx, CONSULTANT) == []
-    assert [c.id for c in wf.inbox(ctx, COLLEAGUE)] == [case_id]
+    assert reading.inbox(ctx, CONSULTANT) == []
+    assert [c.id for c in reading.inbox(ctx, COLLEAGUE)] == [case_id]
     with pytest.raises(Forbidden):
         wf.accept(ctx, CONSULTANT, case_id)
     wf.reassign(ctx, REG_HEAD, case_id, subject=CONSULTANT.subject)
@@ -203,4 +208,4 @@ def test_inbox_is_sorted_by_priority_then_due_time(ctx: wf.ConsultContext) -> No
     urgent = draft(ctx, priority=Priority.URGENT)
     for case_id in (routine, emergency, urgent):
         wf.submit(ctx, REFERRING, case_id)
-    assert [c.id for c in wf.inbox(ctx, REG_HEAD)] == [emergency, urgent, routine]
+    assert [c.id for c in reading.inbox(ctx, REG_HEAD)] == [emergency, urgent, routine]

@@ -41,6 +41,7 @@ import pytest
 from pydicom.filereader import read_dataset
 
 from consilium.archive.dicomfile import UnreadableDicom, check_structure, split_part10
+from consilium.archive.pixel_guard import PixelLimits, ingest_problems
 from tests.conftest import (
     STORESCU_PROPOSAL,
     ConsiliumServer,
@@ -59,7 +60,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("dcmtk_available")]
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
 SUCCESS, DUPLICATE_SOP_INSTANCE = 0x0000, 0x0111
-CANNOT_UNDERSTAND = {0xC210, 0xC211}
+CANNOT_UNDERSTAND = {0xC210, 0xC211, 0xC214}  # 0xC214: declared pixels over the limits
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,9 @@ def _uid(value: str) -> str:
 @cache
 def corpus() -> Corpus:
     """pydicom's test_files and charset_files, recursively. A file is *valid* when it is a
-    PS3.10 file whose dataset is structurally complete and names its SOP Class, SOP Instance,
-    Study and Series; files that are not PS3.10 at all (no preamble/meta) are left out."""
+    PS3.10 file whose dataset is structurally complete, whose pixel data ingest takes, and
+    that names its SOP Class, SOP Instance, Study and Series; files that are not PS3.10 at all
+    (no preamble/meta) are left out."""
     base = pydicom_data_dir()
     valid: list[CorpusFile] = []
     invalid: dict[Path, str] = {}
@@ -99,11 +101,16 @@ def corpus() -> Corpus:
             part10 = split_part10(data)
         except UnreadableDicom:
             continue
+        view = memoryview(data)[part10.dataset_offset:]
         try:
-            header = check_structure(memoryview(data)[part10.dataset_offset:],
-                                     part10.transfer_syntax)
+            header = check_structure(view, part10.transfer_syntax)
         except UnreadableDicom as exc:
             invalid[path] = str(exc)
+            continue
+        # JPEG2000-embedded-sequence-delimiter.dcm: its codestream declares 3.7e9 x 1024 pixels
+        refused = ingest_problems(header, view, part10.transfer_syntax, PixelLimits())
+        if refused is not None:
+            invalid[path] = refused[1]
             continue
         missing = [name for name, value in (
             ("SOPClassUID", header.sop_class_uid), ("SOPInstanceUID", header.sop_instance_uid),

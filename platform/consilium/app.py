@@ -1,42 +1,35 @@
-"""Assembles the web application: routes of every domain, authentication, Socket.IO, the dev
-identity provider when configured. No logic here."""
+"""Assembles the web application: routes of every domain, the one error edge
+(:mod:`consilium.edge`), authentication, Socket.IO, the dev identity provider when configured.
+No logic here."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from html import escape
 from typing import Any
 
 import anyio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Mount, Route
 
-from consilium import __version__
-from consilium.archive import catalog
-from consilium.archive.access import Reader
 from consilium.archive.dicomweb import BASE_PATH, dicomweb_routes
 from consilium.archive.remote_routes import remote_routes
-from consilium.audit import Actor, AuditAction
-from consilium.consult.documents import MIB, DocumentsConfig, retry_archiving, sweep_partial_files
-from consilium.consult.models import Priority
+from consilium.archive.routes import archive_routes
+from consilium.archive.routes import studies_for as archive_studies_for
+from consilium.consult.archiving import retry_archiving
+from consilium.consult.context import consult_context
+from consilium.consult.files import sweep_partial_files
 from consilium.consult.routes import consult_routes
-from consilium.consult.workflow import ConsultContext
-from consilium.history.audit_search import (
-    AuditFilter,
-    parse_audit_query,
-    search_audit,
-    to_csv,
-)
-from consilium.history.consult_stats import CaseFilter, parse_grouping, turnaround
-from consilium.history.consult_stats import cases as history_cases
-from consilium.history.consult_stats import to_csv as history_csv
-from consilium.identity.middleware import AuthenticationMiddleware, client_address
-from consilium.identity.policy import Principal, may_read_audit
+from consilium.edge import UnexpectedErrors, exception_handlers
+from consilium.errors import InvalidInput
+from consilium.history.routes import audit_filter, audit_rows, history_routes
+from consilium.identity.middleware import AuthenticationMiddleware
+from consilium.identity.policy import may_read_audit
 from consilium.identity.ratelimit import UnauthenticatedAudit
 from consilium.identity.routes import identity_routes
 from consilium.identity.tokens import ProviderDirectory
@@ -56,48 +49,18 @@ PAGE_STYLE = (
 )
 
 
-def actor_of(request: Request, principal: Principal) -> Actor:
-    return Actor(principal.subject, principal.display_name, principal.institution_id or "",
-                 client_address(request.scope), "web")
-
-
-def consult_context(runtime: Runtime) -> ConsultContext:
-    settings = runtime.settings
-    sweep_partial_files(settings.data_dir / "attachments")
-    return ConsultContext(
-        runtime.engine, runtime.audit,
-        {Priority.EMERGENCY: settings.consult_due_hours_emergency,
-         Priority.URGENT: settings.consult_due_hours_urgent,
-         Priority.ROUTINE: settings.consult_due_hours_routine},
-        timedelta(days=settings.consult_grant_retention_days),
-        DocumentsConfig(runtime.store, settings.data_dir / "attachments",
-                        int(settings.consult_attachment_max_mb * MIB),
-                        {i.id: i.name for i in settings.institutions}, settings.storage_fsync))
-
-
 def create_app(runtime: Runtime) -> Any:
     settings = runtime.settings
     directory = ProviderDirectory(settings.effective_identity_providers)
     anonymous_audit = UnauthenticatedAudit(  # one limit for every unauthenticated audit writer
         runtime.audit, settings.identity_unauthenticated_audit_per_minute, settings.live_redis_url)
     notifier = CaseNotifier()
-    consult_ctx = consult_context(runtime)
-
-    async def health(_request: Request) -> JSONResponse:
-        n_studies, n_instances = await anyio.to_thread.run_sync(catalog.counts, runtime.engine)
-        return JSONResponse({"status": "ok", "version": __version__, "studies": n_studies,
-                             "instances": n_instances})
+    sweep_partial_files(settings.data_dir / "attachments")
+    consult_ctx = consult_context(settings, runtime.engine, runtime.audit, runtime.store,
+                                  notifier.notify)
 
     async def studies_for(request: Request) -> list[dict[str, Any]]:
-        """The caller's study list through the gate (which records the query)."""
-        return await anyio.to_thread.run_sync(runtime.access.visible_studies,
-                                              Reader.of_connection(request, "web"))
-
-    async def api_studies(request: Request) -> JSONResponse:
-        principal = current_principal(request)
-        if not principal.authenticated:
-            return JSONResponse({"error": "not authenticated"}, 401)
-        return JSONResponse(await studies_for(request))
+        return await archive_studies_for(runtime.access, request)
 
     async def home(request: Request) -> HTMLResponse:
         principal = current_principal(request)
@@ -130,38 +93,14 @@ def create_app(runtime: Runtime) -> Any:
             "location=(await r.json()).next;};</script>"
         )
 
-    def audit_filter(request: Request, principal: Principal) -> AuditFilter:
-        return parse_audit_query(request.query_params, principal.institution_id or "",
-                                 principal.has_role("admin"))
-
-    async def api_audit(request: Request) -> Response:
-        principal = current_principal(request)
-        if not principal.authenticated:
-            return JSONResponse({"error": "not authenticated"}, 401)
-        if not may_read_audit(principal):
-            return JSONResponse({"error": "forbidden"}, 403)
-        try:
-            flt = audit_filter(request, principal)
-        except ValueError as exc:
-            return JSONResponse({"error": f"bad parameter: {exc}"}, 400)
-        await anyio.to_thread.run_sync(runtime.audit.flush)  # the search sees what was done
-        rows = search_audit(runtime.engine, flt)
-        if request.query_params.get("format") == "csv":
-            runtime.audit.record(actor_of(request, principal), AuditAction.EXPORT,
-                                 detail={"what": "audit csv", "rows": len(rows)})
-            return Response(to_csv(rows), media_type="text/csv; charset=utf-8", headers={
-                "Content-Disposition": 'attachment; filename="consilium-audit.csv"'})
-        return JSONResponse(rows)
-
     async def audit_page(request: Request) -> HTMLResponse:
         principal = current_principal(request)
         if not may_read_audit(principal):
             return HTMLResponse("<p>Forbidden</p>", 403 if principal.authenticated else 401)
         try:
             flt = audit_filter(request, principal)
-            await anyio.to_thread.run_sync(runtime.audit.flush)
-            rows = search_audit(runtime.engine, flt)
-        except ValueError as exc:
+            rows = await anyio.to_thread.run_sync(audit_rows, runtime.engine, runtime.audit, flt)
+        except InvalidInput as exc:
             return HTMLResponse(f"<p>Bad parameter: {escape(str(exc))}</p>", 400)
         q = request.query_params
         cells = "".join(
@@ -181,60 +120,20 @@ def create_app(runtime: Runtime) -> Any:
             "<table><tr><th>When</th><th>Action</th><th>Outcome</th><th>Who</th>"
             f"<th>Institution</th><th>From</th><th>Patient</th><th>Study</th></tr>{cells}</table>")
 
-    def history_filter(request: Request, principal: Principal) -> CaseFilter:
-        from datetime import datetime
-
-        q = request.query_params
-
-        def when(name: str) -> datetime | None:
-            return datetime.fromisoformat(q[name]) if q.get(name) else None
-
-        return CaseFilter(
-            status=q.get("status", ""),
-            priority=q.get("priority", ""), other_institution=q.get("institution", ""),
-            specialty=q.get("specialty", ""), person=q.get("person", ""),
-            since=when("since"), until=when("until"))
-
-    async def api_history(request: Request) -> Response:
-        """Heads: the cases their institution sent or received (``/cases``) and turnaround
-        figures (``/turnaround``); ``format=csv`` exports either."""
-        principal = current_principal(request)
-        if not principal.authenticated:
-            return JSONResponse({"error": "not authenticated"}, 401)
-        if not principal.has_role("head"):
-            return JSONResponse({"error": "for heads of department"}, 403)
-        try:
-            rows = history_cases(runtime.engine, principal, history_filter(request, principal))
-            grouping = parse_grouping(request.query_params.get("group"))
-        except ValueError as exc:
-            return JSONResponse({"error": f"bad parameter: {exc}"}, 400)
-        if request.path_params["what"] == "turnaround":
-            data = turnaround(rows, group_by=grouping)
-        else:
-            data = [{k: (v.isoformat() if hasattr(v, "isoformat") else v)
-                     for k, v in c.model_dump().items()} for c in rows]
-        if request.query_params.get("format") == "csv":
-            runtime.audit.record(actor_of(request, principal), AuditAction.EXPORT,
-                                 detail={"what": f"history {request.path_params['what']} csv"})
-            return Response(history_csv(data), media_type="text/csv; charset=utf-8")
-        return JSONResponse(data)
-
     async def openapi(_request: Request) -> JSONResponse:
         return JSONResponse(openapi_document())
 
     routes: list[Any] = [
         Route("/", home),
         Route("/openapi.json", openapi),
-        Route("/healthz", health),
-        Route("/api/studies", api_studies),
-        Route("/api/audit", api_audit),
-        Route("/api/history/{what:str}", api_history),
         Route("/audit", audit_page),
+        *archive_routes(runtime.engine, runtime.access),
+        *history_routes(runtime.engine, runtime.audit),
         Mount(BASE_PATH, routes=dicomweb_routes(runtime)),
         Mount(RENDER_PATH, routes=render_routes(runtime)),
         *remote_routes(runtime),
         *identity_routes(settings, runtime.engine, directory, runtime.audit, anonymous_audit),
-        *consult_routes(consult_ctx, notifier.case_changed),
+        *consult_routes(consult_ctx),
         *viewer_routes(),
     ]
     if settings.identity_dev_idp:
@@ -246,15 +145,21 @@ def create_app(runtime: Runtime) -> Any:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        notifier.bind(asyncio.get_running_loop())  # the consult domain notifies from threads
         # conclusions that could not be written into the archive before (in the background)
         retrying = asyncio.get_running_loop().run_in_executor(None, retry_archiving, consult_ctx)
         yield
         await retrying
+        notifier.bind(None)
         await anyio.to_thread.run_sync(runtime.audit.flush)
         await directory.aclose()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers=exception_handlers(runtime.audit),
+                    middleware=[Middleware(UnexpectedErrors)])
     app.state.runtime = runtime
+    app.state.consult = consult_ctx  # the consult domain's context (tests call it directly)
+    app.state.json_max_bytes = settings.http_max_json_kb * 1024  # http_api.read_json
     app.state.directory = directory
     combined = create_socket_app(app, directory, runtime, notifier)
     return AuthenticationMiddleware(combined, settings, runtime.engine, directory, runtime.audit,

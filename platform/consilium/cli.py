@@ -74,7 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # then anyone who reaches the port locally chooses the address audited and rate-limited
     config = uvicorn.Config(
         create_app(runtime), host=settings.http_host, port=settings.http_port,
-        log_level=settings.log_level.lower(), lifespan="off",
+        log_level=settings.log_level.lower(), lifespan="on",  # the app's start and stop
         proxy_headers=bool(settings.http_trusted_proxies),
         forwarded_allow_ips=settings.http_trusted_proxies or [],
     )

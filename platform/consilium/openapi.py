@@ -1,40 +1,101 @@
 """The OpenAPI description of Consilium's HTTP API, served at ``/openapi.json``.
 
-Written by hand next to the routes it describes: the handlers are thin adapters whose contracts
-are small, and a test checks that every documented path is routed and every routed ``/api`` path
-is documented.
+The paths, their summaries and statuses are written here next to the routes they describe; the
+schemas of request and response bodies are generated from the very models the routes validate
+bodies with and answer (``CaseCreate``, ``CasePublic``, ...): a field added to a model is
+documented by that alone. A test checks that every documented path is routed, every routed
+``/api`` path is documented, and each body refers to its model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from consilium import __version__
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-ERROR = {"type": "object", "properties": {"error": {"type": "string"}}}
+from consilium import __version__
+from consilium.archive.remote_routes import PacsNode, RemoteStudyPublic, RetrieveOutcome
+from consilium.archive.routes import Health, StudySummary
+from consilium.consult.models import (
+    AttachmentPublic,
+    CaseCreate,
+    CaseDetail,
+    CaseList,
+    CasePublic,
+    CaseUpdate,
+    ConclusionPublic,
+    DraftAnswer,
+    DraftUpdate,
+    MessageCreate,
+    MessagePublic,
+    TimelineEntryPublic,
+)
+from consilium.consult.routes import TRANSITION_BODIES
+from consilium.history.routes import AuditEventPublic, CaseRow, TurnaroundRow
+from consilium.identity.models import MePublic
+from consilium.identity.roster import Colleagues, Directory
+from consilium.render.routes import VolumeInfo
+
+REF = "#/components/schemas/{model}"
+ERROR = {"type": "object", "required": ["error"], "properties": {
+    "error": {"type": "string", "description": "why, for a person"},
+    "reason": {"type": "string", "description": "a code, where the service names one"}}}
 _JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 
+CASE_ACTIONS = list(TRANSITION_BODIES)
 
-def _answers(ok: str, *codes: int) -> dict[str, Any]:
-    answers: dict[str, Any] = {"200": {"description": ok}}
-    texts = {400: "invalid input", 401: "not authenticated", 403: "not allowed",
-             404: "unknown or not visible to the caller", 406: "not acceptable",
-             409: "not allowed in the current state, or a stale version",
+
+@dataclass(frozen=True)
+class Shape:
+    """A model's schema, resolved once every model of the document is known."""
+
+    model: type[BaseModel]
+    mode: JsonSchemaMode = "serialization"
+    many: bool = False
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """An answer that is one of several shapes (by a path parameter)."""
+
+    shapes: tuple[Shape, ...]
+
+
+def answer(model: type[BaseModel]) -> Shape:
+    return Shape(model)
+
+
+def answers(model: type[BaseModel]) -> Shape:
+    return Shape(model, many=True)
+
+
+def _answers(ok: str, shape: Shape | OneOf | None, *codes: int) -> dict[str, Any]:
+    first: dict[str, Any] = {"description": ok}
+    if shape is not None:
+        first["content"] = {"application/json": {"schema": shape}}
+    responses: dict[str, Any] = {"200": first}
+    texts = {400: "invalid input (the message names the field)", 401: "not authenticated",
+             403: "not allowed", 404: "unknown or not visible to the caller",
+             406: "not acceptable", 409: "not allowed in the current state, or a stale version",
              413: "over the size limit",
              415: "unsupported media type", 422: "the series cannot be rendered",
              502: "the remote PACS cannot be reached, refused the association or failed",
              503: "a render worker is restarting or busy"}
     for code in codes:
-        answers[str(code)] = {"description": texts[code], "content": _JSON_ERROR}
-    return answers
+        responses[str(code)] = {"description": texts[code], "content": _JSON_ERROR}
+    return responses
 
 
-def _op(summary: str, ok: str, *codes: int, body: dict[str, Any] | None = None,
+def _op(summary: str, ok: str, *codes: int, answer: Shape | OneOf | None = None,
+        body: type[BaseModel] | None = None,
         params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": _answers(ok, *codes)}
+    op: dict[str, Any] = {"summary": summary, "responses": _answers(ok, answer, *codes)}
     if body is not None:
-        op["requestBody"] = {"required": True,
-                             "content": {"application/json": {"schema": body}}}
+        op["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": Shape(body, "validation")}}}
     if params:
         op["parameters"] = params
     return op
@@ -57,96 +118,74 @@ def _attachment_upload(case: dict[str, Any]) -> dict[str, Any]:
              params=[case, {"name": "filename", "in": "query", "required": True,
                             "schema": {"type": "string"}}])
     del op["responses"]["200"]
-    op["responses"]["201"] = {"description": "the attachment: {id, case_id, filename, "
-                              "media_type, size, sha256, uploaded_by, uploaded_by_name, at}"}
+    op["responses"]["201"] = {"description": "the attachment", "content": {
+        "application/json": {"schema": answer(AttachmentPublic)}}}
     op["requestBody"] = {"required": True, "content": {
         t: {"schema": {"type": "string", "format": "binary"}}
         for t in ("application/pdf", "image/png", "image/jpeg", "application/dicom")}}
     return op
 
 
-CASE_ACTIONS = ["submit", "resubmit", "accept", "decline", "return", "reassign", "conclude",
-                "amend", "close", "cancel"]
-
-
-def openapi_document() -> dict[str, Any]:
+def _paths() -> dict[str, Any]:
     case = _path_param("case_id", "integer")
     series = _path_param("series_uid")
     study = _path_param("study")
     paths: dict[str, Any] = {
-        "/healthz": {"get": _op("Status and counts", "ok")},
-        "/api/me": {"get": _op("The caller: name, institution, roles, CSRF token", "ok", 401)},
+        "/healthz": {"get": _op("Status and counts", "ok", answer=answer(Health))},
+        "/api/me": {"get": _op("The caller: name, institution, roles, CSRF token", "ok", 401,
+                               answer=answer(MePublic))},
         "/api/directory": {"get": _op(
             "Consult targets: the other institutions, their specialties and named specialists "
-            "(clinicians)", "institutions", 401, 403)},
+            "(clinicians)", "institutions", 401, 403, answer=answer(Directory))},
         "/api/directory/colleagues": {"get": _op(
             "The consultants of the caller's own institution, the caller excluded (whom a case "
-            "can be reassigned to): {colleagues: [{subject, name, specialty}]}", "colleagues",
-            401, 403)},
+            "can be reassigned to)", "colleagues", 401, 403, answer=answer(Colleagues))},
         "/api/studies": {"get": _op("Studies the caller may see (own institution + grants)",
-                                    "a list of studies", 401)},
+                                    "a list of studies", 401, answer=answers(StudySummary))},
         "/api/audit": {"get": _op(
             "Search the audit trail (heads, admins); format=csv exports", "events", 400, 401,
-            403, params=[_query(n, n) for n in ("patient_id", "study_uid", "actor", "action",
-                                                "since", "until", "limit", "offset", "format")])},
+            403, answer=answers(AuditEventPublic),
+            params=[_query(n, n) for n in ("patient_id", "study_uid", "actor", "action",
+                                           "since", "until", "limit", "offset", "format")])},
         "/api/history/{what}": {"get": _op(
-            "Heads: cases sent/received (what=cases) or turnaround median/p90 by institution, "
-            "specialty and month (what=turnaround; group=month or another subset of "
-            "institution,specialty,month); format=csv exports", "rows", 400, 401, 403,
+            "Heads: cases sent/received (what=cases: CaseRow) or turnaround median/p90 by "
+            "institution, specialty and month (what=turnaround: TurnaroundRow; group=month "
+            "or another subset of institution,specialty,month); format=csv exports", "rows",
+            400, 401, 403, answer=OneOf((answers(CaseRow), answers(TurnaroundRow))),
             params=[_path_param("what")] + [_query(n, n) for n in (
                 "status", "priority", "institution", "specialty", "person", "since", "until",
                 "group", "format")])},
         "/api/cases": {
-            "get": _op("My inbox (target side) and my requests", "cases", 401),
-            "post": _op("Open a draft consult request", "the case", 400, 401, 403, body={
-                "type": "object",
-                "required": ["question", "study_uids", "target_institution"],
-                "properties": {
-                    "question": {"type": "string"}, "clinical_info": {"type": "string"},
-                    "study_uids": {"type": "array", "items": {"type": "string"}},
-                    "target_institution": {"type": "string"},
-                    "target_specialty": {"type": "string"}, "target_subject": {"type": "string"},
-                    "priority": {"enum": ["routine", "urgent", "emergency"]},
-                    "key_images": {"type": "object", "description": "study UID -> SOP "
-                                   "Instance UIDs of its key images",
-                                   "additionalProperties": {"type": "array",
-                                                            "items": {"type": "string"}}}}}),
+            "get": _op("My inbox (target side) and my requests", "cases", 401,
+                       answer=answer(CaseList)),
+            "post": _op("Open a draft consult request", "the case", 400, 401, 403,
+                        answer=answer(CasePublic), body=CaseCreate),
         },
         "/api/cases/{case_id}": {
-            "get": _op("A case with studies, messages and conclusions", "the case", 401, 404,
-                       params=[case]),
+            "get": _op("A case with studies, messages, conclusions and attachments; its "
+                       "allowed_actions are the caller's", "the case", 401, 404,
+                       answer=answer(CaseDetail), params=[case]),
             "patch": _op(
                 "Edit a draft (text, priority, target, studies, key images) or a returned "
                 "case's text; 'version' is required (409 when someone else changed it)",
-                "the case", 400, 401, 403, 404, 409, params=[case], body={
-                    "type": "object", "required": ["version"], "properties": {
-                        "version": {"type": "integer"}, "question": {"type": "string"},
-                        "clinical_info": {"type": "string"},
-                        "priority": {"enum": ["routine", "urgent", "emergency"]},
-                        "target_institution": {"type": "string"},
-                        "target_specialty": {"type": "string"},
-                        "target_subject": {"type": "string"},
-                        "study_uids": {"type": "array", "items": {"type": "string"}},
-                        "key_images": {"type": "object"}}})},
+                "the case", 400, 401, 403, 404, 409, params=[case],
+                answer=answer(CasePublic), body=CaseUpdate)},
         "/api/cases/{case_id}/history": {"get": _op(
             "The case's timeline: its events merged with views and retrievals of its studies "
             "(kind viewed/retrieved, from the audit trail)", "events", 401, 404,
-                                                    params=[case])},
+            answer=answers(TimelineEntryPublic), params=[case])},
         "/api/cases/{case_id}/conclusion-draft": {
             "get": _op("The conclusion being written (only who may sign it sees it)",
-                       "{draft: null | draft}", 401, 403, 404, 409, params=[case]),
+                       "the draft or null", 401, 403, 404, 409, answer=answer(DraftAnswer),
+                       params=[case]),
             "put": _op(
                 "Save the conclusion being written; 'version' is the draft version it started "
-                "from (null for the first save), 409 when it changed meanwhile", "{draft}",
-                400, 401, 403, 404, 409, params=[case], body={
-                    "type": "object", "properties": {
-                        "version": {"type": ["integer", "null"]},
-                        "findings": {"type": "string"}, "impression": {"type": "string"},
-                        "recommendations": {"type": "string"}}})},
+                "from (null for the first save), 409 when it changed meanwhile", "the draft",
+                400, 401, 403, 404, 409, params=[case], answer=answer(DraftAnswer),
+                body=DraftUpdate)},
         "/api/cases/{case_id}/messages": {"post": _op(
             "Post a message to the case's thread", "the message", 400, 401, 404, 409,
-            params=[case], body={"type": "object", "required": ["text"],
-                                 "properties": {"text": {"type": "string"}}})},
+            params=[case], answer=answer(MessagePublic), body=MessageCreate)},
         "/api/cases/{case_id}/attachments": {"post": _attachment_upload(case)},
         "/api/cases/{case_id}/attachments/{attachment_id}": {"get": _op(
             "An attachment's bytes, with its media type (Content-Disposition: attachment)",
@@ -158,7 +197,7 @@ def openapi_document() -> dict[str, Any]:
             params=[case, _path_param("version", "integer")])},
         "/api/render/series/{series_uid}/info": {"get": _op(
             "Volume geometry, build report, standard planes", "info", 401, 404, 422, 503,
-            params=[series])},
+            answer=answer(VolumeInfo), params=[series])},
         "/api/render/series/{series_uid}/mpr": {"get": _op(
             "An MPR/oblique/slab frame; plane geometry in headers", "an image", 400, 401, 404,
             422, 503, params=[series] + [_query(n, n) for n in (
@@ -173,13 +212,11 @@ def openapi_document() -> dict[str, Any]:
             "An isosurface as binary STL (patient coordinates)", "STL", 400, 401, 404, 422,
             503, params=[series, _query("level", "HU"), _query("step", "voxels")])},
         "/api/remote/pacs": {"get": _op(
-            "The hospital PACS nodes the caller may query (own institution's, clinicians): "
-            "[{ae_title, institution, institution_name, description}]", "PACS nodes", 401)},
+            "The hospital PACS nodes the caller may query (own institution's, clinicians)",
+            "PACS nodes", 401, answer=answers(PacsNode))},
         "/api/remote/pacs/{ae_title}/studies": {"get": _op(
-            "Study-level C-FIND on a PACS of the caller's institution; at least one filter. "
-            "Answers [{study_uid, patient_id, patient_name, patient_birth_date, study_date, "
-            "description, accession, modalities, series, instances, in_archive}]",
-            "studies", 400, 401, 403, 404, 502, params=[
+            "Study-level C-FIND on a PACS of the caller's institution; at least one filter",
+            "studies", 400, 401, 403, 404, 502, answer=answers(RemoteStudyPublic), params=[
                 _path_param("ae_title"), _query("PatientID", "exact or wildcard (* ?)"),
                 _query("PatientName", "wildcard (* ?), case-insensitive where the PACS is"),
                 _query("StudyDate", "YYYYMMDD or a range YYYYMMDD-YYYYMMDD"),
@@ -187,13 +224,13 @@ def openapi_document() -> dict[str, Any]:
                 _query("ModalitiesInStudy", "modality codes, comma separated")])},
         "/api/remote/pacs/{ae_title}/studies/{study_uid}/retrieve": {"post": _op(
             "C-MOVE of a study from the PACS into the archive (owned by the PACS's "
-            "institution); answers {study_uid, completed, failed, warning, in_archive} when the "
-            "move is over", "the move's outcome", 400, 401, 403, 404, 502,
+            "institution); answers when the move is over", "the move's outcome", 400, 401,
+            403, 404, 502, answer=answer(RetrieveOutcome),
             params=[_path_param("ae_title"), _path_param("study_uid")])},
         "/dicom-web/studies": {
             "get": _op("QIDO-RS study search (PS3.18)", "DICOM JSON", 400, 401),
             "post": _op("STOW-RS (multipart/related; type=application/dicom)",
-                        "stored (or 202 partly, 409 none)", 400, 401, 409, 415),
+                        "stored (or 202 partly, 409 none)", 400, 401, 409, 413, 415),
         },
         "/dicom-web/studies/{study}": {"get": _op(
             "WADO-RS retrieve a study (multipart/related)", "the instances", 401, 404, 406,
@@ -201,11 +238,47 @@ def openapi_document() -> dict[str, Any]:
         "/dicom-web/studies/{study}/metadata": {"get": _op(
             "WADO-RS study metadata", "DICOM JSON", 401, 404, params=[study])},
     }
-    for action in CASE_ACTIONS:
+    for action, body in TRANSITION_BODIES.items():
+        signs = action in ("conclude", "amend")
         paths[f"/api/cases/{{case_id}}/{action}"] = {"post": _op(
-            f"Case transition: {action}", "the case (or the signed conclusion)", 400, 401, 403,
-            404, 409, params=[case], body={"type": "object",
-                                           "properties": {"version": {"type": "integer"}}})}
+            f"Case transition: {action}", "the signed conclusion" if signs else "the case",
+            400, 401, 403, 404, 409, params=[case], body=body,
+            answer=answer(ConclusionPublic if signs else CasePublic))}
+    return paths
+
+
+def _shapes(node: Any, found: dict[tuple[type[BaseModel], JsonSchemaMode], None]) -> None:
+    if isinstance(node, Shape):
+        found[(node.model, node.mode)] = None
+    elif isinstance(node, OneOf):
+        _shapes(list(node.shapes), found)
+    elif isinstance(node, dict):
+        for value in node.values():
+            _shapes(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _shapes(value, found)
+
+
+def _resolved(node: Any, refs: Mapping[Any, Any]) -> Any:
+    if isinstance(node, Shape):
+        ref = refs[(node.model, node.mode)]
+        return {"type": "array", "items": ref} if node.many else ref
+    if isinstance(node, OneOf):
+        return {"oneOf": [_resolved(shape, refs) for shape in node.shapes]}
+    if isinstance(node, dict):
+        return {k: _resolved(v, refs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolved(v, refs) for v in node]
+    return node
+
+
+def openapi_document() -> dict[str, Any]:
+    paths = _paths()
+    wanted: dict[tuple[type[BaseModel], JsonSchemaMode], None] = {}
+    _shapes(paths, wanted)
+    refs, definitions = models_json_schema(list(wanted), ref_template=REF)
+    schemas = {"Error": ERROR, **definitions.get("$defs", {})}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Consilium", "version": __version__,
@@ -213,12 +286,12 @@ def openapi_document() -> dict[str, Any]:
                  "session cookie (browsers; writes need X-CSRF-Token) or a bearer token from "
                  "a configured OpenID provider. DICOMweb follows PS3.18 under /dicom-web."},
         "components": {
-            "schemas": {"Error": ERROR},
+            "schemas": schemas,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "session": {"type": "apiKey", "in": "cookie", "name": "consilium_session"},
             },
         },
         "security": [{"bearer": []}, {"session": []}],
-        "paths": paths,
+        "paths": _resolved(paths, refs),
     }

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from consilium.archive.access import ArchiveAccess
 from consilium.archive.catalog import institution_of_study, patient_of_study
 from consilium.archive.ingest import ArchiveStore
+from consilium.archive.pixel_guard import PixelLimits
 from consilium.archive.recovery import resolve_pending_writes
 from consilium.audit import AuditTrail
 from consilium.db import analyze, make_engine, migrate
@@ -61,20 +62,22 @@ def open_runtime(settings: Settings, run_migrations: bool = True) -> Runtime:
     engine = make_engine(settings.effective_database_url)
     if run_migrations:
         migrate(engine)
+    audit = AuditTrail(engine, settings.audit_syslog_host, settings.audit_syslog_port,
+                       patient_of_study=functools.partial(patient_of_study, engine),
+                       institution_of_study=functools.partial(institution_of_study, engine))
     store = ArchiveStore(
         engine=engine,
         storage_dir=settings.storage_dir,
         fsync=settings.storage_fsync,
         duplicate_policy=settings.dicom_duplicate_policy,
         direct_io=settings.storage_direct_io,
+        pixel_limits=PixelLimits.of(settings),
+        audit=audit,
     )
     if run_migrations:  # a main process, before it writes anything
         resolve_pending_writes(store)
         analyze(engine)
         _start_planner_statistics(engine)
-    audit = AuditTrail(engine, settings.audit_syslog_host, settings.audit_syslog_port,
-                       patient_of_study=functools.partial(patient_of_study, engine),
-                       institution_of_study=functools.partial(institution_of_study, engine))
     return Runtime(settings, engine, store, audit, ArchiveAccess(engine, audit, store))
 
 

@@ -303,6 +303,33 @@ class Settings(BaseModel):
         "direct I/O.",
     )
 
+    pixels_max_frame_pixels: int = Field(
+        default=8192 * 8192,
+        ge=1,
+        description="Largest image frame (rows x columns) the archive accepts and decodes: "
+        "instances declaring more are refused at ingest (C-STORE 0xC214, STOW-RS failure), and "
+        "nothing stored earlier is decoded beyond it (rendered, thumbnails, frames, "
+        "transcoding, 3D). Decoders allocate what an object declares.",
+    )
+    pixels_max_instance_mb: int = Field(
+        default=2048,
+        ge=1,
+        description="Largest decoded size of one instance (rows x columns x samples x bytes per "
+        "sample x frames), MiB; checked like pixels_max_frame_pixels.",
+    )
+
+    http_max_json_kb: int = Field(
+        default=1024,
+        ge=1,
+        description="Largest JSON request body of the JSON API (KiB); larger ones get 413.",
+    )
+    dicomweb_stow_max_mb: int = Field(
+        default=4096,
+        ge=1,
+        description="Largest STOW-RS request body (MiB): streamed to a temporary file under "
+        "data_dir (never held in memory), parts read from there; larger bodies get 413.",
+    )
+
     identity_dev_idp: bool = Field(
         default=False,
         description="Serve the built-in demo OpenID provider at /dev-idp (demo clinicians of two "

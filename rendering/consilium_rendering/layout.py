@@ -63,6 +63,9 @@ class BuildOptions:
     """Largest off-line distance of a slice position, as a fraction of the pixel spacing."""
     max_voxels: int | None = None
     """Refuse (``TOO_LARGE``) a volume with more voxels than this; ``None``: no limit."""
+    max_frame_pixels: int | None = None
+    """Refuse (``TOO_LARGE``) slices of more rows x columns than this, before any is decoded
+    (a decoder allocates what a header declares); ``None``: no limit."""
     float32: bool = False
     """Always store float32 voxels; by default int16 when the rescaled values allow it."""
 
@@ -296,7 +299,15 @@ def _resample_sources(
 
 
 def _check_size(first: Frame, count: int, options: BuildOptions) -> None:
-    voxels = first.rows * first.columns * count
+    pixels = first.rows * first.columns
+    if options.max_frame_pixels is not None and pixels > options.max_frame_pixels:
+        raise SeriesError(
+            SeriesProblem.TOO_LARGE,
+            f"slices of {first.columns}x{first.rows} pixels: more than the "
+            f"{options.max_frame_pixels:,} allowed per slice",
+            instance_uid=first.instance_uid,
+        )
+    voxels = pixels * count
     if options.max_voxels is not None and voxels > options.max_voxels:
         raise SeriesError(
             SeriesProblem.TOO_LARGE,

@@ -181,7 +181,7 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
     state.conclusions = d.conclusions.length;
     state.attachments = (d.attachments ?? []).map((a) => a.filename);
     state.timeline = events.map((e) => e.kind);
-    state.actions = allowedActions(me, c);
+    state.actions = allowedActions(c);
     document.title = `Case #${c.id} · Consilium`;
 
     replaceChildren(
@@ -214,7 +214,7 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
     // meanwhile makes it answer 409: the user decides again on what is there now)
     const open = actions.querySelector<HTMLElement>(".action-form");
     replaceChildren(actions);
-    const allowed = allowedActions(me, c);
+    const allowed = allowedActions(c);
     for (const action of allowed) {
       if (action === "conclude" || action === "amend") continue; // the editor below
       const button = h("button", { type: "button", "data-action": action, "data-testid": `action-${action}`, class: action === "accept" || action === "submit" ? "primary" : "" }, ACTION_LABELS[action] ?? action);
@@ -259,10 +259,10 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
     replaceChildren(conclusions, ...d.conclusions.slice().reverse().map(signedConclusion));
     if (!d.conclusions.length) conclusions.append(h("p", { class: "muted" }, "Not concluded yet."));
     const latest = d.conclusions[d.conclusions.length - 1];
-    if (mayAct(me, c, "conclude")) {
+    if (mayAct(c, "conclude")) {
       editor.load(c, "conclude");
       replaceChildren(editorSlot, editor.element);
-    } else if (mayAct(me, c, "amend")) {
+    } else if (mayAct(c, "amend")) {
       const amendButton = h("button", { type: "button", "data-testid": "amend" }, "Amend");
       amendButton.addEventListener("click", () => {
         editor.load(c, "amend", latest);

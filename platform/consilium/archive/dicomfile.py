@@ -9,6 +9,12 @@ Three jobs, all on bytes as received:
   touching the dataset bytes (stored as received, no re-encoding).
 * :func:`read_header` decodes the attributes the index needs, with names decoded through their
   Specific Character Set (ISO_IR 144, ISO_IR 192, ...).
+
+The walk also refuses what a reader further on would choke on: a VR that no dictionary knows in
+an explicit VR dataset, and sequences nested deeper than :data:`MAX_NESTING` (the walk and
+pydicom's reader both recurse per level; a 1,000-deep object is an attack, not an image). It
+notes where the top-level pixel data is (:class:`PixelLayout`), so that ingest can check it
+against the transfer syntax and the declared size without decoding it.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from __future__ import annotations
 import struct
 import warnings
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
 from io import BytesIO
 from typing import Any
 
@@ -39,11 +46,19 @@ IMPLEMENTATION_VERSION_NAME = "CONSILIUM_01"
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
+_SHORT_VRS = frozenset(
+    {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
+     b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
+)
+# Sequence nesting allowed: real objects stay under ~10 levels (SR trees under ~20); every level
+# costs a few Python frames here and in pydicom, so 1,000 levels overflow the interpreter's stack.
+MAX_NESTING = 64
 _UNDEFINED = 0xFFFFFFFF
 _ITEM = 0xFFFEE000
 _ITEM_DELIMITER = 0xFFFEE00D
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
 _PIXEL_DATA = 0x7FE00010
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, _PIXEL_DATA})
 
 
 # the top-level attributes the index reads (keyword order as in InstanceHeader)
@@ -53,6 +68,7 @@ _HEADER_KEYWORDS = (
     "PatientSex", "StudyDate", "StudyTime", "AccessionNumber", "StudyID", "StudyDescription",
     "ReferringPhysicianName", "Modality", "SeriesNumber", "SeriesDescription", "BodyPartExamined",
     "SeriesDate", "SeriesTime", "InstanceNumber", "NumberOfFrames", "Rows", "Columns",
+    "SamplesPerPixel", "BitsAllocated",
 )
 
 
@@ -92,6 +108,17 @@ def inflate(data: bytes | memoryview) -> bytes:
     return out
 
 
+@dataclass(frozen=True)
+class PixelLayout:
+    """Where the top-level pixel data element of a dataset is (offsets into the dataset)."""
+
+    tag: int  # (7FE0,0010) Pixel Data, (7FE0,0008) Float, (7FE0,0009) Double Float
+    offset: int  # of the value (the first item tag when encapsulated)
+    length: int  # of the value; for encapsulated data up to and including the delimiter
+    encapsulated: bool
+    fragments: tuple[tuple[int, int], ...] = ()  # (offset, length) of each item, offset table first
+
+
 def _tags() -> frozenset[int]:
     from pydicom.datadict import tag_for_keyword
 
@@ -99,6 +126,19 @@ def _tags() -> frozenset[int]:
 
 
 _HEADER_TAGS = _tags()
+
+
+def _sequence_tags() -> frozenset[int]:
+    from pydicom._dicom_dict import DicomDictionary
+
+    return frozenset(int(tag) for tag, entry in DicomDictionary.items() if entry[0] == "SQ")
+
+
+_SQ_TAGS = _sequence_tags()  # what implicit VR data does not say: which elements are sequences
+
+
+def _is_sequence(tag: int) -> bool:
+    return tag in _SQ_TAGS
 
 
 class _Walker:
@@ -110,6 +150,8 @@ class _Walker:
         self.buf = buf
         self.wanted = wanted
         self.found: dict[int, tuple[bytes | None, int, int]] = {}  # tag -> (VR, offset, length)
+        self.pixel: PixelLayout | None = None
+        self.depth = 0
         self.end = len(buf)
         self.little = encoding.little_endian
         self.implicit = encoding.implicit_vr
@@ -117,8 +159,8 @@ class _Walker:
         self.u32 = struct.Struct("<I" if self.little else ">I").unpack_from
         self.tag_u16 = self.u16
 
-    def _need(self, pos: int, size: int, what: str) -> None:
-        if pos + size > self.end:
+    def _need(self, pos: int, size: int, what: str, end: int | None = None) -> None:
+        if pos + size > (self.end if end is None else end):
             raise UnreadableDicom(f"dataset truncated in {what} at byte {pos}")
 
     def _tag(self, pos: int, u16: Any) -> int:
@@ -126,15 +168,20 @@ class _Walker:
         elem = u16(self.buf, pos + 2)[0]
         return int((group << 16) | elem)
 
-    def dataset(self, pos: int, implicit: bool, stop_at_item_end: bool) -> int:
-        """Walk elements from ``pos``; return the position after the dataset."""
+    def dataset(self, pos: int, implicit: bool, stop_at_item_end: bool,
+                end: int | None = None) -> int:
+        """Walk elements from ``pos`` to ``end`` (an item of defined length) or to the item
+        delimiter (``stop_at_item_end``) or the end of the buffer; return the position after
+        the dataset."""
         le16 = struct.Struct("<H").unpack_from
         le32 = struct.Struct("<I").unpack_from
         # implicit VR inside UN with undefined length is always little endian
         u16 = le16 if implicit and not self.implicit else self.u16
         u32 = le32 if implicit and not self.implicit else self.u32
-        while pos < self.end:
-            self._need(pos, 8, "an element header")
+        top = not stop_at_item_end and end is None
+        limit = self.end if end is None else end
+        while pos < limit:
+            self._need(pos, 8, "an element header", limit)
             tag = self._tag(pos, u16)
             if tag == _ITEM_DELIMITER:
                 if not stop_at_item_end:
@@ -149,62 +196,81 @@ class _Walker:
             else:
                 vr = bytes(self.buf[pos + 4 : pos + 6])
                 if vr in _LONG_VRS:
-                    self._need(pos, 12, "an element header")
+                    self._need(pos, 12, "an element header", limit)
                     length = u32(self.buf, pos + 8)[0]
                     pos += 12
-                else:
+                elif vr in _SHORT_VRS:
                     length = u16(self.buf, pos + 6)[0]
                     pos += 8
-            if tag in self.wanted and not stop_at_item_end and length != _UNDEFINED:
-                self.found[tag] = (vr or None, pos, length)
+                else:
+                    raise UnreadableDicom(
+                        f"unknown VR 0x{vr.hex().upper()} of ({tag >> 16:04X},"
+                        f"{tag & 0xFFFF:04X}) at byte {pos}")
+            top_pixels = False
+            if top:
+                if tag in self.wanted and length != _UNDEFINED:
+                    self.found[tag] = (vr or None, pos, length)
+                top_pixels = tag in _PIXEL_TAGS
             if length == _UNDEFINED:
                 if tag == _PIXEL_DATA:
-                    pos = self.fragments(pos, u16, u32)
+                    start = pos
+                    fragments: list[tuple[int, int]] = []
+                    pos = self.fragments(pos, u16, u32, fragments if top_pixels else None)
+                    if top_pixels:
+                        self.pixel = PixelLayout(tag, start, pos - start, True, tuple(fragments))
                 else:
                     # SQ, or UN holding a sequence (its content is implicit VR little endian)
-                    pos = self.sequence(pos, implicit or vr == b"UN", u16, u32)
+                    pos = self.sequence(pos, implicit or vr == b"UN", u16, u32, None)
             else:
-                self._need(pos, length, f"the value of ({tag >> 16:04X},{tag & 0xFFFF:04X})")
-                if vr == b"SQ" and length:
-                    self.defined_sequence(pos, pos + length, implicit, u16, u32)
+                if pos + length > limit:  # (inline: this runs for every element)
+                    raise UnreadableDicom(f"dataset truncated in the value of ({tag >> 16:04X},"
+                                          f"{tag & 0xFFFF:04X}) at byte {pos}")
+                if length and (vr == b"SQ" or (implicit and _is_sequence(tag))):
+                    self.sequence(pos, implicit, u16, u32, pos + length)
+                if top_pixels:
+                    self.pixel = PixelLayout(tag, pos, length, False)
                 pos += length
         if stop_at_item_end:
             raise UnreadableDicom("dataset truncated: item delimiter missing")
+        if pos != limit:
+            raise UnreadableDicom(f"an element overruns its item at byte {pos}")
         return pos
 
-    def sequence(self, pos: int, implicit: bool, u16: Any, u32: Any) -> int:
-        while True:
-            self._need(pos, 8, "a sequence item header")
-            tag = self._tag(pos, u16)
-            length = u32(self.buf, pos + 4)[0]
-            pos += 8
-            if tag == _SEQUENCE_DELIMITER:
-                return pos
-            if tag != _ITEM:
-                raise UnreadableDicom(f"expected a sequence item at byte {pos - 8}")
-            if length == _UNDEFINED:
-                pos = self.dataset(pos, implicit, stop_at_item_end=True)
-            else:
-                self._need(pos, length, "a sequence item")
-                pos += length
+    def sequence(self, pos: int, implicit: bool, u16: Any, u32: Any, end: int | None) -> int:
+        """The items of a sequence of undefined length (``end`` None: up to its delimiter) or
+        of defined length; each item's elements are walked too."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise UnreadableDicom(f"sequences nested deeper than {MAX_NESTING} levels at byte "
+                                  f"{pos}")
+        try:
+            limit = self.end if end is None else end
+            while end is None or pos < end:
+                self._need(pos, 8, "a sequence item header", limit)
+                tag = self._tag(pos, u16)
+                length = u32(self.buf, pos + 4)[0]
+                pos += 8
+                if tag == _SEQUENCE_DELIMITER and end is None:
+                    return pos
+                if tag != _ITEM:
+                    raise UnreadableDicom(f"expected a sequence item at byte {pos - 8}")
+                if length == _UNDEFINED:
+                    pos = self.dataset(pos, implicit, stop_at_item_end=True)
+                else:
+                    if pos + length > limit:
+                        raise UnreadableDicom(f"sequence item overruns its sequence at byte "
+                                              f"{pos}")
+                    pos = self.dataset(pos, implicit, stop_at_item_end=False, end=pos + length)
+            if pos != end:
+                raise UnreadableDicom(f"sequence items overrun their sequence at byte {pos}")
+            return pos
+        finally:
+            self.depth -= 1
 
-    def defined_sequence(self, pos: int, end: int, implicit: bool, u16: Any, u32: Any) -> None:
-        while pos < end:
-            self._need(pos, 8, "a sequence item header")
-            tag = self._tag(pos, u16)
-            length = u32(self.buf, pos + 4)[0]
-            pos += 8
-            if tag != _ITEM:
-                raise UnreadableDicom(f"expected a sequence item at byte {pos - 8}")
-            if length == _UNDEFINED:
-                pos = self.dataset(pos, implicit, stop_at_item_end=True)
-            else:
-                if pos + length > end:
-                    raise UnreadableDicom(f"sequence item overruns its sequence at byte {pos}")
-                pos += length
-
-    def fragments(self, pos: int, u16: Any, u32: Any) -> int:
-        """Encapsulated pixel data: items of defined length up to the sequence delimiter."""
+    def fragments(self, pos: int, u16: Any, u32: Any,
+                  found: list[tuple[int, int]] | None = None) -> int:
+        """Encapsulated pixel data: items of defined length up to the sequence delimiter;
+        their (offset, length) go to ``found`` when given."""
         while True:
             self._need(pos, 8, "an encapsulated pixel data fragment")
             tag = self._tag(pos, u16)
@@ -215,6 +281,8 @@ class _Walker:
             if tag != _ITEM or length == _UNDEFINED:
                 raise UnreadableDicom(f"bad encapsulated pixel data fragment at byte {pos - 8}")
             self._need(pos, length, "an encapsulated pixel data fragment")
+            if found is not None:
+                found.append((pos, length))
             pos += length
 
 
@@ -230,7 +298,7 @@ def check_structure(dataset: bytes | memoryview, transfer_syntax: str) -> Instan
         raise UnreadableDicom("empty dataset")
     walker = _Walker(view, encoding, _HEADER_TAGS)
     walker.dataset(0, encoding.implicit_vr, stop_at_item_end=False)
-    fast = _plain_header(view, walker.found, encoding)
+    fast = _plain_header(view, walker.found, encoding, walker.pixel)
     if fast is not None:
         return fast
     raw = Dataset()
@@ -241,7 +309,8 @@ def check_structure(dataset: bytes | memoryview, transfer_syntax: str) -> Instan
             offset, encoding.implicit_vr, encoding.little_endian,
         )
     raw.set_original_encoding(encoding.implicit_vr, encoding.little_endian, "")
-    return _header_of(raw)
+    header = _header_of(raw)
+    return replace(header, pixel=walker.pixel) if walker.pixel is not None else header
 
 
 def _meta_element(group_elem: int, vr: bytes, value: bytes, pad: bytes) -> bytes:
@@ -335,6 +404,10 @@ class InstanceHeader:
     number_of_frames: int
     rows: int | None
     columns: int | None
+    samples_per_pixel: int | None = None
+    bits_allocated: int | None = None
+    # where the pixel data is in the bytes checked (check_structure only; not an attribute)
+    pixel: PixelLayout | None = dataclass_field(default=None, compare=False)
 
 
 # InstanceHeader's fields: (field, keyword, text length limit), then the integer ones
@@ -351,7 +424,8 @@ _TEXT_FIELDS = (
     ("series_date", "SeriesDate", 8), ("series_time", "SeriesTime", 16),
 )
 _INT_FIELDS = (("series_number", "SeriesNumber"), ("instance_number", "InstanceNumber"),
-               ("number_of_frames", "NumberOfFrames"), ("rows", "Rows"), ("columns", "Columns"))
+               ("number_of_frames", "NumberOfFrames"), ("rows", "Rows"), ("columns", "Columns"),
+               ("samples_per_pixel", "SamplesPerPixel"), ("bits_allocated", "BitsAllocated"))
 
 
 def _field_tags() -> tuple[tuple[tuple[str, int, str, int], ...], tuple[tuple[str, int, str], ...]]:
@@ -369,7 +443,7 @@ _NOT_PLAIN = frozenset(range(0x80, 0x100)) | {0x1B, 0x5C}  # non-ASCII, ISO 2022
 
 
 def _plain_header(view: memoryview, found: dict[int, tuple[bytes | None, int, int]],
-                  encoding: Encoding) -> InstanceHeader | None:
+                  encoding: Encoding, pixel: PixelLayout | None = None) -> InstanceHeader | None:
     """The header straight from the bytes when every value is plain: single-valued ASCII
     text (so no character set can change it), integer strings and 2-byte US values. None
     otherwise, and pydicom decodes it (:func:`_header_of`); both agree (tested on the whole
@@ -411,7 +485,7 @@ def _plain_header(view: memoryview, found: dict[int, tuple[bytes | None, int, in
         else:
             return None
     values["number_of_frames"] = values["number_of_frames"] or 1
-    return InstanceHeader(**values)
+    return InstanceHeader(**values, pixel=pixel)
 
 
 def _text(ds: Dataset, keyword: str, limit: int = 256) -> str:
@@ -474,6 +548,8 @@ def _header_of(ds: Dataset) -> InstanceHeader:
                 number_of_frames=_int(ds, "NumberOfFrames") or 1,
                 rows=_int(ds, "Rows"),
                 columns=_int(ds, "Columns"),
+                samples_per_pixel=_int(ds, "SamplesPerPixel"),
+                bits_allocated=_int(ds, "BitsAllocated"),
             )
     except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, LookupError) as exc:
         raise UnreadableDicom(f"dataset cannot be decoded: {exc}") from exc

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import os
 import struct
@@ -41,6 +42,8 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+log = logging.getLogger(__name__)
 
 BULK_MARK = "\uffff"
 _BULK_MARK_UTF8 = BULK_MARK.encode()
@@ -381,17 +384,44 @@ def instance_metadata(path: Path) -> bytes:
             except _NeedMore:
                 fp.seek(0)
                 out = _fast_metadata(memoryview(fp.read(256 * 2**20)))
-        except (_Fallback, struct.error, IndexError, ValueError, LookupError):
+        except (_Fallback, struct.error, IndexError, ValueError, LookupError, RecursionError):
             out = None
     if out is not None:
         return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()
-    header = read_stored_header(path)
-    out = dataset_json(header.dataset, "", marker_bulk)
-    pixel_vr = header.pixel.vr if header.pixel else header.deflated_pixel_vr
-    if pixel_vr is not None:
-        tag = header.pixel.tag if header.pixel else 0x7FE00010
-        out[f"{tag:08X}"] = {"vr": pixel_vr, "BulkDataURI": marker_bulk(f"{tag:08X}")}
+    try:
+        header = read_stored_header(path)
+        out = dataset_json(header.dataset, "", marker_bulk)
+        pixel_vr = header.pixel.vr if header.pixel else header.deflated_pixel_vr
+        if pixel_vr is not None:
+            tag = header.pixel.tag if header.pixel else 0x7FE00010
+            out[f"{tag:08X}"] = {"vr": pixel_vr, "BulkDataURI": marker_bulk(f"{tag:08X}")}
+    except OSError:
+        raise
+    except Exception as exc:  # a stored object pydicom cannot read
+        # stored before ingest checked as much as it does now (or pydicom reads it worse than
+        # ingest did): its UIDs from the file meta, rather than a failed request for the
+        # whole study or series it is in
+        log.warning("metadata of %s: only its file meta (%s: %s)", path.name,
+                    type(exc).__name__, exc)
+        out = _meta_only(path)
     return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _meta_only(path: Path) -> dict[str, Any]:
+    from consilium.archive.dicomfile import UnreadableDicom, split_part10
+
+    with path.open("rb") as fp:
+        head = fp.read(HEAD_BYTES)
+    try:
+        meta = split_part10(head).meta
+    except UnreadableDicom:
+        return {}
+    out: dict[str, Any] = {}
+    for key, keyword in (("00080016", "MediaStorageSOPClassUID"),
+                         ("00080018", "MediaStorageSOPInstanceUID")):
+        value = str(meta.get(keyword, "")).strip()
+        out[key] = {"vr": "UI", "Value": [value]} if value else {"vr": "UI"}
+    return out
 
 
 class _Fallback(Exception):

@@ -1,12 +1,13 @@
-"""The one way an instance enters the archive: C-STORE, STOW-RS and ``consilium import`` all call
+"""The one way an instance enters the archive: C-STORE (both receive paths, and so also a
+remote PACS's C-MOVE to us), STOW-RS, ``consilium import`` and the consult documents all call
 :func:`ingest_dataset` or :func:`ingest_part10`.
 
 Order of work, so that nothing acknowledged is ever lost and nothing partial is ever kept:
-validate the complete structure and decode the header (one pass) -> write the file atomically
-(fsync) -> sync its directory and index it in one transaction, where the SOP Instance UID's
-unique constraint detects duplicates -> return the outcome (the caller acknowledges only
-``STORED``/``DUPLICATE``). A crash between the file and the index leaves an unreferenced file that
-was never acknowledged (storage's journal removes it at the next start).
+validate the complete structure, the pixel data and decode the header (one pass) -> write the
+file atomically (fsync) -> sync its directory and index it in one transaction, where the SOP
+Instance UID's unique constraint detects duplicates -> return the outcome (the caller
+acknowledges only ``STORED``/``DUPLICATE``). A crash between the file and the index leaves an
+unreferenced file that was never acknowledged (storage's journal removes it at the next start).
 
 The directory sync and the index transaction are a *group commit*
 (:mod:`consilium.archive.group_commit`): the instances that several associations of a process
@@ -14,25 +15,46 @@ have written meanwhile share one directory fsync per study folder and one transa
 sync); each still gets its own outcome, decided exactly as if it were alone, and none returns
 before the round that holds it has committed.
 
-Duplicate policy (a SOP Instance UID already stored): identical bytes -> ``DUPLICATE``, a success
-(resending is idempotent); different content -> refused with ``CONFLICT`` under the default
-``reject`` policy (the first version stays, its hash is named in the reason), or stored as the
-new version under ``replace``.
+Ownership: an instance never lands in another institution's or another patient's study.
+    It joins an existing study only when the study belongs to the sender's institution (the
+    calling AE's institution, the STOW-RS caller's, the importer's) AND to the same patient
+    (Patient ID and Issuer of Patient ID); it joins an existing series only when that series
+    is in that same study. Otherwise it is refused (:data:`Refusal.FOREIGN`: C-STORE 0xC213,
+    STOW-RS failure 0xC213 / HTTP 409) with an Error Comment that names neither the other
+    institution nor the other patient, and audited as a denied store. A SOP Instance UID
+    already stored for another institution is never overwritten nor acknowledged as a
+    duplicate to that sender (the same refusal). The check runs inside the index transaction
+    (so it also holds between the instances of one group-commit round) on the per-process row
+    cache of :mod:`consilium.archive.ingest_index`: a modality sending a series costs no query
+    for it after the first instance.
+
+Duplicate policy (a SOP Instance UID already stored, by the same institution): the same
+*dataset* -> ``DUPLICATE``, a success (resending is idempotent whatever the sender: the file
+meta information, e.g. the Source AE Title of a PACS forwarding what a modality sent, or STOW-RS
+versus C-STORE, does not count); identical files are recognised by their hash at once, other
+files by the hash of the dataset after the file meta (the stored one's computed when first
+needed and kept in ``instance.dataset_sha256``). A different dataset is refused with
+``CONFLICT`` under the default ``reject`` policy (the first version stays, its hash is named in
+the reason), or stored as the new version under ``replace``.
+
+Pixel data is checked before anything is written (:mod:`consilium.archive.pixel_guard`):
+declared sizes over the ``pixels.*`` limits are refused (:data:`Refusal.TOO_LARGE`), pixel data
+that contradicts its transfer syntax is unreadable.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
-from sqlalchemy import Engine, bindparam, func, insert, select, update
+from sqlalchemy import Engine, bindparam, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -45,53 +67,28 @@ from consilium.archive.dicomfile import (
     split_part10,
 )
 from consilium.archive.group_commit import GroupCommit
-from consilium.archive.models import instances, patients, series_table, studies, utcnow
+from consilium.archive.ingest_index import (
+    FOREIGN_INSTANCE,
+    Counts,
+    RowCache,
+    index_instance,
+    refused,
+    search_form,
+)
+from consilium.archive.models import instances, series_table, studies
+from consilium.archive.outcomes import IngestResult, IngestSource, Outcome, Refusal
+from consilium.archive.pixel_guard import PixelLimits, ingest_problems
+from consilium.audit import AuditAction, AuditOutcome, AuditTrail
 from consilium.settings import DuplicatePolicy
+
+__all__ = [
+    "ArchiveStore", "IngestResult", "IngestSource", "Outcome", "Refusal", "count_instances",
+    "ingest_dataset", "ingest_part10", "search_form",
+]
 
 log = logging.getLogger(__name__)
 
 _UID = re.compile(r"^[0-9A-Za-z.\-_]{1,64}$")  # lenient: real files carry non-conformant UIDs
-
-
-class Outcome(StrEnum):
-    STORED = "stored"
-    DUPLICATE = "duplicate"
-    REFUSED = "refused"
-
-
-class Refusal(StrEnum):
-    """Why an instance was refused; each maps to one DIMSE and one HTTP status."""
-
-    UNREADABLE = "unreadable"  # truncated, garbage, not decodable
-    MISSING_UID = "missing-uid"  # no Study/Series/SOP Instance/SOP Class UID
-    MISMATCH = "mismatch"  # command and dataset disagree on SOP class/instance
-    CONFLICT = "conflict"  # same SOP Instance UID, other content
-    UNKNOWN_SOURCE = "unknown-source"  # no institution owns it
-    OUT_OF_RESOURCES = "out-of-resources"  # disk or database failure
-
-
-@dataclass(frozen=True)
-class IngestSource:
-    """Who delivered the instance: owner institution, calling AE and the channel."""
-
-    institution_id: str
-    source_ae: str = ""
-    channel: str = "dimse"  # dimse | stow | import
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    outcome: Outcome
-    sop_instance_uid: str = ""
-    sop_class_uid: str = ""
-    study_uid: str = ""
-    refusal: Refusal | None = None
-    reason: str = ""
-    patient_id: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome is not Outcome.REFUSED
 
 
 @dataclass
@@ -103,6 +100,8 @@ class ArchiveStore:
     fsync: bool = True
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.REJECT
     direct_io: bool = True  # see storage: O_DIRECT writes where the file system has them
+    pixel_limits: PixelLimits = field(default_factory=PixelLimits)
+    audit: AuditTrail | None = None  # where refused writes into foreign studies are recorded
 
     def __post_init__(self) -> None:
         # the process's only writer of the index for ingest: one round at a time, so SQLite
@@ -113,9 +112,9 @@ class ArchiveStore:
         self._lock_path = (f"{database}.ingest-lock" if database not in (None, "", ":memory:")
                            and self.engine.url.get_backend_name() == "sqlite" else None)
         self._lock_fd: int | None = None
-        # study/series UID -> primary key of rows known to be committed; a modality sends a
-        # series instance after instance, so this saves two lookups per instance
-        self._pks: dict[tuple[str, str], int] = {}
+        # study/series rows of this process with their owners: a modality sends a series
+        # instance after instance, so this saves two lookups per instance
+        self.rows = RowCache()
 
     @contextlib.contextmanager
     def writer_lock(self) -> Iterator[None]:
@@ -139,32 +138,11 @@ class ArchiveStore:
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def cached_pk(self, key: tuple[str, str]) -> int | None:
-        return self._pks.get(key)
-
-    def remember(self, key: tuple[str, str], pk: int) -> None:
-        if len(self._pks) > 4096:
-            self._pks.clear()
-        self._pks[key] = pk
-
     def forget(self, header: InstanceHeader) -> None:
-        self._pks.pop(("study", header.study_uid), None)
-        self._pks.pop(("series", header.series_uid), None)
+        self.rows.forget(header)
 
     def path_of(self, relative_path: str) -> Path:
         return self.storage_dir / relative_path
-
-
-def _refused(refusal: Refusal, reason: str, header: InstanceHeader | None = None) -> IngestResult:
-    return IngestResult(
-        Outcome.REFUSED,
-        sop_instance_uid=header.sop_instance_uid if header else "",
-        sop_class_uid=header.sop_class_uid if header else "",
-        study_uid=header.study_uid if header else "",
-        refusal=refusal,
-        reason=reason,
-        patient_id=header.patient_id if header else "",
-    )
 
 
 def _missing_uids(header: InstanceHeader) -> list[str]:
@@ -181,6 +159,17 @@ def _missing_uids(header: InstanceHeader) -> list[str]:
     ]
 
 
+def _unreadable(exc: Exception) -> IngestResult:
+    """Whatever the structure check raised: the object is refused as not understood (C-STORE
+    0xC210), never answered as a processing failure."""
+    if not isinstance(exc, UnreadableDicom):
+        log.warning("structure check failed unexpectedly (%s: %s)", type(exc).__name__, exc)
+        reason = f"dataset cannot be decoded ({type(exc).__name__})"
+    else:
+        reason = str(exc)
+    return refused(Refusal.UNREADABLE, reason)
+
+
 def ingest_dataset(
     store: ArchiveStore,
     dataset: bytes | memoryview,
@@ -190,36 +179,39 @@ def ingest_dataset(
     source: IngestSource,
 ) -> IngestResult:
     """Ingest a dataset as received over the network (no file meta), keeping its bytes."""
+    view = memoryview(dataset)
     try:
-        header = check_structure(dataset, transfer_syntax)
-    except UnreadableDicom as exc:
-        return _refused(Refusal.UNREADABLE, str(exc))
-    verdict = _check_identity(header, sop_class_uid, sop_instance_uid)
+        header = check_structure(view, transfer_syntax)
+    except Exception as exc:  # every malformed input gets the same answer
+        return _unreadable(exc)
+    verdict = _check_identity(header, sop_class_uid, sop_instance_uid) or _check_pixels(
+        store, header, view, transfer_syntax)
     if verdict is not None:
         return verdict
     try:
         meta = build_file_meta(sop_class_uid, sop_instance_uid, transfer_syntax, source.source_ae)
     except ValueError as exc:
-        return _refused(Refusal.MISSING_UID, f"unusable UIDs in the request: {exc}", header)
-    return _store(store, [meta, dataset], header, transfer_syntax, source)
+        return refused(Refusal.MISSING_UID, f"unusable UIDs in the request: {exc}", header)
+    return _store(store, [meta, dataset], header, transfer_syntax, source, view)
 
 
 def ingest_part10(store: ArchiveStore, data: bytes, source: IngestSource) -> IngestResult:
     """Ingest a PS3.10 file (import, STOW-RS), keeping its bytes as they are."""
     try:
         part10 = split_part10(data)
-        header = check_structure(memoryview(data)[part10.dataset_offset :], part10.transfer_syntax)
-    except UnreadableDicom as exc:
-        return _refused(Refusal.UNREADABLE, str(exc))
+        view = memoryview(data)[part10.dataset_offset :]
+        header = check_structure(view, part10.transfer_syntax)
+    except Exception as exc:  # every malformed input gets the same answer
+        return _unreadable(exc)
     meta = part10.meta
     verdict = _check_identity(
         header,
         str(meta.get("MediaStorageSOPClassUID", "")),
         str(meta.get("MediaStorageSOPInstanceUID", "")),
-    )
+    ) or _check_pixels(store, header, view, part10.transfer_syntax)
     if verdict is not None:
         return verdict
-    return _store(store, [data], header, part10.transfer_syntax, source)
+    return _store(store, [data], header, part10.transfer_syntax, source, view)
 
 
 def _check_identity(
@@ -228,22 +220,32 @@ def _check_identity(
     """Refuse missing UIDs, and a request (or file meta) that names another instance."""
     missing = _missing_uids(header)
     if missing:
-        return _refused(Refusal.MISSING_UID, "required UIDs: " + ", ".join(missing), header)
+        return refused(Refusal.MISSING_UID, "required UIDs: " + ", ".join(missing), header)
     if sop_instance_uid and sop_instance_uid != header.sop_instance_uid:
-        return _refused(
+        return refused(
             Refusal.MISMATCH,
             f"SOP Instance UID of the request ({sop_instance_uid}) differs from the dataset's "
             f"({header.sop_instance_uid})",
             header,
         )
     if sop_class_uid and sop_class_uid != header.sop_class_uid:
-        return _refused(
+        return refused(
             Refusal.MISMATCH,
             f"SOP Class UID of the request ({sop_class_uid}) differs from the dataset's "
             f"({header.sop_class_uid})",
             header,
         )
     return None
+
+
+def _check_pixels(store: ArchiveStore, header: InstanceHeader, dataset: memoryview,
+                  transfer_syntax: str) -> IngestResult | None:
+    problem = ingest_problems(header, dataset, transfer_syntax, store.pixel_limits)
+    if problem is None:
+        return None
+    kind, reason = problem
+    return refused(Refusal.TOO_LARGE if kind == "too-large" else Refusal.UNREADABLE, reason,
+                   header)
 
 
 @dataclass(frozen=True)
@@ -254,6 +256,7 @@ class _Written:
     stored: storage.StoredFile
     transfer_syntax: str
     source: IngestSource
+    dataset: memoryview  # the bytes after the file meta, hashed only if a duplicate needs it
 
 
 def _store(
@@ -262,6 +265,7 @@ def _store(
     header: InstanceHeader,
     transfer_syntax: str,
     source: IngestSource,
+    dataset: memoryview,
 ) -> IngestResult:
     sha256 = storage.sha256_of(chunks)
     try:
@@ -271,9 +275,9 @@ def _store(
         )
     except OSError as exc:
         log.error("cannot write %s: %s", header.sop_instance_uid, exc)
-        return _refused(Refusal.OUT_OF_RESOURCES, f"storage failure: {exc.strerror}", header)
+        return refused(Refusal.OUT_OF_RESOURCES, f"storage failure: {exc.strerror}", header)
     try:
-        result = store.committer.submit(_Written(header, stored, transfer_syntax, source))
+        result = store.committer.submit(_Written(header, stored, transfer_syntax, source, dataset))
     except BaseException:
         storage.discard(store.storage_dir, stored)
         raise
@@ -282,9 +286,34 @@ def _store(
         raise result
     if result.outcome is Outcome.REFUSED:
         storage.discard(store.storage_dir, stored)
+        if result.refusal is Refusal.FOREIGN:
+            _audit_foreign(store, source, header, result.reason)
+    elif result.outcome is Outcome.DUPLICATE and result.kept_sha256 != stored.sha256:
+        storage.discard(store.storage_dir, stored)  # the same dataset in another file: not kept
     else:
         storage.settle(stored)
     return result
+
+
+def _audit_foreign(store: ArchiveStore, source: IngestSource, header: InstanceHeader,
+                   reason: str) -> None:
+    """A denied store, recorded as what the sender asked for: its own patient and the UIDs
+    it sent. Without a Patient ID the study UID goes into the detail only: the audit trail
+    would otherwise name the patient of that (foreign) study in the sender's record."""
+    log.warning("refused %s from %s (%s, %s): %s", header.sop_instance_uid,
+                source.source_ae or source.channel, source.institution_id, source.channel, reason)
+    if store.audit is None:
+        return
+    detail = {"what": "store", "channel": source.channel, "reason": reason,
+              "study_uid": header.study_uid, "series_uid": header.series_uid,
+              "sop_instance_uid": header.sop_instance_uid}
+    try:
+        store.audit.record(
+            source.audit_actor(), AuditAction.DENIED, AuditOutcome.DENIED,
+            study_uid=header.study_uid if header.patient_id else "",
+            patient_id=header.patient_id, patient_name=header.patient_name, detail=detail)
+    except Exception:  # the refusal stands even when the audit database is down
+        log.exception("cannot audit the refused store of %s", header.sop_instance_uid)
 
 
 def _commit_round(store: ArchiveStore, batch: list[_Written]) -> list[IngestResult | Exception]:
@@ -295,14 +324,14 @@ def _commit_round(store: ArchiveStore, batch: list[_Written]) -> list[IngestResu
         storage.sync_directories({d for w in batch for d in w.stored.directories})
     except OSError as exc:
         log.error("cannot sync the directories of %d instances: %s", len(batch), exc)
-        return [_refused(Refusal.OUT_OF_RESOURCES, f"storage failure: {exc.strerror}", w.header)
+        return [refused(Refusal.OUT_OF_RESOURCES, f"storage failure: {exc.strerror}", w.header)
                 for w in batch]
     if len(batch) > 1:
         try:
             return list(_index_round(store, batch))
         except OperationalError as exc:
             log.error("index failure for %d instances: %s", len(batch), exc)
-            return [_refused(Refusal.OUT_OF_RESOURCES, "index database unavailable", w.header)
+            return [refused(Refusal.OUT_OF_RESOURCES, "index database unavailable", w.header)
                     for w in batch]
         except Exception as exc:  # e.g. a concurrent writer of the same study: one by one
             log.info("group commit of %d instances retried one by one: %s", len(batch), exc)
@@ -312,308 +341,152 @@ def _commit_round(store: ArchiveStore, batch: list[_Written]) -> list[IngestResu
 def _index_alone(store: ArchiveStore, written: _Written) -> IngestResult | Exception:
     header = written.header
     try:
-        return _index(store, header, written.stored, written.transfer_syntax, written.source)
+        return _index(store, written)
     except OperationalError as exc:
         log.error("index failure for %s: %s", header.sop_instance_uid, exc)
-        return _refused(Refusal.OUT_OF_RESOURCES, "index database unavailable", header)
+        return refused(Refusal.OUT_OF_RESOURCES, "index database unavailable", header)
     except Exception as exc:  # raised in the thread that submitted it
         return exc
 
 
-def _index_round(store: ArchiveStore, batch: list[_Written]) -> list[IngestResult]:
-    """Index several instances in one transaction. The rows already there for their SOP
-    Instance UIDs are read in one query; an instance repeated within the batch is judged against
-    the earlier one, as it would be had it arrived later. A unique constraint violation (another
-    process indexed one of them meanwhile) rolls everything back; the caller then retries."""
-    uids = {w.header.sop_instance_uid for w in batch}
-    results: list[IngestResult] = []
-    counts = _Counts()
+@dataclass(frozen=True)
+class _Existing:
+    """What the duplicate policy needs of an instance already indexed (or indexed earlier in
+    the same round: then its dataset bytes are still at hand)."""
+
+    sha256: str
+    path: str
+    institution_id: str
+    transfer_syntax: str
+    dataset_sha256: str | None
+    dataset: memoryview | None = None
+
+
+_EXISTING = (
+    select(instances.c.sop_uid, instances.c.sha256, instances.c.path, studies.c.institution_id,
+           instances.c.transfer_syntax_uid, instances.c.dataset_sha256)
+    .select_from(instances.join(series_table, series_table.c.id == instances.c.series_pk)
+                 .join(studies, studies.c.id == series_table.c.study_pk))
+    .where(instances.c.sop_uid.in_(bindparam("uids", expanding=True)))
+)
+_SET_DATASET_HASH = (update(instances).where(instances.c.sop_uid == bindparam("uid"))
+                     .values(dataset_sha256=bindparam("digest")))
+
+
+def _existing(conn: Connection, uids: set[str]) -> dict[str, _Existing]:
+    return {row[0]: _Existing(row[1], row[2], row[3], row[4], row[5])
+            for row in conn.execute(_EXISTING, {"uids": sorted(uids)})}
+
+
+def _stored_dataset_digest(store: ArchiveStore, conn: Connection, sop_uid: str,
+                           existing: _Existing) -> str | None:
+    """The dataset hash of the instance already there: kept in its row, or computed from its
+    file and kept (rows from before the column, and every instance the first time an other
+    sender's copy comes). None if its file cannot be read (then it cannot be the same)."""
+    if existing.dataset_sha256 is not None:
+        return existing.dataset_sha256
+    if existing.dataset is not None:
+        return hashlib.sha256(existing.dataset).hexdigest()
     try:
-        with store.engine.begin() as conn:
-            known: dict[str, tuple[str, str]] = {
-                row[0]: (row[1], row[2])
-                for row in conn.execute(
-                    select(instances.c.sop_uid, instances.c.sha256, instances.c.path).where(
-                        instances.c.sop_uid.in_(uids)
-                    )
-                )
-            }
-            for w in batch:
-                uid = w.header.sop_instance_uid
-                existing = known.get(uid)
-                if existing is not None:
-                    verdict = _duplicate_verdict(store, w.header, existing, w.stored.sha256)
-                    if verdict is not None:
-                        results.append(verdict)
-                        continue
-                results.append(_index_in(conn, store, w.header, w.stored, w.transfer_syntax,
-                                         w.source, replace=existing is not None, counts=counts))
-                known[uid] = (w.stored.sha256, w.stored.relative_path)
-            counts.apply(conn)
-    except BaseException:
-        for w in batch:  # primary keys remembered in the rolled back transaction
-            store.forget(w.header)
-        raise
-    return results
+        data = store.path_of(existing.path).read_bytes()
+        digest = hashlib.sha256(memoryview(data)[split_part10(data).dataset_offset:]).hexdigest()
+    except (OSError, UnreadableDicom) as exc:
+        log.error("cannot read the stored %s to compare it: %s", sop_uid, exc)
+        return None
+    conn.execute(_SET_DATASET_HASH, {"uid": sop_uid, "digest": digest})
+    return digest
 
 
-def _existing(store: ArchiveStore, sop_uid: str) -> tuple[str, str] | None:
-    with store.engine.connect() as conn:
-        row = conn.execute(
-            select(instances.c.sha256, instances.c.path).where(instances.c.sop_uid == sop_uid)
-        ).first()
-    return (row[0], row[1]) if row else None
-
-
-def _duplicate_verdict(
-    store: ArchiveStore, header: InstanceHeader, existing: tuple[str, str], sha256: str
-) -> IngestResult | None:
+def _duplicate_verdict(store: ArchiveStore, conn: Connection, written: _Written,
+                       existing: _Existing) -> IngestResult | None:
     """None means: go on and store this as the new version."""
-    if existing[0] == sha256:
+    header = written.header
+    if existing.institution_id != written.source.institution_id:
+        return refused(Refusal.FOREIGN, FOREIGN_INSTANCE, header)
+    same = existing.sha256 == written.stored.sha256 or (
+        existing.transfer_syntax == written.transfer_syntax
+        and _stored_dataset_digest(store, conn, header.sop_instance_uid, existing)
+        == hashlib.sha256(written.dataset).hexdigest())
+    if same:
         return IngestResult(
             Outcome.DUPLICATE, header.sop_instance_uid, header.sop_class_uid, header.study_uid,
-            patient_id=header.patient_id,
+            patient_id=header.patient_id, kept_sha256=existing.sha256,
         )
     if store.duplicate_policy is DuplicatePolicy.REJECT:
         log.warning(
             "refused %s: already stored with other content (kept sha256 %s, offered %s)",
             header.sop_instance_uid,
-            existing[0],
-            sha256,
+            existing.sha256,
+            written.stored.sha256,
         )
-        return _refused(
+        return refused(
             Refusal.CONFLICT,
             f"SOP Instance {header.sop_instance_uid} is already stored with other content "
-            f"(sha256 {existing[0][:16]}...); the archive keeps the first version",
+            f"(sha256 {existing.sha256[:16]}...); the archive keeps the first version",
             header,
         )
     return None
 
 
-def _patient_pk(conn: Connection, header: InstanceHeader, institution_id: str) -> int:
-    row = conn.execute(
-        select(patients.c.id).where(
-            patients.c.institution_id == institution_id,
-            patients.c.patient_id == header.patient_id,
-            patients.c.issuer == header.issuer,
-        )
-    ).first()
-    if row:
-        return int(row[0])
-    result = conn.execute(
-        insert(patients).values(
-            institution_id=institution_id,
-            patient_id=header.patient_id,
-            issuer=header.issuer,
-            patient_name=header.patient_name,
-            patient_name_search=search_form(header.patient_name),
-            birth_date=header.birth_date,
-            sex=header.sex,
-            created_at=utcnow(),
-        )
-    )
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
-
-
-def _study_pk(conn: Connection, header: InstanceHeader, institution_id: str) -> int:
-    row = conn.execute(select(studies.c.id).where(studies.c.study_uid == header.study_uid)).first()
-    if row:
-        return int(row[0])
-    now = utcnow()
-    result = conn.execute(
-        insert(studies).values(
-            study_uid=header.study_uid,
-            patient_pk=_patient_pk(conn, header, institution_id),
-            institution_id=institution_id,
-            study_date=header.study_date,
-            study_time=header.study_time,
-            accession_number=header.accession_number,
-            study_id=header.study_id,
-            description=header.study_description,
-            referring_physician=header.referring_physician,
-            referring_physician_search=search_form(header.referring_physician),
-            modalities="",
-            num_series=0,
-            num_instances=0,
-            size_bytes=0,
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
-
-
-def _series_pk(conn: Connection, header: InstanceHeader, study_pk: int) -> int:
-    row = conn.execute(
-        select(series_table.c.id).where(series_table.c.series_uid == header.series_uid)
-    ).first()
-    if row:
-        return int(row[0])
-    result = conn.execute(
-        insert(series_table).values(
-            series_uid=header.series_uid,
-            study_pk=study_pk,
-            modality=header.modality,
-            series_number=header.series_number,
-            description=header.series_description,
-            body_part=header.body_part,
-            series_date=header.series_date,
-            series_time=header.series_time,
-            num_instances=0,
-            created_at=utcnow(),
-        )
-    )
-    series_pk = int(result.inserted_primary_key[0])  # type: ignore[index]
-    modalities = conn.execute(
-        select(series_table.c.modality).where(series_table.c.study_pk == study_pk).distinct()
-    ).scalars()
-    joined = "\\".join(sorted({m for m in modalities if m}))
-    conn.execute(
-        update(studies)
-        .where(studies.c.id == study_pk)
-        .values(num_series=studies.c.num_series + 1, modalities=joined[:128])
-    )
-    return series_pk
-
-
-def _index(
-    store: ArchiveStore,
-    header: InstanceHeader,
-    stored: storage.StoredFile,
-    transfer_syntax: str,
-    source: IngestSource,
-) -> IngestResult:
+def _index(store: ArchiveStore, written: _Written) -> IngestResult:
     """Index a written file. The SOP Instance UID's unique constraint decides duplicates, so
     the common case (a new instance) costs no extra query."""
+    header = written.header
     for attempt in (1, 2):
-        existing = _existing(store, header.sop_instance_uid) if attempt == 2 else None
-        if existing is not None:
-            verdict = _duplicate_verdict(store, header, existing, stored.sha256)
-            if verdict is not None:
-                return verdict  # the caller discards what this write created
         try:
             with store.engine.begin() as conn:
-                return _index_in(
-                    conn,
-                    store,
-                    header,
-                    stored,
-                    transfer_syntax,
-                    source,
-                    replace=existing is not None,
-                )
+                existing = (_existing(conn, {header.sop_instance_uid}).get(
+                    header.sop_instance_uid) if attempt == 2 else None)
+                if existing is not None:
+                    verdict = _duplicate_verdict(store, conn, written, existing)
+                    if verdict is not None:
+                        return verdict  # the caller discards what this write created
+                return index_instance(conn, store.rows, header, written.stored,
+                                      written.transfer_syntax, written.source,
+                                      replace=existing is not None)
         except IntegrityError:
             store.forget(header)
             if attempt == 2:
                 raise
+        except BaseException:  # rows remembered in the rolled back transaction
+            store.forget(header)
+            raise
     raise AssertionError("unreachable")
 
 
-# The statements of the common case (a new instance), built once: building a Core construct per
-# instance costs more CPU than executing it from SQLAlchemy's compiled cache.
-_INSERT_INSTANCE = insert(instances)
-_COUNT_SERIES = (
-    update(series_table)
-    .where(series_table.c.id == bindparam("pk"))
-    .values(num_instances=series_table.c.num_instances + bindparam("count"))
-)
-_COUNT_STUDY = (
-    update(studies)
-    .where(studies.c.id == bindparam("pk"))
-    .values(
-        num_instances=studies.c.num_instances + bindparam("count"),
-        size_bytes=studies.c.size_bytes + bindparam("size"),
-        updated_at=bindparam("now"),
-    )
-)
-
-
-@dataclass
-class _Counts:
-    """New instances per series and (count, bytes) per study, added once per transaction."""
-
-    series: dict[int, int] = field(default_factory=dict)
-    studies: dict[int, tuple[int, int]] = field(default_factory=dict)
-
-    def add(self, series_pk: int, study_pk: int, size: int) -> None:
-        self.series[series_pk] = self.series.get(series_pk, 0) + 1
-        count, total = self.studies.get(study_pk, (0, 0))
-        self.studies[study_pk] = (count + 1, total + size)
-
-    def apply(self, conn: Connection) -> None:
-        for pk, count in self.series.items():
-            conn.execute(_COUNT_SERIES, {"pk": pk, "count": count})
-        now = utcnow()
-        for pk, (count, size) in self.studies.items():
-            conn.execute(_COUNT_STUDY, {"pk": pk, "count": count, "size": size, "now": now})
-
-
-def _index_in(
-    conn: Connection,
-    store: ArchiveStore,
-    header: InstanceHeader,
-    stored: storage.StoredFile,
-    transfer_syntax: str,
-    source: IngestSource,
-    replace: bool,
-    counts: _Counts | None = None,
-) -> IngestResult:
-    """Index one instance; with ``counts``, its series and study counts are left to the
-    caller (one UPDATE each per transaction, not per instance)."""
-    study_pk = store.cached_pk(("study", header.study_uid))
-    if study_pk is None:
-        study_pk = _study_pk(conn, header, source.institution_id)
-    series_pk = store.cached_pk(("series", header.series_uid))
-    if series_pk is None:
-        series_pk = _series_pk(conn, header, study_pk)
-    old = None
-    if replace:
-        old = conn.execute(
-            select(instances.c.id, instances.c.size_bytes, instances.c.path).where(
-                instances.c.sop_uid == header.sop_instance_uid
-            )
-        ).first()
-    values = dict(
-        series_pk=series_pk,
-        sop_class_uid=header.sop_class_uid,
-        instance_number=header.instance_number,
-        transfer_syntax_uid=transfer_syntax,
-        number_of_frames=header.number_of_frames,
-        rows=header.rows,
-        columns=header.columns,
-        path=stored.relative_path,
-        size_bytes=stored.size,
-        sha256=stored.sha256,
-        source_ae=source.source_ae[:16],
-        received_at=utcnow(),
-    )
-    if old is None:
-        conn.execute(_INSERT_INSTANCE, {"sop_uid": header.sop_instance_uid, **values})
-        if counts is not None:
-            counts.add(series_pk, study_pk, stored.size)
-        else:
-            single = _Counts()
-            single.add(series_pk, study_pk, stored.size)
-            single.apply(conn)
-    else:  # replace policy: a new version of an instance stored before
-        conn.execute(update(instances).where(instances.c.id == old[0]).values(**values))
-        conn.execute(
-            update(studies)
-            .where(studies.c.id == study_pk)
-            .values(size_bytes=studies.c.size_bytes + stored.size - old[1], updated_at=utcnow())
-        )
-        log.warning("replaced %s (old file %s kept)", header.sop_instance_uid, old[2])
-    store.remember(("study", header.study_uid), study_pk)
-    store.remember(("series", header.series_uid), series_pk)
-    return IngestResult(
-        Outcome.STORED, header.sop_instance_uid, header.sop_class_uid, header.study_uid,
-        patient_id=header.patient_id,
-    )
-
-
-def search_form(text: str) -> str:
-    """How names are compared: Unicode case-folded, so 'иванов' finds 'ИВАНОВ^ИВАН'."""
-    return text.casefold()
+def _index_round(store: ArchiveStore, batch: list[_Written]) -> list[IngestResult]:
+    """Index several instances in one transaction. The rows already there for their SOP
+    Instance UIDs are read in one query; an instance repeated within the batch is judged against
+    the earlier one, as it would be had it arrived later (ownership included: the rows an
+    earlier instance of the round made are in the row cache). A unique constraint violation
+    (another process indexed one of them meanwhile) rolls everything back; the caller then
+    retries one by one."""
+    results: list[IngestResult] = []
+    counts = Counts()
+    try:
+        with store.engine.begin() as conn:
+            known = _existing(conn, {w.header.sop_instance_uid for w in batch})
+            for w in batch:
+                uid = w.header.sop_instance_uid
+                existing = known.get(uid)
+                if existing is not None:
+                    verdict = _duplicate_verdict(store, conn, w, existing)
+                    if verdict is not None:
+                        results.append(verdict)
+                        continue
+                result = index_instance(conn, store.rows, w.header, w.stored, w.transfer_syntax,
+                                        w.source, replace=existing is not None, counts=counts)
+                results.append(result)
+                if result.outcome is Outcome.STORED:
+                    known[uid] = _Existing(w.stored.sha256, w.stored.relative_path,
+                                           w.source.institution_id, w.transfer_syntax, None,
+                                           w.dataset)
+            counts.apply(conn)
+    except BaseException:
+        for w in batch:  # rows remembered in the rolled back transaction
+            store.forget(w.header)
+        raise
+    return results
 
 
 def count_instances(store: ArchiveStore) -> int:

@@ -85,7 +85,11 @@ class Instance(SQLModel, table=True):
     columns: int | None = None
     path: str = Field(max_length=512, description="relative to the storage directory")
     size_bytes: int = Field(sa_column=Column(BigInteger, nullable=False))
-    sha256: str = Field(max_length=64)
+    sha256: str = Field(max_length=64, description="of the whole file, file meta included")
+    dataset_sha256: str | None = Field(
+        default=None, max_length=64,
+        description="of the dataset after the file meta; computed when first needed (a resend "
+        "with other file meta), so the common new instance costs no second hash")
     source_ae: str = Field(default="", max_length=16)
     received_at: datetime = Field(default_factory=utcnow)
 

@@ -3,15 +3,19 @@
 need.
 
 A body is ``[preamble] --B CRLF headers CRLF CRLF content CRLF --B ... CRLF --B-- [epilogue]``.
-Parsing works on the whole body in memory (STOW bodies are read before ingest anyway) with
-``bytes.find``, so a part's content is a memoryview, never a copy. Anything malformed raises
-:class:`MultipartError`, which the routes answer with 400.
+Parsing reads a file (:func:`parse_multipart_file`: the temporary file a STOW-RS body was
+streamed to) in windows of :data:`WINDOW` bytes and returns where each part's content is, so a
+large body is never held in memory: the caller reads one part at a time. Bytes in memory are
+parsed the same way (:func:`parse_multipart`, contents as memoryviews, never copies). Anything
+malformed raises :class:`MultipartError`, which the routes answer with 400.
 """
 
 from __future__ import annotations
 
+import io
 import secrets
 from dataclasses import dataclass, field
+from typing import IO
 
 
 class MultipartError(ValueError):
@@ -124,45 +128,89 @@ def _headers(block: bytes) -> dict[str, str]:
     return headers
 
 
-def parse_multipart(body: bytes, boundary: str) -> list[Part]:
-    """Split a multipart body into its parts; raise :class:`MultipartError` if malformed."""
+WINDOW = 1 << 20  # bytes read at a time while looking for delimiters
+MAX_HEADERS = 64 * 1024  # of one part's header block
+
+
+@dataclass(frozen=True)
+class FilePart:
+    """A part of a body in a file: its headers and where its content is."""
+
+    headers: dict[str, str]
+    offset: int
+    length: int
+
+
+def _delimiters(fp: IO[bytes], pattern: bytes) -> list[int]:
+    """Every offset of ``pattern`` in ``fp``, reading it window by window."""
+    found: list[int] = []
+    fp.seek(0)
+    base, carry = 0, b""
+    while True:
+        chunk = fp.read(WINDOW)
+        if not chunk:
+            return found
+        data = carry + chunk
+        at = data.find(pattern)
+        while at >= 0:
+            found.append(base + at)
+            at = data.find(pattern, at + 1)
+        keep = min(len(pattern) - 1, len(data))
+        base += len(data) - keep
+        carry = data[len(data) - keep:] if keep else b""
+
+
+def _read_at(fp: IO[bytes], offset: int, size: int) -> bytes:
+    fp.seek(offset)
+    return fp.read(size)
+
+
+def parse_multipart_file(fp: IO[bytes], boundary: str) -> list[FilePart]:
+    """The parts of the multipart body in ``fp``; raise :class:`MultipartError` if malformed."""
     if not boundary or len(boundary) > 200:
         raise MultipartError("multipart body without a usable boundary parameter")
     marker = b"--" + boundary.encode("latin-1")
-    view = memoryview(body)
-    # the first delimiter may start the body or follow a preamble ending in CRLF
-    if body.startswith(marker):
-        pos = len(marker)
-    else:
-        first = body.find(b"\r\n" + marker)
-        if first < 0:
-            raise MultipartError("the boundary of the Content-Type never occurs in the body")
-        pos = first + 2 + len(marker)
     delimiter = b"\r\n" + marker
-    parts: list[Part] = []
+    positions = _delimiters(fp, delimiter)
+    # the first delimiter may start the body or follow a preamble ending in CRLF
+    if _read_at(fp, 0, len(marker)) == marker:
+        positions.insert(0, -2)
+    elif not positions:
+        raise MultipartError("the boundary of the Content-Type never occurs in the body")
+    parts: list[FilePart] = []
+    pos = positions[0] + len(delimiter)
+    following = iter(positions[1:])
     while True:
-        if body.startswith(b"--", pos):
-            break  # close delimiter
+        line = _read_at(fp, pos, 1024)
+        if line.startswith(b"--"):
+            return parts  # close delimiter
         # transport padding, then CRLF
-        line_end = body.find(b"\r\n", pos)
-        if line_end < 0 or body[pos:line_end].strip(b" \t"):
+        line_end = line.find(b"\r\n")
+        if line_end < 0 or line[:line_end].strip(b" \t"):
             raise MultipartError("malformed boundary line")
-        start = line_end + 2
-        end = body.find(delimiter, start)
+        start = pos + line_end + 2
+        end = next((p for p in following if p >= start), -1)
         if end < 0:
             raise MultipartError("multipart body is truncated (no closing boundary)")
-        header_end = body.find(b"\r\n\r\n", start, end)
-        if body.startswith(b"\r\n", start):  # no headers at all
+        block = _read_at(fp, start, min(end - start, MAX_HEADERS))
+        if block.startswith(b"\r\n"):  # no headers at all
             headers: dict[str, str] = {}
             content_start = start + 2
-        elif header_end < 0:
-            raise MultipartError("part headers are not terminated by an empty line")
         else:
-            headers = _headers(body[start:header_end])
-            content_start = header_end + 4
-        parts.append(Part(headers, view[content_start:end]))
+            header_end = block.find(b"\r\n\r\n")
+            if header_end < 0:
+                raise MultipartError("part headers are not terminated by an empty line")
+            headers = _headers(block[:header_end])
+            content_start = start + header_end + 4
+        parts.append(FilePart(headers, content_start, end - content_start))
         pos = end + len(delimiter)
-    return parts
+
+
+def parse_multipart(body: bytes, boundary: str) -> list[Part]:
+    """Split a multipart body in memory into its parts (contents are views into ``body``)."""
+    view = memoryview(body)
+    return [Part(p.headers, view[p.offset : p.offset + p.length])
+            for p in parse_multipart_file(io.BytesIO(body), boundary)]
 
 
 def new_boundary() -> str:

@@ -132,6 +132,15 @@ def wildcard_to_like(value: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
+def _uid_list(attr: Attribute, value: str) -> list[str]:
+    """A UID or a list of UIDs (PS3.4 C.2.2.2.2); a list of nothing but separators is malformed,
+    not universal."""
+    uids = [u.strip() for u in value.split("\\") if u.strip()]
+    if not uids:
+        raise QueryError(f"{attr.keyword}: an empty list of UIDs ({value!r})")
+    return uids
+
+
 def _has_wildcard(value: str) -> bool:
     return "*" in value or "?" in value
 
@@ -151,7 +160,7 @@ def _condition(attr: Attribute, value: str) -> ColumnElement[bool] | None:
             return _like(column, value)
         return column == value  # type: ignore[no-any-return]
     if attr.match is Match.UID:
-        uids = [u.strip() for u in value.split("\\") if u.strip()]
+        uids = _uid_list(attr, value)
         return column.in_(uids) if len(uids) > 1 else column == uids[0]  # type: ignore[no-any-return]
     if attr.match is Match.DATE:
         return _range(column, value)
@@ -471,7 +480,7 @@ def _bind(attr: Attribute, value: str, name: str, params: dict[str, Any]) -> str
         params[name] = value
         return "eq"
     if attr.match is Match.UID:
-        uids = [u.strip() for u in value.split("\\") if u.strip()]
+        uids = _uid_list(attr, value)
         if len(uids) > 1:
             params[name] = uids
             return "in"

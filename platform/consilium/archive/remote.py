@@ -22,7 +22,7 @@ from pynetdicom.association import Association
 from sqlalchemy import Engine, select
 
 from consilium.archive.models import studies
-from consilium.errors import DomainError, InvalidInput
+from consilium.errors import BadGateway, InvalidInput
 from consilium.settings import DicomNode, Settings
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,8 @@ _DATE_RANGE_RE = re.compile(r"^(\d{8})?(-(\d{8})?)?$")
 _MODALITY_RE = re.compile(r"^[A-Z0-9_]{1,16}$")
 
 
-class RemotePacsError(DomainError):
+class RemotePacsError(BadGateway):
     """The PACS cannot be reached, refused the association or failed the request."""
-
-    status = 502
 
 
 @dataclass(frozen=True)

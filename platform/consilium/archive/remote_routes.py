@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
@@ -28,6 +29,41 @@ from consilium.http_api import json_endpoint, web_actor
 from consilium.identity.policy import Principal, may_query_pacs
 from consilium.service import Runtime
 from consilium.settings import DicomNode, Institution, NodeKind
+
+
+class PacsNode(BaseModel):
+    """A hospital PACS the caller may query."""
+
+    ae_title: str
+    institution: str
+    institution_name: str
+    description: str
+
+
+class RemoteStudyPublic(BaseModel):
+    """A study-level C-FIND answer of a PACS."""
+
+    study_uid: str
+    patient_id: str
+    patient_name: str
+    patient_birth_date: str
+    study_date: str
+    description: str
+    accession: str
+    modalities: list[str]
+    series: int | None
+    instances: int | None
+    in_archive: bool = Field(description="already in the archive")
+
+
+class RetrieveOutcome(BaseModel):
+    """What the PACS reported for the C-MOVE of a study into the archive."""
+
+    study_uid: str
+    completed: int
+    failed: int
+    warning: int
+    in_archive: bool
 
 
 def pacs_nodes(runtime: Runtime) -> list[tuple[Institution, DicomNode]]:
@@ -42,7 +78,8 @@ def remote_routes(runtime: Runtime) -> list[Route]:
 
     def allowed_node(request: Request, principal: Principal, what: str,
                      study_uid: str = "") -> DicomNode:
-        """The PACS named in the path, if the caller may use it; a refusal is audited."""
+        """The PACS named in the path, if the caller may use it; a refusal is audited (written
+        before the answer: call it in a worker thread)."""
         ae_title = request.path_params["ae_title"]
         found = next(((i, n) for i, n in pacs_nodes(runtime) if n.ae_title == ae_title), None)
         if found is None:
@@ -59,13 +96,13 @@ def remote_routes(runtime: Runtime) -> list[Route]:
                             "querying a PACS is for clinicians of its institution")
         return node
 
-    async def listing(request: Request, principal: Principal) -> list[dict[str, Any]]:
-        return [{"ae_title": node.ae_title, "institution": inst.id,
-                 "institution_name": inst.name, "description": node.description}
+    async def listing(request: Request, principal: Principal) -> list[PacsNode]:
+        return [PacsNode(ae_title=node.ae_title, institution=inst.id,
+                         institution_name=inst.name, description=node.description)
                 for inst, node in pacs_nodes(runtime) if may_query_pacs(principal, inst.id)]
 
-    async def find(request: Request, principal: Principal) -> list[dict[str, Any]]:
-        node = allowed_node(request, principal, "remote query")
+    async def find(request: Request, principal: Principal) -> list[RemoteStudyPublic]:
+        node = await run_in_threadpool(allowed_node, request, principal, "remote query")
         filters = remote.StudyFilters.parse(request.query_params)
         if filters.empty:
             raise InvalidInput("give at least one filter: PatientID, PatientName, StudyDate, "
@@ -86,11 +123,12 @@ def remote_routes(runtime: Runtime) -> list[Route]:
             raise
         audit.record(web_actor(request, principal), AuditAction.QUERY, patient_id=exact_id,
                      detail={**detail, "matches": len(found)})
-        return [s.as_json() for s in found]
+        return [RemoteStudyPublic.model_validate(s.as_json()) for s in found]
 
-    async def retrieve(request: Request, principal: Principal) -> dict[str, Any]:
+    async def retrieve(request: Request, principal: Principal) -> RetrieveOutcome:
         study_uid = remote.check_study_uid(request.path_params["study_uid"])
-        node = allowed_node(request, principal, "remote retrieve", study_uid)
+        node = await run_in_threadpool(allowed_node, request, principal, "remote retrieve",
+                                       study_uid)
         detail: dict[str, Any] = {"service": "C-MOVE SCU", "pacs": node.ae_title,
                                   "destination": settings.dicom_ae_title}
 
@@ -111,7 +149,7 @@ def remote_routes(runtime: Runtime) -> list[Route]:
                      AuditOutcome.SUCCESS if ok else AuditOutcome.FAILURE, study_uid=study_uid,
                      detail={**detail, "completed": result.completed, "failed": result.failed,
                              "warning": result.warning, "status": f"0x{result.status:04X}"})
-        return result.as_json()
+        return RetrieveOutcome.model_validate(result.as_json())
 
     return [
         Route("/api/remote/pacs", json_endpoint(listing), methods=["GET"]),

@@ -5,7 +5,10 @@ Frames are cut from the stored file without decoding when the stored form is acc
 pixel data is sliced at ``rows * columns * samples * bits`` per frame; encapsulated pixel data is
 split into frames by pydicom (basic or extended offset table, one fragment per frame, or frame
 boundaries in the codestream). Decoding (for explicit little endian frames of a compressed file
-and for rendering) goes through pydicom's decoders, pylibjpeg's plugins included.
+and for rendering) goes through pydicom's decoders, pylibjpeg's plugins included, and every
+decode is preceded by the :mod:`~consilium.archive.pixel_guard` checks: the declared size of
+what is decoded, and each compressed frame's own header, against the ``pixels.*`` limits
+(:class:`PixelsTooLarge`): a decoder allocates what the object declares.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from consilium.archive.dicomjson import StoredHeader
+from consilium.archive import pixel_guard as guard
+from consilium.archive.dicomjson import StoredHeader, read_stored_header
+from consilium.archive.pixel_guard import PixelLimits
 
 UNCOMPRESSED = frozenset(
     {ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian,
@@ -61,6 +66,50 @@ FRAME_MEDIA_TYPES: dict[str, str] = {
 
 class PixelError(ValueError):
     """The pixel data cannot be served in the form asked for (the message says why)."""
+
+
+class PixelsTooLarge(PixelError):
+    """Decoding what was asked would exceed the ``pixels.*`` limits."""
+
+
+def _guard(ds: Dataset, limits: PixelLimits, indexes: list[int]) -> None:
+    """Before decoding frames ``indexes`` (0-based) of ``ds``: their declared size, and for
+    compressed data the image size each frame's codestream declares."""
+    try:
+        guard.check_decode(ds, limits, len(indexes))
+        ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+        if ts in guard.JPEG_SYNTAXES or ts in guard.J2K_SYNTAXES:
+            count = _frame_count(ds)
+            for index in indexes:
+                try:
+                    frame = get_frame(ds.PixelData, index, number_of_frames=count)
+                except (ValueError, KeyError, IndexError, AttributeError):
+                    continue  # the decoder will fail on it, with its own reason
+                guard.check_codestream(frame, ts, limits)
+    except guard.PixelsTooLarge as exc:
+        raise PixelsTooLarge(f"not decoded here: {exc}") from exc
+
+
+def read_stored(path: Path) -> Dataset:
+    """A stored file as pydicom reads it; an object pydicom cannot read (stored before ingest
+    checked as much as it does now) is a :class:`PixelError`, not a failed request."""
+    try:
+        return dcmread(path)
+    except OSError:
+        raise
+    except Exception as exc:  # pydicom raises anything from RecursionError to KeyError
+        raise PixelError(f"the stored object cannot be read ({type(exc).__name__})") from exc
+
+
+def stored_header(path: Path) -> StoredHeader:
+    """:func:`~consilium.archive.dicomjson.read_stored_header`, failing as :func:`read_stored`
+    does."""
+    try:
+        return read_stored_header(path)
+    except OSError:
+        raise
+    except Exception as exc:
+        raise PixelError(f"the stored object cannot be read ({type(exc).__name__})") from exc
 
 
 def frame_media_type(transfer_syntax: str) -> str:
@@ -93,7 +142,8 @@ def _check_numbers(numbers: list[int], count: int) -> None:
         raise IndexError(f"frame {bad[0]} does not exist (the instance has {count})")
 
 
-def stored_frames(path: Path, header: StoredHeader, numbers: list[int]) -> list[bytes]:
+def stored_frames(path: Path, header: StoredHeader, numbers: list[int], *,
+                  limits: PixelLimits) -> list[bytes]:
     """Frames ``numbers`` (1-based) exactly as stored: codestreams, or native pixels in the
     stored byte order. Raises IndexError for frames that do not exist, PixelError if the
     instance has no pixel data."""
@@ -103,7 +153,7 @@ def stored_frames(path: Path, header: StoredHeader, numbers: list[int]) -> list[
     pixel = header.pixel
     if pixel is None:
         if header.deflated_pixel_vr is not None:
-            return native_frames_le(path, numbers)
+            return native_frames_le(path, numbers, limits=limits)
         raise PixelError("the instance has no pixel data")
     with path.open("rb") as fp:
         fp.seek(pixel.value_offset)
@@ -140,9 +190,14 @@ def _native_frame(ds: Dataset, value: bytes, index: int, count: int) -> bytes:
         if len(frame) < size:
             raise PixelError(f"pixel data is shorter than {count} frames")
         return frame
-    # BitsAllocated 1: frames are not byte-aligned; cut at bit level and repack
-    bitstream = np.unpackbits(np.frombuffer(value, np.uint8), bitorder="little")
-    part = bitstream[index * bits : (index + 1) * bits]
+    # BitsAllocated 1: frames are not byte-aligned; cut at bit level and repack (only the
+    # bytes that hold this frame are unpacked, not the whole value)
+    first, last = index * bits, (index + 1) * bits
+    chunk = value[first // 8 : -(-last // 8)]
+    if len(chunk) * 8 < last - first // 8 * 8:
+        raise PixelError(f"pixel data is shorter than {count} frames")
+    bitstream = np.unpackbits(np.frombuffer(chunk, np.uint8), bitorder="little")
+    part = bitstream[first - first // 8 * 8 : last - first // 8 * 8]
     return bytes(np.packbits(part, bitorder="little").tobytes())
 
 
@@ -156,18 +211,19 @@ def _byte_order_fixed(ds: Dataset, frame: bytes, big_endian: bool) -> bytes:
     return np.frombuffer(frame, dtype).astype(dtype.replace(">", "<")).tobytes()
 
 
-def native_frames_le(path: Path, numbers: list[int], header: StoredHeader | None = None
-                     ) -> list[bytes]:
+def native_frames_le(path: Path, numbers: list[int], header: StoredHeader | None = None,
+                     *, limits: PixelLimits) -> list[bytes]:
     """Frames as native pixels in Explicit VR Little Endian (decoding compressed ones)."""
     if header is not None and header.pixel is not None and header.transfer_syntax in UNCOMPRESSED:
-        raw = stored_frames(path, header, numbers)
+        raw = stored_frames(path, header, numbers, limits=limits)
         big = header.transfer_syntax == ExplicitVRBigEndian
         return [_byte_order_fixed(header.dataset, f, big) for f in raw]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = dcmread(path)
+        ds = read_stored(path)
     count = _frame_count(ds)
     _check_numbers(numbers, count)
+    _guard(ds, limits, [n - 1 for n in numbers])
     out = []
     for n in numbers:
         try:
@@ -179,12 +235,24 @@ def native_frames_le(path: Path, numbers: list[int], header: StoredHeader | None
     return out
 
 
-def to_explicit_le(path: Path) -> bytes:
+def check_convertible(path: Path, limits: PixelLimits) -> None:
+    """Raise :class:`PixelsTooLarge` if :func:`to_explicit_le` would decode beyond ``limits``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = read_stored(path)
+        ts = UID(str(ds.file_meta.get("TransferSyntaxUID", "")))
+        if "PixelData" in ds and (ts.is_compressed or ts == ExplicitVRBigEndian):
+            _guard(ds, limits, list(range(_frame_count(ds))))
+
+
+def to_explicit_le(path: Path, *, limits: PixelLimits) -> bytes:
     """The stored instance re-encoded in Explicit VR Little Endian (uncompressed)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = dcmread(path)
+        ds = read_stored(path)
         ts = UID(str(ds.file_meta.get("TransferSyntaxUID", "")))
+        if "PixelData" in ds and (ts.is_compressed or ts == ExplicitVRBigEndian):
+            _guard(ds, limits, list(range(_frame_count(ds))))
         try:
             if ts.is_compressed:
                 ds.decompress()
@@ -308,15 +376,17 @@ def _color(ds: Dataset, arr: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
     return np.asarray(arr, dtype=np.uint8)
 
 
-def render(path: Path, frame: int, params: RenderParams, media_type: str) -> bytes:
+def render(path: Path, frame: int, params: RenderParams, media_type: str, *,
+           limits: PixelLimits) -> bytes:
     """Frame ``frame`` (1-based) of a stored image as JPEG or PNG."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds = dcmread(path)
+        ds = read_stored(path)
         if not any(t in ds for t in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
             raise PixelError("the instance has no pixel data to render")
         count = _frame_count(ds)
         _check_numbers([frame], count)
+        _guard(ds, limits, [frame - 1])
         try:
             arr = pixel_array(ds, index=frame - 1)
         except Exception as exc:  # decoders raise all kinds of errors

@@ -8,8 +8,9 @@ from __future__ import annotations
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from consilium.consult.cases import load_case, now, parties
+from consilium.consult.context import ConsultContext
 from consilium.consult.models import CaseStatus, ConclusionDraft, ConsultCase
-from consilium.consult.workflow import ConsultContext, load_case, now, parties
 from consilium.errors import Conflict, Forbidden, InvalidInput
 from consilium.identity.policy import Principal, may_act_on_case
 

@@ -1,11 +1,19 @@
 """Consult cases (a cross-enterprise remote read, after IHE XRR-WD): the request, its studies,
-its history, messages, attachments and signed conclusions."""
+its history, messages, attachments and signed conclusions.
+
+Tables (``table=True``) share their fields with the shapes of the JSON API through a base
+class (``CaseBase`` -> ``ConsultCase`` and ``CasePublic``), as in the FastAPI template: a
+request body is a ``...Create``/``...Update`` shape, validated once at the edge
+(:func:`consilium.http_api.read_model`), and only ``...Public`` shapes leave the server. The
+OpenAPI document is generated from them (:mod:`consilium.openapi`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated, Self
 
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, model_validator
 from sqlalchemy import BigInteger, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -53,8 +61,8 @@ class EventKind(StrEnum):
     CANCELLED = "cancelled"
 
 
-class ConsultCase(SQLModel, table=True):
-    __tablename__ = "consult_case"
+class CaseBase(SQLModel):
+    """What a consult case is, as stored and as shown."""
 
     id: int | None = Field(default=None, primary_key=True)
     status: str = Field(max_length=16, index=True)
@@ -78,6 +86,10 @@ class ConsultCase(SQLModel, table=True):
     closed_at: datetime | None = None
     due_at: datetime | None = Field(default=None, index=True)
     version: int = Field(default=1, description="optimistic lock: every change increments it")
+
+
+class ConsultCase(CaseBase, table=True):
+    __tablename__ = "consult_case"
 
 
 class CaseStudy(SQLModel, table=True):
@@ -108,8 +120,8 @@ class CaseEvent(SQLModel, table=True):
     detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
 
-class CaseMessage(SQLModel, table=True):
-    __tablename__ = "consult_message"
+class MessageBase(SQLModel):
+    """What a message of a case's thread is, as stored and as shown."""
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="consult_case.id", index=True)
@@ -120,11 +132,13 @@ class CaseMessage(SQLModel, table=True):
     text: str = Field(sa_column=Column(Text, nullable=False))
 
 
-class Conclusion(SQLModel, table=True):
-    """A signed opinion. Never changed once signed: an amendment is a new version."""
+class CaseMessage(MessageBase, table=True):
+    __tablename__ = "consult_message"
 
-    __tablename__ = "consult_conclusion"
-    __table_args__ = (UniqueConstraint("case_id", "version"),)
+
+
+class ConclusionBase(SQLModel):
+    """What a signed conclusion is, as stored and as shown."""
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="consult_case.id", index=True)
@@ -141,6 +155,14 @@ class Conclusion(SQLModel, table=True):
     content_sha256: str = Field(max_length=64)
     pdf_sha256: str = Field(default="", max_length=64,
                             description="the rendered PDF, kept under <data_dir>/attachments")
+
+
+class Conclusion(ConclusionBase, table=True):
+    """A signed opinion. Never changed once signed: an amendment is a new version."""
+
+    __tablename__ = "consult_conclusion"
+    __table_args__ = (UniqueConstraint("case_id", "version"),)
+
 
 
 class CaseAttachment(SQLModel, table=True):
@@ -180,10 +202,8 @@ class ArchivedDocument(SQLModel, table=True):
     at: datetime
 
 
-class ConclusionDraft(SQLModel, table=True):
-    """The next conclusion (or amendment) being written; see :mod:`consilium.consult.drafts`."""
-
-    __tablename__ = "consult_conclusion_draft"
+class DraftBase(SQLModel):
+    """What a conclusion being written is, as stored and as shown."""
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="consult_case.id", unique=True)
@@ -194,3 +214,226 @@ class ConclusionDraft(SQLModel, table=True):
     author_name: str = Field(default="", max_length=256)
     updated_at: datetime
     version: int = Field(default=1, description="optimistic lock: every save increments it")
+
+
+class ConclusionDraft(DraftBase, table=True):
+    """The next conclusion (or amendment) being written; see :mod:`consilium.consult.drafts`."""
+
+    __tablename__ = "consult_conclusion_draft"
+
+
+# -- the API's shapes ----------------------------------------------------------------------------
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be blank")
+    return text
+
+
+Text1 = Annotated[str, Field(min_length=1), AfterValidator(_not_blank)]  # some text required
+KeyImages = dict[str, list[str]]  # study UID -> SOP Instance UIDs of its key images
+
+
+def _unique_key_images(key_images: KeyImages | None) -> KeyImages | None:
+    return None if key_images is None else {
+        study: list(dict.fromkeys(sops)) for study, sops in key_images.items()}
+
+
+def _none_is_no_images(value: object) -> object:
+    return {} if value is None else value  # given as null (absent stays None: unchanged)
+
+
+class Body(BaseModel):
+    """A request body: unknown fields are ignored (a client may send more than an action
+    needs), known ones must have their type (strict: ``"1"`` is no integer)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class CaseCreate(Body):
+    """``POST /api/cases``: a draft request."""
+
+    question: Text1
+    study_uids: list[str] = Field(min_length=1)
+    target_institution: Text1
+    priority: Priority = Priority.ROUTINE
+    target_specialty: str = ""
+    target_subject: str = Field(default="", description="a named specialist's subject")
+    clinical_info: str = ""
+    key_images: Annotated[KeyImages, AfterValidator(_unique_key_images)] = Field(
+        default_factory=dict, description="study UID -> SOP Instance UIDs of its key images")
+
+    @model_validator(mode="after")
+    def _key_images_of_linked_studies(self) -> Self:
+        stray = set(self.key_images) - set(self.study_uids)
+        if stray:
+            raise ValueError(f"key images of a study the case does not link: {sorted(stray)[0]}")
+        return self
+
+
+class CaseUpdate(Body):
+    """``PATCH /api/cases/{id}``: what changes in a draft (the text also in a returned case);
+    an absent field stays as it is. ``version`` is the case version the change was made on."""
+
+    version: int
+    question: str | None = None
+    clinical_info: str | None = None
+    priority: Priority | None = None
+    target_institution: str | None = None
+    target_specialty: str | None = None
+    target_subject: str | None = None
+    study_uids: list[str] | None = None
+    key_images: Annotated[KeyImages | None, BeforeValidator(_none_is_no_images),
+                          AfterValidator(_unique_key_images)] = Field(
+        default=None, description="study UID -> SOP Instance UIDs; null removes them all")
+
+    @model_validator(mode="after")
+    def _key_images_of_linked_studies(self) -> Self:
+        if self.study_uids is not None and self.key_images is not None:
+            stray = set(self.key_images) - set(self.study_uids)
+            if stray:
+                raise ValueError("key images of a study the case does not link: "
+                                 f"{sorted(stray)[0]}")
+        return self
+
+
+class Transition(Body):
+    """``POST /api/cases/{id}/{submit|accept|close|cancel}``; ``version``: the case version
+    the caller decided on (a stale one answers 409), or none."""
+
+    version: int | None = None
+
+
+class Resubmission(Transition):
+    answer: str = Field(default="", description="the information that was asked for")
+
+
+class Decline(Transition):
+    reason: Text1
+
+
+class ReturnForInformation(Transition):
+    request: Text1 = Field(description="what information is missing")
+
+
+class Reassignment(Transition):
+    subject: str = Field(default="", description="a named colleague, or none")
+    specialty: str | None = Field(default=None, description="another specialty, or unchanged")
+
+
+class ConclusionCreate(Transition):
+    """``conclude``: the signed opinion (it cannot change afterwards)."""
+
+    findings: str = ""
+    impression: Text1
+    recommendations: str = ""
+
+
+class ConclusionAmend(ConclusionCreate):
+    """``amend``: a new signed version that names the one it replaces."""
+
+    reason: Text1
+
+
+class MessageCreate(Body):
+    text: Text1
+
+
+class DraftUpdate(Body):
+    """``PUT /api/cases/{id}/conclusion-draft``; ``version``: the draft version it started
+    from (null for the first save)."""
+
+    version: int | None = None
+    findings: str = ""
+    impression: str = ""
+    recommendations: str = ""
+
+
+class CasePublic(CaseBase):
+    id: int
+    allowed_actions: list[str] = Field(
+        default_factory=list, description="what the caller may do with the case now")
+
+
+class CaseStudyPublic(BaseModel):
+    study_uid: str
+    institution: str
+    key_images: list[str]
+
+
+class MessagePublic(MessageBase):
+    id: int
+
+
+class ArchivedPublic(BaseModel):
+    """A DICOM object a conclusion was written into the archive as."""
+
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    kind: str = Field(description="pdf | sr")
+
+
+class ArchiveFailure(BaseModel):
+    study_uid: str
+    kind: str
+    reason: str
+
+
+class ConclusionPublic(ConclusionBase):
+    id: int
+    pdf_url: str
+    archived: list[ArchivedPublic]
+    archive_failures: list[ArchiveFailure]
+
+
+class AttachmentPublic(BaseModel):
+    id: int
+    case_id: int
+    filename: str
+    media_type: str
+    size: int
+    sha256: str
+    uploaded_by: str
+    uploaded_by_name: str
+    at: datetime
+
+
+class CaseDetail(BaseModel):
+    """``GET /api/cases/{id}``."""
+
+    case: CasePublic
+    studies: list[CaseStudyPublic]
+    messages: list[MessagePublic]
+    conclusions: list[ConclusionPublic]
+    attachments: list[AttachmentPublic]
+
+
+class CaseList(BaseModel):
+    """``GET /api/cases``: the target side's open cases and the caller's own requests."""
+
+    inbox: list[CasePublic]
+    requests: list[CasePublic]
+
+
+class TimelineEntryPublic(BaseModel):
+    at: datetime
+    kind: str
+    actor: str
+    actor_name: str
+    actor_institution: str
+    from_status: str = ""
+    to_status: str = ""
+    detail: str = ""
+    study_uid: str = ""
+    channel: str = ""
+
+
+class DraftPublic(DraftBase):
+    id: int
+
+
+class DraftAnswer(BaseModel):
+    draft: DraftPublic | None

@@ -3,7 +3,8 @@
 Each function checks, in this order: the caller may see the case (else 404), the case is in a
 state that allows the transition (else 409 with the reason), the caller may make it (identity
 policy, else 403), the caller saw the current version (optimistic lock, else 409). Then it
-changes the case, leaves a history event, and ends or creates grants.
+changes the case, leaves a history event, ends or creates grants, and tells the parties
+(``ctx.notify``, after the commit): whoever calls it, the parties hear of it.
 
     draft ──submit──▶ submitted ──accept──▶ accepted ──conclude──▶ concluded ──amend──▶ amended
       │                 │  ▲  │                │                        │                 │
@@ -18,16 +19,25 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from consilium.archive.access import ArchiveAccess, Reader, StudyRef
-from consilium.audit import Actor, AuditAction, AuditEvent, AuditOutcome, AuditTrail
+from consilium.audit import Actor
+from consilium.consult.archiving import archive_conclusion, retry_archiving
+from consilium.consult.cases import (
+    actor_of,
+    case_study_uids,
+    load_case,
+    notify,
+    now,
+    parties,
+    record_event,
+)
+from consilium.consult.context import ConsultContext
 from consilium.consult.models import (
-    CaseEvent,
     CaseMessage,
     CaseStatus,
     CaseStudy,
@@ -37,22 +47,15 @@ from consilium.consult.models import (
     EventKind,
     Priority,
 )
-from consilium.errors import Conflict, Forbidden, InvalidInput, NotFound
-from consilium.identity.grants import grant_study
+from consilium.errors import Conflict, Forbidden, InvalidInput
+from consilium.identity.grants import grant_study, revoke_grant
 from consilium.identity.models import Grant, GrantKind
-from consilium.identity.policy import (
-    CaseParties,
-    Principal,
-    may_act_on_case,
-    may_open_case,
-    may_see_case,
-)
+from consilium.identity.policy import Principal, may_act_on_case, may_open_case
 
-if TYPE_CHECKING:
-    from consilium.consult.documents import DocumentsConfig
-
-# from-states of each transition (the state machine, as data)
+# from-states of each transition (the state machine, as data); the order is the order of the
+# actions in allowed_actions, which the case page shows as buttons
 TRANSITIONS: dict[str, tuple[frozenset[CaseStatus], CaseStatus | None]] = {
+    "edit": (frozenset({CaseStatus.DRAFT, CaseStatus.RETURNED}), None),
     "submit": (frozenset({CaseStatus.DRAFT}), CaseStatus.SUBMITTED),
     "resubmit": (frozenset({CaseStatus.RETURNED}), CaseStatus.SUBMITTED),
     "accept": (frozenset({CaseStatus.SUBMITTED}), CaseStatus.ACCEPTED),
@@ -64,52 +67,19 @@ TRANSITIONS: dict[str, tuple[frozenset[CaseStatus], CaseStatus | None]] = {
     "close": (frozenset({CaseStatus.CONCLUDED, CaseStatus.AMENDED}), CaseStatus.CLOSED),
     "cancel": (frozenset({CaseStatus.DRAFT, CaseStatus.SUBMITTED, CaseStatus.RETURNED}),
                CaseStatus.CANCELLED),
-    "edit": (frozenset({CaseStatus.DRAFT, CaseStatus.RETURNED}), None),
     "message": (frozenset(set(CaseStatus) - {CaseStatus.CANCELLED, CaseStatus.CLOSED}), None),
 }
 
-DEFAULT_DUE_HOURS = {Priority.EMERGENCY: 1.0, Priority.URGENT: 6.0, Priority.ROUTINE: 72.0}
 
-
-@dataclass(frozen=True)
-class ConsultContext:
-    """What every consult function works with."""
-
-    engine: Engine
-    audit: AuditTrail
-    due_hours: dict[Priority, float]
-    grant_retention: timedelta = timedelta(days=30)
-    documents: DocumentsConfig | None = None  # attachments, PDFs, the archive: off when None
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def parties(case: ConsultCase) -> CaseParties:
-    return CaseParties(case.requester_subject, case.requester_institution,
-                       case.target_institution, case.target_subject, case.assignee_subject,
-                       submitted=case.submitted_at is not None)
-
-
-def _actor(principal: Principal) -> Actor:
-    return Actor(principal.subject, principal.display_name, principal.institution_id or "")
-
-
-def _event(session: Session, case: ConsultCase, principal: Principal, kind: EventKind,
-           from_status: str = "", detail: dict[str, Any] | None = None) -> None:
-    session.add(CaseEvent(
-        case_id=case.id or 0, at=now(), kind=kind.value, actor=principal.subject,
-        actor_name=principal.display_name, actor_institution=principal.institution_id or "",
-        from_status=from_status, to_status=case.status,
-        detail=json.dumps(detail, ensure_ascii=False) if detail else ""))
-
-
-def load_case(session: Session, principal: Principal, case_id: int) -> ConsultCase:
-    case = session.get(ConsultCase, case_id)
-    if case is None or not may_see_case(principal, parties(case)):
-        raise NotFound("no such case")
-    return case
+def allowed_actions(principal: Principal, case: ConsultCase) -> list[str]:
+    """What ``principal`` may do with ``case`` now: the transitions its state allows that the
+    policy lets this caller make (in :data:`TRANSITIONS` order). The case API answers it with
+    every case, so a client shows the right buttons without a copy of these rules; the
+    functions below still check every request."""
+    status = CaseStatus(case.status)
+    who = parties(case)
+    return [action for action, (states, _) in TRANSITIONS.items()
+            if status in states and may_act_on_case(principal, action, who)]
 
 
 def _check(principal: Principal, case: ConsultCase, action: str, version: int | None) -> None:
@@ -150,7 +120,7 @@ def open_case(
         raise InvalidInput("the target is another institution")
     gate = _gate(ctx)
     linked = {ref.study_uid: ref for ref in gate.require_linkable(
-        Reader(principal, actor or _actor(principal)), list(study_uids))}
+        Reader(principal, actor or actor_of(principal)), list(study_uids))}
     _check_key_images(gate, linked, key_images or {})
     first = linked[study_uids[0]]
     patient = (first.patient_id, first.patient_name)
@@ -169,10 +139,11 @@ def open_case(
             session.add(CaseStudy(case_id=case.id or 0, study_uid=uid,
                                   institution_id=linked[uid].institution_id,
                                   key_images="\\".join((key_images or {}).get(uid, []))))
-        _event(session, case, principal, EventKind.CREATED,
-               detail={"studies": list(study_uids), "target": target_institution})
+        record_event(session, case, principal, EventKind.CREATED,
+                     detail={"studies": list(study_uids), "target": target_institution})
         session.commit()
         session.refresh(case)
+    notify(ctx, case, "created")
     return case
 
 
@@ -237,11 +208,11 @@ def edit_case(ctx: ConsultContext, principal: Principal, case_id: int, version: 
         if changes.target_subject is not None:
             case.target_subject = changes.target_subject
         if changes.study_uids is not None or changes.key_images is not None:
-            _relink(ctx, session, Reader(principal, actor or _actor(principal)), case, changes)
+            _relink(ctx, session, Reader(principal, actor or actor_of(principal)), case, changes)
     except BaseException:
         session.close()
         raise
-    return _finish(session, case)
+    return _finish(ctx, session, case, "edited")
 
 
 def _relink(ctx: ConsultContext, session: Session, reader: Reader, case: ConsultCase,
@@ -288,10 +259,6 @@ def _check_key_images(gate: ArchiveAccess, linked: dict[str, StudyRef],
             raise InvalidInput(f"key image {missing[0]} is not an image of study {study_uid}")
 
 
-def case_study_uids(session: Session, case_id: int) -> list[str]:
-    return list(session.exec(select(CaseStudy.study_uid).where(CaseStudy.case_id == case_id)))
-
-
 def _transition(
     ctx: ConsultContext, principal: Principal, case_id: int, action: str, version: int | None,
     kind: EventKind, detail: dict[str, Any] | None = None,
@@ -308,18 +275,23 @@ def _transition(
     if target is not None:
         case.status = target.value
     case.version += 1
-    _event(session, case, principal, kind, previous, detail)
+    record_event(session, case, principal, kind, previous, detail)
     return session, case, previous
 
 
-def _finish(session: Session, case: ConsultCase) -> ConsultCase:
+def _finish(ctx: ConsultContext, session: Session, case: ConsultCase,
+            what: str | None) -> ConsultCase:
+    """Commit the change and tell the parties (``what`` happened; None: the caller tells them
+    once the rest of the change is done)."""
     try:
         session.add(case)
         session.commit()
         session.refresh(case)
-        return case
     finally:
         session.close()
+    if what is not None:
+        notify(ctx, case, what)
+    return case
 
 
 def submit(ctx: ConsultContext, principal: Principal, case_id: int,
@@ -331,11 +303,12 @@ def submit(ctx: ConsultContext, principal: Principal, case_id: int,
     case.submitted_at = stamp
     case.due_at = stamp + timedelta(hours=ctx.due_hours[Priority(case.priority)])
     uids = case_study_uids(session, case_id)
-    result = _finish(session, case)
+    result = _finish(ctx, session, case, None)
     for uid in uids:
-        grant_study(ctx.engine, ctx.audit, _actor(principal), uid,
+        grant_study(ctx.engine, ctx.audit, actor_of(principal), uid,
                     institution_id=case.target_institution, kind=GrantKind.CASE,
                     reference=f"case-{case.id}")
+    notify(ctx, result, "submit")  # once the target may read the studies
     return result
 
 
@@ -345,7 +318,7 @@ def resubmit(ctx: ConsultContext, principal: Principal, case_id: int, answer: st
                                    EventKind.RESUBMITTED, {"answer": answer})
     if answer.strip():
         session.add(_message(case, principal, answer))
-    return _finish(session, case)
+    return _finish(ctx, session, case, "resubmit")
 
 
 def accept(ctx: ConsultContext, principal: Principal, case_id: int,
@@ -355,7 +328,7 @@ def accept(ctx: ConsultContext, principal: Principal, case_id: int,
     case.assignee_subject = principal.subject
     case.assignee_name = principal.display_name
     case.accepted_at = now()
-    return _finish(session, case)
+    return _finish(ctx, session, case, "accept")
 
 
 def decline(ctx: ConsultContext, principal: Principal, case_id: int, reason: str,
@@ -365,8 +338,9 @@ def decline(ctx: ConsultContext, principal: Principal, case_id: int, reason: str
     session, case, _ = _transition(ctx, principal, case_id, "decline", version,
                                    EventKind.DECLINED, {"reason": reason})
     case.closed_at = now()
-    result = _finish(session, case)
+    result = _finish(ctx, session, case, None)
     _end_grants(ctx, principal, result, immediately=True)
+    notify(ctx, result, "decline")
     return result
 
 
@@ -377,7 +351,7 @@ def return_for_information(ctx: ConsultContext, principal: Principal, case_id: i
     session, case, _ = _transition(ctx, principal, case_id, "return", version,
                                    EventKind.RETURNED, {"request": request})
     session.add(_message(case, principal, request))
-    return _finish(session, case)
+    return _finish(ctx, session, case, "return")
 
 
 def reassign(ctx: ConsultContext, principal: Principal, case_id: int, *,
@@ -393,7 +367,7 @@ def reassign(ctx: ConsultContext, principal: Principal, case_id: int, *,
     case.assignee_subject = ""
     case.assignee_name = ""
     case.accepted_at = None
-    return _finish(session, case)
+    return _finish(ctx, session, case, "reassign")
 
 
 def post_message(ctx: ConsultContext, principal: Principal, case_id: int,
@@ -403,7 +377,7 @@ def post_message(ctx: ConsultContext, principal: Principal, case_id: int,
     session, case, _ = _transition(ctx, principal, case_id, "message", None, EventKind.MESSAGE)
     message = _message(case, principal, text)
     session.add(message)
-    _finish(session, case)
+    _finish(ctx, session, case, "message")
     return message
 
 
@@ -426,8 +400,11 @@ def conclude(ctx: ConsultContext, principal: Principal, case_id: int, *, finding
         raise InvalidInput("the impression is empty")
     session, case, _ = _transition(ctx, principal, case_id, "conclude", version,
                                    EventKind.CONCLUDED, {"version": 1})
-    signed = _sign(session, case, principal, 1, findings, impression, recommendations, None, "")
-    return _archived(ctx, signed)
+    signed = _sign(ctx, session, case, principal, 1, findings, impression, recommendations,
+                   None, "")
+    _archive(ctx, signed)
+    notify(ctx, case, "conclude")  # with what was archived: the parties reload it
+    return signed
 
 
 def amend(ctx: ConsultContext, principal: Principal, case_id: int, *, findings: str,
@@ -441,14 +418,16 @@ def amend(ctx: ConsultContext, principal: Principal, case_id: int, *, findings: 
     latest = session.exec(select(Conclusion).where(Conclusion.case_id == case_id)
                           .order_by(col(Conclusion.version).desc())).first()
     previous = latest.version if latest else 0
-    signed = _sign(session, case, principal, previous + 1, findings, impression,
+    signed = _sign(ctx, session, case, principal, previous + 1, findings, impression,
                    recommendations, previous or None, reason)
-    return _archived(ctx, signed)
+    _archive(ctx, signed)
+    notify(ctx, case, "amend")
+    return signed
 
 
-def _sign(session: Session, case: ConsultCase, principal: Principal, number: int,
-          findings: str, impression: str, recommendations: str, replaces: int | None,
-          reason: str) -> Conclusion:
+def _sign(ctx: ConsultContext, session: Session, case: ConsultCase, principal: Principal,
+          number: int, findings: str, impression: str, recommendations: str,
+          replaces: int | None, reason: str) -> Conclusion:
     stamp = now()
     conclusion = Conclusion(
         case_id=case.id or 0, version=number, findings=findings, impression=impression,
@@ -462,19 +441,16 @@ def _sign(session: Session, case: ConsultCase, principal: Principal, number: int
     for draft in session.exec(select(ConclusionDraft).where(
             ConclusionDraft.case_id == case.id)):
         session.delete(draft)  # what was being written is now signed
-    _finish(session, case)  # one commit: the case, its event, the conclusion, no draft
+    _finish(ctx, session, case, None)  # one commit: the case, its event, the conclusion
     return conclusion
 
 
-def _archived(ctx: ConsultContext, conclusion: Conclusion) -> Conclusion:
+def _archive(ctx: ConsultContext, conclusion: Conclusion) -> None:
     """Write the signed conclusion into the archive beside its studies (PDF and SR). It is
     signed already: a failure there is logged and recorded for a retry, never raised."""
     if ctx.documents is not None:
-        from consilium.consult.documents import archive_conclusion, retry_archiving
-
         retry_archiving(ctx)  # what failed before, first: this one's failure is logged once
         archive_conclusion(ctx, conclusion.id or 0)
-    return conclusion
 
 
 def close(ctx: ConsultContext, principal: Principal, case_id: int,
@@ -482,8 +458,9 @@ def close(ctx: ConsultContext, principal: Principal, case_id: int,
     """The requester has what they asked for; the grants expire after the retention."""
     session, case, _ = _transition(ctx, principal, case_id, "close", version, EventKind.CLOSED)
     case.closed_at = now()
-    result = _finish(session, case)
+    result = _finish(ctx, session, case, None)
     _end_grants(ctx, principal, result, immediately=False)
+    notify(ctx, result, "close")
     return result
 
 
@@ -492,15 +469,14 @@ def cancel(ctx: ConsultContext, principal: Principal, case_id: int,
     session, case, _ = _transition(ctx, principal, case_id, "cancel", version,
                                    EventKind.CANCELLED)
     case.closed_at = now()
-    result = _finish(session, case)
+    result = _finish(ctx, session, case, None)
     _end_grants(ctx, principal, result, immediately=True)
+    notify(ctx, result, "cancel")
     return result
 
 
 def _end_grants(ctx: ConsultContext, principal: Principal, case: ConsultCase,
                 immediately: bool) -> None:
-    from consilium.identity.grants import revoke_grant
-
     with Session(ctx.engine) as session:
         grants = list(session.exec(select(Grant).where(
             Grant.reference == f"case-{case.id}", col(Grant.revoked_at).is_(None))))
@@ -512,88 +488,6 @@ def _end_grants(ctx: ConsultContext, principal: Principal, case: ConsultCase,
             session.commit()
             return
     for grant in grants:
-        revoke_grant(ctx.engine, ctx.audit, _actor(principal), grant.id or 0)
+        revoke_grant(ctx.engine, ctx.audit, actor_of(principal), grant.id or 0)
 
 
-def history(ctx: ConsultContext, principal: Principal, case_id: int) -> list[CaseEvent]:
-    with Session(ctx.engine) as session:
-        load_case(session, principal, case_id)
-        return list(session.exec(select(CaseEvent).where(CaseEvent.case_id == case_id)
-                                 .order_by(col(CaseEvent.at), col(CaseEvent.id))))
-
-
-# what the audit trail knows of the case's images, shown in its timeline
-IMAGE_ACCESS_ACTIONS = {AuditAction.VIEW.value: "viewed", AuditAction.RETRIEVE.value: "retrieved"}
-
-
-@dataclass(frozen=True)
-class TimelineEntry:
-    """One line of a case's timeline: a case event, or an access to its images."""
-
-    at: datetime
-    kind: str
-    actor: str
-    actor_name: str
-    actor_institution: str
-    from_status: str = ""
-    to_status: str = ""
-    detail: str = ""
-    study_uid: str = ""
-    channel: str = ""
-
-
-def timeline(ctx: ConsultContext, principal: Principal, case_id: int) -> list[TimelineEntry]:
-    """The case's events merged with who opened or retrieved its studies since it was created
-    (from the audit trail), in time order: what a head reviews as "who did what, when"."""
-    ctx.audit.flush()  # the views queued just before are part of it
-    with Session(ctx.engine) as session:
-        case = load_case(session, principal, case_id)
-        uids = case_study_uids(session, case_id)
-        events = session.exec(select(CaseEvent).where(CaseEvent.case_id == case_id)
-                              .order_by(col(CaseEvent.at), col(CaseEvent.id))).all()
-        entries = [TimelineEntry(at=e.at, kind=e.kind, actor=e.actor, actor_name=e.actor_name,
-                                 actor_institution=e.actor_institution,
-                                 from_status=e.from_status, to_status=e.to_status,
-                                 detail=e.detail) for e in events]
-        accesses = session.exec(select(AuditEvent).where(
-            col(AuditEvent.study_uid).in_(uids),
-            col(AuditEvent.action).in_(list(IMAGE_ACCESS_ACTIONS)),
-            AuditEvent.outcome == AuditOutcome.SUCCESS.value,
-            col(AuditEvent.at) >= case.created_at).order_by(col(AuditEvent.at))).all()
-    entries += [TimelineEntry(at=a.at, kind=IMAGE_ACCESS_ACTIONS[a.action], actor=a.actor,
-                              actor_name=a.actor_name, actor_institution=a.actor_institution,
-                              detail=a.detail, study_uid=a.study_uid, channel=a.channel)
-                for a in accesses]
-    entries.sort(key=lambda e: _aware(e.at))
-    return entries
-
-
-def conclusions(ctx: ConsultContext, principal: Principal, case_id: int) -> list[Conclusion]:
-    with Session(ctx.engine) as session:
-        load_case(session, principal, case_id)
-        return list(session.exec(select(Conclusion).where(Conclusion.case_id == case_id)
-                                 .order_by(col(Conclusion.version))))
-
-
-def inbox(ctx: ConsultContext, principal: Principal) -> list[ConsultCase]:
-    """The target side's open cases, most urgent and soonest due first; for the requester
-    side, their own cases, newest first."""
-    with Session(ctx.engine) as session:
-        if principal.has_role("consultant") or principal.has_role("head"):
-            incoming = list(session.exec(select(ConsultCase).where(
-                ConsultCase.target_institution == (principal.institution_id or ""),
-                col(ConsultCase.status).in_([s.value for s in (
-                    CaseStatus.SUBMITTED, CaseStatus.ACCEPTED, CaseStatus.RETURNED)]))))
-        else:
-            incoming = []
-        visible = [c for c in incoming if may_see_case(principal, parties(c))
-                   and (not c.target_subject or c.target_subject == principal.subject
-                        or principal.has_role("head"))]
-    visible.sort(key=lambda c: (Priority(c.priority).rank, _aware(c.due_at)))
-    return visible
-
-
-def _aware(value: datetime | None) -> datetime:
-    if value is None:
-        return datetime.max.replace(tzinfo=UTC)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

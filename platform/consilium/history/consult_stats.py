@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import Engine, and_, or_
 from sqlmodel import Session, col, select
 
+from consilium.consult.cases import parties
 from consilium.consult.models import OPEN_STATUSES, CaseStatus, ConsultCase
-from consilium.consult.workflow import parties
 from consilium.history import csv_export
 from consilium.identity.policy import Principal, may_see_case
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
+from pydantic import BaseModel
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -87,3 +88,15 @@ class Grant(SQLModel, table=True):
     created_at: datetime
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+class MePublic(BaseModel):
+    """``GET /api/me``: the caller, and the CSRF token their writes carry (browsers)."""
+
+    subject: str
+    name: str
+    institution: str | None
+    institution_name: str
+    roles: list[Role]
+    specialty: str
+    csrf_token: str | None

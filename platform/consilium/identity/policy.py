@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from consilium.identity.models import CLINICAL_ROLES, Role
 from consilium.settings import NodeKind, Settings
 
 UNASSIGNED_INSTITUTION = "unassigned"
@@ -51,16 +52,13 @@ def may_move_to(caller: DicomCaller, destination_institution: str) -> bool:
 
 # -- web callers -------------------------------------------------------------------------------
 
-CLINICAL_ROLE_NAMES = frozenset({"referring", "consultant", "head"})
-
-
 @dataclass(frozen=True)
 class Principal:
     """Who is calling the web API: a signed-in clinician, an API client or nobody."""
 
     subject: str
     institution_id: str | None
-    roles: frozenset[str] = frozenset()
+    roles: frozenset[Role] = frozenset()
     display_name: str = ""
     authenticated: bool = False
     user_id: int | None = None
@@ -68,9 +66,9 @@ class Principal:
 
     @property
     def is_clinician(self) -> bool:
-        return self.authenticated and bool(self.roles & CLINICAL_ROLE_NAMES)
+        return self.authenticated and bool(self.roles & CLINICAL_ROLES)
 
-    def has_role(self, role: str) -> bool:
+    def has_role(self, role: Role) -> bool:
         return self.authenticated and role in self.roles
 
 
@@ -111,7 +109,7 @@ def may_query_pacs(principal: Principal, institution_id: str) -> bool:
 
 def may_read_audit(principal: Principal) -> bool:
     """Heads (their institution's events) and admins (their institution's events)."""
-    return principal.has_role("head") or principal.has_role("admin")
+    return principal.has_role(Role.HEAD) or principal.has_role(Role.ADMIN)
 
 
 # -- consult cases -----------------------------------------------------------------------------
@@ -140,9 +138,9 @@ def may_see_case(principal: Principal, case: CaseParties) -> bool:
     if not principal.is_clinician:
         return False
     if principal.institution_id == case.requester_institution:
-        return principal.subject == case.requester_subject or principal.has_role("head")
+        return principal.subject == case.requester_subject or principal.has_role(Role.HEAD)
     if principal.institution_id == case.target_institution and case.submitted:
-        return principal.has_role("consultant") or principal.has_role("head")
+        return principal.has_role(Role.CONSULTANT) or principal.has_role(Role.HEAD)
     return False
 
 
@@ -152,14 +150,14 @@ def may_act_on_case(principal: Principal, action: str, case: CaseParties) -> boo
         return False
     if action in REQUESTER_ACTIONS:
         return principal.institution_id == case.requester_institution and (
-            principal.subject == case.requester_subject or principal.has_role("head"))
+            principal.subject == case.requester_subject or principal.has_role(Role.HEAD))
     if action in TARGET_ACTIONS:
         if principal.institution_id != case.target_institution:
             return False
-        if principal.has_role("head"):
+        if principal.has_role(Role.HEAD):
             return True
         named = case.target_subject
-        return principal.has_role("consultant") and (not named or named == principal.subject)
+        return principal.has_role(Role.CONSULTANT) and (not named or named == principal.subject)
     if action in ASSIGNEE_ACTIONS:
         return principal.institution_id == case.target_institution and (
             principal.subject == case.assignee_subject)
@@ -167,4 +165,4 @@ def may_act_on_case(principal: Principal, action: str, case: CaseParties) -> boo
 
 
 def may_open_case(principal: Principal) -> bool:
-    return principal.has_role("referring") or principal.has_role("head")
+    return principal.has_role(Role.REFERRING) or principal.has_role(Role.HEAD)

@@ -4,31 +4,40 @@ Consilium (users are created at their first login, or registered ahead by the de
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from consilium.errors import Forbidden
 from consilium.identity.models import Role, User
 from consilium.identity.policy import Principal
-from consilium.identity.users import now
+from consilium.identity.users import now, roles_of
 from consilium.settings import Settings
 
 
-@dataclass(frozen=True)
-class Specialist:
-    subject: str  # the principal subject a case's target_subject names
+class Specialist(BaseModel):
+    subject: str = Field(description="the principal subject a case's target_subject names")
     name: str
     specialty: str
 
 
-@dataclass
-class ConsultTarget:
+class ConsultTarget(BaseModel):
     id: str
     name: str
-    specialties: list[str] = field(default_factory=list)
-    specialists: list[Specialist] = field(default_factory=list)
+    specialties: list[str] = Field(default_factory=list)
+    specialists: list[Specialist] = Field(default_factory=list)
+
+
+class Directory(BaseModel):
+    """``GET /api/directory``: where a consult request can go."""
+
+    institutions: list[ConsultTarget]
+
+
+class Colleagues(BaseModel):
+    """``GET /api/directory/colleagues``: whom a case can be reassigned to."""
+
+    colleagues: list[Specialist]
 
 
 def consult_targets(settings: Settings, engine: Engine,
@@ -36,17 +45,18 @@ def consult_targets(settings: Settings, engine: Engine,
     """The institutions other than the caller's, each with its consultants' specialties."""
     if not principal.is_clinician:
         raise Forbidden("for clinicians")
-    targets = {inst.id: ConsultTarget(inst.id, inst.name) for inst in settings.institutions
+    targets = {inst.id: ConsultTarget(id=inst.id, name=inst.name) for inst in settings.institutions
                if inst.id != principal.institution_id}
     with Session(engine) as session:
         users = session.exec(select(User).where(col(User.institution_id).in_(list(targets)))
                              .order_by(col(User.display_name))).all()
     for user in users:
-        if Role.CONSULTANT.value not in user.roles.split():
+        if Role.CONSULTANT not in roles_of(user.roles):
             continue
         target = targets[user.institution_id]
-        target.specialists.append(Specialist(f"{user.provider_id}:{user.provider_subject}",
-                                             user.display_name, user.specialty))
+        target.specialists.append(Specialist(
+            subject=f"{user.provider_id}:{user.provider_subject}", name=user.display_name,
+            specialty=user.specialty))
         if user.specialty and user.specialty not in target.specialties:
             target.specialties.append(user.specialty)
     for target in targets.values():
@@ -62,9 +72,10 @@ def colleagues(engine: Engine, principal: Principal) -> list[Specialist]:
     with Session(engine) as session:
         users = session.exec(select(User).where(User.institution_id == principal.institution_id)
                              .order_by(col(User.display_name))).all()
-    return [Specialist(f"{u.provider_id}:{u.provider_subject}", u.display_name, u.specialty)
+    return [Specialist(subject=f"{u.provider_id}:{u.provider_subject}", name=u.display_name,
+                       specialty=u.specialty)
             for u in users
-            if Role.CONSULTANT.value in u.roles.split()
+            if Role.CONSULTANT in roles_of(u.roles)
             and f"{u.provider_id}:{u.provider_subject}" != principal.subject]
 
 

@@ -6,21 +6,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from dataclasses import asdict
 from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from consilium.audit import Actor, AuditAction, AuditOutcome, AuditTrail
-from consilium.errors import Forbidden
 from consilium.identity.middleware import SESSION_COOKIE, SESSION_SCOPE_KEY, client_address
+from consilium.identity.models import MePublic
 from consilium.identity.ratelimit import UnauthenticatedAudit, clip, make_rate_limiter
-from consilium.identity.roster import colleagues, consult_targets
+from consilium.identity.roster import Colleagues, Directory, colleagues, consult_targets
 from consilium.identity.tokens import ProviderDirectory, TokenError
 from consilium.identity.users import (
     LoginRefused,
@@ -31,7 +31,7 @@ from consilium.identity.users import (
     start_login,
     upsert_user,
 )
-from consilium.identity.web import current_principal
+from consilium.identity.web import current_principal, signed_in_principal
 from consilium.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,9 @@ def identity_routes(
         except Exception as exc:
             log.error("discovery of %s failed: %s", provider.id, exc)
             return failure_page("The identity provider cannot be reached.", 502)
-        attempt = start_login(engine, provider.id,
-                              _safe_return_to(request.query_params.get("return_to")))
+        attempt = await run_in_threadpool(
+            start_login, engine, provider.id,
+            _safe_return_to(request.query_params.get("return_to")))
         params = {
             "response_type": "code", "client_id": provider.client_id,
             "redirect_uri": f"{base}/auth/callback/{provider.id}", "scope": provider.scopes,
@@ -115,7 +116,8 @@ def identity_routes(
         if provider is None:
             return failure_page("Unknown identity provider.", 404)
         params = request.query_params
-        attempt = consume_login(engine, provider.id, params.get("state", ""))
+        attempt = await run_in_threadpool(consume_login, engine, provider.id,
+                                          params.get("state", ""))
         if attempt is None or "code" not in params:
             reason = clip(params.get("error_description") or params.get("error")
                           or "invalid state")
@@ -161,14 +163,18 @@ def identity_routes(
                                    {"reason": str(exc), "provider": provider.id})
             message = str(exc) if isinstance(exc, LoginRefused) else "invalid tokens"
             return failure_page(f"The login was refused: {message}.")
-        user = upsert_user(engine, provider.id, mapped)
-        cookie, _ = create_session(engine, user, provider.id, id_token,
-                                   client_address(request.scope), settings.identity_session_hours)
-        audit.record(
-            actor_of(request, f"{provider.id}:{mapped.subject}", mapped.display_name,
-                     mapped.institution_id),
-            AuditAction.LOGIN, detail={"provider": provider.id,
-                                       "roles": sorted(r.value for r in mapped.roles)})
+        actor = actor_of(request, f"{provider.id}:{mapped.subject}", mapped.display_name,
+                         mapped.institution_id)
+
+        def sign_in() -> str:  # the user, the session and the record, off the event loop
+            user = upsert_user(engine, provider.id, mapped)
+            cookie, _ = create_session(engine, user, provider.id, id_token,
+                                       actor.source, settings.identity_session_hours)
+            audit.record(actor, AuditAction.LOGIN, detail={
+                "provider": provider.id, "roles": sorted(r.value for r in mapped.roles)})
+            return cookie
+
+        cookie = await run_in_threadpool(sign_in)
         redirect = RedirectResponse(attempt.return_to, 303)
         redirect.set_cookie(
             SESSION_COOKIE, cookie, max_age=int(settings.identity_session_hours * 3600),
@@ -181,10 +187,11 @@ def identity_routes(
         target = "/"
         token = request.cookies.get(SESSION_COOKIE)
         if token:
-            ended = end_session(engine, token)
+            ended = await run_in_threadpool(end_session, engine, token)
             if ended is not None:
-                audit.record(actor_of(request, principal.subject, principal.display_name,
-                                      principal.institution_id or ""), AuditAction.LOGOUT)
+                await run_in_threadpool(
+                    audit.record, actor_of(request, principal.subject, principal.display_name,
+                                           principal.institution_id or ""), AuditAction.LOGOUT)
                 provider = settings.provider(ended.provider_id)
                 if provider is not None and web_session is not None:
                     try:
@@ -205,38 +212,26 @@ def identity_routes(
         return response
 
     async def me(request: Request) -> JSONResponse:
-        principal = current_principal(request)
-        if not principal.authenticated:
-            return JSONResponse({"error": "not authenticated"}, 401)
+        principal = signed_in_principal(request)
         web_session = request.scope.get(SESSION_SCOPE_KEY)
         institution = settings.institution(principal.institution_id or "")
-        return JSONResponse({
-            "subject": principal.subject, "name": principal.display_name,
-            "institution": principal.institution_id,
-            "institution_name": institution.name if institution else "",
-            "roles": sorted(principal.roles), "specialty": principal.specialty,
-            "csrf_token": web_session.csrf_token if web_session is not None else None,
-        })
+        return JSONResponse(MePublic(
+            subject=principal.subject, name=principal.display_name,
+            institution=principal.institution_id,
+            institution_name=institution.name if institution else "",
+            roles=sorted(principal.roles), specialty=principal.specialty,
+            csrf_token=web_session.csrf_token if web_session is not None else None,
+        ).model_dump(mode="json"))
 
     async def consult_directory(request: Request) -> JSONResponse:
-        principal = current_principal(request)
-        if not principal.authenticated:
-            return JSONResponse({"error": "not authenticated"}, 401)
-        try:
-            targets = consult_targets(settings, engine, principal)
-        except Forbidden as exc:
-            return JSONResponse({"error": exc.message}, exc.status)
-        return JSONResponse({"institutions": [asdict(t) for t in targets]})
+        principal = signed_in_principal(request)
+        targets = await run_in_threadpool(consult_targets, settings, engine, principal)
+        return JSONResponse(Directory(institutions=targets).model_dump(mode="json"))
 
     async def colleague_directory(request: Request) -> JSONResponse:
-        principal = current_principal(request)
-        if not principal.authenticated:
-            return JSONResponse({"error": "not authenticated"}, 401)
-        try:
-            found = colleagues(engine, principal)
-        except Forbidden as exc:
-            return JSONResponse({"error": exc.message}, exc.status)
-        return JSONResponse({"colleagues": [asdict(c) for c in found]})
+        principal = signed_in_principal(request)
+        found = await run_in_threadpool(colleagues, engine, principal)
+        return JSONResponse(Colleagues(colleagues=found).model_dump(mode="json"))
 
     return [
         Route("/api/directory", consult_directory),

@@ -100,11 +100,19 @@ def upsert_user(engine: Engine, provider_id: str, mapped: MappedClaims) -> User:
         return user
 
 
+def roles_of(stored: str) -> frozenset[Role]:
+    """The roles of a user row (space-separated values); a value no role has is ignored."""
+    return frozenset(Role(value) for value in stored.split() if value in ROLE_VALUES)
+
+
+ROLE_VALUES = frozenset(r.value for r in Role)
+
+
 def principal_of(user: User, authenticated: bool = True) -> Principal:
     return Principal(
         subject=f"{user.provider_id}:{user.provider_subject}",
         institution_id=user.institution_id or None,
-        roles=frozenset(user.roles.split()),
+        roles=roles_of(user.roles),
         display_name=user.display_name,
         authenticated=authenticated,
         user_id=user.id,
@@ -117,7 +125,7 @@ def principal_of_claims(provider: OidcProvider, mapped: MappedClaims) -> Princip
     return Principal(
         subject=f"{provider.id}:{mapped.subject}",
         institution_id=mapped.institution_id,
-        roles=frozenset(r.value for r in mapped.roles),
+        roles=mapped.roles,
         display_name=mapped.display_name,
         authenticated=True,
         specialty=mapped.specialty,

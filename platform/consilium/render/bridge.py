@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 from typing import TypeVar
 
+from consilium.errors import DomainError, Unavailable
 from consilium.render.protocol import (
     Failure,
     FrameResult,
@@ -37,6 +38,7 @@ from consilium.render.protocol import (
     VolumeSpec,
 )
 from consilium.render.workers import (
+    DEFAULT_MAX_FRAME_PIXELS,
     PoolBusy,
     PoolClosed,
     RenderPool,
@@ -47,29 +49,25 @@ from consilium.render.workers import (
 R = TypeVar("R", InfoResult, FrameResult, SurfaceResult)
 
 
-class RenderFailure(Exception):
-    """A render request that could not be answered with an image."""
+class RenderFailure(DomainError):
+    """A render request that could not be answered with an image: the status is the
+    worker's (or the bridge's), a 503 asks to retry after a second."""
 
     def __init__(self, status: int, message: str, reason: str = "") -> None:
-        super().__init__(message)
+        super().__init__(message, reason=reason,
+                         headers=Unavailable.headers if status == 503 else None)
         self.status = status
-        self.message = message
-        self.reason = reason
-
-    def payload(self) -> dict[str, str]:
-        out = {"error": self.message}
-        if self.reason:
-            out["reason"] = self.reason
-        return out
 
 
 class RenderBridge:
     """Jobs to the worker pool, results back as awaitables."""
 
-    def __init__(self, workers: int, cache_mb: int, log_level: str = "INFO") -> None:
+    def __init__(self, workers: int, cache_mb: int, log_level: str = "INFO",
+                 max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS) -> None:
         self.workers = workers
         self.cache_mb = cache_mb
         self.log_level = log_level
+        self.max_frame_pixels = max_frame_pixels
         self._pool: RenderPool | None = None
         self._lock = threading.Lock()
 
@@ -78,7 +76,8 @@ class RenderBridge:
         if self._pool is None:
             with self._lock:
                 if self._pool is None:
-                    self._pool = RenderPool(self.workers, self.cache_mb, self.log_level)
+                    self._pool = RenderPool(self.workers, self.cache_mb, self.log_level,
+                                            self.max_frame_pixels)
         return self._pool
 
     @property

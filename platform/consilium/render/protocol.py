@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from consilium.errors import InvalidInput
+
 Vec3 = tuple[float, float, float]
 
 ORIENTATIONS = ("axial", "coronal", "sagittal", "oblique")
@@ -33,8 +35,11 @@ MAX_CLIP_PLANES = 6
 Quality = Literal["final", "interactive"]
 
 
-class BadParameter(ValueError):
-    """A request parameter that cannot be read (HTTP 400)."""
+class BadParameter(InvalidInput, ValueError):
+    """A request parameter that cannot be read (HTTP 400, reason ``parameter``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="parameter")
 
 
 # --------------------------------------------------------------------------- specs

@@ -4,11 +4,12 @@ Every route needs a signed-in clinician (session cookie or bearer token; 401 oth
 read the series' study by the same policy as the images (own institution or an active grant);
 a series that does not exist and one the caller may not read both answer **404**
 ``{"error": "no such series here"}``. Answers are never cached (``Cache-Control: no-store``).
-Errors are JSON ``{"error": message, "reason": code}``: **400** a parameter that cannot be
-read; **422** the series cannot become a volume or the request makes no sense for it, with the
-rendering library's message (``reason``: ``single-slice``, ``not-image``, ``mixed-size``,
-``mixed-orientation``, ``too-large``, ... or ``plane``/``render``/``isosurface``); **503** the
-render worker crashed during the request (it is restarted; retry) or is busy (``Retry-After``).
+Errors are JSON ``{"error": message, "reason": code}`` (answered by the web edge,
+:mod:`consilium.edge`, never cached): **400** a parameter that cannot be read; **422** the
+series cannot become a volume or the request makes no sense for it, with the library's
+message (``reason``: ``single-slice``, ``not-image``, ``mixed-size``, ``mixed-orientation``,
+``too-large``, ... or ``plane``/``render``/``isosurface``); **503** the render worker
+crashed during the request (it is restarted; retry) or is busy (``Retry-After``).
 
 Vectors are comma-separated patient coordinates (DICOM LPS, mm): ``point=12.5,-30,104``.
 
@@ -62,19 +63,18 @@ then max).
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from consilium.archive.access import Purpose, Reader
-from consilium.render.bridge import RenderFailure
+from consilium.errors import NotAuthenticated
 from consilium.render.protocol import (
-    BadParameter,
     FrameResult,
     Timing,
     parse_isosurface,
@@ -83,8 +83,6 @@ from consilium.render.protocol import (
 )
 from consilium.render.service import RenderService, render_service
 from consilium.service import Runtime
-
-log = logging.getLogger(__name__)
 
 BASE_PATH = "/api/render"
 NO_STORE = {"Cache-Control": "no-store"}
@@ -133,6 +131,74 @@ def frame_headers(frame: FrameResult) -> dict[str, str]:
     return headers
 
 
+class PlaneGeometry(BaseModel):
+    """Pixel (x, y) lies at ``origin + x*spacing[0]*x_axis + y*spacing[1]*y_axis`` (mm)."""
+
+    origin: list[float]
+    x_axis: list[float]
+    y_axis: list[float]
+    normal: list[float]
+    spacing: list[float]
+    size: list[int]
+
+
+class Gap(BaseModel):
+    position_mm: float
+    gap_mm: float
+    missing: int
+
+
+class BuildReport(BaseModel):
+    """What building the volume found and did."""
+
+    acquired_slices: int
+    slices: int
+    spacing_mm: float
+    nominal_spacing_mm: float
+    regular: bool
+    interpolated_slices: int
+    gaps: list[Gap]
+    tilt_deg: float
+    messages: list[str]
+
+
+class Bounds(BaseModel):
+    min: list[float]
+    max: list[float]
+
+
+class PresetInfo(BaseModel):
+    name: str
+    title: str
+    modality: str
+
+
+class VolumeInfo(BaseModel):
+    """``GET /api/render/series/{series_uid}/info`` (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    series_uid: str
+    study_uid: str
+    modality: str
+    units: str
+    frame_of_reference_uid: str
+    dimensions: list[int]
+    spacing: list[float]
+    affine: list[list[float]] = Field(description="4x4, voxel index -> patient (mm)")
+    center: list[float]
+    bounds: Bounds
+    value_range: list[float]
+    dtype: str
+    memory_bytes: int
+    report: BuildReport
+    planes: dict[str, PlaneGeometry] = Field(description="axial, coronal, sagittal")
+    default_window: list[float] = Field(description="centre, width")
+    default_preset: str
+    presets: list[PresetInfo]
+    build_ms: float | None
+
+
 class RenderRoutes:
     def __init__(self, service: RenderService) -> None:
         self.service = service
@@ -140,7 +206,7 @@ class RenderRoutes:
         self.access = service.access
 
     def routes(self) -> list[BaseRoute]:
-        g = self._guarded
+        g = self._timed
         series = "/series/{series_uid}"
         return [
             Route(series + "/info", g(self.info), methods=["GET"]),
@@ -150,29 +216,15 @@ class RenderRoutes:
         ]
 
     @staticmethod
-    def _guarded(handler: Handler) -> Handler:
+    def _timed(handler: Handler) -> Handler:
+        """``Server-Timing: total`` of the answer: policy, index lookup, queue and worker."""
         async def run(request: Request) -> Response:
             started = time.perf_counter()
-            try:
-                response = await handler(request)
-                total = f"total;dur={(time.perf_counter() - started) * 1000.0:.1f}"
-                timing = response.headers.get("server-timing")
-                response.headers["Server-Timing"] = f"{timing}, {total}" if timing else total
-                return response
-            except BadParameter as exc:
-                return JSONResponse({"error": str(exc), "reason": "parameter"}, 400,
-                                    headers=NO_STORE)
-            except RenderFailure as exc:
-                headers = dict(NO_STORE)
-                if exc.status == 401:
-                    headers["WWW-Authenticate"] = "Bearer"
-                if exc.status == 503:
-                    headers["Retry-After"] = "1"
-                return JSONResponse(exc.payload(), exc.status, headers=headers)
-            except Exception:
-                log.exception("render %s %s failed", request.method, request.url.path)
-                return JSONResponse({"error": "internal error; see the server log"}, 500,
-                                    headers=NO_STORE)
+            response = await handler(request)
+            total = f"total;dur={(time.perf_counter() - started) * 1000.0:.1f}"
+            timing = response.headers.get("server-timing")
+            response.headers["Server-Timing"] = f"{timing}, {total}" if timing else total
+            return response
 
         return run
 
@@ -180,7 +232,7 @@ class RenderRoutes:
     def reader(request: Request) -> Reader:
         reader = Reader.of_connection(request)
         if not reader.principal.authenticated:
-            raise RenderFailure(401, "not authenticated")
+            raise NotAuthenticated("not authenticated")
         return reader
 
     async def info(self, request: Request) -> Response:
@@ -188,7 +240,8 @@ class RenderRoutes:
         opened = await self.access.series(reader, request.path_params["series_uid"],
                                           Purpose.FRAME, {"what": "3D volume info"})
         result = await self.bridge.info(opened.source)
-        return JSONResponse(result.payload, headers={**NO_STORE, "Server-Timing":
+        info = VolumeInfo.model_validate(result.payload).model_dump(mode="json")
+        return JSONResponse(info, headers={**NO_STORE, "Server-Timing":
                                                      _timing(result.timing)})
 
     async def mpr(self, request: Request) -> Response:

@@ -32,7 +32,7 @@ def render_service(runtime: Runtime) -> RenderService:
             found = RenderService(
                 runtime,
                 RenderBridge(settings.render_workers, settings.render_cache_mb,
-                             settings.log_level),
+                             settings.log_level, settings.pixels_max_frame_pixels),
                 RenderAccess(runtime.access),
             )
             _services[id(runtime)] = found

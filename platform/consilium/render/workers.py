@@ -95,6 +95,7 @@ if TYPE_CHECKING:  # the web process never imports VTK; the worker imports it at
 log = logging.getLogger(__name__)
 
 MB = 2**20
+DEFAULT_MAX_FRAME_PIXELS = 8192 * 8192  # pixels.max_frame_pixels unless the service says
 RENDERER_BYTES_PER_VOXEL = 4
 """Charged per voxel once a volume has a ray caster (measured about 4.2 with shading)."""
 JOB_TIMEOUT_SECONDS = 180.0
@@ -318,8 +319,10 @@ def camera_geometry(camera: ExplicitCamera) -> dict[str, Any]:
 class Worker:
     """Runs jobs in a render worker process (also usable in-process, for tests)."""
 
-    def __init__(self, index: int, budget_bytes: int) -> None:
+    def __init__(self, index: int, budget_bytes: int,
+                 max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS) -> None:
         self.index = index
+        self.max_frame_pixels = max_frame_pixels
         self.cache: VolumeCache[CachedVolume] = VolumeCache(budget_bytes)
         self.refused: OrderedDict[tuple[str, str], Failure] = OrderedDict()
         self.jobs = 0
@@ -375,13 +378,19 @@ class Worker:
         if entry is not None:
             return entry, None
         estimate = _estimate_bytes(source.paths)
+        limit = max(1, self.cache.budget // 2)  # int16 voxels alone filling the budget
+        if estimate > 2 * limit:  # declared, before anything is read or evicted for it
+            raise SeriesError(SeriesProblem.TOO_LARGE, f"the series declares {estimate // 2:,} "
+                              f"voxels, more than the {limit:,} this server reconstructs")
         self.cache.make_room(estimate)
         started = time.perf_counter()
-        limit = max(1, self.cache.budget // 2)  # int16 voxels alone filling the budget
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pydicom's remarks on odd headers
-                volume = build_volume(list(source.paths), BuildOptions(max_voxels=limit))
+                # the library refuses slices over the per-frame limit and volumes over the
+                # voxel limit from their headers, before any pixel is decoded
+                volume = build_volume(list(source.paths), BuildOptions(
+                    max_voxels=limit, max_frame_pixels=self.max_frame_pixels))
         except MemoryError as exc:
             raise SeriesError(SeriesProblem.TOO_LARGE, "the series is too large to reconstruct "
                               "on this server") from exc
@@ -566,7 +575,8 @@ def _estimate_bytes(paths: tuple[str, ...]) -> int:
     return len(paths) * frames * rows * columns * 2
 
 
-def worker_main(index: int, conn: Connection, budget_bytes: int, log_level: str) -> None:
+def worker_main(index: int, conn: Connection, budget_bytes: int, log_level: str,
+                max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS) -> None:
     """The body of a render worker process: jobs in, results out, until the pipe closes."""
     _name_process(f"render-{index}")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the web process decides when we stop
@@ -577,7 +587,7 @@ def worker_main(index: int, conn: Connection, budget_bytes: int, log_level: str)
     )
     import consilium_rendering  # noqa: F401  (VTK loads now, not during the first job)
 
-    worker = Worker(index, budget_bytes)
+    worker = Worker(index, budget_bytes, max_frame_pixels)
     try:
         while True:
             try:
@@ -636,6 +646,7 @@ class WorkerHandle:
     budget_bytes: int
     log_level: str
     context: SpawnContext
+    max_frame_pixels: int = 0  # 0: DEFAULT_MAX_FRAME_PIXELS
     restarts: int = 0
     jobs: int = 0
     _queue: queue.Queue[Pending | None] = field(default_factory=queue.Queue)
@@ -685,7 +696,8 @@ class WorkerHandle:
     def _spawn(self) -> None:
         parent, child = self.context.Pipe(duplex=True)
         process = self.context.Process(
-            target=worker_main, args=(self.index, child, self.budget_bytes, self.log_level),
+            target=worker_main, args=(self.index, child, self.budget_bytes, self.log_level,
+                                      self.max_frame_pixels or DEFAULT_MAX_FRAME_PIXELS),
             name=f"render-{self.index}", daemon=True,
         )
         process.start()
@@ -808,12 +820,13 @@ def rendezvous(key: str, count: int) -> int:
 class RenderPool:
     """``workers`` render processes sharing ``cache_mb`` of volume cache, sticky by series."""
 
-    def __init__(self, workers: int, cache_mb: int, log_level: str = "INFO") -> None:
+    def __init__(self, workers: int, cache_mb: int, log_level: str = "INFO",
+                 max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS) -> None:
         if workers < 1:
             raise ValueError("at least one render worker is needed")
         self.budget_bytes = max(1, cache_mb) * MB // workers
         context = multiprocessing.get_context("spawn")
-        self.handles = [WorkerHandle(i, self.budget_bytes, log_level, context)
+        self.handles = [WorkerHandle(i, self.budget_bytes, log_level, context, max_frame_pixels)
                         for i in range(workers)]
         self._closed = False
         atexit.register(self.close)  # before multiprocessing's own exit handler terminates

@@ -97,6 +97,8 @@ export interface Case {
   closed_at: string | null;
   due_at: string | null;
   version: number;
+  /** what the caller may do with the case now (the server's state machine and policy) */
+  allowed_actions: string[];
 }
 
 export interface Message {

@@ -1,48 +1,20 @@
 /**
- * Which actions this user may take on a case in its state: the client's copy of the state
- * machine (consult/workflow.py TRANSITIONS) and the policy (identity/policy.py may_act_on_case),
- * used only to show the right buttons; the server decides.
+ * Which actions this user may take on a case now: the server says so with every case
+ * (`allowed_actions`, from its state machine and access policy, consult/workflow.py
+ * allowed_actions); the page only shows the matching buttons, and the server still decides.
  */
 
-import type { Me } from "../../core/session";
-import type { Case, Status } from "./api";
+import type { Case } from "./api";
 
-const FROM: Record<string, Status[]> = {
-  edit: ["draft", "returned"],
-  submit: ["draft"],
-  resubmit: ["returned"],
-  accept: ["submitted"],
-  decline: ["submitted", "accepted"],
-  return: ["submitted", "accepted"],
-  reassign: ["submitted", "accepted"],
-  conclude: ["accepted"],
-  amend: ["concluded", "amended"],
-  close: ["concluded", "amended"],
-  cancel: ["draft", "submitted", "returned"],
-};
-const REQUESTER = ["edit", "submit", "resubmit", "cancel", "close"];
-const TARGET = ["accept", "decline", "return", "reassign"];
-const ASSIGNEE = ["conclude", "amend"];
-
-export function mayAct(me: Me, c: Case, action: string): boolean {
-  if (!FROM[action]?.includes(c.status)) return false;
-  const head = me.roles.includes("head");
-  if (REQUESTER.includes(action)) {
-    return me.institution === c.requester_institution && (me.subject === c.requester_subject || head);
-  }
-  if (TARGET.includes(action)) {
-    if (me.institution !== c.target_institution) return false;
-    if (head) return true;
-    return me.roles.includes("consultant") && (!c.target_subject || c.target_subject === me.subject);
-  }
-  if (ASSIGNEE.includes(action)) return me.institution === c.target_institution && me.subject === c.assignee_subject;
-  return false;
+export function mayAct(c: Case, action: string): boolean {
+  return (c.allowed_actions ?? []).includes(action);
 }
 
 export function mayMessage(c: Case): boolean {
-  return c.status !== "cancelled" && c.status !== "closed";
+  return mayAct(c, "message");
 }
 
-export function allowedActions(me: Me, c: Case): string[] {
-  return Object.keys(FROM).filter((a) => mayAct(me, c, a));
+/** The actions that get a button (posting a message has its own form). */
+export function allowedActions(c: Case): string[] {
+  return (c.allowed_actions ?? []).filter((a) => a !== "message");
 }

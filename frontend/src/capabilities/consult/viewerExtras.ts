@@ -83,11 +83,11 @@ export function installConsultExtras(parts: ViewerParts): void {
   });
   refreshKey();
 
-  if (caseId) parts.layout.append(casePanel(caseId, me, published));
+  if (caseId) parts.layout.append(casePanel(caseId, published));
 }
 
 /** the side panel of a case beside the images: question, information, the conclusion editor */
-function casePanel(caseId: number, me: Me, published: Record<string, unknown>): HTMLElement {
+function casePanel(caseId: number, published: Record<string, unknown>): HTMLElement {
   const body = h("div", {});
   const errors = new ErrorLine();
   const editor = new ConclusionEditor();
@@ -123,10 +123,10 @@ function casePanel(caseId: number, me: Me, published: Record<string, unknown>): 
         c.clinical_info ? h("p", { class: "prewrap" }, c.clinical_info) : null,
         latest ? signedConclusion(latest) : null,
       );
-      if (mayAct(me, c, "conclude")) {
+      if (mayAct(c, "conclude")) {
         editor.load(c, "conclude");
         body.append(h("h3", {}, "Conclusion"), editor.element);
-      } else if (mayAct(me, c, "amend") && latest) {
+      } else if (mayAct(c, "amend") && latest) {
         if (amending) {
           editor.load(c, "amend", latest);
           body.append(h("h3", {}, "Amend the conclusion"), editor.element);

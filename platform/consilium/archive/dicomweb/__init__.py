@@ -7,55 +7,55 @@ pixels in :mod:`consilium.archive.rendered`, and storing in the one ingest funct
 goes through the archive's gate (:mod:`consilium.archive.access`): the policy, a study the
 reader may not read answered exactly like one that does not exist (404), and one audit event.
 
-Errors are :class:`DicomWebError` with an HTTP status and a reason, rendered in one place as
-``{"error": reason}``; an unexpected exception is logged and answered 500, never dropped.
+Errors are the domain's (:mod:`consilium.errors`: 400, 401 with ``WWW-Authenticate: Bearer``,
+404, 406, 413, 415, ...), answered by the application's one edge (:mod:`consilium.edge`) as
+``{"error": reason}``; an unexpected exception is logged there and answered 500, never dropped.
 """
 
 from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from consilium.archive.dicomweb.base import BASE_PATH, DicomWebError, guarded
+from consilium.archive.dicomweb.base import BASE_PATH
 from consilium.archive.dicomweb.qido import Qido
 from consilium.archive.dicomweb.stow import Stow
 from consilium.archive.dicomweb.wado import Wado
 from consilium.service import Runtime
 
-__all__ = ["BASE_PATH", "DicomWeb", "DicomWebError", "dicomweb_routes"]
+__all__ = ["BASE_PATH", "DicomWeb", "dicomweb_routes"]
 
 
 class DicomWeb(Qido, Wado, Stow):
     """The DICOMweb routes over one runtime."""
 
     def routes(self) -> list[BaseRoute]:
-        g = guarded
         study = "/studies/{study}"
         series = study + "/series/{series}"
         instance = series + "/instances/{instance}"
         frames = instance + "/frames/{frames}"
         return [
-            Route("/studies", g(self.search_studies), methods=["GET"]),
-            Route("/studies", g(self.store_instances), methods=["POST"]),
-            Route("/series", g(self.search_series), methods=["GET"]),
-            Route("/instances", g(self.search_instances), methods=["GET"]),
-            Route(study, g(self.retrieve), methods=["GET"]),
-            Route(study, g(self.store_instances), methods=["POST"]),
-            Route(study + "/metadata", g(self.metadata_of), methods=["GET"]),
-            Route(study + "/series", g(self.search_series), methods=["GET"]),
-            Route(study + "/instances", g(self.search_instances), methods=["GET"]),
-            Route(study + "/thumbnail", g(self.thumbnail), methods=["GET"]),
-            Route(series, g(self.retrieve), methods=["GET"]),
-            Route(series + "/metadata", g(self.metadata_of), methods=["GET"]),
-            Route(series + "/instances", g(self.search_instances), methods=["GET"]),
-            Route(series + "/thumbnail", g(self.thumbnail), methods=["GET"]),
-            Route(instance, g(self.retrieve), methods=["GET"]),
-            Route(instance + "/metadata", g(self.metadata_of), methods=["GET"]),
-            Route(instance + "/rendered", g(self.rendered), methods=["GET"]),
-            Route(instance + "/thumbnail", g(self.thumbnail), methods=["GET"]),
-            Route(instance + "/bulkdata/{path:path}", g(self.bulkdata), methods=["GET"]),
-            Route(frames, g(self.frames), methods=["GET"]),
-            Route(frames + "/rendered", g(self.rendered), methods=["GET"]),
-            Route(frames + "/thumbnail", g(self.thumbnail), methods=["GET"]),
+            Route("/studies", self.search_studies, methods=["GET"]),
+            Route("/studies", self.store_instances, methods=["POST"]),
+            Route("/series", self.search_series, methods=["GET"]),
+            Route("/instances", self.search_instances, methods=["GET"]),
+            Route(study, self.retrieve, methods=["GET"]),
+            Route(study, self.store_instances, methods=["POST"]),
+            Route(study + "/metadata", self.metadata_of, methods=["GET"]),
+            Route(study + "/series", self.search_series, methods=["GET"]),
+            Route(study + "/instances", self.search_instances, methods=["GET"]),
+            Route(study + "/thumbnail", self.thumbnail, methods=["GET"]),
+            Route(series, self.retrieve, methods=["GET"]),
+            Route(series + "/metadata", self.metadata_of, methods=["GET"]),
+            Route(series + "/instances", self.search_instances, methods=["GET"]),
+            Route(series + "/thumbnail", self.thumbnail, methods=["GET"]),
+            Route(instance, self.retrieve, methods=["GET"]),
+            Route(instance + "/metadata", self.metadata_of, methods=["GET"]),
+            Route(instance + "/rendered", self.rendered, methods=["GET"]),
+            Route(instance + "/thumbnail", self.thumbnail, methods=["GET"]),
+            Route(instance + "/bulkdata/{path:path}", self.bulkdata, methods=["GET"]),
+            Route(frames, self.frames, methods=["GET"]),
+            Route(frames + "/rendered", self.rendered, methods=["GET"]),
+            Route(frames + "/thumbnail", self.thumbnail, methods=["GET"]),
         ]
 
 

@@ -1,49 +1,33 @@
 """What every DICOMweb resource shares: the reader (the gate of :mod:`consilium.archive.access`
-checks and records every read), errors as ``{"error": reason}``, content negotiation helpers and
-the metadata workers."""
+checks and records every read), content negotiation helpers and the metadata workers. Errors
+are the domain's (:mod:`consilium.errors`), answered by the web edge."""
 
 from __future__ import annotations
 
 import gzip
 import json
-import logging
 import multiprocessing
 import os
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from consilium.archive import dicomjson as dj
 from consilium.archive import multipart as mp
 from consilium.archive import query as q
 from consilium.archive.access import Purpose, Reader
-from consilium.errors import DomainError
+from consilium.errors import InvalidInput, NotAcceptable, NotAuthenticated
 from consilium.processes import end_with_parent
 from consilium.service import Runtime
 from consilium.web_static import accepts_gzip
 
-log = logging.getLogger(__name__)
-
 BASE_PATH = "/dicom-web"
 DICOM_JSON = "application/dicom+json"
-
-
-class DicomWebError(Exception):
-    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.headers = headers
-
-
-def error_response(status: int, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": reason}, status_code=status, headers=headers)
 
 
 def accepted_types(request: Request) -> list[mp.MediaType]:
@@ -52,14 +36,14 @@ def accepted_types(request: Request) -> list[mp.MediaType]:
     try:
         return mp.parse_accept(header)
     except mp.MultipartError as exc:
-        raise DicomWebError(400, f"malformed Accept: {exc}") from exc
+        raise InvalidInput(f"malformed Accept: {exc}") from exc
 
 
 def require_json(request: Request) -> None:
     for media in accepted_types(request):
         if media.type in ("*/*", "application/*", DICOM_JSON, "application/json"):
             return
-    raise DicomWebError(406, f"only {DICOM_JSON} is available for this resource")
+    raise NotAcceptable(f"only {DICOM_JSON} is available for this resource")
 
 
 def dicom_json(payload: Any, status: int = 200, headers: dict[str, str] | None = None,
@@ -86,24 +70,6 @@ def compressed(request: Request, body: bytes, media_type: str, *, status: int = 
         out["Content-Encoding"] = "gzip"
     return Response(body, status_code=status, media_type=media_type, headers=out,
                     background=background)
-
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def guarded(handler: Handler) -> Handler:
-    async def run(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except DicomWebError as exc:
-            return error_response(exc.status, exc.reason, exc.headers)
-        except DomainError as exc:  # the gate's "not found" (recorded there), and the like
-            return error_response(exc.status, exc.message)
-        except Exception:
-            log.exception("DICOMweb %s %s failed", request.method, request.url.path)
-            return error_response(500, "internal error; see the server log")
-
-    return run
 
 
 class DicomWebBase:
@@ -145,7 +111,7 @@ class DicomWebBase:
         self.workers()
         reader = Reader.of_connection(request)
         if not reader.principal.authenticated:
-            raise DicomWebError(401, "not authenticated", {"WWW-Authenticate": "Bearer"})
+            raise NotAuthenticated("not authenticated")
         return reader
 
     def _instances(self, request: Request, reader: Reader, purpose: Purpose,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,10 +16,12 @@ from consilium.archive import query as q
 from consilium.archive.access import Reader, StudyRef
 from consilium.archive.dicomweb.base import (
     DicomWebBase,
-    DicomWebError,
     dicom_json,
     require_json,
 )
+from consilium.errors import InvalidInput
+
+log = logging.getLogger(__name__)
 
 MAX_RESULTS = 1000  # QIDO results per response when the client sets no (or a larger) limit
 
@@ -75,7 +78,7 @@ class Qido(DicomWebBase):
             try:
                 tag, _vr = dj.resolve_attribute(name)
             except dj.UnknownAttribute as exc:
-                raise DicomWebError(400, str(exc)) from exc
+                raise InvalidInput(str(exc)) from exc
             keyword = dj.keyword_of(tag)
             attr = q.ATTRIBUTES.get(keyword)
             if attr is None or attr.level.depth > level.depth:
@@ -99,7 +102,7 @@ class Qido(DicomWebBase):
             try:
                 keyword = dj.keyword_of(dj.resolve_attribute(field)[0])
             except dj.UnknownAttribute as exc:
-                raise DicomWebError(400, f"includefield: {exc}") from exc
+                raise InvalidInput(f"includefield: {exc}") from exc
             attr = q.ATTRIBUTES.get(keyword)
             if attr is not None and attr.level.depth <= level.depth:
                 if keyword not in returned:
@@ -115,7 +118,7 @@ class Qido(DicomWebBase):
                 reach.institutions, reach.granted,
             )
         except q.QueryError as exc:
-            raise DicomWebError(400, str(exc)) from exc
+            raise InvalidInput(str(exc)) from exc
         base = self.base_url(request)
         results = []
         for row in rows:
@@ -171,9 +174,9 @@ class Qido(DicomWebBase):
             limit = int(request.query_params.get("limit", MAX_RESULTS))
             offset = int(request.query_params.get("offset", 0))
         except ValueError as exc:
-            raise DicomWebError(400, "limit and offset must be integers") from exc
+            raise InvalidInput("limit and offset must be integers") from exc
         if limit < 0 or offset < 0:
-            raise DicomWebError(400, "limit and offset must not be negative")
+            raise InvalidInput("limit and offset must not be negative")
         return min(limit or MAX_RESULTS, MAX_RESULTS), offset
 
     def _result(self, level: q.Level, row: dict[str, Any], returned: Sequence[str], base: str
@@ -207,7 +210,8 @@ class Qido(DicomWebBase):
             if found is not None:
                 try:
                     metadata = json.loads(self.metadata.get(found[0], self.store.path_of(found[1])))
-                except (OSError, ValueError):
+                except Exception:  # one unreadable object empties its extras only
+                    log.warning("QIDO: no metadata for %s", uid, exc_info=True)
                     metadata = {}
             for tag, vr in tags:
                 element = metadata.get(dj.tag_key(tag))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import warnings
 from collections.abc import AsyncIterator
@@ -24,13 +25,21 @@ from consilium.archive.access import Purpose
 from consilium.archive.dicomweb.base import (
     DICOM_JSON,
     DicomWebBase,
-    DicomWebError,
     accepted_types,
     compressed,
     require_json,
 )
+from consilium.archive.pixel_guard import PixelLimits
+from consilium.errors import InvalidInput, NotAcceptable, NotFound
 
 log = logging.getLogger(__name__)
+
+def _absent(message: str) -> NotFound:
+    """A frame, element or image that an instance the reader was let through to does not
+    have: 404, but no refusal to record (the gate recorded the read, and this is the caller's
+    own data or data granted to them)."""
+    return NotFound(message, audited=True)
+
 
 READ_BATCH = 8 * 2**20  # bytes read per worker-thread hop while streaming instances
 
@@ -52,7 +61,7 @@ class Wado(DicomWebBase):
                 continue
             out.append(media.param("transfer-syntax", "*") or "*")
         if not out:
-            raise DicomWebError(406, 'only multipart/related; type="application/dicom" is '
+            raise NotAcceptable('only multipart/related; type="application/dicom" is '
                                 "available for this resource")
         return out
 
@@ -84,8 +93,8 @@ class Wado(DicomWebBase):
                 break
         else:
             stored = sorted({i.transfer_syntax_uid for i in items})
-            raise DicomWebError(
-                406, f"stored as {', '.join(stored)}: available as stored (transfer-syntax=*) "
+            raise NotAcceptable(
+                f"stored as {', '.join(stored)}: available as stored (transfer-syntax=*) "
                 f"or as {ExplicitVRLittleEndian}, not {', '.join(syntaxes)}",
             )
         boundary = mp.new_boundary()
@@ -101,6 +110,19 @@ class Wado(DicomWebBase):
             total = sum(len(h) for h in heads) + sum(i.size_bytes for i in items) + len(tail)
             headers["Content-Length"] = str(total)
         paths = [self._path(i) for i in items]
+        if any(convert):  # refused now, not as a broken stream once the answer has begun
+            limits = self.store.pixel_limits
+
+            def check() -> None:
+                for path, converted in zip(paths, convert, strict=True):
+                    if converted:
+                        px.check_convertible(path, limits)
+
+            try:
+                await anyio.to_thread.run_sync(check)
+            except px.PixelError as exc:
+                raise NotAcceptable(f"{exc}; ask for the stored transfer syntax "
+                                    "(transfer-syntax=*)") from exc
 
         # batches of whole parts: the first is one instance (the first byte goes out at
         # once), then about READ_BATCH bytes each; the next batch is read while one is sent
@@ -116,7 +138,8 @@ class Wado(DicomWebBase):
 
             def start(k: int) -> asyncio.Future[memoryview]:
                 return loop.run_in_executor(None, _read_batch, paths, sizes, batches[k], heads,
-                                            convert, tail if k == len(batches) - 1 else b"")
+                                            convert, tail if k == len(batches) - 1 else b"",
+                                            self.store.pixel_limits)
 
             pending = start(0)
             for k in range(len(batches)):
@@ -174,10 +197,10 @@ class Wado(DicomWebBase):
         try:
             numbers = [int(n) for n in text.split(",") if n.strip()]
         except ValueError as exc:
-            raise DicomWebError(400, f"frame list must be numbers separated by commas: {text!r}"
+            raise InvalidInput(f"frame list must be numbers separated by commas: {text!r}"
                                 ) from exc
         if not numbers or any(n < 1 for n in numbers):
-            raise DicomWebError(400, "frame numbers start at 1")
+            raise InvalidInput("frame numbers start at 1")
         return numbers
 
     @staticmethod
@@ -208,8 +231,8 @@ class Wado(DicomWebBase):
             if compressed and (mtype == stored_type or mtype == "image/*") and \
                     syntax in ("", "*", stored):
                 return "stored"
-        raise DicomWebError(
-            406, f"the frames are stored as {stored} ({stored_type}); available: that, or "
+        raise NotAcceptable(
+            f"the frames are stored as {stored} ({stored_type}); available: that, or "
             f"application/octet-stream in {ExplicitVRLittleEndian}",
         )
 
@@ -220,22 +243,25 @@ class Wado(DicomWebBase):
         stored = item.transfer_syntax_uid
         form = self._frame_form(request, stored)
         if form == "native" and stored not in px.UNCOMPRESSED and not px.can_decode(stored):
-            raise DicomWebError(406, f"frames stored as {stored} cannot be decoded here; ask "
+            raise NotAcceptable(f"frames stored as {stored} cannot be decoded here; ask "
                                 "for the stored transfer syntax (transfer-syntax=*)")
         path = self._path(item)
+        limits = self.store.pixel_limits
 
         def load() -> list[bytes]:
-            header = dj.read_stored_header(path)
+            header = px.stored_header(path)
             if form == "native" or stored in px.UNCOMPRESSED:
-                return px.native_frames_le(path, numbers, header)
-            return px.stored_frames(path, header, numbers)
+                return px.native_frames_le(path, numbers, header, limits=limits)
+            return px.stored_frames(path, header, numbers, limits=limits)
 
         try:
             data = await anyio.to_thread.run_sync(load)
         except IndexError as exc:
-            raise DicomWebError(404, str(exc)) from exc
+            raise _absent(str(exc)) from exc
         except px.PixelError as exc:
-            raise DicomWebError(406 if form == "native" else 404, str(exc)) from exc
+            if form == "native":
+                raise NotAcceptable(str(exc)) from exc
+            raise _absent(str(exc)) from exc
         if form == "native" or stored in px.UNCOMPRESSED:
             part_type = f"application/octet-stream; transfer-syntax={ExplicitVRLittleEndian}"
             root = "application/octet-stream"
@@ -248,6 +274,7 @@ class Wado(DicomWebBase):
         reader = self.reader(request)
         item = self._instances(request, reader, Purpose.FRAME, {"what": "bulk data"})[0]
         path = self._path(item)
+        limits = self.store.pixel_limits
         element_path = request.path_params["path"].strip("/").split("/")
         for media in accepted_types(request):
             if media.type in ("*/*", "multipart/*", "application/octet-stream") or (
@@ -257,24 +284,24 @@ class Wado(DicomWebBase):
             ):
                 break
         else:
-            raise DicomWebError(406, "bulk data is available as multipart/related; "
+            raise NotAcceptable("bulk data is available as multipart/related; "
                                 'type="application/octet-stream"')
 
         def load() -> list[bytes]:
             if len(element_path) == 1 and element_path[0].upper() in ("7FE00010", "7FE00008",
                                                                         "7FE00009"):
-                header = dj.read_stored_header(path)
+                header = px.stored_header(path)
                 count = px._frame_count(header.dataset)
                 if item.transfer_syntax_uid in px.UNCOMPRESSED:
                     return [b"".join(px.native_frames_le(path, list(range(1, count + 1)),
-                                                         header))]
-                return px.stored_frames(path, header, list(range(1, count + 1)))
+                                                         header, limits=limits))]
+                return px.stored_frames(path, header, list(range(1, count + 1)), limits=limits)
             return [_bulk_value(path, element_path)]
 
         try:
             data = await anyio.to_thread.run_sync(load)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise DicomWebError(404, f"no bulk data at {'/'.join(element_path)}: {exc}") from exc
+        except (KeyError, IndexError, ValueError, RecursionError) as exc:
+            raise _absent(f"no bulk data at {'/'.join(element_path)}: {exc}") from exc
         return _multipart(data, "application/octet-stream", "application/octet-stream")
 
     # -- WADO-RS: rendered and thumbnails ------------------------------------------------
@@ -286,7 +313,7 @@ class Wado(DicomWebBase):
                 return media.type
             if media.type in ("*/*", "image/*"):
                 return "image/jpeg"
-        raise DicomWebError(406, "rendered images are available as image/jpeg or image/png")
+        raise NotAcceptable("rendered images are available as image/jpeg or image/png")
 
     async def rendered(self, request: Request) -> Response:
         return await self._render(request, thumbnail=False)
@@ -300,12 +327,12 @@ class Wado(DicomWebBase):
         try:
             params = px.parse_render_params(dict(request.query_params), thumbnail)
         except ValueError as exc:
-            raise DicomWebError(400, f"bad rendering parameter: {exc}") from exc
+            raise InvalidInput(f"bad rendering parameter: {exc}") from exc
         frame = 1
         if "frames" in request.path_params:
             numbers = self._frame_numbers(request.path_params["frames"])
             if len(numbers) != 1:
-                raise DicomWebError(400, "a rendered frame is one frame number")
+                raise InvalidInput("a rendered frame is one frame number")
             frame = numbers[0]
         what = "thumbnail" if thumbnail else "rendered"
         items = self._instances(request, reader,
@@ -313,7 +340,7 @@ class Wado(DicomWebBase):
         if "instance" not in request.path_params:
             images = [i for i in items if i.rows]
             if not images:
-                raise DicomWebError(404, "nothing to show: no image instances here")
+                raise _absent("nothing to show: no image instances here")
             first_series = [i for i in images if i.series_uid == images[0].series_uid]
             items = [first_series[len(first_series) // 2]]
         item = items[0]
@@ -321,13 +348,13 @@ class Wado(DicomWebBase):
         if thumbnail and key in self._thumbnails:
             return Response(self._thumbnails[key], media_type=media_type)
         try:
-            data = await anyio.to_thread.run_sync(
-                px.render, self._path(item), frame, params, media_type
-            )
+            data = await anyio.to_thread.run_sync(functools.partial(
+                px.render, self._path(item), frame, params, media_type,
+                limits=self.store.pixel_limits))
         except IndexError as exc:
-            raise DicomWebError(404, str(exc)) from exc
+            raise _absent(str(exc)) from exc
         except px.PixelError as exc:
-            raise DicomWebError(406, str(exc)) from exc
+            raise NotAcceptable(str(exc)) from exc
         if thumbnail:
             self._thumbnails[key] = data
             while len(self._thumbnails) > 2048:
@@ -336,9 +363,9 @@ class Wado(DicomWebBase):
 
 
 def _read_batch(paths: list[Path], sizes: list[int], batch: list[int], heads: list[bytes],
-                convert: list[bool], tail: bytes) -> memoryview:
+                convert: list[bool], tail: bytes, limits: PixelLimits) -> memoryview:
     """Part heads and file contents of ``batch`` in one buffer, files read straight into it."""
-    converted = {n: px.to_explicit_le(paths[n]) for n in batch if convert[n]}
+    converted = {n: px.to_explicit_le(paths[n], limits=limits) for n in batch if convert[n]}
     total = sum(len(heads[n]) + len(converted.get(n, b"")) + (0 if convert[n] else sizes[n])
                 for n in batch) + len(tail)
     buffer = bytearray(total)

@@ -172,6 +172,12 @@ class AssociationRecord:
     studies: dict[str, tuple[str, int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def source(self) -> IngestSource:
+        """Who delivers what this association stores (the refusals' audit names its address)."""
+        return IngestSource(store_owner(self.peer.caller), self.peer.ae_title, "dimse",
+                            self.peer.actor())
+
     def add(self, result: IngestResult) -> None:
         with self._lock:
             self.acknowledged += 1
@@ -207,7 +213,7 @@ def store(context: DimseContext, record: AssociationRecord, dataset: bytes | mem
     peer = record.peer
     try:
         result = ingest(context.store, dataset, transfer_syntax, sop_class, sop_instance,
-                        IngestSource(store_owner(peer.caller), peer.ae_title, "dimse"))
+                        record.source)
     except Exception:
         log.exception("C-STORE of %s from %s failed", sop_instance, peer.ae_title)
         return Answer(PROCESSING_FAILURE, "processing failure")

@@ -29,6 +29,8 @@ STORE_STATUS: Mapping[Refusal, int] = MappingProxyType({
     Refusal.CONFLICT: 0x0111,  # Failure: Duplicate SOP Instance
     Refusal.UNKNOWN_SOURCE: 0xC212,  # Error: Cannot understand (no owner)
     Refusal.OUT_OF_RESOURCES: 0xA700,  # Refused: Out of Resources
+    Refusal.FOREIGN: 0xC213,  # Error: another institution's or patient's study (ingest's rule)
+    Refusal.TOO_LARGE: 0xC214,  # Error: declared pixels over the pixels.* limits
 })
 
 

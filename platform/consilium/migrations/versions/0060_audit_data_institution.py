@@ -6,7 +6,7 @@ carries the owner of the study it is about; existing events get it from their st
 without a study (a patient only) keep it empty and stay visible to the actor's institution.
 
 Revision ID: 0060
-Revises: 0040
+Revises: 0050
 Create Date: 2026-12-03 08:30:00.000000
 """
 
@@ -17,7 +17,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0060"
-down_revision = "0040"
+down_revision = "0050"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,132 @@
+"""The signed conclusion as a PDF: rendered once from what was signed, kept by content, and
+the same bytes ever after (the download, the Encapsulated PDF in the archive, a retry).
+
+The PDF's creation date is the signing time and its text only what is signed, so rendering
+again gives the same bytes. DejaVu fonts (Debian's fonts-dejavu-core) print Cyrillic.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from pathlib import Path
+
+from sqlmodel import Session
+
+from consilium.archive import catalog
+from consilium.archive.catalog import StudyFacts
+from consilium.audit import Actor, AuditAction
+from consilium.consult.cases import actor_of, aware, load_case, signed_version
+from consilium.consult.context import ConsultContext
+from consilium.consult.files import read_file, write_file
+from consilium.consult.models import Conclusion, ConsultCase
+from consilium.identity.policy import Principal
+
+FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")  # Debian's fonts-dejavu-core
+
+
+def _person(name: str) -> str:
+    """DICOM PN to text: 'ИВАНОВ^ИВАН' -> 'ИВАНОВ ИВАН'."""
+    return " ".join(part for part in name.split("=")[0].split("^") if part)
+
+
+def _date(da: str) -> str:
+    return f"{da[:4]}-{da[4:6]}-{da[6:8]}" if len(da) == 8 and da.isdigit() else da
+
+
+def render_pdf(ctx: ConsultContext, case: ConsultCase, conclusion: Conclusion,
+               facts: list[StudyFacts]) -> bytes:
+    """The signed conclusion as a one-document PDF (DejaVu fonts, so Cyrillic prints). The
+    bytes depend only on what is signed: the PDF's creation date is the signing time."""
+    from fpdf import FPDF
+    from fpdf.enums import XPos, YPos
+
+    names = ctx.documents.institution_names if ctx.documents else {}
+    signed_at = aware(conclusion.signed_at).astimezone(UTC)
+    pdf = FPDF(format="A4")
+    pdf.set_creation_date(signed_at)
+    pdf.set_title(f"Consult conclusion, case {case.id}, version {conclusion.version}")
+    pdf.set_author(conclusion.author_name or conclusion.author)
+    pdf.set_creator("Consilium")
+    pdf.add_font("DejaVu", "", str(FONT_DIR / "DejaVuSans.ttf"))
+    pdf.add_font("DejaVu", "B", str(FONT_DIR / "DejaVuSans-Bold.ttf"))
+    pdf.set_auto_page_break(auto=True, margin=15)
+    pdf.add_page()
+
+    def line(text: str, size: float = 10, style: str = "", gap: float = 0) -> None:
+        pdf.set_font("DejaVu", style, size)
+        pdf.multi_cell(0, size * 0.5, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        if gap:
+            pdf.ln(gap)
+
+    def labelled(label: str, value: str) -> None:
+        line(label, 9, "B")
+        line(value or "-", 10, gap=2)
+
+    def inst(identifier: str) -> str:
+        return names.get(identifier, identifier)
+
+    line("Consult conclusion / Консультативное заключение", 15, "B", gap=2)
+    line(f"Case {case.id} · version {conclusion.version} · signed "
+         f"{signed_at.strftime('%Y-%m-%d %H:%M:%S')} UTC", 9, gap=3)
+    line(f"From: {inst(case.requester_institution)} ({case.requester_name})", 10)
+    line(f"To: {inst(case.target_institution)}"
+         + (f", {case.target_specialty}" if case.target_specialty else ""), 10, gap=3)
+    patient = facts[0] if facts else None
+    labelled("Patient", (f"{_person(patient.patient_name)} · ID {patient.patient_id} · born "
+                         f"{_date(patient.birth_date) or '-'} · sex {patient.sex or '-'}")
+             if patient else f"{_person(case.patient_name)} · ID {case.patient_id}")
+    labelled("Studies", "\n".join(
+        f"{_date(f.study_date) or '-'} · {f.modalities or '-'} · {f.description or '-'} · "
+        f"accession {f.accession_number or '-'}" for f in facts))
+    labelled("Question", case.question)
+    if case.clinical_info:
+        labelled("Clinical information", case.clinical_info)
+    labelled("Findings", conclusion.findings)
+    labelled("Impression", conclusion.impression)
+    labelled("Recommendations", conclusion.recommendations)
+    if conclusion.replaces_version:
+        labelled("Amendment", f"replaces version {conclusion.replaces_version}: "
+                              f"{conclusion.amendment_reason}")
+    labelled("Signed by", f"{conclusion.author_name or conclusion.author}, "
+                          f"{inst(conclusion.author_institution)}, "
+                          f"{signed_at.strftime('%Y-%m-%d %H:%M:%S')} UTC")
+    line(f"Content SHA-256: {conclusion.content_sha256}", 7)
+    return bytes(pdf.output())
+
+
+def ensure_pdf(ctx: ConsultContext, case: ConsultCase, conclusion: Conclusion,
+               uids: list[str]) -> bytes:
+    """The conclusion's PDF: rendered once, kept by content, the same bytes ever after."""
+    config = ctx.files
+    if conclusion.pdf_sha256:
+        kept = read_file(config, conclusion.pdf_sha256)
+        if kept is not None:
+            return kept
+    data = render_pdf(ctx, case, conclusion, catalog.study_facts(ctx.engine, uids))
+    sha256 = write_file(config, data)
+    if sha256 != conclusion.pdf_sha256:
+        with Session(ctx.engine) as session:
+            row = session.get(Conclusion, conclusion.id)
+            if row is not None and not row.pdf_sha256:
+                row.pdf_sha256 = sha256
+                session.add(row)
+                session.commit()
+    return data
+
+
+def conclusion_pdf(ctx: ConsultContext, principal: Principal, case_id: int, version: int,
+                   actor: Actor | None = None) -> bytes:
+    """The PDF of a signed version, for a caller who may see the case (audited export)."""
+    with Session(ctx.engine) as session:
+        load_case(session, principal, case_id)
+    case, conclusion, uids = signed_version(ctx, case_id, version)
+    data = ensure_pdf(ctx, case, conclusion, uids)
+    ctx.audit.record(actor or actor_of(principal), AuditAction.EXPORT,
+                     study_uid=uids[0] if uids else "", patient_id=case.patient_id,
+                     patient_name=case.patient_name,
+                     detail={"what": "conclusion pdf", "case": case_id, "version": version})
+    return data
+
+
+def pdf_filename(case_id: int, version: int) -> str:
+    return f"consult-{case_id}-conclusion-v{version}.pdf"
