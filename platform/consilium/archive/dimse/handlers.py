@@ -172,11 +172,10 @@ class AssociationRecord:
     studies: dict[str, tuple[str, int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    @property
-    def source(self) -> IngestSource:
-        """Who delivers what this association stores (the refusals' audit names its address)."""
-        return IngestSource(store_owner(self.peer.caller), self.peer.ae_title, "dimse",
-                            self.peer.actor())
+    def __post_init__(self) -> None:
+        # who delivers what this association stores (the refusals' audit names its address)
+        self.source = IngestSource(store_owner(self.peer.caller), self.peer.ae_title, "dimse",
+                                   self.peer.actor())
 
     def add(self, result: IngestResult) -> None:
         with self._lock:
