@@ -80,7 +80,7 @@ class LeanAssociation:
         self.record = AssociationRecord(context, peer)
         self._message: dict[str, Any] | None = None  # a command waiting for its data set
         self._command_set = bytearray()
-        self._dataset = bytearray(_FIRST_DATASET_BUFFER)  # the message buffer, reused
+        self._dataset = bytearray()  # the message buffer, reused (made by the first data set)
         self._received = 0  # bytes of the current data set in it
 
     def run(self, request: A_ASSOCIATE) -> None:
@@ -210,7 +210,7 @@ class LeanAssociation:
         """The next ``size`` bytes of the message buffer, for a data set fragment."""
         end = self._received + size
         if end > len(self._dataset):  # a new buffer: views of the old one may still live
-            grown = bytearray(max(2 * len(self._dataset), end))
+            grown = bytearray(max(2 * len(self._dataset), end, _FIRST_DATASET_BUFFER))
             grown[: self._received] = memoryview(self._dataset)[: self._received]
             self._dataset = grown
         return memoryview(self._dataset)[self._received : end]
