@@ -59,6 +59,7 @@ from consilium.consult.models import (
     ConsultCase,
     EventKind,
 )
+from consilium.consult.pdf_text import PdfText
 from consilium.errors import (
     Conflict,
     Forbidden,
@@ -107,6 +108,7 @@ class DocumentsConfig:
     attachment_max_bytes: int = 20 * MIB
     institution_names: Mapping[str, str] = field(default_factory=dict)
     fsync: bool = True
+    text: PdfText = field(default_factory=PdfText)  # language and zone of the PDF
 
 
 def _config(ctx: wf.ConsultContext) -> DocumentsConfig:
@@ -307,10 +309,6 @@ def _person(name: str) -> str:
     return " ".join(part for part in name.split("=")[0].split("^") if part)
 
 
-def _date(da: str) -> str:
-    return f"{da[:4]}-{da[4:6]}-{da[6:8]}" if len(da) == 8 and da.isdigit() else da
-
-
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -323,10 +321,11 @@ def render_pdf(ctx: wf.ConsultContext, case: ConsultCase, conclusion: Conclusion
     from fpdf.enums import XPos, YPos
 
     names = ctx.documents.institution_names if ctx.documents else {}
+    tr = ctx.documents.text if ctx.documents else PdfText()
     signed_at = _aware(conclusion.signed_at).astimezone(UTC)
     pdf = FPDF(format="A4")
     pdf.set_creation_date(signed_at)
-    pdf.set_title(f"Consult conclusion, case {case.id}, version {conclusion.version}")
+    pdf.set_title(tr("doc_title", case=case.id, version=conclusion.version))
     pdf.set_author(conclusion.author_name or conclusion.author)
     pdf.set_creator("Consilium")
     pdf.add_font("DejaVu", "", str(FONT_DIR / "DejaVuSans.ttf"))
@@ -347,32 +346,36 @@ def render_pdf(ctx: wf.ConsultContext, case: ConsultCase, conclusion: Conclusion
     def inst(identifier: str) -> str:
         return names.get(identifier, identifier)
 
-    line("Consult conclusion / Консультативное заключение", 15, "B", gap=2)
-    line(f"Case {case.id} · version {conclusion.version} · signed "
-         f"{signed_at.strftime('%Y-%m-%d %H:%M:%S')} UTC", 9, gap=3)
-    line(f"From: {inst(case.requester_institution)} ({case.requester_name})", 10)
-    line(f"To: {inst(case.target_institution)}"
+    line(tr("title"), 15, "B", gap=2)
+    line(tr("case_line", case=case.id, version=conclusion.version,
+            when=tr.instant(signed_at)), 9, gap=3)
+    line(tr("from", institution=inst(case.requester_institution),
+            person=case.requester_name), 10)
+    line(tr("to", institution=inst(case.target_institution))
          + (f", {case.target_specialty}" if case.target_specialty else ""), 10, gap=3)
     patient = facts[0] if facts else None
-    labelled("Patient", (f"{_person(patient.patient_name)} · ID {patient.patient_id} · born "
-                         f"{_date(patient.birth_date) or '-'} · sex {patient.sex or '-'}")
+    labelled(tr("patient"), tr("patient_line", name=_person(patient.patient_name),
+                               patient_id=patient.patient_id,
+                               born=tr.date(patient.birth_date) or "-",
+                               sex=tr.sex(patient.sex))
              if patient else f"{_person(case.patient_name)} · ID {case.patient_id}")
-    labelled("Studies", "\n".join(
-        f"{_date(f.study_date) or '-'} · {f.modalities or '-'} · {f.description or '-'} · "
-        f"accession {f.accession_number or '-'}" for f in facts))
-    labelled("Question", case.question)
+    labelled(tr("studies"), "\n".join(
+        tr("study_line", date=tr.date(f.study_date) or "-", modalities=f.modalities or "-",
+           description=f.description or "-", accession=f.accession_number or "-")
+        for f in facts))
+    labelled(tr("question"), case.question)
     if case.clinical_info:
-        labelled("Clinical information", case.clinical_info)
-    labelled("Findings", conclusion.findings)
-    labelled("Impression", conclusion.impression)
-    labelled("Recommendations", conclusion.recommendations)
+        labelled(tr("clinical_info"), case.clinical_info)
+    labelled(tr("findings"), conclusion.findings)
+    labelled(tr("impression"), conclusion.impression)
+    labelled(tr("recommendations"), conclusion.recommendations)
     if conclusion.replaces_version:
-        labelled("Amendment", f"replaces version {conclusion.replaces_version}: "
-                              f"{conclusion.amendment_reason}")
-    labelled("Signed by", f"{conclusion.author_name or conclusion.author}, "
-                          f"{inst(conclusion.author_institution)}, "
-                          f"{signed_at.strftime('%Y-%m-%d %H:%M:%S')} UTC")
-    line(f"Content SHA-256: {conclusion.content_sha256}", 7)
+        labelled(tr("amendment"), tr("amendment_line", version=conclusion.replaces_version,
+                                     reason=conclusion.amendment_reason))
+    labelled(tr("signed_by"), f"{conclusion.author_name or conclusion.author}, "
+                              f"{inst(conclusion.author_institution)}, "
+                              f"{tr.instant(signed_at)}")
+    line(tr("sha256", sha=conclusion.content_sha256), 7)
     return bytes(pdf.output())
 
 

@@ -26,6 +26,37 @@ import { Overlay } from "./overlay";
 import { CT_PRESETS, type WindowPreset } from "./presets";
 
 export const RENDERING_ENGINE_ID = "consilium";
+
+/**
+ * A direction in patient coordinates (LPS: +x left, +y posterior, +z head) as the letters of its
+ * main axes, the strongest first: R/L, A/P, H/F (the radiological convention).
+ */
+export function letters(v: number[]): string {
+  const length = Math.hypot(v[0], v[1], v[2]) || 1;
+  const axes: [number, string, string][] = [
+    [v[0] / length, "L", "R"],
+    [v[1] / length, "P", "A"],
+    [v[2] / length, "H", "F"],
+  ];
+  return axes
+    .filter(([c]) => Math.abs(c) > 0.3)
+    .sort((a, b) => Math.abs(b[0]) - Math.abs(a[0]))
+    .map(([c, pos, neg]) => (c > 0 ? pos : neg))
+    .join("");
+}
+
+/** the position of the slice along its normal (mm), the stack's scroll coordinate */
+export function sliceLocation(plane: { imagePositionPatient?: number[]; rowCosines?: number[]; columnCosines?: number[]; sliceLocation?: number; usingDefaultValues?: boolean } | undefined): number | null {
+  if (!plane) return null;
+  const p = plane.imagePositionPatient;
+  const r = plane.rowCosines;
+  const c = plane.columnCosines;
+  if (p && r && c && !plane.usingDefaultValues) {
+    const n = [r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0]];
+    return p[0] * n[0] + p[1] * n[1] + p[2] * n[2];
+  }
+  return typeof plane.sliceLocation === "number" ? plane.sliceLocation : null;
+}
 export const VIEWPORT_ID = "stack";
 const PAGE = 10; // slices per Page Up/Down
 
@@ -257,7 +288,16 @@ export class StackViewer {
     const wl = voiRange ? csUtils.windowLevel.toWindowLevel(voiRange.lower, voiRange.upper) : null;
     const camera = vp.getCamera();
     const plane = metaData.get("imagePlaneModule", imageId) as
-      | { rowPixelSpacing?: number; columnPixelSpacing?: number }
+      | {
+          rowPixelSpacing?: number;
+          columnPixelSpacing?: number;
+          imagePositionPatient?: number[];
+          rowCosines?: number[];
+          columnCosines?: number[];
+          sliceThickness?: number;
+          sliceLocation?: number;
+          usingDefaultValues?: boolean;
+        }
       | undefined;
     const pixel = metaData.get("imagePixelModule", imageId) as { photometricInterpretation?: string } | undefined;
     return {
@@ -287,8 +327,29 @@ export class StackViewer {
           : null,
       imageRect: this.imageRect(imageId, image.columns, image.rows),
       viewportUsesCPU: Boolean((vp as unknown as { useCPURendering?: boolean }).useCPURendering),
+      sliceLocation: sliceLocation(plane),
+      sliceThickness: plane?.sliceThickness ?? null,
+      orientation: plane && !plane.usingDefaultValues ? this.orientation() : null,
       renderCount: this.renderCount,
     };
+  }
+
+  /** the patient direction that each screen edge points to, from the camera (flips, rotation) */
+  private orientation(): ViewState["orientation"] {
+    try {
+      const vp = this.viewport;
+      const canvas = vp.canvas;
+      const cx = canvas.clientWidth / 2;
+      const cy = canvas.clientHeight / 2;
+      const center = vp.canvasToWorld([cx, cy]);
+      const towards = (dx: number, dy: number): number[] => {
+        const p = vp.canvasToWorld([cx + dx, cy + dy]);
+        return [p[0] - center[0], p[1] - center[1], p[2] - center[2]];
+      };
+      return { right: letters(towards(10, 0)), left: letters(towards(-10, 0)), bottom: letters(towards(0, 10)), top: letters(towards(0, -10)) };
+    } catch {
+      return null;
+    }
   }
 
   private imageRect(imageId: string, columns: number, rows: number): [number, number, number, number] | null {
