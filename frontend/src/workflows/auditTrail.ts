@@ -179,7 +179,7 @@ export async function auditTrail(root: HTMLElement, me: Me, hooks: ConsiliumHook
       more.hidden = rows.length < PAGE;
       status.textContent = t("audit.count", { count: offset });
       const chosen = actor.value;
-      replaceChildren(actor, h("option", { value: "" }, t("common.anyone")), ...[...people].sort((a, b) => a[1].localeCompare(b[1])).map(([s, n]) => h("option", { value: s }, n)));
+      replaceChildren(actor, h("option", { value: "" }, t("common.anyone")), ...[...people].sort((a, b) => a[1].localeCompare(b[1])).map(([s, n]) => h("option", { value: s, translate: "no" }, n)));
       if (chosen && !people.has(chosen)) actor.append(h("option", { value: chosen }, chosen));
       actor.value = chosen;
       const exportQuery = query();

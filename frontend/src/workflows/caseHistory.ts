@@ -179,7 +179,7 @@ export async function caseHistory(root: HTMLElement, me: Me, hooks: ConsiliumHoo
     replaceChildren(
       personSelect,
       h("option", { value: "" }, t("common.anyone")),
-      ...[...people].sort((a, b) => a[1].localeCompare(b[1])).map(([subject, name]) => h("option", { value: subject }, name)),
+      ...[...people].sort((a, b) => a[1].localeCompare(b[1])).map(([subject, name]) => h("option", { value: subject, translate: "no" }, name)),
     );
     if (chosen && !people.has(chosen)) personSelect.append(h("option", { value: chosen }, chosen));
     personSelect.value = chosen;

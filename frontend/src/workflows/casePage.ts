@@ -217,7 +217,7 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
           `${c.requester_name} (${c.requester_institution}) → ${c.target_institution}`,
           c.target_specialty ? ` · ${c.target_specialty}` : "",
         ),
-        c.assignee_name ? h("span", {}, t("case.accepted_by", { name: c.assignee_name })) : null,
+        c.assignee_name ? h("span", {}, t("case.accepted_by"), " ", h("span", { translate: "no" }, c.assignee_name)) : null,
       ),
     );
 
@@ -416,7 +416,7 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
       fields.subject = colleague;
       getColleagues()
         .then(({ colleagues }) =>
-          colleague.append(...colleagues.map((c) => h("option", { value: c.subject }, c.specialty ? `${c.name} (${c.specialty})` : c.name))),
+          colleague.append(...colleagues.map((c) => h("option", { value: c.subject, translate: "no" }, c.specialty ? `${c.name} (${c.specialty})` : c.name))),
         )
         .catch(() => undefined); // the list stays "anyone": the case can still go back to the pool
       form.append(h("label", { class: "field" }, h("span", {}, t("case.specialty")), fields.specialty), h("label", { class: "field" }, h("span", {}, t("case.colleague")), fields.subject));

@@ -141,7 +141,7 @@ export async function home(root: HTMLElement, me: Me, hooks: ConsiliumHooks): Pr
       h(
         "div",
         { class: "page-title" },
-        h("h1", {}, t("home.hello", { name: me.name })),
+        h("h1", {}, t("home.hello"), " ", h("span", { translate: "no" }, me.name)),
         requester ? h("a", { class: "button primary", href: "/viewer/cases/new", "data-testid": "new-case" }, t("cases.new")) : null,
         clinician ? h("a", { class: "button", href: "/viewer", "data-testid": "open-viewer", id: "viewer" }, t("home.open_viewer")) : null,
       ),

@@ -223,7 +223,7 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
       }
       replaceChildren(
         pacsSelect,
-        ...own.map((n) => h("option", { value: n.ae_title }, `${n.ae_title}${n.description ? ` — ${n.description}` : ""}`)),
+        ...own.map((n) => h("option", { value: n.ae_title, translate: "no" }, `${n.ae_title}${n.description ? ` — ${n.description}` : ""}`)),
       );
     } catch (err) {
       if (err instanceof ApiError && (err.status === 403 || err.status === 404)) pacsSection.hidden = true;
@@ -322,7 +322,7 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
     replaceChildren(
       specialty,
       h("option", { value: "" }, t("newcase.any_specialty")),
-      ...(inst?.specialties ?? []).map((s) => h("option", { value: s }, s)),
+      ...(inst?.specialties ?? []).map((s) => h("option", { value: s, translate: "no" }, s)),
     );
     fillSpecialists();
   }
@@ -332,7 +332,7 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
     replaceChildren(
       specialist,
       h("option", { value: "" }, t("newcase.anyone")),
-      ...people.map((p) => h("option", { value: p.subject }, `${p.name}${p.specialty ? ` (${p.specialty})` : ""}`)),
+      ...people.map((p) => h("option", { value: p.subject, translate: "no" }, `${p.name}${p.specialty ? ` (${p.specialty})` : ""}`)),
     );
   }
   institution.addEventListener("change", fillSpecialties);
@@ -490,7 +490,7 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
   replaceChildren(
     institution,
     h("option", { value: "" }, t("newcase.choose")),
-    ...directory.institutions.map((i) => h("option", { value: i.id }, i.name)),
+    ...directory.institutions.map((i) => h("option", { value: i.id, translate: "no" }, i.name)),
   );
   if (directory.institutions.length === 1) institution.value = directory.institutions[0].id;
   fillSpecialties();

@@ -281,15 +281,16 @@ def _login_page(request: Request, lang: str, error: str = "") -> HTMLResponse:
         return page_text(lang, key)
 
     options = "".join(
-        f"<tr><td><code>{escape(c.username)}</code></td><td>{escape(c.name)}</td>"
-        f"<td>{escape(c.institution)}</td><td>{escape(', '.join(c.roles))}</td></tr>"
+        f"<tr><td translate=no><code>{escape(c.username)}</code></td>"
+        f"<td translate=no>{escape(c.name)}</td><td translate=no>{escape(c.institution)}</td>"
+        f"<td>{escape(', '.join(tr('role.' + r) for r in c.roles))}</td></tr>"
         for c in DEMO_CLINICIANS
     )
     notice = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
     return HTMLResponse(
         f"<!doctype html><html lang={lang}><meta charset=utf-8><title>{tr('devidp.title')}"
         f"</title>{PAGE_STYLE}<h1>{tr('devidp.heading')}</h1>"
-        f"<p>{tr('devidp.note')}<code>{DEMO_PASSWORD}</code></p>{notice}"
+        f"<p>{tr('devidp.note')}<code translate=no>{DEMO_PASSWORD}</code></p>{notice}"
         '<form method="post">'
         f'<label>{tr("devidp.user")} <input name="username" autocomplete="username" required>'
         f'</label> <label>{tr("devidp.password")} <input name="password" type="password" '

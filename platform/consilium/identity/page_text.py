@@ -34,6 +34,10 @@ TEXTS: Table = {
         "devidp.wrong": "Неизвестный пользователь или неверный пароль.",
         "devidp.invalid": "Неверный запрос",
         "devidp.signed_out": "Вы вышли из демонстрационного поставщика удостоверений.",
+        "role.referring": "направляющий врач",
+        "role.consultant": "консультант",
+        "role.head": "заведующий",
+        "role.admin": "администратор",
     },
     "en": {
         "login.title": "Log in to Consilium",
@@ -61,6 +65,10 @@ TEXTS: Table = {
         "devidp.wrong": "Unknown user or wrong password.",
         "devidp.invalid": "Invalid request",
         "devidp.signed_out": "Signed out of the demo identity provider.",
+        "role.referring": "referring doctor",
+        "role.consultant": "consultant",
+        "role.head": "head of department",
+        "role.admin": "administrator",
     },
 }
 check_table(TEXTS)

@@ -33,7 +33,7 @@ from consilium.identity.users import (
     upsert_user,
 )
 from consilium.identity.web import current_principal
-from consilium.settings import Settings
+from consilium.settings import DEV_IDP_PROVIDER_ID, OidcProvider, Settings
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,19 @@ def identity_routes(
             f'<p><a href="/auth/login">{page_text(lang, "failed.again")}</a></p>',
             status_code=status)
 
+    def provider_name(provider: OidcProvider, lang: str) -> str:
+        """The end of the link's tag and its text: the demo provider in the page's language, a
+        configured one by its configured name (data, not translated)."""
+        if provider.id == DEV_IDP_PROVIDER_ID:
+            return f">{page_text(lang, 'devidp.heading')}"
+        return f" translate=no>{escape(provider.name)}"
+
     async def login_page(request: Request) -> HTMLResponse:
         lang = page_language(request, settings.ui_default_language)
         return_to = _safe_return_to(request.query_params.get("return_to"))
         items = "".join(
             f'<li><a class="provider" href="/auth/login/{escape(p.id)}?'
-            f'{urlencode({"return_to": return_to})}">{escape(p.name)}</a></li>'
+            f'{urlencode({"return_to": return_to})}"{provider_name(p, lang)}</a></li>'
             for p in settings.effective_identity_providers
         ) or f"<li>{page_text(lang, 'login.none')}</li>"
         return HTMLResponse(

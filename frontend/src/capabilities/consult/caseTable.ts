@@ -33,7 +33,7 @@ export function caseTable(cases: Case[], testid: string, side: "inbox" | "reques
         side === "inbox"
           ? `${c.requester_name} · ${c.requester_institution}`
           : `${c.target_institution}${c.target_specialty ? ` · ${c.target_specialty}` : ""}`,
-        c.assignee_name ? h("div", { class: "muted" }, t("cases.assigned", { name: c.assignee_name })) : null,
+        c.assignee_name ? h("div", { class: "muted" }, t("cases.assigned"), " ", h("span", { translate: "no" }, c.assignee_name)) : null,
       ),
       h("td", { class: "nowrap" }, timeElement(c.due_at)),
       h("td", { class: "nowrap muted" }, timeElement(c.submitted_at ?? c.created_at)),

@@ -35,7 +35,7 @@ export function languageSwitch(): HTMLSelectElement {
   const select = h(
     "select",
     { class: "language", "data-testid": "language", "aria-label": t("shell.language"), title: t("shell.language") },
-    ...LANGUAGES.map((l) => h("option", { value: l, selected: l === language() }, t(`shell.lang.${l}`))),
+    ...LANGUAGES.map((l) => h("option", { value: l, selected: l === language(), translate: "no" }, t(`shell.lang.${l}`))),
   );
   select.addEventListener("change", () => setLanguage(select.value as Language));
   return select;
@@ -74,6 +74,6 @@ export function appHeader(me: Me, hooks: ConsiliumHooks, current: Section, leadi
     alertCenter(me, hooks).element,
     languageSwitch(),
     h("span", { class: "who", "data-testid": "who", translate: "no" }, `${me.name} · ${me.institution_name || me.institution || ""}`),
-    h("button", { type: "button", "data-testid": "logout", onclick: () => void logout(me) }, t("shell.logout")),
+    h("button", { type: "button", id: "logout", "data-testid": "logout", onclick: () => void logout(me) }, t("shell.logout")),
   );
 }

@@ -108,7 +108,7 @@ export class StudyBrowser {
       const nameOf = (id: string) => names.institutions.find((i) => i.id === id)?.name ?? id;
       for (const r of rows) this.owners.set(r.study_uid, { institution: r.institution_id, institutionName: nameOf(r.institution_id) });
       const ids = [...new Set(rows.map((r) => r.institution_id))].sort();
-      this.institutionSelect.append(...ids.map((id) => h("option", { value: id }, nameOf(id))));
+      this.institutionSelect.append(...ids.map((id) => h("option", { value: id, translate: "no" }, nameOf(id))));
       this.render();
     } catch (err) {
       console.warn("study owners", err);
