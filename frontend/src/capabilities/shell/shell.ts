@@ -73,7 +73,7 @@ export function appHeader(me: Me, hooks: ConsiliumHooks, current: Section, leadi
     h("span", { class: "spacer" }),
     alertCenter(me, hooks).element,
     languageSwitch(),
-    h("span", { class: "who", "data-testid": "who", translate: "no" }, `${me.name} · ${me.institution_name || me.institution || ""}`),
+    h("span", { class: "who", id: "who", "data-testid": "who", translate: "no" }, `${me.name} · ${me.institution_name || me.institution || ""}`),
     h("button", { type: "button", id: "logout", "data-testid": "logout", onclick: () => void logout(me) }, t("shell.logout")),
   );
 }
