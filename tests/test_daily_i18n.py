@@ -26,6 +26,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from tests.conftest import ROOT
+from tests.test_consult_documents import pdf_text
 from tests.daily_world import (
     CONFIGURED_ZONE,
     World,
@@ -255,8 +256,20 @@ def test_conclusion_pdf_in_the_configured_language(world: World) -> None:
     detail = world.get("ivanova", f"/api/cases/{world.cases['done']}")
     pdf = world.client("ivanova").get(detail["conclusions"][0]["pdf_url"])
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
-    assert pdf_title(pdf.content) == (
-        f"Консультативное заключение, случай {world.cases['done']}, версия 1")
+    case = world.cases["done"]
+    assert pdf_title(pdf.content) == f"Консультативное заключение, случай {case}, версия 1"
+    text = pdf_text(pdf.content)
+    signed = datetime.fromisoformat(detail["conclusions"][0]["signed_at"])
+    signed = signed if signed.tzinfo else signed.replace(tzinfo=UTC)
+    local = signed.astimezone(ZoneInfo(CONFIGURED_ZONE)).strftime("%d.%m.%Y %H:%M:%S")
+    for shown in ("Консультативное заключение", f"Случай {case} · версия 1 · подписано {local} "
+                  "UTC+05:00", "Смирнов Пётр Иванович · ID DAILY-1 · дата рождения 03.02.1958 · "
+                  "пол М", "20.11.2026 · CT", "Вопрос", "Заключение", "Гранулёма.",
+                  "Рекомендации", "Подписал(а)"):
+        assert shown in text, (shown, text)
+    for label in ("Consult conclusion", "Patient", "Question", "Findings", "Impression",
+                  "Recommendations", "Signed by", "accession", "born"):
+        assert label not in text, (label, text)
 
 
 def test_the_checks_catch_what_they_are_for() -> None:

@@ -88,7 +88,18 @@ def openapi_document() -> dict[str, Any]:
         "/api/audit": {"get": _op(
             "Search the audit trail (heads, admins); format=csv exports", "events", 400, 401,
             403, params=[_query(n, n) for n in ("patient_id", "study_uid", "actor", "action",
-                                                "since", "until", "limit", "offset", "format")])},
+                                                "outcome", "since", "until", "limit", "offset",
+                                                "format")])},
+        "/api/ui": {"get": _op(
+            "How the interface shows things: {time_zone, default_language, languages, "
+            "ae_title, dicom_port} (anyone)", "settings")},
+        "/api/status": {"get": _op(
+            "Admins: the institution's DICOM nodes with their last association, storage used "
+            "and free, conclusions not written into the archive, identity providers reachable",
+            "status", 401, 403)},
+        "/api/worklist/finished": {"get": _op(
+            "The cases the caller concluded (concluded, amended, closed), newest first",
+            "cases", 401)},
         "/api/history/{what}": {"get": _op(
             "Heads: cases sent/received (what=cases) or turnaround median/p90 by institution, "
             "specialty and month (what=turnaround; group=month or another subset of "
