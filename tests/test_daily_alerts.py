@@ -20,7 +20,8 @@ WATCH_NOTIFICATIONS = """
   class Watched extends Real {
     constructor(title, options) {
       super(title, options);
-      window.__notifications.push({ title, body: options && options.body, tag: options && options.tag });
+      window.__notifications.push({ title, body: options && options.body,
+                                    tag: options && options.tag });
     }
   }
   Object.defineProperty(Watched, 'permission', { get: () => Real.permission });

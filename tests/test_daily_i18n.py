@@ -26,7 +26,6 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from tests.conftest import ROOT
-from tests.test_consult_documents import pdf_text
 from tests.daily_world import (
     CONFIGURED_ZONE,
     World,
@@ -36,6 +35,7 @@ from tests.daily_world import (
     open_page,
     visible_texts,
 )
+from tests.test_consult_documents import pdf_text
 
 LOCALES = ROOT / "frontend" / "src" / "locales"
 SOURCES = ROOT / "frontend" / "src"

@@ -115,7 +115,8 @@ def create_app(runtime: Runtime) -> Any:
         if request.query_params.get("format") == "csv":
             runtime.audit.record(actor_of(request, principal), AuditAction.EXPORT,
                                  detail={"what": "audit csv", "rows": len(rows)})
-            return Response(to_csv(rows), media_type="text/csv; charset=utf-8", headers={
+            return Response(to_csv(rows, settings.ui_time_zone),
+                            media_type="text/csv; charset=utf-8", headers={
                 "Content-Disposition": 'attachment; filename="consilium-audit.csv"'})
         return JSONResponse(rows)
 
@@ -154,7 +155,11 @@ def create_app(runtime: Runtime) -> Any:
         if request.query_params.get("format") == "csv":
             runtime.audit.record(actor_of(request, principal), AuditAction.EXPORT,
                                  detail={"what": f"history {request.path_params['what']} csv"})
-            return Response(history_csv(data), media_type="text/csv; charset=utf-8")
+            return Response(history_csv(data, settings.ui_time_zone),
+                            media_type="text/csv; charset=utf-8", headers={
+                                "Content-Disposition": 'attachment; filename="consilium-' + (
+                                    "turnaround" if request.path_params["what"] == "turnaround"
+                                    else "cases") + '.csv"'})
         return JSONResponse(data)
 
     async def openapi(_request: Request) -> JSONResponse:

@@ -102,5 +102,11 @@ def search_audit(engine: Engine, flt: AuditFilter) -> list[dict[str, Any]]:
     ]
 
 
-def to_csv(rows: list[dict[str, Any]]) -> str:
-    return csv_export.to_csv(rows, COLUMNS)
+# the export: when, who (by name), what, whose data; the identifiers a machine matches on last
+CSV_COLUMNS = ("at", "actor_name", "actor_institution", "action", "outcome", "patient_name",
+               "patient_id", "study_uid", "detail", "source", "channel", "actor")
+
+
+def to_csv(rows: list[dict[str, Any]], zone: str = "UTC") -> str:
+    return csv_export.to_csv(rows, CSV_COLUMNS, zone=zone, times=("at",),
+                             names=("patient_name",))
