@@ -4,7 +4,7 @@
  * which may be a laptop's travel setting), DICOM dates as dates and DICOM person names as names.
  */
 
-import { locale } from "./i18n";
+import { locale, t } from "./i18n";
 
 let zone = "UTC";
 
@@ -150,9 +150,14 @@ export function inUnit(hours: number, unit: DurationUnit): number {
   return unit === "minute" ? hours * 60 : unit === "hour" ? hours : hours / 24;
 }
 
+/** a figure in a duration unit as written everywhere (tables, charts): 0.4, 12, 130 */
+export function durationNumber(value: number): string {
+  return number(value, { maximumFractionDigits: Math.abs(value) < 10 ? 1 : 0 });
+}
+
+/** hours as "12 min", "3.5 h", "4 days" (the unit's name from the catalogue) */
 export function duration(hours: number | null | undefined, unit?: DurationUnit): string {
   if (hours === null || hours === undefined) return "—";
   const u = unit ?? durationUnit(hours);
-  const v = inUnit(hours, u);
-  return number(v, { style: "unit", unit: u, unitDisplay: "short", maximumFractionDigits: v < 10 ? 1 : 0 });
+  return `${durationNumber(inUnit(hours, u))} ${t(`units.${u}`)}`;
 }

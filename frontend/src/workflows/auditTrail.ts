@@ -37,10 +37,13 @@ const OUTCOMES = ["success", "failure", "denied"];
 const FILTERS = ["actor", "action", "outcome", "since", "until", "patient_id", "study_uid"] as const;
 const PAGE = 200;
 
+/** the case an event is about: `case` in its detail, or a grant's reference `case-<id>` */
 function caseOf(row: AuditRow): number | null {
   try {
-    const detail = JSON.parse(row.detail || "{}") as { case?: unknown };
-    return typeof detail.case === "number" ? detail.case : null;
+    const detail = JSON.parse(row.detail || "{}") as { case?: unknown; reference?: unknown };
+    if (typeof detail.case === "number") return detail.case;
+    const ref = typeof detail.reference === "string" ? /^case-(\d+)$/.exec(detail.reference) : null;
+    return ref ? Number(ref[1]) : null;
   } catch {
     return null;
   }

@@ -14,7 +14,7 @@ import { barChart } from "../capabilities/consult/charts";
 import { ErrorLine, overdueBadge, priorityBadge, statusBadge } from "../capabilities/consult/ui";
 import { appHeader, pageTitle } from "../capabilities/shell/shell";
 import { h, replaceChildren } from "../core/dom";
-import { duration, durationUnit, inUnit, number, personName, timeElement, zonedInstant, type DurationUnit } from "../core/format";
+import { duration, durationNumber, durationUnit, inUnit, number, personName, timeElement, zonedInstant, type DurationUnit } from "../core/format";
 import type { ConsiliumHooks } from "../core/hooks";
 import { t } from "../core/i18n";
 import type { Me } from "../core/session";
@@ -211,7 +211,7 @@ export async function caseHistory(root: HTMLElement, me: Me, hooks: ConsiliumHoo
         ? barChart(byStatus, { title: t("history.chart_status"), testid: "chart-status", format: (v) => number(v, { maximumFractionDigits: 0 }) })
         : h("p", { class: "muted" }, t("history.no_cases")),
       byMonth.length
-        ? barChart(byMonth, { title: t("history.chart_turnaround", { unit: unitName }), unit: unitName, markLabel: "p90", testid: "chart-turnaround" })
+        ? barChart(byMonth, { title: t("history.chart_turnaround", { unit: unitName }), unit: unitName, format: durationNumber, markLabel: "p90", testid: "chart-turnaround" })
         : h("p", { class: "muted" }, t("history.no_submitted")),
     );
 
