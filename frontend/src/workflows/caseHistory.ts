@@ -208,7 +208,7 @@ export async function caseHistory(root: HTMLElement, me: Me, hooks: ConsiliumHoo
     replaceChildren(
       charts,
       byStatus.length
-        ? barChart(byStatus, { title: t("history.chart_status"), testid: "chart-status", format: (v) => number(v, { maximumFractionDigits: 0 }) })
+        ? barChart(byStatus, { title: t("history.chart_status"), testid: "chart-status", integer: true, format: (v) => number(v, { maximumFractionDigits: 0 }) })
         : h("p", { class: "muted" }, t("history.no_cases")),
       byMonth.length
         ? barChart(byMonth, { title: t("history.chart_turnaround", { unit: unitName }), unit: unitName, format: durationNumber, markLabel: "p90", testid: "chart-turnaround" })

@@ -54,5 +54,5 @@ export function caseTable(cases: Case[], testid: string, side: "inbox" | "reques
     h("tbody", {}, ...rows),
   );
   rowsOpenCases(table);
-  return table;
+  return h("div", { class: "table-scroll" }, table);
 }

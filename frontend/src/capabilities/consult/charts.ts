@@ -32,6 +32,8 @@ export interface ChartOptions {
   /** what the mark means, for the tooltip ("p90") */
   markLabel?: string;
   width?: number;
+  /** counts: the axis steps by whole numbers */
+  integer?: boolean;
 }
 
 /** 1, 2 or 5 times a power of ten: axis steps people read at a glance */
@@ -55,7 +57,10 @@ export function barChart(bars: Bar[], opts: ChartOptions): SVGSVGElement {
   const plot = width - labelWidth - right;
   const height = top + bars.length * (barHeight + gap) + axis;
   const max = Math.max(1e-9, ...bars.map((b) => Math.max(b.value ?? 0, b.mark ?? 0)));
-  const step = niceStep(max);
+  const step = opts.integer ? Math.max(1, niceStep(max)) : niceStep(max);
+  // the ticks with as many decimals as their step needs (0.02, 0.04... not 0, 0, 0)
+  const tickDigits = Math.min(4, Math.max(0, -Math.floor(Math.log10(step) + 1e-9)));
+  const tick = (v: number) => number(v, { maximumFractionDigits: tickDigits, minimumFractionDigits: tickDigits });
   const scaleMax = Math.ceil(max / step) * step;
   const x = (v: number) => labelWidth + (v / scaleMax) * plot;
   const svg = el("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", class: "chart", "data-testid": opts.testid, "data-unit": opts.unit ?? "" }) as SVGSVGElement;
@@ -64,7 +69,7 @@ export function barChart(bars: Bar[], opts: ChartOptions): SVGSVGElement {
   const baseline = top + bars.length * (barHeight + gap);
   for (let v = 0; v <= scaleMax + step / 2; v += step) {
     svg.append(el("line", { x1: x(v), x2: x(v), y1: top - 4, y2: baseline, class: v === 0 ? "axis" : "grid" }));
-    svg.append(el("text", { x: x(v), y: baseline + 14, "text-anchor": "middle", class: "tick" }, fmt(v)));
+    svg.append(el("text", { x: x(v), y: baseline + 14, "text-anchor": "middle", class: "tick" }, tick(v)));
   }
   if (opts.unit) svg.append(el("text", { x: labelWidth + plot, y: baseline + 26, "text-anchor": "end", class: "tick unit" }, opts.unit));
   bars.forEach((b, i) => {
