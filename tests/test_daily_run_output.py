@@ -5,6 +5,7 @@ logged one by one (uvicorn's access log is a setting). And the summary's arithme
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -77,10 +78,8 @@ def test_the_summary_counts_and_writes_once_a_minute() -> None:
         async def receive() -> Any:
             return {"type": "http.request"}
 
-        try:
+        with contextlib.suppress(RuntimeError):
             await summary({"type": "http", "method": "GET", "path": path}, receive, send)
-        except RuntimeError:
-            pass
 
     async def session() -> None:
         for path in ("/200", "/200", "/404", "/boom"):
