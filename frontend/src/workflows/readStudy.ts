@@ -14,6 +14,7 @@ import { SeriesPanel } from "../capabilities/seriesPanel/seriesPanel";
 import { MeasurementList } from "../capabilities/tools/measurementList";
 import { PRIMARY_TOOLS, Toolbox } from "../capabilities/tools/toolbox";
 import { Toolbar, type ToolbarButton } from "../capabilities/toolbar/toolbar";
+import { CompareLayout, LAYOUTS, type Layout } from "../capabilities/viewport/compare";
 import { CT_PRESETS } from "../capabilities/viewport/presets";
 import { RENDERING_ENGINE_ID, StackViewer, VIEWPORT_ID } from "../capabilities/viewport/stackViewer";
 import { findStudy, framesOf, seriesMetadata, type Series, type Study } from "../core/dicomweb";
@@ -33,6 +34,28 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
   const status = h("div", { class: "viewer-status", "data-testid": "viewer-status", role: "status" });
   let toolbox: Toolbox | null = null;
   const mpr = new Mpr3dLayout(hooks); // MPR / 3D over the stack viewport (?layout=mpr)
+  const compare = new CompareLayout(viewer, hooks, (viewportId, engineId) => toolbox?.addViewport(viewportId, engineId));
+  const fpsSelect = h(
+    "select",
+    { class: "cine-fps", "data-testid": "cine-fps", title: t("viewer.cine_fps"), "aria-label": t("viewer.cine_fps") },
+    ...[5, 10, 15, 20, 25, 30].map((fps) => h("option", { value: fps, selected: fps === 10 }, t("viewer.fps", { fps }))),
+  );
+  const cineButton = h("button", { type: "button", "data-id": "cine", "data-testid": "cine", title: t("viewer.cine_title") }, `▶ ${t("viewer.cine")}`);
+  function toggleCine(): void {
+    const playing = viewer.playing !== null;
+    viewer.play(playing ? null : Number(fpsSelect.value));
+    cineButton.classList.toggle("active", !playing);
+    cineButton.textContent = `${playing ? "▶" : "■"} ${t("viewer.cine")}`;
+  }
+  cineButton.addEventListener("click", toggleCine);
+  fpsSelect.addEventListener("change", () => {
+    if (viewer.playing !== null) viewer.play(Number(fpsSelect.value));
+  });
+  function chooseLayout(layout: Layout): void {
+    toolbar.setActive(`layout-${layout}`);
+    if (layout !== "1x1" && mpr.active) mpr.close();
+    void compare.setLayout(layout).catch((err: unknown) => (status.textContent = String(err)));
+  }
 
   // -- layout ----------------------------------------------------------------------------
   const toggleBrowser = () => document.body.classList.toggle("browser-collapsed");
@@ -64,7 +87,17 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
       { id: "invert", label: t("viewer.invert"), title: t("viewer.invert_title"), onClick: () => viewer.invert() },
       { id: "reset", label: t("viewer.reset"), title: t("viewer.reset_title"), onClick: () => viewer.reset() },
     ],
-    [{ id: "mpr3d", label: "MPR / 3D", title: t("viewer.mpr_title"), onClick: () => mpr.toggle(viewer.current?.series.seriesUID ?? null) }],
+    LAYOUTS.map((layout) => ({
+      id: `layout-${layout}`,
+      label: layout.replace("x", "×"),
+      title: t(`viewer.layout_${layout}`),
+      group: "layout",
+      onClick: () => chooseLayout(layout),
+    })),
+    [{ id: "mpr3d", label: "MPR / 3D", title: t("viewer.mpr_title"), onClick: () => {
+      if (compare.layout !== "1x1") chooseLayout("1x1");
+      mpr.toggle(viewer.current?.series.seriesUID ?? null);
+    } }],
   ];
   const toolbar = new Toolbar(buttons);
   root.append(
@@ -74,9 +107,11 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
       { class: "layout" },
       h("aside", { class: "browser-column" }, browser.element),
       h("aside", { class: "series-column" }, seriesPanel.element, measurementList.element),
-      h("section", { class: "viewer-column" }, toolbar.element, viewer.element, status),
+      h("section", { class: "viewer-column" }, toolbar.element, compare.element, status),
     ),
   );
+  toolbar.element.append(h("div", { class: "toolbar-section" }, cineButton, fpsSelect));
+  toolbar.setActive("layout-1x1");
   viewer.mount();
   viewer.element.append(mpr.element);
   toolbox = new Toolbox("consilium-read", VIEWPORT_ID, RENDERING_ENGINE_ID);
@@ -144,6 +179,9 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
       await viewer.open({ study, series, frames }, 0);
       performance.mark("consilium:stack-set");
       if (token !== openToken) return;
+      cineButton.classList.remove("active");
+      cineButton.textContent = `▶ ${t("viewer.cine")}`;
+      compare.primaryOpened(frames);
       status.textContent = "";
       const url = `/viewer/studies/${study.studyUID}?series=${series.seriesUID}`;
       if (location.pathname + location.search !== url) history.replaceState(null, "", url);
@@ -180,6 +218,9 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
   }
 
   browser.onOpen = (study, event) => void openStudy(study, event.timeStamp);
+  browser.onCompare = (study, priors) => {
+    void openStudy(study, performance.now()).then(() => chooseLayout(priors.length > 1 ? "2x2" : "1x2"));
+  };
   seriesPanel.onSelect = (series, event) => {
     const study = viewer.current?.study;
     if (study && study.studyUID === series.studyUID) void openSeries(study, series, event.timeStamp);
@@ -214,7 +255,13 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
     }
     if (event.key === "m" && !event.ctrlKey && !event.metaKey && !event.altKey && viewer.current) {
       event.preventDefault();
+      if (compare.layout !== "1x1") chooseLayout("1x1");
       void mpr.open(viewer.current.series.seriesUID);
+      return;
+    }
+    if (event.key.toLowerCase() === "c" && !event.ctrlKey && !event.metaKey && !event.altKey && viewer.current) {
+      event.preventDefault();
+      toggleCine();
       return;
     }
     let handled = viewer.handleKey(event) || (toolbox?.handleKey(event) ?? false);

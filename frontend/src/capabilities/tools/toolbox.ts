@@ -130,6 +130,11 @@ export class Toolbox {
     eventTarget.addEventListener(Events.ANNOTATION_REMOVED, (e: Event) => report(e, true));
   }
 
+  /** another viewport (the comparison layout's) joins the group: the same tools work there */
+  addViewport(viewportId: string, renderingEngineId: string): void {
+    this.group.addViewport(viewportId, renderingEngineId);
+  }
+
   private isRemoved(a: Annotation): boolean {
     return !a.annotationUID || !annotationApi.state.getAnnotation(a.annotationUID);
   }

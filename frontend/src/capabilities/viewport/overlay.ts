@@ -45,7 +45,7 @@ export class Overlay {
   }
 
   update(view: ViewState): void {
-    const mm = (v: number) => number(v, { maximumFractionDigits: 1, minimumFractionDigits: 1 });
+    const mm = (v: number) => number(v, { maximumFractionDigits: 2, minimumFractionDigits: 1 });
     replaceChildren(
       this.bottomLeft,
       h("div", {}, `${t("overlay.image")} ${view.imageIndex + 1} / ${view.imageCount}`),

@@ -20,6 +20,7 @@ import dicomImageLoader from "@cornerstonejs/dicom-image-loader";
 import { utilities as toolsUtils } from "@cornerstonejs/tools";
 
 import { h } from "../../core/dom";
+import { t } from "../../core/i18n";
 import type { Frame, Series, Study } from "../../core/dicomweb";
 import type { CanvasStats, ViewState } from "../../core/hooks";
 import { Overlay } from "./overlay";
@@ -79,17 +80,50 @@ export class StackViewer {
   private renderCount = 0;
   private readonly listeners = { change: [] as Listener[], rendered: [] as Listener[] };
 
-  constructor() {
-    this.viewportElement = h("div", { class: "viewport-canvas", "data-testid": "viewport" });
+  readonly engineId: string;
+  readonly viewportId: string;
+  private cine: { fps: number; since: number; frames: number } | null = null;
+
+  /** `ids`: a second viewport (the comparison layout) gets its own engine and viewport ids */
+  constructor(ids: { engine: string; viewport: string; testid?: string } = { engine: RENDERING_ENGINE_ID, viewport: VIEWPORT_ID }) {
+    this.engineId = ids.engine;
+    this.viewportId = ids.viewport;
+    this.viewportElement = h("div", { class: "viewport-canvas", "data-testid": ids.testid ?? "viewport" });
     this.viewportElement.addEventListener("contextmenu", (e) => e.preventDefault());
     this.element = h("div", { class: "viewport" }, this.viewportElement, this.overlay.element);
-    this.engine = new RenderingEngine(RENDERING_ENGINE_ID);
+    this.engine = new RenderingEngine(ids.engine);
+    this.overlay.extra = () => (this.cine ? t("viewer.cine_rate", { fps: this.cine.fps }) : null);
+  }
+
+  // -- cine ------------------------------------------------------------------------------
+
+  get playing(): number | null {
+    return this.cine?.fps ?? null;
+  }
+
+  /** plays the stack at `fps` frames per second, looping (Cornerstone's cine); null stops */
+  play(fps: number | null): void {
+    if (!this.input) return;
+    if (fps === null) {
+      toolsUtils.cine.stopClip(this.viewportElement, { stopDynamicCine: false, viewportId: this.viewportId });
+      this.cine = null;
+    } else {
+      toolsUtils.cine.playClip(this.viewportElement, { framesPerSecond: fps, loop: true });
+      this.cine = { fps, since: performance.now(), frames: 0 };
+    }
+    this.changed();
+  }
+
+  /** frames shown per second since the cine started (what the reader actually gets) */
+  get cineMeasured(): number | null {
+    if (!this.cine || !this.cine.frames) return null;
+    return (this.cine.frames * 1000) / (performance.now() - this.cine.since);
   }
 
   /** Call once the element is in the document and has its size. */
   mount(): void {
     this.engine.enableElement({
-      viewportId: VIEWPORT_ID,
+      viewportId: this.viewportId,
       type: Enums.ViewportType.STACK,
       element: this.viewportElement,
       defaultOptions: { background: [0, 0, 0] as Types.Point3 },
@@ -99,6 +133,9 @@ export class StackViewer {
     for (const name of [Enums.Events.STACK_NEW_IMAGE, Enums.Events.VOI_MODIFIED, Enums.Events.CAMERA_MODIFIED]) {
       el.addEventListener(name, () => this.changed());
     }
+    el.addEventListener(Enums.Events.STACK_NEW_IMAGE, () => {
+      if (this.cine) this.cine.frames++;
+    });
     el.addEventListener(Enums.Events.IMAGE_RENDERED, () => {
       this.renderCount++;
       const view = this.changed();
@@ -139,7 +176,7 @@ export class StackViewer {
   }
 
   get viewport(): Types.IStackViewport {
-    return this.engine.getViewport(VIEWPORT_ID) as Types.IStackViewport;
+    return this.engine.getViewport(this.viewportId) as Types.IStackViewport;
   }
 
   get current(): StackInput | null {
@@ -153,6 +190,7 @@ export class StackViewer {
   /** Show a series, starting at `index`; resolves when its first slice is on screen. */
   async open(input: StackInput, index = 0): Promise<void> {
     const el = this.viewportElement;
+    if (this.cine) this.play(null);
     toolsUtils.stackPrefetch.disable(el);
     for (const frame of input.frames) {
       if (frame.frame === 1) {
