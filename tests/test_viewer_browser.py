@@ -209,7 +209,12 @@ class Viewer:
         renders = self.view["renderCount"]
         self.press("i")
         self.wait(f"__consilium.view.invert && __consilium.view.renderCount > {renders}")
+        # the text over the image (corners, orientation letters) is not the image
+        self.page.eval_on_selector("[data-testid=viewport] ~ .overlay",
+                                   "o => o.style.visibility = 'hidden'")
         pixels = self.screenshot().sum(axis=2)
+        self.page.eval_on_selector("[data-testid=viewport] ~ .overlay",
+                                   "o => o.style.visibility = ''")
         self.press("i")
         self.wait("!__consilium.view.invert")
         vp = self.viewport_box()
