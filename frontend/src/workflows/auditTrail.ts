@@ -11,6 +11,7 @@
 import { api, caseUrl, studyViewerUrl, useSession } from "../capabilities/consult/api";
 import { ErrorLine } from "../capabilities/consult/ui";
 import { appHeader, pageTitle } from "../capabilities/shell/shell";
+import { dateField, parseDay, showDay } from "../core/dateField";
 import { h, replaceChildren } from "../core/dom";
 import { personName, timeElement, zonedInstant } from "../core/format";
 import type { ConsiliumHooks } from "../core/hooks";
@@ -83,8 +84,8 @@ export async function auditTrail(root: HTMLElement, me: Me, hooks: ConsiliumHook
     h("label", {}, h("span", {}, t("audit.person")), actor),
     h("label", {}, h("span", {}, t("audit.action_label")), select("action", ACTIONS, "audit.action")),
     h("label", {}, h("span", {}, t("audit.outcome_label")), select("outcome", OUTCOMES, "audit.outcome")),
-    h("label", {}, h("span", {}, t("common.from")), h("input", { name: "since", type: "date", "data-testid": "audit-since" })),
-    h("label", {}, h("span", {}, t("common.to")), h("input", { name: "until", type: "date", "data-testid": "audit-until" })),
+    h("label", {}, h("span", {}, t("common.from")), dateField("since", "audit-since").element),
+    h("label", {}, h("span", {}, t("common.to")), dateField("until", "audit-until").element),
     h("label", {}, h("span", {}, t("studies.patient_id")), h("input", { name: "patient_id", type: "search", autocomplete: "off" })),
     h("label", {}, h("span", {}, t("audit.study_uid")), h("input", { name: "study_uid", type: "search", autocomplete: "off" })),
     h("button", { type: "submit", class: "primary" }, t("common.apply")),
@@ -116,7 +117,7 @@ export async function auditTrail(root: HTMLElement, me: Me, hooks: ConsiliumHook
     const value = initial.get(name);
     if (!input || !value) continue;
     if (input instanceof HTMLSelectElement && !Array.from(input.options).some((o) => o.value === value)) input.append(h("option", { value }, value));
-    input.value = name === "since" || name === "until" ? value.slice(0, 10) : value;
+    input.value = name === "since" || name === "until" ? showDay(value.slice(0, 10)) : value;
   }
 
   function query(): URLSearchParams {
@@ -124,6 +125,7 @@ export async function auditTrail(root: HTMLElement, me: Me, hooks: ConsiliumHook
     const out = new URLSearchParams();
     for (const name of FILTERS) {
       let value = String(data.get(name) ?? "").trim();
+      if (name === "since" || name === "until") value = parseDay(value) ?? "";
       if (!value) continue;
       if (name === "since") value = zonedInstant(value, "00:00:00").toISOString();
       if (name === "until") value = new Date(zonedInstant(value, "23:59:59").getTime() + 999).toISOString();
@@ -164,7 +166,8 @@ export async function auditTrail(root: HTMLElement, me: Me, hooks: ConsiliumHook
       offset = 0;
       const shown = new URLSearchParams();
       for (const name of FILTERS) {
-        const v = String(new FormData(form).get(name) ?? "").trim();
+        const raw = String(new FormData(form).get(name) ?? "").trim();
+        const v = name === "since" || name === "until" ? (parseDay(raw) ?? "") : raw;
         if (v) shown.set(name, v);
       }
       history.replaceState(null, "", `/audit${shown.size ? `?${shown}` : ""}`);

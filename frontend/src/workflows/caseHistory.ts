@@ -13,6 +13,7 @@ import { rowsOpenCases } from "../capabilities/consult/caseTable";
 import { barChart } from "../capabilities/consult/charts";
 import { ErrorLine, overdueBadge, priorityBadge, statusBadge } from "../capabilities/consult/ui";
 import { appHeader, pageTitle } from "../capabilities/shell/shell";
+import { dateField, parseDay, showDay } from "../core/dateField";
 import { h, replaceChildren } from "../core/dom";
 import { duration, durationNumber, durationUnit, inUnit, number, personName, timeElement, zonedInstant, type DurationUnit } from "../core/format";
 import type { ConsiliumHooks } from "../core/hooks";
@@ -85,8 +86,8 @@ export async function caseHistory(root: HTMLElement, me: Me, hooks: ConsiliumHoo
     h("label", {}, h("span", {}, t("history.person")), personSelect),
     institutionsList,
     specialtiesList,
-    h("label", {}, h("span", {}, t("common.from")), h("input", { name: "since", type: "date" })),
-    h("label", {}, h("span", {}, t("common.to")), h("input", { name: "until", type: "date" })),
+    h("label", {}, h("span", {}, t("common.from")), dateField("since", "history-since").element),
+    h("label", {}, h("span", {}, t("common.to")), dateField("until", "history-until").element),
     h("button", { type: "submit", class: "primary" }, t("common.apply")),
   );
   const summary = h("div", { class: "summary", "data-testid": "history-summary" });
@@ -117,7 +118,7 @@ export async function caseHistory(root: HTMLElement, me: Me, hooks: ConsiliumHoo
     if (input instanceof HTMLSelectElement && !Array.from(input.options).some((o) => o.value === value)) {
       input.append(h("option", { value }, value)); // a person not seen yet: named after the first load
     }
-    input.value = name === "since" || name === "until" ? value.slice(0, 10) : value;
+    input.value = name === "since" || name === "until" ? showDay(value.slice(0, 10)) : value;
   }
 
   function params(): URLSearchParams {
@@ -125,6 +126,7 @@ export async function caseHistory(root: HTMLElement, me: Me, hooks: ConsiliumHoo
     const out = new URLSearchParams();
     for (const name of FILTERS) {
       let value = String(data.get(name) ?? "").trim();
+      if (name === "since" || name === "until") value = parseDay(value) ?? "";
       if (!value) continue;
       // the dates are whole days of the region's time zone
       if (name === "since") value = zonedInstant(value, "00:00:00").toISOString();
@@ -138,7 +140,8 @@ export async function caseHistory(root: HTMLElement, me: Me, hooks: ConsiliumHoo
     const query = params();
     const shown = new URLSearchParams();
     for (const name of FILTERS) {
-      const v = String(new FormData(form).get(name) ?? "").trim();
+      const raw = String(new FormData(form).get(name) ?? "").trim();
+      const v = name === "since" || name === "until" ? (parseDay(raw) ?? "") : raw;
       if (v) shown.set(name, v);
     }
     history.replaceState(null, "", `/viewer/history${shown.size ? `?${shown}` : ""}`);

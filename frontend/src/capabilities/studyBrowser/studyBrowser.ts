@@ -5,6 +5,7 @@
  * the priors right under it).
  */
 
+import { dateField, parseDay } from "../../core/dateField";
 import { searchStudies, type Study, type StudyQuery } from "../../core/dicomweb";
 import { h, replaceChildren } from "../../core/dom";
 import { dicomDate, personName } from "../../core/format";
@@ -66,7 +67,7 @@ export class StudyBrowser {
       { class: "search", "data-testid": "study-search" },
       field(t("studies.patient_name"), h("input", { name: "patientName", type: "search", autocomplete: "off", placeholder: t("studies.name_placeholder") })),
       field(t("studies.patient_id"), h("input", { name: "patientId", type: "search", autocomplete: "off" })),
-      h("div", { class: "row" }, field(t("common.from"), h("input", { name: "dateFrom", type: "date" })), field(t("common.to"), h("input", { name: "dateTo", type: "date" }))),
+      h("div", { class: "row" }, field(t("common.from"), dateField("dateFrom").element), field(t("common.to"), dateField("dateTo").element)),
       h(
         "div",
         { class: "row" },
@@ -138,8 +139,8 @@ export class StudyBrowser {
     return {
       patientName: get("patientName"),
       patientId: get("patientId"),
-      dateFrom: get("dateFrom"),
-      dateTo: get("dateTo"),
+      dateFrom: parseDay(get("dateFrom")) ?? "",
+      dateTo: parseDay(get("dateTo")) ?? "",
       modality: get("modality"),
       accession: get("accession"),
     };
