@@ -42,7 +42,8 @@ from consilium.identity.routes import identity_routes
 from consilium.identity.tokens import ProviderDirectory
 from consilium.identity.web import current_principal
 from consilium.live.notify import CaseNotifier
-from consilium.live.socket import create_socket_app
+from consilium.live.routes import live_routes
+from consilium.live.socket import create_socket_app, live_hub
 from consilium.openapi import openapi_document
 from consilium.render.routes import BASE_PATH as RENDER_PATH
 from consilium.render.routes import render_routes
@@ -82,6 +83,7 @@ def create_app(runtime: Runtime) -> Any:
         runtime.audit, settings.identity_unauthenticated_audit_per_minute, settings.live_redis_url)
     notifier = CaseNotifier()
     consult_ctx = consult_context(runtime)
+    live = live_hub(runtime, notifier)
 
     async def health(_request: Request) -> JSONResponse:
         n_studies, n_instances = await anyio.to_thread.run_sync(catalog.counts, runtime.engine)
@@ -233,6 +235,7 @@ def create_app(runtime: Runtime) -> Any:
         Mount(BASE_PATH, routes=dicomweb_routes(runtime)),
         Mount(RENDER_PATH, routes=render_routes(runtime)),
         *remote_routes(runtime),
+        *live_routes(live.ctx, live),  # before the consult routes' /api/cases/{id}/{action}
         *identity_routes(settings, runtime.engine, directory, runtime.audit, anonymous_audit),
         *consult_routes(consult_ctx, notifier.case_changed),
         *viewer_routes(),
@@ -256,6 +259,6 @@ def create_app(runtime: Runtime) -> Any:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = runtime
     app.state.directory = directory
-    combined = create_socket_app(app, directory, runtime, notifier)
+    combined = create_socket_app(app, directory, runtime, notifier, live)
     return AuthenticationMiddleware(combined, settings, runtime.engine, directory, runtime.audit,
                                     anonymous_audit)

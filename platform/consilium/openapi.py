@@ -69,6 +69,52 @@ CASE_ACTIONS = ["submit", "resubmit", "accept", "decline", "return", "reassign",
                 "amend", "close", "cancel"]
 
 
+def _consilia(case: dict[str, Any]) -> dict[str, Any]:
+    """Live consilium sessions (the Socket.IO protocol: docs/live-consilium.md)."""
+    session = _path_param("session_id")
+    one = "the session: {id, case_id, title, status, scheduled_at, opened_at, ended_at, chair, " \
+        "presenter, last_seq, members: [{subject, name, institution, role, invited, " \
+        "expires_at}], url}"
+    subjects = {"type": "array", "items": {"type": "string"},
+                "description": "clinicians' subjects, from /api/directory(/colleagues)"}
+    return {
+        "/api/consilia": {"get": _op(
+            "My consilium sessions (chair or invited), soonest first: {sessions: [...]}",
+            "sessions", 401)},
+        "/api/cases/{case_id}/consilia": {
+            "get": _op("The consilium sessions of a case", "{sessions: [...]}", 401, 404,
+                       params=[case]),
+            "post": _op(
+                "Schedule a consilium of the case (the caller chairs it); without scheduled_at "
+                "it opens now. Each invitee is granted the case's studies for the session",
+                one, 400, 401, 404, 409, params=[case], body={
+                    "type": "object", "properties": {
+                        "title": {"type": "string"}, "invitees": subjects,
+                        "scheduled_at": {"type": "string", "format": "date-time"}}})},
+        "/api/consilia/{session_id}": {"get": _op("A consilium session", one, 401, 404,
+                                                  params=[session])},
+        "/api/consilia/{session_id}/changes": {"get": _op(
+            "The session's record: its changes in seq order after ?after=<seq> (at most "
+            "?limit=1000): {session_id, changes: [{seq, at, actor, kind, payload}]}",
+            "changes", 400, 401, 404, params=[session, _query("after", "seq"),
+                                              _query("limit", "count")])},
+        "/api/consilia/{session_id}/start": {"post": _op(
+            "Open a scheduled session (the chair)", one, 401, 403, 404, 409,
+            params=[session])},
+        "/api/consilia/{session_id}/invite": {"post": _op(
+            "Invite clinicians of any institution (the chair)", one, 400, 401, 403, 404, 409,
+            params=[session], body={"type": "object", "required": ["subjects"],
+                                    "properties": {"subjects": subjects}})},
+        "/api/consilia/{session_id}/uninvite": {"post": _op(
+            "Take an invitation back; its grants end at once (the chair)", one, 400, 401, 403,
+            404, 409, params=[session], body={"type": "object", "required": ["subject"],
+                                              "properties": {"subject": {"type": "string"}}})},
+        "/api/consilia/{session_id}/end": {"post": _op(
+            "End the session (the chair): the case timeline gets who joined, presented and "
+            "said what", one, 401, 403, 404, 409, params=[session])},
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     case = _path_param("case_id", "integer")
     series = _path_param("series_uid")
@@ -201,6 +247,7 @@ def openapi_document() -> dict[str, Any]:
         "/dicom-web/studies/{study}/metadata": {"get": _op(
             "WADO-RS study metadata", "DICOM JSON", 401, 404, params=[study])},
     }
+    paths.update(_consilia(case))
     for action in CASE_ACTIONS:
         paths[f"/api/cases/{{case_id}}/{action}"] = {"post": _op(
             f"Case transition: {action}", "the case (or the signed conclusion)", 400, 401, 403,

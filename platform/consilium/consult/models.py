@@ -51,6 +51,7 @@ class EventKind(StrEnum):
     AMENDED = "amended"
     CLOSED = "closed"
     CANCELLED = "cancelled"
+    CONSILIUM = "consilium"  # a live session of the case (detail: what happened in it)
 
 
 class ConsultCase(SQLModel, table=True):
