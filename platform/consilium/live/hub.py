@@ -396,7 +396,10 @@ class LiveHub:
             if wait > 0:
                 await asyncio.sleep(wait)
             self._wake.clear()
-            drafts, self._pending = list(self._pending.values()), {}
+            # by session: every transaction locks session rows in one order (two processes'
+            # flushes must not wait on each other crosswise); a session's own order is kept
+            drafts = sorted(self._pending.values(), key=lambda d: d.session_id)
+            self._pending = {}
             self._last_flush = time.monotonic()
             if drafts:
                 try:
