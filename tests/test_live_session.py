@@ -430,3 +430,18 @@ def test_a_restart_keeps_what_was_persisted(world: World) -> None:
     finally:
         for p in people:
             p.disconnect()
+
+
+def test_a_client_ahead_of_the_record_starts_afresh(world: World) -> None:
+    """A client that applied changes the database no longer has (a power loss can take the
+    last uncommitted-to-disk view changes) gets a snapshot, not an empty list."""
+    sid, people = _together(world, "ivanova", "petrov")
+    chair, petrov = people
+    try:
+        seq = petrov.current()["seq"]
+        petrov.reconnect()
+        answer = petrov.call("session:join", {"session_id": sid, "last_seq": seq + 1000})
+        assert answer["ok"] and "snapshot" in answer and answer["seq"] >= seq
+    finally:
+        for p in people:
+            p.disconnect()

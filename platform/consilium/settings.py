@@ -313,8 +313,8 @@ class Settings(BaseModel):
         ge=5.0,
         le=1000.0,
         description="Live consilium: high-frequency changes (the presenter's view, pointers) are "
-        "written and broadcast at most once per this interval per session and kind, the latest "
-        "one winning (33 ms: 30 per second); the first after a quiet spell goes at once.",
+        "written and broadcast about once per this interval, the latest per session and kind "
+        "winning (33 ms: 30 per second; up to 3 at once, so that jitter delays nothing).",
     )
     live_session_max_hours: float = Field(
         default=12.0,

@@ -66,6 +66,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+FLUSH_BURST = 3
+"""Flushes of coalesced changes allowed at once before the ``coalesce`` interval applies: a
+presenter's changes arriving about as often as the interval, with the jitter of a real network
+and event loop, are not delayed (a strict "at most one per interval" held each one back by
+12-20 ms, median, measured at 30 changes/s); faster ones are merged to one per interval."""
 GAP_WAIT = 0.15
 """How long a feed waits for a missing change from the bus before reading it from the database."""
 RECENT_KEPT = 1000
@@ -274,6 +279,7 @@ class LiveHub:
         self._started = False
         self._tasks: list[asyncio.Task[None]] = []
         self._last_flush = 0.0
+        self._tokens = float(FLUSH_BURST)
         self._publish: asyncio.Queue[list[dict[str, Any]]] | None = None
         self._redis: Any = None
         self.prewarmed: set[str] = set()
@@ -392,15 +398,19 @@ class LiveHub:
         assert self._wake is not None
         while True:
             await self._wake.wait()
-            wait = self._last_flush + self.coalesce - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            now = time.monotonic()
+            self._tokens = min(FLUSH_BURST, self._tokens + (now - self._last_flush)
+                               / self.coalesce)
+            self._last_flush = now
+            if self._tokens < 1.0:
+                await asyncio.sleep((1.0 - self._tokens) * self.coalesce)
+                self._tokens, self._last_flush = 1.0, time.monotonic()
+            self._tokens -= 1.0
             self._wake.clear()
             # by session: every transaction locks session rows in one order (two processes'
             # flushes must not wait on each other crosswise); a session's own order is kept
             drafts = sorted(self._pending.values(), key=lambda d: d.session_id)
             self._pending = {}
-            self._last_flush = time.monotonic()
             if drafts:
                 try:
                     await self._write(drafts)
@@ -414,7 +424,8 @@ class LiveHub:
         def done(result: list[Change | None] | BaseException) -> None:
             loop.call_soon_threadsafe(self._written, future, result)
 
-        self.writer.submit(self.writer.drafts(drafts), done)
+        self.writer.submit(self.writer.drafts(drafts), done,
+                           durable=any(d.durable for d in drafts))
         return await future
 
     def _written(self, future: asyncio.Future[list[Change | None]],

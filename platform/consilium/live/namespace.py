@@ -34,10 +34,10 @@ from consilium.identity.policy import Principal
 from consilium.live import events as ev
 from consilium.live import sessions
 from consilium.live.events import NAMESPACE, ChangeKind
-from consilium.live.hub import RESUME_MAX, LiveHub, Participant, room_of
+from consilium.live.hub import RESUME_MAX, Feed, LiveHub, Participant, room_of
 from consilium.live.models import SessionStatus
 from consilium.live.render_share import SessionRender
-from consilium.live.sequencer import Draft, load_changes
+from consilium.live.sequencer import Draft, last_seq_of, load_changes
 from consilium.render.service import RenderService
 
 log = logging.getLogger(__name__)
@@ -218,23 +218,10 @@ class ConsiliumNamespace:
                                       namespace=NAMESPACE)
             feed.participants[conn.sid] = participant
             conn.joined[message.session_id] = participant
-        answer: dict[str, Any] = {"ok": True, "seq": feed.seq, "you": {
+        answer: dict[str, Any] = {"ok": True, "you": {
             "subject": participant.subject, "role": participant.role,
             "connection": participant.connection}}
-        changes = None
-        if message.last_seq is not None and message.last_seq <= feed.seq \
-                and feed.seq - message.last_seq <= RESUME_MAX:
-            changes = feed.changes_after(message.last_seq)
-            if changes is None:
-                changes = await anyio.to_thread.run_sync(
-                    load_changes, self.ctx.engine, message.session_id, message.last_seq,
-                    answer["seq"])
-        if message.last_seq is not None and message.last_seq > feed.seq:
-            changes = []  # the client is ahead of this process's feed: the rest is coming
-        if changes is not None:
-            answer["changes"] = changes
-        else:
-            answer["snapshot"] = feed.snapshot()
+        answer.update(await self._catch_up(feed, message.last_seq))
         if fresh and admission.status != SessionStatus.ENDED:
             await self.hub.record(Draft(message.session_id, ChangeKind.MEMBER_JOINED,
                                         participant.subject, {
@@ -243,6 +230,29 @@ class ConsiliumNamespace:
             await anyio.to_thread.run_sync(sessions.seen, self.ctx, message.session_id,
                                            participant.subject)
         return answer
+
+    async def _catch_up(self, feed: Feed, last_seq: int | None) -> dict[str, Any]:
+        """``seq`` and the changes after ``last_seq``, or a snapshot; read at one moment, after
+        the connection entered the room (so everything later reaches it as a change)."""
+        if last_seq is not None and last_seq > feed.seq:
+            deadline = time.monotonic() + 1.0  # this process's feed may trail another's
+            while last_seq > feed.seq and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            if last_seq > feed.seq:
+                known = await anyio.to_thread.run_sync(last_seq_of, self.ctx.engine,
+                                                       feed.session_id)
+                if last_seq > known:  # the database lost what the client had: start afresh
+                    last_seq = None
+        seq = feed.seq
+        if last_seq is None or seq - last_seq > RESUME_MAX:
+            return {"seq": seq, "snapshot": feed.snapshot()}
+        if last_seq >= seq:
+            return {"seq": seq, "changes": []}  # the rest is on its way to this process
+        kept = feed.changes_after(last_seq)
+        if kept is None:
+            kept = await anyio.to_thread.run_sync(load_changes, self.ctx.engine,
+                                                  feed.session_id, last_seq, seq)
+        return {"seq": seq, "changes": kept}
 
     async def leave(self, conn: Connection, participant: Participant, _m: ev.Leave
                     ) -> dict[str, Any]:
