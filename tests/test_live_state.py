@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,14 @@ import socketio
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from consilium.archive.access import Reader
 from consilium.audit import AuditTrail
 from consilium.consult.models import ConsultCase
 from consilium.db import make_engine, migrate
+from consilium.identity.policy import Principal
 from consilium.live import hub as hub_module
 from consilium.live.events import ChangeKind as K
-from consilium.live.hub import LiveHub
+from consilium.live.hub import LiveHub, Participant
 from consilium.live.models import ConsiliumSession
 from consilium.live.sequencer import (
     SNAPSHOT_EVERY,
@@ -164,3 +166,35 @@ def test_a_feed_takes_changes_in_seq_order_and_fills_gaps_from_the_database(
 def test_the_empty_state_is_json(engine: Engine) -> None:
     state = empty_state(SID)
     assert json.loads(json.dumps(state)) == state and state["seq"] == 0
+
+
+def test_an_invitee_whose_invitation_ends_during_the_session_is_let_out(engine: Engine) -> None:
+    opened(engine)
+
+    async def scenario() -> None:
+        ctx = LiveContext(engine, AuditTrail(engine), access=None,  # type: ignore[arg-type]
+                          process_id="p1")
+        hub = LiveHub(ctx, socketio.AsyncServer(async_mode="asgi"))
+        await hub.start()
+        feed = await hub.feed(SID)
+        expelled: list[str] = []
+        hub.on_expel = lambda p: expelled.append(p.subject)
+        reader = Reader.of(Principal("bob", "b", authenticated=True))
+        past, future = datetime.now(UTC) - timedelta(seconds=1), datetime.now(UTC) + timedelta(
+            hours=1)
+        feed.participants["sid-bob"] = Participant("sid-bob", SID, "bob", "Bob", "b", "member",
+                                                   "c-bob", reader, until=past)
+        feed.participants["sid-chair"] = Participant("sid-chair", SID, "chair", "Chair", "a",
+                                                     "chair", "c-chair", reader, until=future)
+        hub._expire()
+        for _ in range(200):
+            if feed.seq == 5:
+                break
+            await asyncio.sleep(0.02)
+        assert expelled == ["bob"] and list(feed.participants) == ["sid-chair"]
+        left = feed.recent[-1]
+        assert (left["kind"], left["payload"]["reason"]) == ("member.left", "expired")
+        assert feed.state is not None and not feed.state["members"]["bob"]["online"]
+        await hub.close()
+
+    asyncio.run(scenario())

@@ -46,19 +46,32 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from sqlalchemy import select
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from consilium.archive import catalog
 from consilium.archive.access import Reader
 from consilium.live.events import EVT_CHANGE, EVT_CLOSED, EVT_INVITED, NAMESPACE, ChangeKind
 from consilium.live.models import SessionConnection
-from consilium.live.sequencer import Change, ChangeWriter, Draft, load_changes, load_state
-from consilium.live.sessions import LiveContext, Outcome, due_soon, invitation_payload
+from consilium.live.sequencer import (
+    Change,
+    ChangeWriter,
+    Draft,
+    load_changes,
+    load_state,
+    utcnow,
+)
+from consilium.live.sessions import (
+    LiveContext,
+    Outcome,
+    due_soon,
+    invitation_payload,
+    study_uids_of_case,
+)
 from consilium.live.state import State, apply, clone
 
 if TYPE_CHECKING:
@@ -100,6 +113,7 @@ class Participant:
     role: str
     connection: str
     reader: Reader
+    until: datetime | None = None  # an invitee's access ends then (see sessions.Admission)
     joined_at: float = field(default_factory=time.monotonic)
 
 
@@ -240,10 +254,6 @@ class Feed:
 def _case_studies(engine: Any, case_id: Any) -> list[str]:
     if case_id is None:
         return []
-    from sqlmodel import Session
-
-    from consilium.live.sessions import study_uids_of_case
-
     with Session(engine) as db:
         return study_uids_of_case(db, int(case_id))
 
@@ -283,7 +293,7 @@ class LiveHub:
         self._publish: asyncio.Queue[list[dict[str, Any]]] | None = None
         self._redis: Any = None
         self.prewarmed: set[str] = set()
-        self._preparing: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         self.coalesced = 0  # offered changes replaced by a newer one before being written
 
     # -- start --------------------------------------------------------------------------------
@@ -348,6 +358,8 @@ class LiveHub:
                                                          reason))
 
     async def _expel(self, feed: Feed, participant: Participant, reason: str) -> None:
+        """After the change that says why: out of the room, told so, and its connection closed
+        (``member.left``; refused, harmlessly, once the session has ended)."""
         if feed.render is not None:
             feed.render.drop(participant.sid)
         await self.sio.leave_room(participant.sid, room_of(feed.session_id), namespace=NAMESPACE)
@@ -355,6 +367,11 @@ class LiveHub:
                             to=participant.sid, namespace=NAMESPACE, ignore_queue=True)
         if self.on_expel is not None:
             self.on_expel(participant)
+        if reason != "ended":  # not awaited here: the session's other changes go on
+            self._spawn(self.record(Draft(
+                feed.session_id, ChangeKind.MEMBER_LEFT, participant.subject,
+                {"subject": participant.subject, "connection": participant.connection,
+                 "reason": reason})), f"live-left-{participant.connection}")
 
     async def announce(self, outcome: Outcome) -> None:
         """What a lifecycle function did, made known: its changes delivered, the newly invited
@@ -529,6 +546,7 @@ class LiveHub:
         while True:
             try:
                 await self.sweep()
+                self._expire()
                 await self._prepare_due()
                 if not first:
                     await self._drop_idle_feeds()
@@ -538,6 +556,16 @@ class LiveHub:
                 log.exception("live: housekeeping failed")
             first = False
             await asyncio.sleep(SWEEP_SECONDS)
+
+    def _expire(self) -> None:
+        """Invitees whose invitation ended while they were in the session leave it."""
+        now = utcnow()
+        for feed in self.feeds.values():
+            for participant in list(feed.participants.values()):
+                if participant.until is not None and participant.until <= now:
+                    feed.participants.pop(participant.sid, None)
+                    feed.outbox.put_nowait(functools.partial(self._expel, feed, participant,
+                                                             "expired"))
 
     async def _prepare_due(self) -> None:
         if self.prewarm is None:
@@ -551,10 +579,13 @@ class LiveHub:
         if self.prewarm is None or session_id in self.prewarmed:
             return
         self.prewarmed.add(session_id)
-        task = asyncio.get_running_loop().create_task(self.prewarm(session_id, study_uids),
-                                                      name=f"live-prewarm-{session_id}")
-        self._preparing.add(task)
-        task.add_done_callback(self._preparing.discard)
+        self._spawn(self.prewarm(session_id, study_uids), f"live-prewarm-{session_id}")
+
+    def _spawn(self, work: Coroutine[Any, Any, Any], name: str) -> None:
+        """A task kept until it is done (the loop holds only weak references to tasks)."""
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _drop_idle_feeds(self) -> None:
         now = time.monotonic()

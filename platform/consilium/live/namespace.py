@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import anyio
+import socketio
 from pydantic import BaseModel, ValidationError
 
 from consilium.archive.access import Reader, Unreadable
@@ -126,8 +127,6 @@ class ConsiliumNamespace:
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
         principal = await self.authenticate(environ, auth)
         if principal is None:
-            import socketio
-
             raise socketio.exceptions.ConnectionRefusedError("authentication required")
         await self.hub.start()
         source = client_address(environ.get("asgi.scope", {}))
@@ -201,6 +200,8 @@ class ConsiliumNamespace:
     # -- joining and leaving -------------------------------------------------------------------
 
     async def join(self, conn: Connection, message: ev.Join) -> dict[str, Any]:
+        if not conn.allow():
+            raise Refusal(429, "too many requests; slow down", "rate")
         reader = conn.reader()
         try:
             admission = await anyio.to_thread.run_sync(sessions.admit, self.ctx, reader,
@@ -213,7 +214,8 @@ class ConsiliumNamespace:
         if participant is None:
             participant = Participant(conn.sid, message.session_id, admission.subject,
                                       admission.name, admission.institution,
-                                      admission.role.value, uuid.uuid4().hex[:16], reader)
+                                      admission.role.value, uuid.uuid4().hex[:16], reader,
+                                      admission.until)
             await self.sio.enter_room(conn.sid, room_of(message.session_id),
                                       namespace=NAMESPACE)
             feed.participants[conn.sid] = participant

@@ -102,6 +102,8 @@ class Admission:
     invited: bool
     status: SessionStatus
     study_uids: tuple[str, ...]
+    until: datetime | None = None
+    """When an invitee who is no party of the case must leave (their invitation ends)."""
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -173,9 +175,19 @@ def admit(ctx: LiveContext, reader: Reader, session_id: str) -> Admission:
     role = MemberRole(member.role) if member is not None else MemberRole.MEMBER
     if principal.subject == row.chair_subject:
         role = MemberRole.CHAIR
+    until = None
+    if member is not None and member.invited and not _party(ctx, principal, row.case_id):
+        until = _aware(member.expires_at)
     return Admission(row.id, row.case_id, principal.subject, principal.display_name,
                      principal.institution_id or "", role,
-                     bool(member and member.invited), SessionStatus(row.status), tuple(uids))
+                     bool(member and member.invited), SessionStatus(row.status), tuple(uids),
+                     until)
+
+
+def _party(ctx: LiveContext, principal: Principal, case_id: int) -> bool:
+    with Session(ctx.engine) as db:
+        case = db.get(ConsultCase, case_id)
+        return case is not None and may_see_case(principal, parties(case))
 
 
 def refused(ctx: LiveContext, actor: Actor, what: str, asked: str, error: NotFound) -> None:
