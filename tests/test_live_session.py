@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -445,3 +446,32 @@ def test_a_client_ahead_of_the_record_starts_afresh(world: World) -> None:
     finally:
         for p in people:
             p.disconnect()
+
+
+def test_a_scheduled_session_is_waited_in_and_opened_by_its_chair(world: World) -> None:
+    at = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    petrov = world.participant("petrov")
+    session = _session(world, ["dev:petrov"], scheduled_at=at)
+    sid = session["id"]
+    assert session["status"] == "scheduled" and session["opened_at"] is None
+    waiting = world.participant("kuznetsova")
+    try:
+        petrov.wait(lambda p: any(i["session_id"] == sid and i["status"] == "scheduled"
+                                  for i in p.invited))
+        assert "snapshot" in waiting.join(sid)  # a party waits in the scheduled session
+        assert waiting.current()["status"] == "scheduled"
+        early = waiting.call("chat:send", {"session_id": sid, "text": "hello?"})
+        assert (early["status"], early["reason"]) == (409, "state")
+        assert world.post("kuznetsova", f"/api/consilia/{sid}/start").status_code == 403
+        started = world.post("ivanova", f"/api/consilia/{sid}/start")
+        assert started.status_code == 200 and started.json()["status"] == "open"
+        assert world.post("ivanova", f"/api/consilia/{sid}/start").status_code == 409
+        waiting.wait(lambda p: p.state is not None and p.state["status"] == "open")
+        assert waiting.current()["presenter"] == "dev:ivanova"
+        petrov.wait(lambda p: any(i["session_id"] == sid and i["status"] == "open"
+                                  for i in p.invited))  # told that it has begun
+        mine = world.users["ivanova"].get(f"/api/cases/{world.case_id}/consilia").json()
+        assert sid in [s["id"] for s in mine["sessions"]]
+    finally:
+        petrov.disconnect()
+        waiting.disconnect()

@@ -527,8 +527,10 @@ class LiveHub:
             log.warning("live: which processes are alive is not known: %s", exc)
             return None
         prefix = self._process_key("")
-        return {(k.decode() if isinstance(k, bytes) else str(k)).removeprefix(prefix)
-                for k in keys}
+        alive = {(k.decode() if isinstance(k, bytes) else str(k)).removeprefix(prefix)
+                 for k in keys}
+        # without our own key, Redis lost its keys or our heartbeats fail: trust none of it
+        return alive if self.process_id in alive else None
 
     async def sweep(self) -> int:
         """Close the connections that processes no longer alive left open."""

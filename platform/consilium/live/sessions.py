@@ -382,10 +382,15 @@ def start(ctx: LiveContext, principal: Principal, session_id: str) -> Outcome:
             raise Conflict(f"the session is {row.status}")
         change = _appended(db.connection(), Draft(row.id, ChangeKind.SESSION_OPENED,
                                                   principal.subject, {}))
+        stamp = utcnow()
+        invited = [Invitee(m.subject, m.user_id or 0, m.name, m.institution)
+                   for m in db.exec(select(SessionMember).where(
+                       SessionMember.session_id == row.id, col(SessionMember.invited).is_(True)))
+                   if _valid_member(m, stamp)]
         db.commit()
         db.refresh(row)
     write_case_events(ctx.engine, row, [change.wire()])
-    return Outcome(row, [change], opened=True)
+    return Outcome(row, [change], invited, opened=True)  # told that it has begun
 
 
 def invite(ctx: LiveContext, principal: Principal, session_id: str, subjects: Sequence[str],
