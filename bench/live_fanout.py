@@ -61,6 +61,13 @@ class Setup:
     cookies: dict[tuple[int, str], str] = field(default_factory=dict)
 
 
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss(server: WebServer) -> int:
     """Resident memory of the web process itself (not its workers)."""
     assert server.proc is not None
@@ -142,6 +149,8 @@ async def fanout(setup: Setup, count: int, seconds: float, hz: float) -> None:
         f.received.clear()
     sent: dict[int, float] = {}
     busy0, wall0 = machine_cpu(), time.monotonic()
+    pids = [s.proc.pid for s in setup.servers if s.proc is not None]
+    server0, client0 = sum(cpu_of(p) for p in pids), cpu_of(os.getpid())
     started = time.perf_counter()
     index = 0
     while time.perf_counter() - started < seconds:
@@ -152,7 +161,10 @@ async def fanout(setup: Setup, count: int, seconds: float, hz: float) -> None:
             "state": stack(setup, index)}, namespace=NS)
         await asyncio.sleep(max(0.0, started + index / hz - time.perf_counter()))
     await asyncio.sleep(1.5)
-    busy = (machine_cpu() - busy0) / (time.monotonic() - wall0)
+    wall = time.monotonic() - wall0
+    busy = (machine_cpu() - busy0) / wall
+    server = (sum(cpu_of(p) for p in pids) - server0) / wall
+    client = (cpu_of(os.getpid()) - client0) / wall
     latencies: list[float] = []
     delivered: list[int] = []
     for f in followers:
@@ -168,8 +180,9 @@ async def fanout(setup: Setup, count: int, seconds: float, hz: float) -> None:
           f"p50 {percentile(latencies, 50):6.1f} ms  p99 {percentile(latencies, 99):6.1f} ms  "
           f"max {max(latencies):6.1f} ms  (n={len(latencies)}; {share:.1%} of {index} changes "
           f"at {hz:g}/s delivered, last one to all: {last_ok}); server RSS +"
-          f"{(after - before) / count / 1024:.0f} KiB per participant; machine busy "
-          f"{busy:.2f} of {len(os.sched_getaffinity(0))} cores", flush=True)
+          f"{(after - before) / count / 1024:.0f} KiB per participant; cores busy: machine "
+          f"{busy:.2f} of {len(os.sched_getaffinity(0))}, web process(es) {server:.2f}, this "
+          f"script's participants {client:.2f}", flush=True)
     for member in (presenter, *followers):
         await member.stop()
 

@@ -26,7 +26,7 @@ import contextlib
 import json
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -284,13 +284,15 @@ class ChangeWriter:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._db: Connection | None = None  # used by the writer thread only
+        self._relaxed = False
         self.transactions = 0
 
     def submit(self, work: Work, done: Callable[[list[Change | None] | BaseException], None],
                durable: bool = True) -> None:
         """Queue ``work``; ``done`` gets its result in the writer thread. A transaction of
         only coalesced changes (``durable=False``) is committed without waiting for the disk
-        (see :meth:`_relaxed`)."""
+        (see :meth:`_connection`)."""
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="live-writer",
@@ -310,31 +312,38 @@ class ChangeWriter:
             self._queue.put(None)
             thread.join(10)
 
-    @contextlib.contextmanager
-    def _relaxed(self, db: Connection, relaxed: bool) -> Iterator[None]:
-        """Commit a transaction of view changes and pointers without waiting for the disk
-        (SQLite: synchronous=NORMAL for it, PostgreSQL: synchronous_commit off): on the shared
-        test machine a transaction of one view change took 2.1-4.1 ms (median; p90 3.2-9.2 ms)
-        with the fsync, 1.2-1.5 ms (p90 2.0-2.4 ms) without, and it lies between a presenter's
-        change and everyone's view 30 times a second. Nothing is lost by a crash of the web
-        process; a power loss or database crash can lose the last of them (a suffix: a later
-        durable commit makes every earlier one durable), and a client that had them gets a
-        snapshot when it resumes (see :mod:`.namespace`)."""
-        sqlite = db.dialect.name == "sqlite"
-        if relaxed and sqlite:
-            db.exec_driver_sql("PRAGMA synchronous=NORMAL")
+    def _connection(self, relaxed: bool) -> Connection:
+        """The writer's own connection, kept open (no pool checkout per flush), set to commit
+        without waiting for the disk for transactions of only view changes and pointers
+        (SQLite: synchronous=NORMAL, switched only when the kind of transaction changes;
+        PostgreSQL: synchronous_commit off, per transaction). On the shared test machine a
+        transaction of one view change took 2.1-4.1 ms (median; p90 3.2-9.2 ms) with the
+        fsync, 1.2-1.5 ms (p90 2.0-2.4 ms) without, and it lies between a presenter's change
+        and everyone's view 30 times a second; with 100 participants the loop's sends and this
+        thread share the interpreter, and every statement less counts. Nothing is lost by a
+        crash of the web process; a power loss or database crash can lose the last of them (a
+        suffix: a later durable commit makes every earlier one durable), and a client that had
+        them gets a snapshot when it resumes (see :mod:`.namespace`)."""
+        if self._db is None or self._db.closed or self._db.invalidated:
+            self._db, self._relaxed = self.engine.connect(), False
+        db = self._db
+        if db.dialect.name == "sqlite" and relaxed != self._relaxed:
+            db.exec_driver_sql(f"PRAGMA synchronous={'NORMAL' if relaxed else 'FULL'}")
             db.commit()
-        try:
-            yield
-        finally:
-            if relaxed and sqlite:  # the pooled connection goes back as the others expect
-                db.exec_driver_sql("PRAGMA synchronous=FULL")
-                db.commit()
+            self._relaxed = relaxed
+        return db
+
+    def _drop_connection(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(Exception):
+                self._db.close()
+        self._db = None
 
     def _run(self) -> None:
         while True:
             first = self._queue.get()
             if first is None:
+                self._drop_connection()
                 return
             jobs = [first]
             while len(jobs) < 64:
@@ -351,12 +360,14 @@ class ChangeWriter:
     def _write(self, jobs: list[_Job]) -> None:
         relaxed = not any(job.durable for job in jobs)
         try:
-            with self.engine.connect() as db, self._relaxed(db, relaxed), db.begin():
+            db = self._connection(relaxed)
+            with db.begin():
                 if relaxed and db.dialect.name == "postgresql":
                     db.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 results = [job.work(db) for job in jobs]
             self.transactions += 1
         except Exception as exc:  # one bad job must not lose the others: alone, each
+            self._drop_connection()  # and a connection that failed is not trusted again
             if len(jobs) > 1:
                 for job in jobs:
                     self._write([job])
