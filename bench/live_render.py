@@ -167,7 +167,8 @@ async def session_bench(web: WebServer, cookies: dict[str, str], session_id: str
     print(f"frames/s reaching each follower: min {min(rates):.1f}  median "
           f"{statistics.median(rates):.1f}  max {max(rates):.1f}; presenter change -> follower "
           f"frame {ms(latencies)}; {statistics.median(sizes) / 1024:.0f} KiB/s per follower; "
-          f"interactive widths {widths}; {step} changes sent, "
+          f"interactive frames {widths[0] if widths else 0}-{widths[-1] if widths else 0} px "
+          f"wide (adaptive); {step} changes sent, "
           f"{len(seq_sent)} after coalescing; machine busy {busy:.2f} of "
           f"{len(os.sched_getaffinity(0))} cores")
 
