@@ -116,6 +116,15 @@ class Member:
         await self.client.disconnect()
 
 
+async def loop_lag(lags: list[float], period: float = 0.005) -> None:
+    """How late this script's own event loop wakes up (its participants' delays are part of
+    every latency measured: a slow client, not the server)."""
+    while True:
+        started = time.perf_counter()
+        await asyncio.sleep(period)
+        lags.append((time.perf_counter() - started - period) * 1000)
+
+
 def stack(setup: Setup, index: int) -> dict[str, Any]:
     return {"viewports": [{"study_uid": setup.study_uid, "series_uid": setup.series_uid,
                            "image_index": index}]}
@@ -151,6 +160,8 @@ async def fanout(setup: Setup, count: int, seconds: float, hz: float) -> None:
     busy0, wall0 = machine_cpu(), time.monotonic()
     pids = [s.proc.pid for s in setup.servers if s.proc is not None]
     server0, client0 = sum(cpu_of(p) for p in pids), cpu_of(os.getpid())
+    lags: list[float] = []
+    watcher = asyncio.get_running_loop().create_task(loop_lag(lags))
     started = time.perf_counter()
     index = 0
     while time.perf_counter() - started < seconds:
@@ -161,6 +172,7 @@ async def fanout(setup: Setup, count: int, seconds: float, hz: float) -> None:
             "state": stack(setup, index)}, namespace=NS)
         await asyncio.sleep(max(0.0, started + index / hz - time.perf_counter()))
     await asyncio.sleep(1.5)
+    watcher.cancel()
     wall = time.monotonic() - wall0
     busy = (machine_cpu() - busy0) / wall
     server = (sum(cpu_of(p) for p in pids) - server0) / wall
@@ -182,7 +194,8 @@ async def fanout(setup: Setup, count: int, seconds: float, hz: float) -> None:
           f"at {hz:g}/s delivered, last one to all: {last_ok}); server RSS +"
           f"{(after - before) / count / 1024:.0f} KiB per participant; cores busy: machine "
           f"{busy:.2f} of {len(os.sched_getaffinity(0))}, web process(es) {server:.2f}, this "
-          f"script's participants {client:.2f}", flush=True)
+          f"script's participants {client:.2f}; this script's own event loop late by p99 "
+          f"{percentile(lags, 99):.1f} ms, max {max(lags):.1f} ms", flush=True)
     for member in (presenter, *followers):
         await member.stop()
 
