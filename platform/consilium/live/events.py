@@ -115,7 +115,7 @@ class StackViewport(Strict):
 class StackView(Strict):
     """``view.stack``: the presenter's 2D viewer (layout, series, slice, window, zoom...)."""
 
-    layout: str = Field(default="1x1", pattern=r"^[1-4]x[1-4]$")
+    layout: str = Field(default="1x1", pattern=r"^([1-4]x[1-4]|mpr)$")  # mpr: the MPR / 3D panes
     active: int = Field(default=0, ge=0, le=15)
     viewports: list[StackViewport] = Field(min_length=1, max_length=16)
 
