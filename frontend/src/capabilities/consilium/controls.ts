@@ -58,7 +58,7 @@ export class SessionControls {
     const show: Record<ControlId, boolean> = {
       detach: open && !presenting && v.following,
       follow: open && !presenting && !v.following,
-      request: open && !presenting && !asked,
+      request: open && !presenting && !asked && !chair, // the chair takes it
       withdraw: open && !presenting && asked,
       take: open && chair && !presenting,
       hand: open && !mine?.hand,

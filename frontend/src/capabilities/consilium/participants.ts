@@ -73,7 +73,7 @@ export class ParticipantsPanel {
             manage && open && m.hand && subject !== me
               ? h("button", { type: "button", class: "link", "data-testid": "lower-hand", onclick: () => this.actions.lowerHand(subject) }, t("consilium.lower_their_hand"))
               : null,
-            manage && open && m.online && subject !== state.presenter
+            manage && open && m.online && subject !== state.presenter && subject !== me
               ? h("button", { type: "button", class: asks ? "primary" : "", "data-testid": "grant-control", onclick: () => this.actions.grant(subject) }, t("consilium.hand_over"))
               : null,
           ),
