@@ -496,6 +496,32 @@ def test_a_reload_resumes_the_same_state(room: Room) -> None:
         wait(page, f"__consilium.view.imageIndex === {index + 1}")
 
 
+def test_after_a_server_restart_everyone_is_back_by_themselves(room: Room) -> None:
+    web = room.world.web
+    joins = {user: read(page, f"{S}.joins") for user, page in room.pages.items()}
+    seq = read(room.chair, f"{S}.seq")
+    web.stop()
+    for page in room.everyone:
+        wait(page, f"{S}.connected === false")
+    web.start()  # the same port and data: the pages reconnect on their own
+    for user, page in room.pages.items():
+        wait(page, f"{S}.connected === true && {S}.joins > {joins[user]} && "
+                   f"{S}.members['dev:{user}'].online", timeout=60_000)
+        join = read(page, f"{S}.lastJoin")
+        assert join["from"] >= seq, (user, join)  # resumed from what it had
+    petrov, chair, ivanova = room.pages["petrov"], room.chair, room.pages["ivanova"]
+    wait(petrov, f"{S}.presenting === true")
+    last = read(petrov, f"{S}.seq")
+    for page in (chair, ivanova):
+        wait(page, f"{S}.seq >= {last}")
+    same_state(read(ivanova, f"{S}.state"), read(petrov, f"{S}.state"))
+    index = read(petrov, "__consilium.view.imageIndex")
+    petrov.click("[data-testid=viewport]")
+    petrov.keyboard.press("ArrowDown")
+    for page in (chair, ivanova):
+        wait(page, f"__consilium.view.imageIndex === {index + 1}")
+
+
 def test_the_page_is_in_russian_for_a_russian_reader(room: Room) -> None:
     check_language(room.pages["ivanova"], "ru", "the consilium page")
 
@@ -517,5 +543,61 @@ def test_the_chair_ends_it_and_the_case_timeline_keeps_it(room: Room) -> None:
     assert "Очаг 9 мм, что видите в S6?" in said and "Перезагружаюсь" in said
     presenters = {e["session"] for e in events if e["event"] == "presented"}
     assert presenters == {room.session_id}
+    for user, errors in room.errors.items():
+        assert not errors, (user, errors)
+
+
+# -- a scheduled one -----------------------------------------------------------------------------
+
+
+def test_a_scheduled_consilium_waits_for_the_chair_to_open_it(room: Room) -> None:
+    web = room.world.web.url
+    chair, petrov = room.chair, room.pages["petrov"]
+    open_page(petrov, web + "/")
+    open_page(chair, f"{web}/viewer/cases/{room.case_id}")
+    wait(chair, f"__consilium.consult.consilia.includes('{room.session_id}')")  # the ended one
+    known = read(chair, "__consilium.consult.consilia")
+    chair.click("[data-testid=consilium-call]")
+    chair.check("[data-testid=invitee][value='dev:petrov']")
+    chair.fill("[data-testid=consilium-title]", "Разбор перед операцией")
+    chair.fill("[data-testid=consilium-day]", "2099-01-01")  # past the 90 days ahead: refused
+    chair.fill("[data-testid=consilium-time]", "10:30")
+    chair.click("[data-testid=consilium-schedule]")
+    chair.wait_for_selector("[data-testid=consilium-error]:visible")
+    tomorrow = read(chair, "new Date(Date.now() + 86400000).toISOString().slice(0, 10)")
+    chair.fill("[data-testid=consilium-day]", tomorrow)
+    chair.click("[data-testid=consilium-schedule]")
+    wait(chair, f"__consilium.consult.consilia.length === {len(known) + 1}")
+    session_id = next(s for s in read(chair, "__consilium.consult.consilia") if s not in known)
+    row = f"tr[data-session='{session_id}']"
+    assert chair.get_attribute(f"[data-testid=case-consilia] {row}", "data-status") == \
+        "scheduled"
+    # the scheduled time, in the region's zone, is the one typed
+    when = chair.get_attribute(f"[data-testid=case-consilia] {row} time", "datetime")
+    assert when is not None and when.endswith("Z")
+    assert chair.inner_text(f"[data-testid=case-consilia] {row} time").endswith("10:30")
+
+    # the invitee: alerted, the row on his home page; he joins and waits
+    wait(petrov, "__consilium.alerts.unread.some(a => a.kind === 'consilium-invited')")
+    petrov.wait_for_selector(f"[data-testid=home-consilia] {row}[data-status=scheduled]")
+    petrov.click(f"[data-testid=home-consilia] {row} [data-testid=consilium-join]")
+    wait_ready(petrov)
+    wait(petrov, f"{S} && {S}.joins > 0 && {S}.status === 'scheduled' && "
+                 f"{S}.members['dev:petrov'].online")
+    assert petrov.locator("[data-testid=chat-send]").is_visible() is False
+    assert petrov.locator("[data-testid=consilium-start]").is_visible() is False
+
+    # the chair comes and opens it: she presents, he follows
+    chair.goto(f"{web}/viewer/consilia/{session_id}")
+    wait_ready(chair)
+    wait(chair, f"{S}.joins > 0 && {S}.status === 'scheduled'")
+    chair.click("[data-testid=consilium-start]")
+    for page in (chair, petrov):
+        wait(page, f"{S}.status === 'open' && {S}.presenter === 'dev:kuznetsova'")
+    wait(chair, f"{S}.presenting && __consilium.view !== null")
+    series = json.dumps(read(chair, "__consilium.view.seriesUID"))
+    wait(petrov, f"__consilium.view !== null && __consilium.view.seriesUID === {series}")
+    chair.click("[data-testid=consilium-end]")
+    wait(petrov, f"{S}.status === 'ended'")
     for user, errors in room.errors.items():
         assert not errors, (user, errors)

@@ -18,20 +18,18 @@
 
 import "../capabilities/consilium/consilium.css";
 
-import { utilities as csUtils, type Types } from "@cornerstonejs/core";
-
 import { ApiError, caseUrl, getCase, getDirectory, useSession } from "../capabilities/consult/api";
 import { alertCenter, appHeader, pageTitle } from "../capabilities/shell/shell";
-import { getSession, sessionUrl, startSession, type SessionInfo } from "../capabilities/consilium/api";
+import { getSession, startSession, type SessionInfo } from "../capabilities/consilium/api";
 import { ChatPanel } from "../capabilities/consilium/chat";
 import { SessionClient, SessionRefused } from "../capabilities/consilium/client";
 import { SessionControls, type ControlId } from "../capabilities/consilium/controls";
 import { paneOfStream, SharedFrames, STREAMS } from "../capabilities/consilium/frames";
 import type { SessionHook } from "../capabilities/consilium/hook";
 import { ParticipantsPanel } from "../capabilities/consilium/participants";
-import { LaserPointer, type PointAt } from "../capabilities/consilium/pointer";
+import { LaserPointer, mprPointAt, mprPointerAt, stackPointAt, stackPointerAt } from "../capabilities/consilium/pointer";
 import { statusLabel } from "../capabilities/consilium/sessionList";
-import type { Change, Pointer, StackView } from "../capabilities/consilium/state";
+import type { Change, StackView } from "../capabilities/consilium/state";
 import { applyStackViewport, sharedViews, showShared, stackViewportOf } from "../capabilities/consilium/viewSync";
 import { Mpr3dLayout } from "../capabilities/mpr3d/mpr3d";
 import { RenderSession } from "../capabilities/mpr3d/stream";
@@ -513,45 +511,8 @@ export async function consiliumSession(root: HTMLElement, me: Me, hooks: Consili
   }
 
   // -- the laser pointer ---------------------------------------------------------------------
-  const sopOf = (imageId: string): string => {
-    const m = /\/instances\/([0-9.]+)\/frames\/(\d+)$/.exec(imageId);
-    return m ? `${m[1]}:${m[2]}` : imageId.slice(-120);
-  };
-
-  laser.locate = (x, y): PointAt | null => {
-    if (mpr.active) {
-      const pane = [...mpr.element.querySelectorAll<HTMLElement>(".mpr-pane")].find((el) => {
-        const r = el.getBoundingClientRect();
-        return x >= r.left && x < r.right && y >= r.top && y < r.bottom;
-      })?.dataset.view;
-      const series = mpr.seriesShown;
-      if (!pane || !series) return null;
-      const at = mpr.framePixel(pane, x, y);
-      return at ? { series_uid: series, image_id: STREAMS[pane] ?? pane, x: at[0], y: at[1] } : null;
-    }
-    const current = viewer.current;
-    if (!current) return null;
-    const imageId = viewer.viewport.getCurrentImageId();
-    const r = viewer.viewportElement.getBoundingClientRect();
-    const world = viewer.viewport.canvasToWorld([x - r.left, y - r.top] as Types.Point2);
-    const pixel = csUtils.worldToImageCoords(imageId, world);
-    if (!pixel) return null;
-    return { series_uid: current.series.seriesUID, image_id: sopOf(imageId), x: pixel[0], y: pixel[1] };
-  };
-  laser.project = (p: Pointer): [number, number] | null => {
-    if (!p.image_id) return null;
-    if (mpr.active) {
-      const pane = paneOfStream(p.image_id);
-      return pane && p.series_uid === mpr.seriesShown ? mpr.clientPoint(pane, p.x, p.y) : null;
-    }
-    if (!viewer.current || p.series_uid !== viewer.current.series.seriesUID) return null;
-    const imageId = viewer.viewport.getCurrentImageId();
-    if (sopOf(imageId) !== p.image_id) return null;
-    const world = csUtils.imageToWorldCoords(imageId, [p.x, p.y] as Types.Point2);
-    const [cx, cy] = viewer.viewport.worldToCanvas(world as Types.Point3);
-    const r = viewer.viewportElement.getBoundingClientRect();
-    return [r.left + cx, r.top + cy];
-  };
+  laser.locate = (x, y) => (mpr.active ? mprPointAt(mpr, x, y) : stackPointAt(viewer, x, y));
+  laser.project = (p) => (mpr.active ? mprPointerAt(mpr, p) : stackPointerAt(viewer, p));
   laser.onMove = (at) => {
     if (at) client.send("pointer:move", { visible: true, ...at });
     else client.send("pointer:move", { visible: false });
@@ -570,6 +531,11 @@ export async function consiliumSession(root: HTMLElement, me: Me, hooks: Consili
     if (mpr.active) {
       if (mpr.handleKey(event)) event.preventDefault();
       if (!mpr.active) void mprClosed();
+      return;
+    }
+    if (event.key === "m" && !event.ctrlKey && !event.metaKey && !event.altKey && viewer.current) {
+      event.preventDefault();
+      void toggleMpr();
       return;
     }
     if (viewer.handleKey(event) || (toolbox?.handleKey(event) ?? false)) event.preventDefault();
@@ -598,5 +564,3 @@ function notFound(where: HTMLElement): void {
   if (where.tagName === "MAIN") replaceChildren(where, panel);
   else where.append(h("main", { class: "consult-page" }, panel));
 }
-
-export { sessionUrl };

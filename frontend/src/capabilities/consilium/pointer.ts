@@ -5,7 +5,12 @@
  * drawn over the image it points at (the same slice, the same pane).
  */
 
+import { utilities as csUtils, type Types } from "@cornerstonejs/core";
+
 import { h, replaceChildren } from "../../core/dom";
+import type { Mpr3dLayout } from "../mpr3d/mpr3d";
+import type { StackViewer } from "../viewport/stackViewer";
+import { paneOfStream, STREAMS } from "./frames";
 import { colorOf } from "./participants";
 import type { Pointer } from "./state";
 
@@ -92,4 +97,52 @@ export class LaserPointer {
         }),
     );
   }
+}
+
+// -- where a pointer is: a pixel of the stack's slice, or of an MPR / 3D pane's frame -----------
+
+/** a slice as pointers name it: its SOP Instance UID and frame number */
+function sopOf(imageId: string): string {
+  const m = /\/instances\/([0-9.]+)\/frames\/(\d+)$/.exec(imageId);
+  return m ? `${m[1]}:${m[2]}` : imageId.slice(-120);
+}
+
+/** the slice's pixel under a page point of the stack viewport */
+export function stackPointAt(viewer: StackViewer, x: number, y: number): PointAt | null {
+  const current = viewer.current;
+  if (!current) return null;
+  const imageId = viewer.viewport.getCurrentImageId();
+  const r = viewer.viewportElement.getBoundingClientRect();
+  const world = viewer.viewport.canvasToWorld([x - r.left, y - r.top] as Types.Point2);
+  const pixel = csUtils.worldToImageCoords(imageId, world);
+  return pixel ? { series_uid: current.series.seriesUID, image_id: sopOf(imageId), x: pixel[0], y: pixel[1] } : null;
+}
+
+/** where a pointer is on the page over the stack viewport: only over the slice it points at */
+export function stackPointerAt(viewer: StackViewer, p: Pointer): [number, number] | null {
+  if (!p.image_id || !viewer.current || p.series_uid !== viewer.current.series.seriesUID) return null;
+  const imageId = viewer.viewport.getCurrentImageId();
+  if (sopOf(imageId) !== p.image_id) return null;
+  const world = csUtils.imageToWorldCoords(imageId, [p.x, p.y] as Types.Point2);
+  const [cx, cy] = viewer.viewport.worldToCanvas(world as Types.Point3);
+  const r = viewer.viewportElement.getBoundingClientRect();
+  return [r.left + cx, r.top + cy];
+}
+
+/** the frame pixel under a page point of an MPR / 3D pane (named as its shared stream) */
+export function mprPointAt(mpr: Mpr3dLayout, x: number, y: number): PointAt | null {
+  const pane = [...mpr.element.querySelectorAll<HTMLElement>(".mpr-pane")].find((el) => {
+    const r = el.getBoundingClientRect();
+    return x >= r.left && x < r.right && y >= r.top && y < r.bottom;
+  })?.dataset.view;
+  const series = mpr.seriesShown;
+  if (!pane || !series) return null;
+  const at = mpr.framePixel(pane, x, y);
+  return at ? { series_uid: series, image_id: STREAMS[pane] ?? pane, x: at[0], y: at[1] } : null;
+}
+
+/** where a pointer is on the page over the MPR / 3D panes: only over the pane it points at */
+export function mprPointerAt(mpr: Mpr3dLayout, p: Pointer): [number, number] | null {
+  const pane = p.image_id ? paneOfStream(p.image_id) : null;
+  return pane && p.series_uid === mpr.seriesShown ? mpr.clientPoint(pane, p.x, p.y) : null;
 }
