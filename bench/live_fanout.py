@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import subprocess
@@ -97,12 +98,17 @@ class Member:
     def __init__(self, url: str, cookie: str) -> None:
         self.url, self.cookie = url, cookie
         self.client = socketio.AsyncClient(reconnection=False)
-        self.received: list[tuple[float, dict[str, Any], int]] = []
+        # (arrival, kind, slice of a view.stack or -1, bytes): no dicts kept, so that the
+        # collector of this script has nothing to walk while it measures (see fanout)
+        self.received: list[tuple[float, str, int, int]] = []
         self.client.on("session:change", self._on_change, namespace=NS)
 
     async def _on_change(self, change: dict[str, Any]) -> None:
+        arrived = time.perf_counter()
         size = len(json.dumps(change, separators=(",", ":")).encode())
-        self.received.append((time.perf_counter(), change, size))
+        index = (change["payload"]["state"]["viewports"][0]["image_index"]
+                 if change["kind"] == "view.stack" else -1)
+        self.received.append((arrived, change["kind"], index, size))
 
     async def start(self, session_id: str) -> None:
         await self.client.connect(self.url, transports=["websocket"], namespaces=[NS],
@@ -162,6 +168,8 @@ async def fanout(setup: Setup, count: int, seconds: float, hz: float) -> None:
     server0, client0 = sum(cpu_of(p) for p in pids), cpu_of(os.getpid())
     lags: list[float] = []
     watcher = asyncio.get_running_loop().create_task(loop_lag(lags))
+    gc.collect()
+    gc.disable()  # the measuring side: a collection here is a pause of every participant
     started = time.perf_counter()
     index = 0
     while time.perf_counter() - started < seconds:
@@ -172,6 +180,7 @@ async def fanout(setup: Setup, count: int, seconds: float, hz: float) -> None:
             "state": stack(setup, index)}, namespace=NS)
         await asyncio.sleep(max(0.0, started + index / hz - time.perf_counter()))
     await asyncio.sleep(1.5)
+    gc.enable()
     watcher.cancel()
     wall = time.monotonic() - wall0
     busy = (machine_cpu() - busy0) / wall
@@ -180,14 +189,12 @@ async def fanout(setup: Setup, count: int, seconds: float, hz: float) -> None:
     latencies: list[float] = []
     delivered: list[int] = []
     for f in followers:
-        got = [(t, c["payload"]["state"]["viewports"][0]["image_index"])
-               for t, c, _ in f.received if c["kind"] == "view.stack"]
+        got = [(t, i) for t, kind, i, _ in f.received if kind == "view.stack"]
         delivered.append(len(got))
         latencies += [(t - sent[i]) * 1000 for t, i in got if i in sent]
     share = sum(delivered) / (len(followers) * index)
-    last_ok = all(f.received and any(
-        c["kind"] == "view.stack" and c["payload"]["state"]["viewports"][0]["image_index"]
-        == index for _, c, _ in f.received) for f in followers)
+    last_ok = all(any(kind == "view.stack" and i == index for _, kind, i, _ in f.received)
+                  for f in followers)
     print(f"{count:4d} participants on {len(setup.servers)} process(es): presenter -> follower "
           f"p50 {percentile(latencies, 50):6.1f} ms  p99 {percentile(latencies, 99):6.1f} ms  "
           f"max {max(latencies):6.1f} ms  (n={len(latencies)}; {share:.1%} of {index} changes "
@@ -227,8 +234,8 @@ async def scripted(setup: Setup, count: int, seconds: float) -> None:
     messages = [len(f.received) / seconds for f in followers]
     volume_bytes = [sum(s for *_, s in f.received) / seconds for f in followers]
     kinds: dict[str, int] = {}
-    for _, change, _ in followers[0].received:
-        kinds[change["kind"]] = kinds.get(change["kind"], 0) + 1
+    for _, kind, _, _ in followers[0].received:
+        kinds[kind] = kinds.get(kind, 0) + 1
     print(f"scripted {seconds:.0f} s session (scroll 60/s, then rotate 60/s, then both + "
           f"pointer 60/s), {count} participants: per participant {sum(messages) / count:.1f} "
           f"messages/s, {sum(volume_bytes) / count / 1024:.2f} KiB/s "
