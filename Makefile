@@ -61,6 +61,9 @@ bench: $(STAMP) frontend
 	$(BIN)/python bench/viewer_first_image.py
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/render_service.py
+	$(BIN)/python bench/live_fanout.py
+	$(BIN)/python bench/live_fanout.py --two-processes --script-seconds 0
+	$(BIN)/python bench/live_render.py
 
 clean:
 	rm -rf $(VENV) var build *.egg-info frontend/dist frontend/node_modules

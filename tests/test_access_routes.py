@@ -58,6 +58,7 @@ class World:
     web: WebServer
     case_id: int  # a draft of the regional center (the city cannot see it)
     attachment_id: int
+    session_id: str  # a consilium of that draft, chaired by its author
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                               content=b"%PDF-1.4\n% regional\n", headers={
                                   **token, "Content-Type": "application/pdf"})
         assert attached.status_code == 201, attached.text
-        yield World(web, case_id, attached.json()["id"])
+        consilium = owner.post(f"/api/cases/{case_id}/consilia", headers=token, json={})
+        assert consilium.status_code == 200, consilium.text
+        yield World(web, case_id, attached.json()["id"], consilium.json()["id"])
     finally:
         web.stop()
 
@@ -116,10 +119,19 @@ def routed(app: Any) -> list[tuple[str, str]]:
 
 
 def socket_events(app: Any) -> list[str]:
-    """The events the Socket.IO server handles on its default namespace."""
+    """The events the Socket.IO server handles, on every namespace (named as in
+    :data:`consilium.exposure.EVENTS`)."""
     while not hasattr(app, "engineio_server"):
         app = app.app
-    return sorted(app.engineio_server.handlers["/"])
+    return sorted(exposure.event_key(namespace, name)
+                  for namespace, handlers in app.engineio_server.handlers.items()
+                  for name in handlers)
+
+
+def _namespaced(event: str) -> tuple[str, str]:
+    """(namespace, event name) of a name :func:`socket_events` gave."""
+    namespace, _, name = event.rpartition(" ")
+    return namespace or "/", name
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +144,8 @@ def test_the_walk_sees_every_documented_route_and_the_socket_events(application:
     documented = set(openapi_document()["paths"]) - {
         f"/api/cases/{{case_id}}/{a}" for a in CASE_ACTIONS}
     assert documented <= routes
-    assert {"render:subscribe", "render:update", "whoami"} <= set(socket_events(application))
+    assert {"render:subscribe", "render:update", "whoami",
+            "/consilium session:join"} <= set(socket_events(application))
     # what is listed is still there (a stale entry would hide nothing, but mislead)
     assert set(exposure.ROUTES) <= set(routed(application))
     assert set(exposure.EVENTS) <= set(socket_events(application))
@@ -151,6 +164,7 @@ def values(world: World, which: str) -> dict[str, str]:
         "ae_title": "REG_PACS" if which == "foreign" else "NO_SUCH_PACS",
         "frames": "1", "path": "7FE00010", "version": "1", "what": "cases",
         "provider": "dev",
+        "session_id": world.session_id if which == "foreign" else "NoSuchSession000000",
     }
 
 
@@ -331,10 +345,13 @@ def test_anonymous_callers_get_401_and_no_patient_data(world: World, application
 # -- Socket.IO ----------------------------------------------------------------------------------
 
 
+NAMESPACES = ["/", "/consilium"]
+
+
 def connect(web: WebServer, username: str) -> socketio.Client:
     cookie = web.login(username).cookies["consilium_session"]
     client = socketio.Client(reconnection=False)
-    client.connect(web.url, transports=["websocket"],
+    client.connect(web.url, transports=["websocket"], namespaces=NAMESPACES,
                    headers={"Cookie": f"consilium_session={cookie}"}, wait_timeout=10)
     return client
 
@@ -345,7 +362,8 @@ def socket_probe(event: str, given: dict[str, str]) -> dict[str, Any]:
         return {"view": "probe", "series_uid": given["series"], "kind": "mpr"}
     # an event without its own probe gets every identifier an event is likely to take
     return {"study_uid": given["study"], "series_uid": given["series"],
-            "sop_uid": given["instance"], "case_id": int(given["case_id"])}
+            "sop_uid": given["instance"], "case_id": int(given["case_id"]),
+            "session_id": given["session_id"]}
 
 
 def test_every_socket_event_refuses_foreign_data_like_missing_data(world: World,
@@ -362,8 +380,10 @@ def test_every_socket_event_refuses_foreign_data_like_missing_data(world: World,
             for which in ("foreign", "missing"):
                 given = values(world, which)
                 mark = last_id(web)
+                namespace, name = _namespaced(event)
                 try:
-                    acks[which] = client.call(event, socket_probe(event, given), timeout=10)
+                    acks[which] = client.call(name, socket_probe(name, given), timeout=10,
+                                              namespace=namespace)
                 except socketio.exceptions.TimeoutError:
                     acks[which] = None
                 recorded[which] = rows_since(web, actor, mark)
@@ -387,7 +407,9 @@ def test_every_socket_event_refuses_foreign_data_like_missing_data(world: World,
     assert not failures, "\n".join(failures)
 
 
-def test_anonymous_socket_connections_are_refused(world: World) -> None:
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_anonymous_socket_connections_are_refused(world: World, namespace: str) -> None:
     anonymous = socketio.Client(reconnection=False)
     with pytest.raises(socketio.exceptions.ConnectionError):
-        anonymous.connect(world.web.url, transports=["websocket"], wait_timeout=10)
+        anonymous.connect(world.web.url, transports=["websocket"], namespaces=[namespace],
+                          wait_timeout=10)

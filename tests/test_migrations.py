@@ -13,7 +13,8 @@ from sqlmodel import SQLModel
 import consilium.archive.models
 import consilium.audit
 import consilium.consult.models
-import consilium.identity.models  # noqa: F401  (the models register their tables)
+import consilium.identity.models
+import consilium.live.models  # noqa: F401  (the models register their tables)
 from consilium.db import make_engine, migrate
 
 

@@ -22,6 +22,7 @@ const WORKFLOWS: [RegExp, () => Promise<Workflow>, { imaging: boolean }][] = [
   [/^\/viewer\/cases\/?$/, async () => (await import("./workflows/caseInbox")).caseInbox, { imaging: false }],
   [/^\/viewer\/cases\/new\/?$/, async () => (await import("./workflows/newCase")).newCase, { imaging: false }],
   [/^\/viewer\/cases\/\d+\/?$/, async () => (await import("./workflows/casePage")).casePage, { imaging: false }],
+  [/^\/viewer\/consilia\/[A-Za-z0-9_-]+\/?$/, async () => (await import("./workflows/consiliumSession")).consiliumSession, { imaging: true }],
   [/^\/viewer\/history\/?$/, async () => (await import("./workflows/caseHistory")).caseHistory, { imaging: false }],
   [/^\/viewer(\/.*)?$/, async () => (await import("./workflows/readStudy")).readStudy, { imaging: true }],
 ];

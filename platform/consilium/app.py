@@ -31,7 +31,8 @@ from consilium.identity.ratelimit import UnauthenticatedAudit
 from consilium.identity.routes import identity_routes
 from consilium.identity.tokens import ProviderDirectory
 from consilium.live.notify import CaseNotifier
-from consilium.live.socket import create_socket_app
+from consilium.live.routes import live_routes
+from consilium.live.socket import create_socket_app, live_hub
 from consilium.openapi import openapi_document
 from consilium.render.routes import BASE_PATH as RENDER_PATH
 from consilium.render.routes import render_routes
@@ -49,6 +50,7 @@ def create_app(runtime: Runtime) -> Any:
     sweep_partial_files(settings.data_dir / "attachments")
     consult_ctx = consult_context(settings, runtime.engine, runtime.audit, runtime.store,
                                   notifier.notify)
+    live = live_hub(runtime, notifier)
 
     async def openapi(_request: Request) -> JSONResponse:
         return JSONResponse(openapi_document())
@@ -60,6 +62,7 @@ def create_app(runtime: Runtime) -> Any:
         Mount(BASE_PATH, routes=dicomweb_routes(runtime)),
         Mount(RENDER_PATH, routes=render_routes(runtime)),
         *remote_routes(runtime),
+        *live_routes(live.ctx, live),  # before the consult routes' /api/cases/{id}/{action}
         *identity_routes(settings, runtime.engine, directory, runtime.audit, anonymous_audit),
         *consult_routes(consult_ctx),
         *status_routes(settings, runtime.engine),
@@ -91,6 +94,6 @@ def create_app(runtime: Runtime) -> Any:
     app.state.consult = consult_ctx  # the consult domain's context (tests call it directly)
     app.state.json_max_bytes = settings.http_max_json_kb * 1024  # http_api.read_json
     app.state.directory = directory
-    combined = create_socket_app(app, directory, runtime, notifier)
+    combined = create_socket_app(app, directory, runtime, notifier, live)
     return AuthenticationMiddleware(combined, settings, runtime.engine, directory, runtime.audit,
                                     anonymous_audit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -104,6 +105,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         proxy_headers=bool(settings.http_trusted_proxies),
         forwarded_allow_ips=settings.http_trusted_proxies or [],
     )
+    # Everything built so far (modules, the app, the DICOM dictionaries) lives as long as the
+    # process: out of the collector's sight, a full collection walks only what came after.
+    # Measured with 100 live participants: full collections paused the event loop for
+    # 150-590 ms before.
+    gc.collect()
+    gc.freeze()
     try:
         Server(config).run()
     finally:

@@ -19,7 +19,8 @@ Two kinds of reasons, so that the list stays honest:
   PACS, consult cases, writes).
 
 A new route or event that does not use the gate goes here, with its reason, or the test fails.
-Keys are (method, path template as routed, ``{name}`` without converters) and event names.
+Keys are (method, path template as routed, ``{name}`` without converters) and event names
+(:func:`event_key`: an event of another namespace than the default one is prefixed with it).
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
                                         + _CASES),
     ("GET", "/api/history/{what}"): (GUARDED_ELSEWHERE, "case statistics, " + _HEADS),
     ("GET", "/api/cases"): (GUARDED_ELSEWHERE, "the caller's own requests and inbox; " + _CASES),
+    ("GET", "/api/consilia"): (GUARDED_ELSEWHERE, "the caller's own consilium sessions (chair "
+                               "or invited); consilium.live.sessions"),
     ("POST", "/dicom-web/studies"): (GUARDED_ELSEWHERE, _WRITE),
     ("POST", "/dicom-web/studies/{study}"): (GUARDED_ELSEWHERE, _WRITE),
     ("GET", "/api/remote/pacs/{ae_title}/studies"): (GUARDED_ELSEWHERE, _PACS),
@@ -81,7 +84,15 @@ EVENTS: dict[str, tuple[str, str]] = {
                       "opened through the gate by render:subscribe and checked again while it "
                       "runs"),
     "render:unsubscribe": (NO_PATIENT_DATA, "ends one of the connection's own streams"),
+    "/consilium connect": (NO_PATIENT_DATA, "authentication; anonymous connections are refused"),
+    "/consilium disconnect": (NO_PATIENT_DATA, "ends the connection's presence in its sessions"),
 }
+
+
+def event_key(namespace: str, name: str) -> str:
+    """How :data:`EVENTS` names an event: bare on the default namespace, else prefixed with its
+    namespace (``/consilium session:join``)."""
+    return name if namespace in ("", "/") else f"{namespace} {name}"
 
 
 def declared_route(method: str, path: str) -> tuple[str, str] | None:

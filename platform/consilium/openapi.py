@@ -37,6 +37,8 @@ from consilium.consult.routes import TRANSITION_BODIES
 from consilium.history.routes import AuditEventPublic, CaseRow, TurnaroundRow
 from consilium.identity.models import MePublic
 from consilium.identity.roster import Colleagues, Directory
+from consilium.live.models import SessionPublic
+from consilium.live.routes import InviteBody, ScheduleBody, UninviteBody
 from consilium.render.routes import VolumeInfo
 from consilium.status import SystemStatus
 from consilium.web_static import UiConfig
@@ -126,6 +128,66 @@ def _attachment_upload(case: dict[str, Any]) -> dict[str, Any]:
         t: {"schema": {"type": "string", "format": "binary"}}
         for t in ("application/pdf", "image/png", "image/jpeg", "application/dicom")}}
     return op
+
+
+class ConsiliumSessions(BaseModel):
+    """The answer of the session lists (``live/routes.py``)."""
+
+    sessions: list[SessionPublic]
+
+
+class ConsiliumChange(BaseModel):
+    seq: int
+    at: str
+    actor: str
+    kind: str
+    payload: dict[str, Any]
+
+
+class ConsiliumChanges(BaseModel):
+    """A session's record (``live/routes.py``; the kinds: docs/live-consilium.md)."""
+
+    session_id: str
+    changes: list[ConsiliumChange]
+
+
+def _consilia(case: dict[str, Any]) -> dict[str, Any]:
+    """Live consilium sessions (the Socket.IO protocol: docs/live-consilium.md)."""
+    session = _path_param("session_id")
+    one = answer(SessionPublic)
+    chair = (401, 403, 404, 409)
+    return {
+        "/api/consilia": {"get": _op(
+            "My consilium sessions (chair or invited), soonest first", "sessions", 401,
+            answer=answer(ConsiliumSessions))},
+        "/api/cases/{case_id}/consilia": {
+            "get": _op("The consilium sessions of a case", "sessions", 401, 404, params=[case],
+                       answer=answer(ConsiliumSessions)),
+            "post": _op(
+                "Schedule a consilium of the case (the caller chairs it); without scheduled_at "
+                "it opens now. Each invitee is granted the case's studies for the session",
+                "the session", 400, 401, 404, 409, params=[case], body=ScheduleBody,
+                answer=one)},
+        "/api/consilia/{session_id}": {"get": _op("A consilium session", "the session", 401,
+                                                  404, params=[session], answer=one)},
+        "/api/consilia/{session_id}/changes": {"get": _op(
+            "The session's record: its changes in seq order after ?after=<seq> (at most "
+            "?limit=1000)", "changes", 400, 401, 404,
+            params=[session, _query("after", "seq"), _query("limit", "count")],
+            answer=answer(ConsiliumChanges))},
+        "/api/consilia/{session_id}/start": {"post": _op(
+            "Open a scheduled session (the chair)", "the session", *chair, params=[session],
+            answer=one)},
+        "/api/consilia/{session_id}/invite": {"post": _op(
+            "Invite clinicians of any institution (the chair)", "the session", 400, *chair,
+            params=[session], body=InviteBody, answer=one)},
+        "/api/consilia/{session_id}/uninvite": {"post": _op(
+            "Take an invitation back; its grants end at once (the chair)", "the session", 400,
+            *chair, params=[session], body=UninviteBody, answer=one)},
+        "/api/consilia/{session_id}/end": {"post": _op(
+            "End the session (the chair): the case timeline gets who joined, presented and "
+            "said what", "the session", *chair, params=[session], answer=one)},
+    }
 
 
 def _paths() -> dict[str, Any]:
@@ -251,6 +313,7 @@ def _paths() -> dict[str, Any]:
         "/dicom-web/studies/{study}/metadata": {"get": _op(
             "WADO-RS study metadata", "DICOM JSON", 401, 404, params=[study])},
     }
+    paths.update(_consilia(case))
     for action, body in TRANSITION_BODIES.items():
         signs = action in ("conclude", "amend")
         paths[f"/api/cases/{{case_id}}/{action}"] = {"post": _op(

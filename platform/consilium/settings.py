@@ -383,7 +383,41 @@ class Settings(BaseModel):
     live_redis_url: str = Field(
         default="",
         description="Redis for Socket.IO across several web processes (redis://host:6379/0): an "
-        "event emitted by one process reaches the clients of every process. Empty: one process.",
+        "event emitted by one process reaches the clients of every process, and the changes of "
+        "live consilium sessions reach the participants of every process. Empty: one process.",
+    )
+    live_coalesce_ms: float = Field(
+        default=33.0,
+        ge=5.0,
+        le=1000.0,
+        description="Live consilium: high-frequency changes (the presenter's view, pointers) are "
+        "written and broadcast about once per this interval, the latest per session and kind "
+        "winning (33 ms: 30 per second; up to 3 at once, so that jitter delays nothing).",
+    )
+    live_session_max_hours: float = Field(
+        default=12.0,
+        gt=0,
+        description="An invitation's grant of the case's studies lasts at most this long after "
+        "the session's scheduled start, even if nobody ends the session.",
+    )
+    live_invitation_retention_minutes: float = Field(
+        default=60.0,
+        ge=0,
+        description="After a session ends, its invitees may still read the case's studies (and "
+        "the ended session) this long; 0 ends their access with the session.",
+    )
+    live_prewarm_minutes: float = Field(
+        default=10.0,
+        ge=0,
+        description="The render workers prepare a scheduled session's volumes this long before "
+        "it starts (and at once when a session opens), so that its first MPR/3D frame is quick.",
+    )
+    live_prewarm_series: int = Field(
+        default=4,
+        ge=0,
+        le=32,
+        description="At most this many series of a session's case are prepared (the largest "
+        "first, 8 images or more); 0 prepares none.",
     )
 
     ui_time_zone: str = Field(

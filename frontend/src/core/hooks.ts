@@ -4,6 +4,7 @@
  * nothing in the viewer reads it back.
  */
 
+import type { SessionHook } from "../capabilities/consilium/hook";
 import type { MprState } from "../capabilities/mpr3d/mpr3d";
 import type { RenderingInfo } from "./cornerstone";
 
@@ -88,6 +89,9 @@ export interface ConsiliumHooks {
   page: Record<string, unknown>;
   /** the comparison layout (capabilities/viewport/compare): each viewport's slice position */
   compare: Record<string, unknown> | null;
+  /** the live consilium session page (capabilities/consilium/hook.ts): the session's state as
+   * applied here, following or not, the shared frames drawn */
+  session: SessionHook | null;
 }
 
 export interface CanvasStats {
@@ -125,6 +129,7 @@ export function installHooks(canvasStats: () => CanvasStats | null): ConsiliumHo
     alerts: { unread: [], notified: [], events: 0 },
     page: {},
     compare: null,
+    session: null,
   };
   return window.__consilium;
 }

@@ -8,6 +8,8 @@
  */
 
 import { getCases, getFinished, useSession } from "../capabilities/consult/api";
+import { mySessions } from "../capabilities/consilium/api";
+import { SessionListSection } from "../capabilities/consilium/sessionList";
 import { caseTable } from "../capabilities/consult/caseTable";
 import { ErrorLine, onCaseUpdated } from "../capabilities/consult/ui";
 import { appHeader, pageTitle } from "../capabilities/shell/shell";
@@ -25,8 +27,9 @@ export async function caseInbox(root: HTMLElement, me: Me, hooks: ConsiliumHooks
   const mine = h("section", { class: "panel", "data-testid": "requests-section" });
   const canRequest = hasRole(me, "referring", "head");
   const canConsult = hasRole(me, "consultant", "head");
-  const state = { loads: 0, inbox: [] as number[], finished: [] as number[], requests: [] as number[], versions: {} as Record<number, number> };
+  const state = { loads: 0, inbox: [] as number[], finished: [] as number[], requests: [] as number[], versions: {} as Record<number, number>, consilia: [] as string[] };
   hooks.consult = state;
+  const consilia = new SessionListSection(t("consilium.mine"), mySessions, me.subject, t("consilium.none_mine"), true, "inbox-consilia");
 
   root.append(
     appHeader(me, hooks, "cases"),
@@ -40,6 +43,7 @@ export async function caseInbox(root: HTMLElement, me: Me, hooks: ConsiliumHooks
         canRequest ? h("a", { class: "button primary", href: "/viewer/cases/new", "data-testid": "new-case" }, t("cases.new")) : null,
       ),
       errors.element,
+      consilia.element,
       canConsult ? incoming : null,
       canConsult ? finished : null,
       canRequest ? mine : null,
@@ -76,6 +80,8 @@ export async function caseInbox(root: HTMLElement, me: Me, hooks: ConsiliumHooks
         state.finished = done.map((c) => c.id);
         state.requests = requests.map((c) => c.id);
         for (const c of [...inbox, ...requests, ...done]) state.versions[c.id] = c.version;
+        await consilia.refresh();
+        state.consilia = consilia.ids;
         state.loads++;
       } catch (err) {
         errors.show(err);

@@ -22,6 +22,9 @@ import {
   type CaseDetail,
   type TimelineEntry,
 } from "../capabilities/consult/api";
+import { caseSessions } from "../capabilities/consilium/api";
+import { ScheduleForm } from "../capabilities/consilium/scheduleForm";
+import { SessionListSection } from "../capabilities/consilium/sessionList";
 import { ConclusionEditor, signedConclusion } from "../capabilities/consult/conclusionEditor";
 import { locate, thumbnailOf } from "../capabilities/consult/keyImages";
 import { allowedActions, mayAct, mayMessage } from "../capabilities/consult/permissions";
@@ -77,8 +80,14 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
     attachments: [] as string[],
     timeline: [] as string[],
     actions: [] as string[],
+    consilia: [] as string[],
   };
   hooks.consult = state;
+  // the case's consilia: join one, start one now or schedule one with invited clinicians
+  const consilia = new SessionListSection(t("consilium.of_case"), () => caseSessions(caseId), me.subject, t("consilium.none_of_case"), false, "case-consilia");
+  const scheduleForm = new ScheduleForm(me, caseId);
+  scheduleForm.onScheduled = () => void consilia.refresh().then(() => (state.consilia = consilia.ids));
+  consilia.element.append(scheduleForm.element);
   const alerts = alertCenter(me, hooks);
   const errors = new ErrorLine("case-error");
   const header = h("section", { class: "case-header", "data-testid": "case-header" });
@@ -115,6 +124,7 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
         "div",
         { class: "case-main" },
         request,
+        consilia.element,
         studies,
         h("section", { class: "panel" }, h("h2", {}, t("case.conclusion")), conclusions, editorSlot),
         h("section", { class: "panel" }, h("h2", {}, t("case.messages")), thread, messageForm),
@@ -256,6 +266,8 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
 
     renderStudies(d);
     renderAttachments(d, c.status);
+    scheduleForm.element.hidden = ["declined", "closed", "cancelled"].includes(c.status);
+    void consilia.refresh().then(() => (state.consilia = consilia.ids));
 
     replaceChildren(
       thread,

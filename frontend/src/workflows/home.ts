@@ -18,6 +18,8 @@ import { api, getCases, getFinished, isOverdue, OPEN_STATUSES, studyViewerUrl, u
 import { caseTable } from "../capabilities/consult/caseTable";
 import { ErrorLine, onCaseUpdated } from "../capabilities/consult/ui";
 import { appHeader, languageSwitch, pageTitle } from "../capabilities/shell/shell";
+import { mySessions } from "../capabilities/consilium/api";
+import { SessionListSection } from "../capabilities/consilium/sessionList";
 import { systemStatus } from "../capabilities/status/systemStatus";
 import { h, replaceChildren } from "../core/dom";
 import { dicomDate, duration, isoDay, personName } from "../core/format";
@@ -132,6 +134,9 @@ export async function home(root: HTMLElement, me: Me, hooks: ConsiliumHooks): Pr
   const finished = consultant ? section("home-finished", t("home.finished")) : null;
   const studies = clinician ? section("home-studies", t("home.recent_studies")) : null;
   const status = hasRole(me, "admin") ? section("home-status", t("system.title")) : null;
+  // consilia I chair or am invited to, each joined with one click
+  const consilia = clinician ? new SessionListSection(t("consilium.mine"), mySessions, me.subject, t("consilium.none_mine"), true, "home-consilia") : null;
+  if (consilia) state.sections.push("home-consilia");
 
   root.append(
     appHeader(me, hooks, "home"),
@@ -147,6 +152,7 @@ export async function home(root: HTMLElement, me: Me, hooks: ConsiliumHooks): Pr
       ),
       errors.element,
       dashboard?.el,
+      consilia?.element,
       h("div", { class: "home-columns" }, h("div", {}, inbox?.el, requests?.el), h("div", {}, finished?.el, studies?.el)),
       status?.el,
     ),
@@ -172,6 +178,10 @@ export async function home(root: HTMLElement, me: Me, hooks: ConsiliumHooks): Pr
         replaceChildren(dashboard.body, headDashboard(all, months), h("p", {}, h("a", { href: "/viewer/history", "data-testid": "to-history" }, t("home.to_history"))));
       }
       if (status) await systemStatus(status.body);
+      if (consilia) {
+        await consilia.refresh();
+        Object.assign(state, { consilia: consilia.ids });
+      }
       state.inbox = cases.inbox.map((c) => c.id);
       state.requests = cases.requests.map((c) => c.id);
       state.finished = done.map((c) => c.id);

@@ -140,6 +140,28 @@ def series_instances(engine: Engine, series_uid: str) -> list[SeriesRow]:
         return [SeriesRow(str(a), str(b), str(c), str(d)) for a, b, c, d in conn.execute(stmt)]
 
 
+@dataclass(frozen=True)
+class SeriesSummary:
+    study_uid: str
+    series_uid: str
+    modality: str
+    instances: int
+
+
+def series_of_studies(engine: Engine, study_uids: Sequence[str]) -> list[SeriesSummary]:
+    """The series of the studies (system work: what a live session prepares to render)."""
+    if not study_uids:
+        return []
+    stmt = (select(studies.c.study_uid, series_table.c.series_uid, series_table.c.modality,
+                   series_table.c.num_instances)
+            .join(studies, studies.c.id == series_table.c.study_pk)
+            .where(studies.c.study_uid.in_(list(study_uids)))
+            .order_by(series_table.c.num_instances.desc(), series_table.c.id))
+    with engine.connect() as conn:
+        return [SeriesSummary(str(a), str(b), str(c or ""), int(d or 0))
+                for a, b, c, d in conn.execute(stmt)]
+
+
 def counts(engine: Engine) -> tuple[int, int]:
     """(studies, instances) in the archive."""
     with engine.connect() as conn:

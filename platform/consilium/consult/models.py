@@ -59,6 +59,7 @@ class EventKind(StrEnum):
     AMENDED = "amended"
     CLOSED = "closed"
     CANCELLED = "cancelled"
+    CONSILIUM = "consilium"  # a live session of the case (detail: what happened in it)
 
 
 class CaseBase(SQLModel):

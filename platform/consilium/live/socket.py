@@ -2,21 +2,32 @@
 session cookie or a bearer token (in the ``Authorization`` header, or ``auth: {token}`` for
 browsers' socket.io-client), checked by the same middleware and token code. Anonymous
 connections are refused. Consult cases notify their parties here (:mod:`consilium.live.notify`);
-live consilium events arrive with the live issue."""
+live consilium sessions have their own namespace, ``/consilium`` (:mod:`consilium.live.namespace`,
+protocol in ``docs/live-consilium.md``)."""
 
 from __future__ import annotations
 
 import logging
+import uuid
+from datetime import timedelta
 from typing import Any
 
+import anyio
 import socketio
+from sqlmodel import Session
 
+from consilium.consult.models import ConsultCase
 from consilium.identity.policy import Principal
 from consilium.identity.tokens import ProviderDirectory, TokenError
 from consilium.identity.users import LoginRefused, map_claims, principal_of_claims
 from consilium.identity.web import PRINCIPAL_SCOPE_KEY
+from consilium.live.hub import LiveHub
+from consilium.live.namespace import ConsiliumNamespace
 from consilium.live.notify import CaseNotifier, rooms_of
+from consilium.live.render_share import prepare_session
+from consilium.live.sessions import LiveContext
 from consilium.render.events import register_render_events
+from consilium.render.service import render_service
 from consilium.service import Runtime
 
 log = logging.getLogger(__name__)
@@ -34,8 +45,37 @@ def client_manager(redis_url: str) -> Any:
     return socketio.AsyncRedisManager(redis_url, channel="consilium-socketio")
 
 
+def live_hub(runtime: Runtime, notifier: CaseNotifier | None = None) -> LiveHub:
+    """The live sessions of this process (the Socket.IO server is attached later)."""
+    settings = runtime.settings
+    ctx = LiveContext(
+        runtime.engine, runtime.audit, runtime.access, settings.effective_public_url,
+        max_session=timedelta(hours=settings.live_session_max_hours),
+        retention=timedelta(minutes=settings.live_invitation_retention_minutes),
+        process_id=uuid.uuid4().hex[:16])
+
+    async def prewarm(_session_id: str, study_uids: list[str]) -> None:
+        await prepare_session(render_service(runtime), study_uids,
+                              settings.live_prewarm_series)
+
+    async def notify_case(case_id: int, what: str) -> None:
+        if notifier is None:
+            return
+        def load() -> ConsultCase | None:
+            with Session(runtime.engine) as db:
+                return db.get(ConsultCase, case_id)
+        case = await anyio.to_thread.run_sync(load)
+        if case is not None:
+            notifier.notify(case, what)  # hands the emission to this loop
+
+    return LiveHub(ctx, None, settings.live_redis_url, settings.live_coalesce_ms / 1000.0,
+                   prewarm=prewarm if settings.live_prewarm_series > 0 else None,
+                   prewarm_lead=timedelta(minutes=settings.live_prewarm_minutes),
+                   notify_case=notify_case)
+
+
 def create_socket_app(other_app: Any, directory: ProviderDirectory, runtime: Runtime,
-                      notifier: CaseNotifier | None = None) -> Any:
+                      notifier: CaseNotifier | None = None, live: LiveHub | None = None) -> Any:
     sio = socketio.AsyncServer(
         async_mode="asgi", cors_allowed_origins=[runtime.settings.effective_public_url],
         client_manager=client_manager(runtime.settings.live_redis_url))
@@ -75,6 +115,9 @@ def create_socket_app(other_app: Any, directory: ProviderDirectory, runtime: Run
                 "roles": sorted(principal.roles)}
 
     render_events = register_render_events(sio, runtime)
+    if live is not None:
+        live.sio = sio
+        ConsiliumNamespace(sio, live, principal_for, lambda: render_service(runtime)).register()
 
     @sio.event  # type: ignore[untyped-decorator]
     async def disconnect(sid: str, _reason: Any = None) -> None:

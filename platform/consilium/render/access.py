@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from consilium.archive import catalog
 from consilium.archive.access import ArchiveAccess, Purpose, Reader, StudyRef, Unreadable
 from consilium.render.bridge import RenderFailure
 from consilium.render.protocol import SeriesSource
@@ -54,6 +55,23 @@ class RenderAccess:
                               paths=tuple(str(p) for p in files.paths),
                               fingerprint=SeriesSource.digest(files.sha256))
         return OpenSeries(source, files.study)
+
+    async def prepared(self, series_uid: str) -> OpenSeries:
+        """The files of a series for work that hands nothing to anyone by itself: warming a
+        live session's volumes, and rendering a session's shared stream, whose every recipient
+        the session let through the gate and records (:mod:`consilium.live.render_share`).
+        :class:`LookupError` for an unknown series. Records nothing."""
+        return await anyio.to_thread.run_sync(self._prepared, series_uid)
+
+    def _prepared(self, series_uid: str) -> OpenSeries:
+        rows = catalog.series_instances(self.gate.engine, series_uid)
+        if not rows or self.gate.store is None:
+            raise LookupError(series_uid)
+        store = self.gate.store
+        source = SeriesSource(series_uid=series_uid, study_uid=rows[0].study_uid,
+                              paths=tuple(str(store.path_of(r.path)) for r in rows),
+                              fingerprint=SeriesSource.digest([r.sha256 for r in rows]))
+        return OpenSeries(source, StudyRef(rows[0].study_uid, rows[0].institution_id))
 
     async def still_allowed(self, reader: Reader, opened: OpenSeries) -> bool:
         """Whether ``reader`` may still read the study (a grant can end during a stream)."""

@@ -287,8 +287,9 @@ class Stream:
             render_ms=frame.timing.render_ms, build_ms=frame.timing.build_ms, image=frame.data)
         self.sent.append(time.monotonic())
         self.frames[quality] += 1
+        # to this process's own client: with the Redis manager, not through Redis to the others
         await self.events.sio.emit(EVT_FRAME, payload.model_dump(), to=self.sid,
-                                   callback=self.acked)
+                                   callback=self.acked, ignore_queue=True)
         self.events.service.access.viewed(self.reader, self.opened, "3D stream")
 
 
@@ -309,7 +310,7 @@ class RenderEvents:
         self.sio.on(EVT_UNSUBSCRIBE, self.unsubscribe)
 
     async def error(self, sid: str, payload: ErrorPayload) -> None:
-        await self.sio.emit(EVT_ERROR, payload.model_dump(), to=sid)
+        await self.sio.emit(EVT_ERROR, payload.model_dump(), to=sid, ignore_queue=True)
 
     async def _reader(self, sid: str) -> Reader:
         session = await self.sio.get_session(sid)

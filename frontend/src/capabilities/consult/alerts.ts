@@ -14,11 +14,32 @@ import { h, replaceChildren } from "../../core/dom";
 import { dateTime } from "../../core/format";
 import type { ConsiliumHooks } from "../../core/hooks";
 import { t } from "../../core/i18n";
+import { liveSocket } from "../../core/live";
 import type { Me } from "../../core/session";
 import { caseUrl, getCase, getTimeline, type Case } from "./api";
 import { onCaseUpdated, type CaseEvent } from "./ui";
 
-export type AlertKind = "new-request" | "resubmitted" | "message" | "concluded" | "amended" | "returned" | "declined" | "accepted";
+/** `consilium:invited` (platform/consilium/live/events.py Invited): no patient data */
+interface Invitation {
+  session_id: string;
+  case_id: number;
+  status: string;
+  scheduled_at: string;
+  chair_name: string;
+  chair_institution: string;
+}
+
+export type AlertKind =
+  | "new-request"
+  | "resubmitted"
+  | "message"
+  | "concluded"
+  | "amended"
+  | "returned"
+  | "declined"
+  | "accepted"
+  | "consilium-invited"
+  | "consilium-open";
 
 export interface Alert {
   id: string;
@@ -26,6 +47,11 @@ export interface Alert {
   kind: AlertKind;
   priority: string;
   at: string;
+  /** where it leads, when not the case page (a consilium session's page) */
+  url?: string;
+  /** a consilium invitation: who chairs it and when it is */
+  chair?: string;
+  when?: string;
 }
 
 const MAX_KEPT = 50;
@@ -112,7 +138,36 @@ export class AlertCenter {
     onCaseUpdated((event) => {
       if (event) void this.consider(event);
     });
+    liveSocket().on("consilium:invited", (invitation: Invitation) => this.invited(invitation));
     this.refresh();
+  }
+
+  /** invited to a consilium (again when a scheduled one opens): an alert that joins it */
+  private invited(inv: Invitation): void {
+    this.hooks.alerts.events++;
+    const url = `/viewer/consilia/${encodeURIComponent(inv.session_id)}`;
+    if (location.pathname === url && !document.hidden) return; // in it already
+    const open = inv.status === "open";
+    const alert: Alert = {
+      id: `consilium:${inv.session_id}:${inv.status}`,
+      caseId: inv.case_id,
+      kind: open ? "consilium-open" : "consilium-invited",
+      priority: open ? "urgent" : "routine",
+      at: new Date().toISOString(),
+      url,
+      chair: `${inv.chair_name} (${inv.chair_institution})`,
+      when: inv.scheduled_at,
+    };
+    if (this.alerts.some((a) => a.id === alert.id)) return;
+    this.save([...this.alerts.filter((a) => !a.id.startsWith(`consilium:${inv.session_id}:`)), alert]);
+    if (open && this.soundOn) this.tone(1);
+    this.notify(alert);
+  }
+
+  /** a consilium's page is open: its alerts are read */
+  markSessionRead(sessionId: string): void {
+    const left = this.alerts.filter((a) => !a.id.startsWith(`consilium:${sessionId}:`));
+    if (left.length !== this.alerts.length) this.save(left);
   }
 
   get alerts(): Alert[] {
@@ -131,7 +186,7 @@ export class AlertCenter {
 
   /** the case is open: its alerts are read */
   markCaseRead(caseId: number): void {
-    const left = this.alerts.filter((a) => a.caseId !== caseId);
+    const left = this.alerts.filter((a) => a.caseId !== caseId || a.url); // invitations stay until joined
     if (left.length !== this.alerts.length) this.save(left);
   }
 
@@ -165,16 +220,16 @@ export class AlertCenter {
   }
 
   private text(a: Alert): string {
-    return t(`alerts.kind.${a.kind}`, { id: a.caseId, priority: t(`priority.${a.priority}`) });
+    return t(`alerts.kind.${a.kind}`, { id: a.caseId, priority: t(`priority.${a.priority}`), chair: a.chair ?? "", when: dateTime(a.when) });
   }
 
   private notify(a: Alert): void {
     if (!("Notification" in window) || Notification.permission !== "granted") return;
     try {
-      const n = new Notification(this.text(a), { body: t("alerts.open_case"), tag: a.id, requireInteraction: a.priority === "emergency" });
+      const n = new Notification(this.text(a), { body: a.url ? t("alerts.join_consilium") : t("alerts.open_case"), tag: a.id, requireInteraction: a.priority === "emergency" });
       n.onclick = () => {
         window.focus();
-        location.assign(caseUrl(a.caseId));
+        location.assign(a.url ?? caseUrl(a.caseId));
       };
       this.hooks.alerts.notified.push(this.text(a));
     } catch (err) {
@@ -221,8 +276,8 @@ export class AlertCenter {
             ...alerts.map((a) =>
               h(
                 "li",
-                { class: `alert-item priority-${a.priority}`, "data-testid": "alert-item", "data-case": a.caseId },
-                h("a", { href: caseUrl(a.caseId) }, this.text(a)),
+                { class: `alert-item priority-${a.priority}`, "data-testid": "alert-item", "data-case": a.caseId, "data-kind": a.kind },
+                h("a", { href: a.url ?? caseUrl(a.caseId) }, this.text(a)),
                 h("div", { class: "muted" }, dateTime(a.at)),
               ),
             ),

@@ -28,6 +28,7 @@ import {
   norm,
   orientationLetters,
   pixelToPatient,
+  pixelToScreen,
   rotate,
   scale,
   screenToPixel,
@@ -38,7 +39,7 @@ import {
   type Vec3,
 } from "./geometry";
 import { Pane, type PaneState } from "./pane";
-import { RenderRefused, RenderSession, type FrameMessage, type Params, type VolumeInfo } from "./stream";
+import { RenderRefused, RenderSession, type FrameMessage, type FrameSource, type Params, type VolumeInfo } from "./stream";
 
 export const MPR_VIEWS = ["axial", "coronal", "sagittal"] as const;
 export type MprView = (typeof MPR_VIEWS)[number];
@@ -101,7 +102,7 @@ export class Mpr3dLayout {
   readonly element: HTMLDivElement;
   private readonly panes: Record<MprView | "3d", Pane>;
   private readonly bar: HTMLDivElement;
-  private session: RenderSession | null = null;
+  private session: FrameSource | null = null;
   private info: VolumeInfo | null = null;
   private seriesUID: string | null = null;
   private point: Vec3 = [0, 0, 0];
@@ -114,6 +115,12 @@ export class Mpr3dLayout {
   private lastPane: MprView | "3d" = "axial";
   /** the mode asked for (the URL's layout=mpr), also while the series is still loading */
   wanted = false;
+  /** where the next open() takes its frames from (a consilium session gives its shared streams) */
+  source: () => FrameSource = () => new RenderSession();
+  /** told after every change of the view was sent (a consilium presenter shares it) */
+  onSent: (view: MprView | "3d", final: boolean) => void = () => {};
+  /** the layout keeps the page's URL (?layout=mpr) in step; a consilium session page does not */
+  syncUrl = true;
   readonly state: MprState;
 
   // controls
@@ -262,7 +269,7 @@ export class Mpr3dLayout {
     for (const pane of Object.values(this.panes)) pane.reset();
     this.publish();
     this.banner.textContent = t("mpr.building");
-    const session = new RenderSession();
+    const session = this.source();
     this.session = session;
     session.onFrame = (frame) => this.frame(frame);
     session.onError = (error) => {
@@ -422,6 +429,7 @@ export class Mpr3dLayout {
     this.sentSize[view] = JSON.stringify(params.size);
     this.panes[view].state.sent = this.session.update(view, params, final);
     this.publish();
+    this.onSent(view, final);
   }
 
   private sendMpr(views: readonly MprView[], final: boolean): void {
@@ -765,9 +773,82 @@ export class Mpr3dLayout {
     }
   }
 
+  // -- a consilium session: the view as data, another's view shown ----------------------------
+
+  /** what the panes show, in the render service's terms (each pane's and the 3D's parameters) */
+  viewParams(): { seriesUID: string; mpr: Record<MprView, Params>; volume: Params } | null {
+    if (!this.info || !this.seriesUID) return null;
+    const mpr = Object.fromEntries(MPR_VIEWS.map((v) => [v, this.mprParams(v)])) as Record<MprView, Params>;
+    return { seriesUID: this.seriesUID, mpr, volume: this.volumeParams() };
+  }
+
+  /** Show a view set elsewhere (a consilium presenter's) without sending anything: the point,
+   * the planes, window and slab, the 3D camera (its clip box in patient mm, as sent). */
+  showView(view: {
+    point?: Vec3 | null;
+    planes?: Partial<Record<MprView, { normal: Vec3; x_axis: Vec3 }>>;
+    window?: [number, number] | null;
+    slab?: { thickness: number; mode: string };
+    camera?: Omit<Camera3D, "clip"> & { clipMm: number[] | null };
+  }): void {
+    if (!this.info) return;
+    if (view.point) this.point = [...view.point] as Vec3;
+    for (const v of MPR_VIEWS) {
+      const plane = view.planes?.[v];
+      if (plane) this.planes[v] = { normal: [...plane.normal] as Vec3, x_axis: [...plane.x_axis] as Vec3 };
+    }
+    if (view.window) {
+      this.window = [...view.window] as [number, number];
+      const preset = CT_PRESETS.find((p) => p.center === this.window[0] && p.width === this.window[1]);
+      this.windowSelect.value = preset?.key ?? "";
+    }
+    if (view.slab) {
+      this.slab = { ...view.slab };
+      this.slabInput.value = String(this.slab.thickness);
+      this.modeSelect.value = this.slab.mode;
+    }
+    if (view.camera) {
+      const { clipMm, ...camera } = view.camera;
+      const { min, max } = this.info.bounds;
+      const at = (i: number) => (clipMm ? (clipMm[i] - min[i % 3]) / (max[i % 3] - min[i % 3] || 1) : i < 3 ? 0 : 1);
+      this.camera = { ...camera, pan: [...camera.pan] as [number, number], clip: [0, 1, 2, 3, 4, 5].map(at) as Camera3D["clip"] };
+      if (camera.preset) this.presetSelect.value = camera.preset;
+      for (const [i, input] of this.clipInputs.entries()) input.value = String(Math.round(this.camera.clip[i] * 100));
+    }
+    this.drawCrosshairs();
+  }
+
+  /** Ask the layout's own streams for every pane again (after showView, when looking around alone). */
+  resend(): void {
+    this.sendMpr(MPR_VIEWS, true);
+    this.send("3d", this.volumeParams(), true);
+  }
+
+  get seriesShown(): string | null {
+    return this.state.active ? this.seriesUID : null;
+  }
+
+  /** the frame pixel under a page point of pane `view` (a laser pointer), or null */
+  framePixel(view: string, clientX: number, clientY: number): [number, number] | null {
+    const pane = this.panes[view as MprView | "3d"];
+    if (!pane?.fitted) return null;
+    const r = pane.element.getBoundingClientRect();
+    return screenToPixel(pane.fitted, clientX - r.left, clientY - r.top);
+  }
+
+  /** where frame pixel (x, y) of pane `view` is on the page (client px), or null */
+  clientPoint(view: string, x: number, y: number): [number, number] | null {
+    const pane = this.panes[view as MprView | "3d"];
+    if (!pane?.fitted || !pane.state.width) return null;
+    const r = pane.element.getBoundingClientRect();
+    const [sx, sy] = pixelToScreen(pane.fitted, x, y);
+    return [r.left + sx, r.top + sy];
+  }
+
   // -- URL and published state -----------------------------------------------------------------
 
   private setUrl(on: boolean): void {
+    if (!this.syncUrl) return;
     const url = new URL(location.href);
     if (on) {
       if (this.seriesUID) url.searchParams.set("series", this.seriesUID);

@@ -61,6 +61,19 @@ export class RenderRefused extends Error {
   }
 }
 
+/**
+ * Where a layout's frames come from: its own render streams (RenderSession), or the shared
+ * streams of a consilium session (capabilities/consilium/frames.ts).
+ */
+export interface FrameSource {
+  onFrame: (frame: FrameMessage) => Promise<void> | void;
+  onError: (error: RenderError) => void;
+  onReconnect: () => void;
+  subscribe(view: string, seriesUID: string, kind: Kind, params: Params): Promise<VolumeInfo>;
+  update(view: string, params: Params, final: boolean): number;
+  close(): void;
+}
+
 let sessions = 0;
 
 /**
@@ -68,7 +81,7 @@ let sessions = 0;
  * On the wire a view is named `<view>.<session>`: a frame of a closed session still in flight
  * (another series, or the one before a reload of the layout) is never taken for a new one's.
  */
-export class RenderSession {
+export class RenderSession implements FrameSource {
   private readonly socket: Socket = liveSocket();
   private readonly views = new Set<string>();
   private readonly suffix = `.${++sessions}`;

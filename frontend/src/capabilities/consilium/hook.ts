@@ -1,0 +1,51 @@
+/** What the session page publishes on `window.__consilium.session` (the browser tests read it). */
+
+import type { DrawnPointer } from "./pointer";
+import type { ChatLine, Member, Pointer, State } from "./state";
+
+export interface FrameSeen {
+  view: string;
+  seq: number;
+  quality: string;
+  geometry: Record<string, unknown>;
+  /** frames of this stream drawn so far */
+  count: number;
+}
+
+export interface SessionHook {
+  id: string;
+  /** the seq of the last change applied */
+  seq: number;
+  state: State | null;
+  /** this participant follows the presenter (false: looks around alone) */
+  following: boolean;
+  presenting: boolean;
+  presenter: string;
+  you: string;
+  status: string;
+  members: Record<string, Member>;
+  chat: ChatLine[];
+  /** everyone's pointers as the state has them, and where each is drawn here */
+  pointer: Record<string, Pointer>;
+  pointersDrawn: DrawnPointer[];
+  pointerOn: boolean;
+  /** the presenter's view as the state has it */
+  view: State["view"] | null;
+  /** the layout shown here: "1x1" (the stack) or "mpr" */
+  layout: string;
+  /** the seq of the state whose view this browser shows (followers), and how many times it applied one */
+  appliedSeq: number;
+  applied: number;
+  /** view changes this browser sent (as presenter) */
+  sent: number;
+  refused: string[];
+  /** the shared render streams followed, the newest frame drawn and the newest of each stream */
+  streams: string[];
+  lastFrame: FrameSeen | null;
+  frames: Record<string, FrameSeen>;
+  connected: boolean;
+  joins: number;
+  lastJoin: { how: string; from: number | null; changes: number; ms: number } | null;
+  closed: string | null;
+  error: string | null;
+}

@@ -1,0 +1,300 @@
+/**
+ * The session's state in the browser: the same fold as the server's (platform/consilium/live/
+ * state.py), applied strictly in seq order. A change that arrives ahead of the next expected one
+ * waits until the gap is filled; one at or below the state's seq is already in. A kind this
+ * browser does not know changes nothing but its seq.
+ */
+
+export interface StackViewport {
+  study_uid: string;
+  series_uid: string;
+  image_index: number;
+  frame: number;
+  voi: { center: number; width: number } | null;
+  zoom: number;
+  pan: [number, number];
+  rotation: number;
+  flip_h: boolean;
+  flip_v: boolean;
+  invert: boolean;
+}
+
+/** `view.stack`; `layout` "mpr" when the presenter shows the MPR / 3D panes */
+export interface StackView {
+  layout: string;
+  active: number;
+  viewports: StackViewport[];
+}
+
+export type Vec3 = [number, number, number];
+
+export interface MprPaneView {
+  orientation: "axial" | "coronal" | "sagittal" | "oblique";
+  normal?: Vec3 | null;
+  x_axis?: Vec3 | null;
+  size?: number | null;
+}
+
+export interface MprView {
+  study_uid: string;
+  series_uid: string;
+  point: Vec3 | null;
+  window: [number, number] | null;
+  slab: number;
+  mode: "mip" | "minip" | "mean";
+  panes: Record<string, MprPaneView>;
+}
+
+export interface VolumeView {
+  study_uid: string;
+  series_uid: string;
+  preset?: string | null;
+  azimuth: number;
+  elevation: number;
+  roll?: number;
+  zoom: number;
+  pan: [number, number];
+  start?: string;
+  parallel?: boolean;
+  size: [number, number];
+  clip: [number, number, number, number, number, number] | null;
+  shift?: number;
+}
+
+export interface Member {
+  name: string;
+  institution: string;
+  role: "chair" | "member";
+  invited: boolean;
+  online: boolean;
+  connections: string[];
+  hand: boolean;
+}
+
+export interface Pointer {
+  series_uid: string | null;
+  image_id: string | null;
+  x: number;
+  y: number;
+  seq: number;
+}
+
+export interface ChatLine {
+  seq: number;
+  at: string;
+  subject: string;
+  name: string;
+  text: string;
+}
+
+export interface State {
+  session_id: string;
+  case_id: number | null;
+  title: string;
+  status: "scheduled" | "open" | "ended";
+  scheduled_at: string | null;
+  opened_at: string | null;
+  ended_at: string | null;
+  chair: string;
+  presenter: string;
+  members: Record<string, Member>;
+  control_requests: string[];
+  view: { stack: StackView | null; mpr: MprView | null; volume: VolumeView | null };
+  pointers: Record<string, Pointer>;
+  chat: ChatLine[];
+  annotations: unknown[];
+  seq: number;
+}
+
+export interface Change {
+  session_id?: string;
+  seq: number;
+  at: string;
+  actor: string;
+  kind: string;
+  payload: Record<string, unknown>;
+}
+
+export const CHAT_KEPT = 500;
+
+export function emptyState(sessionId: string): State {
+  return {
+    session_id: sessionId,
+    case_id: null,
+    title: "",
+    status: "scheduled",
+    scheduled_at: null,
+    opened_at: null,
+    ended_at: null,
+    chair: "",
+    presenter: "",
+    members: {},
+    control_requests: [],
+    view: { stack: null, mpr: null, volume: null },
+    pointers: {},
+    chat: [],
+    annotations: [],
+    seq: 0,
+  };
+}
+
+type P = Record<string, unknown>;
+const str = (v: unknown): string => (typeof v === "string" ? v : "");
+
+function member(state: State, subject: string, p: P, role: Member["role"] = "member", invited = false): Member {
+  let found = state.members[subject];
+  if (!found) {
+    found = { name: str(p.name), institution: str(p.institution), role, invited, online: false, connections: [], hand: false };
+    state.members[subject] = found;
+  }
+  return found;
+}
+
+const without = (list: string[], item: string): string[] => list.filter((x) => x !== item);
+
+const HANDLERS: Record<string, (s: State, c: Change, p: P) => void> = {
+  "session.scheduled": (s, _c, p) => {
+    const chair = (p.chair ?? {}) as P;
+    s.case_id = typeof p.case_id === "number" ? p.case_id : null;
+    s.title = str(p.title);
+    s.scheduled_at = str(p.scheduled_at) || null;
+    s.chair = str(chair.subject);
+    member(s, s.chair, chair, "chair");
+  },
+  "session.opened": (s, c) => {
+    s.status = "open";
+    s.opened_at = c.at;
+    s.presenter = s.chair;
+  },
+  "session.ended": (s, c) => {
+    s.status = "ended";
+    s.ended_at = c.at;
+    s.control_requests = [];
+    s.pointers = {};
+    for (const m of Object.values(s.members)) Object.assign(m, { online: false, connections: [], hand: false });
+  },
+  "member.invited": (s, _c, p) => {
+    member(s, str(p.subject), p, "member", true).invited = true;
+  },
+  "member.uninvited": (s, _c, p) => {
+    const subject = str(p.subject);
+    delete s.members[subject];
+    delete s.pointers[subject];
+    s.control_requests = without(s.control_requests, subject);
+  },
+  "member.joined": (s, _c, p) => {
+    const m = member(s, str(p.subject), p);
+    const connection = str(p.connection);
+    if (!m.connections.includes(connection)) m.connections.push(connection);
+    m.online = true;
+  },
+  "member.left": (s, _c, p) => {
+    const subject = str(p.subject);
+    const m = s.members[subject];
+    if (!m) return;
+    m.connections = without(m.connections, str(p.connection));
+    m.online = m.connections.length > 0;
+    if (!m.online) delete s.pointers[subject];
+  },
+  "control.requested": (s, _c, p) => {
+    if (!s.control_requests.includes(str(p.subject))) s.control_requests.push(str(p.subject));
+  },
+  "control.withdrawn": (s, _c, p) => {
+    s.control_requests = without(s.control_requests, str(p.subject));
+  },
+  "control.granted": (s, _c, p) => {
+    s.presenter = str(p.subject);
+    s.control_requests = without(s.control_requests, str(p.subject));
+  },
+  "hand.raised": (s, _c, p) => {
+    const m = s.members[str(p.subject)];
+    if (m) m.hand = true;
+  },
+  "hand.lowered": (s, _c, p) => {
+    const m = s.members[str(p.subject)];
+    if (m) m.hand = false;
+  },
+  "chat.message": (s, c, p) => {
+    s.chat.push({ seq: c.seq, at: c.at, subject: c.actor, name: str(p.name), text: str(p.text) });
+    if (s.chat.length > CHAT_KEPT) s.chat.splice(0, s.chat.length - CHAT_KEPT);
+  },
+  "view.stack": (s, _c, p) => {
+    s.view.stack = p.state as StackView;
+  },
+  "view.mpr": (s, _c, p) => {
+    s.view.mpr = p.state as MprView;
+  },
+  "view.volume": (s, _c, p) => {
+    s.view.volume = p.state as VolumeView;
+  },
+  pointer: (s, c, p) => {
+    if (p.visible === false) {
+      delete s.pointers[c.actor];
+      return;
+    }
+    s.pointers[c.actor] = {
+      series_uid: (p.series_uid as string | null) ?? null,
+      image_id: (p.image_id as string | null) ?? null,
+      x: Number(p.x ?? 0),
+      y: Number(p.y ?? 0),
+      seq: c.seq,
+    };
+  },
+};
+
+/** Apply one change in place (one at or below the state's seq is already in). */
+export function apply(state: State, change: Change): State {
+  if (change.seq <= state.seq) return state;
+  state.seq = change.seq;
+  HANDLERS[change.kind]?.(state, change, change.payload ?? {});
+  return state;
+}
+
+/**
+ * Changes in, the state out, strictly in seq order. Arrivals ahead of the next seq are kept
+ * until the gap is filled; `onGap` is called when a gap stays open for `gapMs` (the client then
+ * joins again with its seq).
+ */
+export class OrderedState {
+  state: State;
+  private early = new Map<number, Change>();
+  private gapTimer = 0;
+  onApplied: (change: Change) => void = () => {};
+  onGap: () => void = () => {};
+
+  constructor(
+    sessionId: string,
+    private readonly gapMs = 500,
+  ) {
+    this.state = emptyState(sessionId);
+  }
+
+  /** a snapshot replaces the state, whatever its seq; kept arrivals after it are applied */
+  replace(snapshot: State): void {
+    this.state = snapshot;
+    this.drain();
+  }
+
+  take(change: Change): void {
+    if (change.seq <= this.state.seq) return;
+    this.early.set(change.seq, change);
+    this.drain();
+  }
+
+  private drain(): void {
+    for (const seq of [...this.early.keys()]) if (seq <= this.state.seq) this.early.delete(seq);
+    let next = this.early.get(this.state.seq + 1);
+    while (next) {
+      this.early.delete(next.seq);
+      apply(this.state, next);
+      this.onApplied(next);
+      next = this.early.get(this.state.seq + 1);
+    }
+    window.clearTimeout(this.gapTimer);
+    if (this.early.size) this.gapTimer = window.setTimeout(() => this.early.size && this.onGap(), this.gapMs);
+  }
+
+  get waiting(): number {
+    return this.early.size;
+  }
+}
