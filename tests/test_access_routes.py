@@ -58,6 +58,8 @@ class World:
     web: WebServer
     case_id: int  # a draft of the regional center (the city cannot see it)
     attachment_id: int
+    procedure_id: int = 0  # a scheduled procedure of the regional center
+    token_id: int = 0  # a service token of the regional center
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +84,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                               content=b"%PDF-1.4\n% regional\n", headers={
                                   **token, "Content-Type": "application/pdf"})
         assert attached.status_code == 201, attached.text
-        yield World(web, case_id, attached.json()["id"])
+        booked = owner.post("/api/scheduled-procedures", headers=token, json={
+            "patient_id": REGIONAL_PATIENT[0], "patient_name": REGIONAL_PATIENT[1],
+            "modality": "MR", "scheduled_date": "20261207"})
+        assert booked.status_code == 200, booked.text
+        admin = web.login("reg-admin")
+        issued = admin.post("/api/service-tokens", json={"name": "REG router"},
+                            headers={"X-CSRF-Token": csrf_of(admin)})
+        assert issued.status_code == 200, issued.text
+        yield World(web, case_id, attached.json()["id"], booked.json()["id"],
+                    issued.json()["id"])
     finally:
         web.stop()
 
@@ -151,6 +162,8 @@ def values(world: World, which: str) -> dict[str, str]:
         "ae_title": "REG_PACS" if which == "foreign" else "NO_SUCH_PACS",
         "frames": "1", "path": "7FE00010", "version": "1", "what": "cases",
         "provider": "dev",
+        "procedure_id": str(world.procedure_id if which == "foreign" else 987654323),
+        "token_id": str(world.token_id if which == "foreign" else 987654324),
     }
 
 

@@ -21,6 +21,7 @@ from consilium.archive.dicomweb import BASE_PATH, dicomweb_routes
 from consilium.archive.remote_routes import remote_routes
 from consilium.archive.routes import archive_routes
 from consilium.archive.routes import studies_for as archive_studies_for
+from consilium.archive.worklist_routes import worklist_routes
 from consilium.consult.archiving import retry_archiving
 from consilium.consult.context import consult_context
 from consilium.consult.files import sweep_partial_files
@@ -32,6 +33,7 @@ from consilium.identity.middleware import AuthenticationMiddleware
 from consilium.identity.policy import may_read_audit
 from consilium.identity.ratelimit import UnauthenticatedAudit
 from consilium.identity.routes import identity_routes
+from consilium.identity.service_routes import service_token_routes
 from consilium.identity.tokens import ProviderDirectory
 from consilium.identity.web import current_principal
 from consilium.live.notify import CaseNotifier
@@ -132,6 +134,8 @@ def create_app(runtime: Runtime) -> Any:
         Mount(BASE_PATH, routes=dicomweb_routes(runtime)),
         Mount(RENDER_PATH, routes=render_routes(runtime)),
         *remote_routes(runtime),
+        *worklist_routes(runtime),
+        *service_token_routes(runtime.engine, runtime.audit),
         *identity_routes(settings, runtime.engine, directory, runtime.audit, anonymous_audit),
         *consult_routes(consult_ctx),
         *viewer_routes(),

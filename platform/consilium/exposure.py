@@ -33,6 +33,11 @@ _WRITE = ("a write: stored through ingest, which refuses a UID of another instit
 _PACS = ("a hospital PACS, not the archive: identity.policy.may_query_pacs (clinicians of its "
          "own institution); every query, retrieve and refusal is recorded")
 _HEADS = "for heads and admins, scoped to their institution by consilium.history"
+_WORKLIST = ("the Modality Worklist: identity.policy.may_schedule (clinicians of the item's "
+             "institution); another institution's item is a 'not found' recorded at the edge; "
+             "every list, booking and edit is recorded")
+_TOKENS = ("no patient data: service tokens of the admin's own institution "
+           "(identity.policy.may_manage_service_tokens); issuing and revoking are recorded")
 
 ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/openapi.json"): (NO_PATIENT_DATA, "the API description"),
@@ -64,6 +69,14 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/api/remote/pacs/{ae_title}/studies"): (GUARDED_ELSEWHERE, _PACS),
     ("POST", "/api/remote/pacs/{ae_title}/studies/{study_uid}/retrieve"): (
         GUARDED_ELSEWHERE, _PACS),
+    ("GET", "/api/scheduled-procedures"): (GUARDED_ELSEWHERE, _WORKLIST),
+    ("POST", "/api/scheduled-procedures"): (GUARDED_ELSEWHERE, _WORKLIST),
+    ("GET", "/api/scheduled-procedures/{procedure_id}"): (GUARDED_ELSEWHERE, _WORKLIST),
+    ("PATCH", "/api/scheduled-procedures/{procedure_id}"): (GUARDED_ELSEWHERE, _WORKLIST),
+    ("GET", "/api/scheduled-procedures/{procedure_id}/steps"): (GUARDED_ELSEWHERE, _WORKLIST),
+    ("GET", "/api/service-tokens"): (NO_PATIENT_DATA, _TOKENS),
+    ("POST", "/api/service-tokens"): (NO_PATIENT_DATA, _TOKENS),
+    ("DELETE", "/api/service-tokens/{token_id}"): (NO_PATIENT_DATA, _TOKENS),
 }
 
 EVENTS: dict[str, tuple[str, str]] = {

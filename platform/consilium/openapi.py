@@ -19,6 +19,12 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from consilium import __version__
 from consilium.archive.remote_routes import PacsNode, RemoteStudyPublic, RetrieveOutcome
 from consilium.archive.routes import Health, StudySummary
+from consilium.archive.worklist_models import (
+    PerformedStepPublic,
+    ProcedureCreate,
+    ProcedurePublic,
+    ProcedureUpdate,
+)
 from consilium.consult.models import (
     AttachmentPublic,
     CaseCreate,
@@ -37,6 +43,11 @@ from consilium.consult.routes import TRANSITION_BODIES
 from consilium.history.routes import AuditEventPublic, CaseRow, TurnaroundRow
 from consilium.identity.models import MePublic
 from consilium.identity.roster import Colleagues, Directory
+from consilium.identity.services import (
+    ServiceTokenCreate,
+    ServiceTokenIssued,
+    ServiceTokenPublic,
+)
 from consilium.render.routes import VolumeInfo
 
 REF = "#/components/schemas/{model}"
@@ -238,6 +249,7 @@ def _paths() -> dict[str, Any]:
         "/dicom-web/studies/{study}/metadata": {"get": _op(
             "WADO-RS study metadata", "DICOM JSON", 401, 404, params=[study])},
     }
+    paths.update(_regional_paths())
     for action, body in TRANSITION_BODIES.items():
         signs = action in ("conclude", "amend")
         paths[f"/api/cases/{{case_id}}/{action}"] = {"post": _op(
@@ -245,6 +257,44 @@ def _paths() -> dict[str, Any]:
             400, 401, 403, 404, 409, params=[case], body=body,
             answer=answer(ConclusionPublic if signs else CasePublic))}
     return paths
+
+
+def _regional_paths() -> dict[str, Any]:
+    """The worklist, service tokens, federation, media and de-identification."""
+    procedure = _path_param("procedure_id", "integer")
+    return {
+        "/api/scheduled-procedures": {
+            "get": _op("The institution's scheduled procedures (Modality Worklist items) with "
+                       "what arrived for them (match: waiting, matched, mismatch)", "items",
+                       400, 401, 403, answer=answers(ProcedurePublic), params=[
+                           _query("from", "YYYYMMDD"), _query("to", "YYYYMMDD"),
+                           _query("status", "scheduled, in_progress, completed, "
+                                  "discontinued, cancelled"),
+                           _query("match", "waiting, matched, mismatch")]),
+            "post": _op("Book a scheduled procedure (its Study Instance UID is assigned)",
+                        "the item", 400, 401, 403, 409, answer=answer(ProcedurePublic),
+                        body=ProcedureCreate)},
+        "/api/scheduled-procedures/{procedure_id}": {
+            "get": _op("One scheduled procedure", "the item", 401, 403, 404,
+                       answer=answer(ProcedurePublic), params=[procedure]),
+            "patch": _op("Edit or cancel a scheduled procedure; 'version' is required (409 "
+                         "when it changed meanwhile)", "the item", 400, 401, 403, 404, 409,
+                         answer=answer(ProcedurePublic), body=ProcedureUpdate,
+                         params=[procedure])},
+        "/api/scheduled-procedures/{procedure_id}/steps": {"get": _op(
+            "The performed procedure steps (MPPS) the modality reported for the item",
+            "steps", 401, 403, 404, answer=answers(PerformedStepPublic), params=[procedure])},
+        "/api/service-tokens": {
+            "get": _op("Admins: the API tokens of the institution's machines (never the "
+                       "secrets)", "tokens", 401, 403, answer=answers(ServiceTokenPublic)),
+            "post": _op("Admins: issue an API token to a machine of the institution (shown "
+                        "once)", "the token", 400, 401, 403, answer=answer(ServiceTokenIssued),
+                        body=ServiceTokenCreate)},
+        "/api/service-tokens/{token_id}": {"delete": _op(
+            "Admins: revoke a machine's API token at once", "the revoked token", 401, 403,
+            404, answer=answer(ServiceTokenPublic),
+            params=[_path_param("token_id", "integer")])},
+    }
 
 
 def _shapes(node: Any, found: dict[tuple[type[BaseModel], JsonSchemaMode], None]) -> None:

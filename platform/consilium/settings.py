@@ -126,6 +126,14 @@ class OidcProvider(BaseModel):
         "typ=ID claim).",
     )
     algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "PS256"])
+    service_clients: dict[str, str] = Field(
+        default_factory=dict,
+        description="OAuth client ids whose client-credentials access tokens act as machines "
+        "(a PACS, a router) of the provider's institution, -> the system's name for the audit "
+        "trail, e.g. {\"city-pacs\" = \"City PACS\"} (a Keycloak client with service "
+        "accounts enabled). Such a principal has no role: it may store (STOW-RS), never read. "
+        "Use dedicated clients, never the login client.",
+    )
 
     @field_validator("role_map")
     @classmethod
@@ -136,6 +144,14 @@ class OidcProvider(BaseModel):
                 f"role_map maps {bad} onto no Consilium role (roles: "
                 f"{', '.join(sorted(ROLE_NAMES))}); nobody could log in with those")
         return mapping
+
+    @model_validator(mode="after")
+    def _service_clients_are_not_the_login_client(self) -> OidcProvider:
+        if self.client_id in self.service_clients:
+            raise ValueError(f"identity provider {self.id!r}: the login client "
+                             f"{self.client_id!r} cannot be a service client (people log in "
+                             "through it)")
+        return self
 
     @model_validator(mode="after")
     def _one_secret_source(self) -> OidcProvider:
