@@ -18,7 +18,9 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Mount, Route
 
 from consilium.archive.dicomweb import BASE_PATH, dicomweb_routes
+from consilium.archive.federation_routes import federation_routes
 from consilium.archive.remote_routes import remote_routes
+from consilium.archive.retrieval import Retrievals
 from consilium.archive.routes import archive_routes
 from consilium.archive.routes import studies_for as archive_studies_for
 from consilium.archive.worklist_routes import worklist_routes
@@ -57,6 +59,7 @@ def create_app(runtime: Runtime) -> Any:
     anonymous_audit = UnauthenticatedAudit(  # one limit for every unauthenticated audit writer
         runtime.audit, settings.identity_unauthenticated_audit_per_minute, settings.live_redis_url)
     notifier = CaseNotifier()
+    retrievals = Retrievals(settings, runtime.store, runtime.audit)  # PACS -> archive, jobs
     sweep_partial_files(settings.data_dir / "attachments")
     consult_ctx = consult_context(settings, runtime.engine, runtime.audit, runtime.store,
                                   notifier.notify)
@@ -135,6 +138,7 @@ def create_app(runtime: Runtime) -> Any:
         Mount(RENDER_PATH, routes=render_routes(runtime)),
         *remote_routes(runtime),
         *worklist_routes(runtime),
+        *federation_routes(runtime, retrievals),
         *service_token_routes(runtime.engine, runtime.audit),
         *identity_routes(settings, runtime.engine, directory, runtime.audit, anonymous_audit),
         *consult_routes(consult_ctx),
@@ -154,6 +158,7 @@ def create_app(runtime: Runtime) -> Any:
         retrying = asyncio.get_running_loop().run_in_executor(None, retry_archiving, consult_ctx)
         yield
         await retrying
+        retrievals.close()
         notifier.bind(None)
         await anyio.to_thread.run_sync(runtime.audit.flush)
         await directory.aclose()
@@ -165,6 +170,7 @@ def create_app(runtime: Runtime) -> Any:
     app.state.consult = consult_ctx  # the consult domain's context (tests call it directly)
     app.state.json_max_bytes = settings.http_max_json_kb * 1024  # http_api.read_json
     app.state.directory = directory
+    app.state.retrievals = retrievals
     combined = create_socket_app(app, directory, runtime, notifier)
     return AuthenticationMiddleware(combined, settings, runtime.engine, directory, runtime.audit,
                                     anonymous_audit)

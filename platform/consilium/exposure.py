@@ -74,6 +74,12 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/api/scheduled-procedures/{procedure_id}"): (GUARDED_ELSEWHERE, _WORKLIST),
     ("PATCH", "/api/scheduled-procedures/{procedure_id}"): (GUARDED_ELSEWHERE, _WORKLIST),
     ("GET", "/api/scheduled-procedures/{procedure_id}/steps"): (GUARDED_ELSEWHERE, _WORKLIST),
+    ("GET", "/api/federation/sources"): (NO_PATIENT_DATA, "the archive and PACS from the "
+                                         "configuration that the caller may search"),
+    ("POST", "/api/federation/retrieve"): (GUARDED_ELSEWHERE, _PACS),
+    ("GET", "/api/federation/retrieve/{job_id}"): (
+        GUARDED_ELSEWHERE, "a retrieve job: its requester only; another's or a missing one is "
+        "a 'not found' recorded at the edge; counts and UIDs, no patient"),
     ("GET", "/api/service-tokens"): (NO_PATIENT_DATA, _TOKENS),
     ("POST", "/api/service-tokens"): (NO_PATIENT_DATA, _TOKENS),
     ("DELETE", "/api/service-tokens/{token_id}"): (NO_PATIENT_DATA, _TOKENS),

@@ -17,7 +17,10 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from consilium import __version__
+from consilium.archive.federation import FederatedAnswer, SourcePublic
+from consilium.archive.federation_routes import RetrieveRequest
 from consilium.archive.remote_routes import PacsNode, RemoteStudyPublic, RetrieveOutcome
+from consilium.archive.retrieval import RetrieveJobPublic
 from consilium.archive.routes import Health, StudySummary
 from consilium.archive.worklist_models import (
     PerformedStepPublic,
@@ -284,6 +287,27 @@ def _regional_paths() -> dict[str, Any]:
         "/api/scheduled-procedures/{procedure_id}/steps": {"get": _op(
             "The performed procedure steps (MPPS) the modality reported for the item",
             "steps", 401, 403, 404, answer=answers(PerformedStepPublic), params=[procedure])},
+        "/api/federation/sources": {"get": _op(
+            "The sources a federated search asks for the caller: the archive and the PACS of "
+            "the caller's institution", "sources", 401, answer=answers(SourcePublic))},
+        "/api/federation/studies": {"get": _op(
+            "One search over the archive and every PACS the caller may query, in parallel "
+            "until federation.deadline; each study labelled with its source, each source "
+            "with its state (ok, timeout, error)", "studies and sources", 400, 401,
+            answer=answer(FederatedAnswer), params=[
+                _query("PatientID", "exact or wildcard (* ?)"),
+                _query("PatientName", "wildcard (* ?)"),
+                _query("StudyDate", "YYYYMMDD or a range YYYYMMDD-YYYYMMDD"),
+                _query("AccessionNumber", "exact"),
+                _query("ModalitiesInStudy", "modality codes, comma separated")])},
+        "/api/federation/retrieve": {"post": _op(
+            "Start fetching a PACS study into the archive (C-MOVE or WADO-RS); poll the job "
+            "for progress", "the job", 400, 401, 403, 404, answer=answer(RetrieveJobPublic),
+            body=RetrieveRequest)},
+        "/api/federation/retrieve/{job_id}": {"get": _op(
+            "A retrieve's progress (instances arrived of those expected) and outcome",
+            "the job", 401, 404, answer=answer(RetrieveJobPublic),
+            params=[_path_param("job_id")])},
         "/api/service-tokens": {
             "get": _op("Admins: the API tokens of the institution's machines (never the "
                        "secrets)", "tokens", 401, 403, answer=answers(ServiceTokenPublic)),

@@ -183,6 +183,36 @@ class OidcProvider(BaseModel):
 DEV_IDP_PROVIDER_ID = "dev"
 
 
+class DicomWebPacs(BaseModel):
+    """A hospital PACS reached through DICOMweb (QIDO-RS search, WADO-RS retrieve) rather than
+    DIMSE: one of the sources of the federated search, owned by ``institution``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    institution: str = Field(description="the institution whose PACS it is (its studies are "
+                             "that institution's once retrieved)")
+    url: str = Field(description="the DICOMweb root, e.g. http://pacs.city.example/dicom-web")
+    description: str = ""
+    bearer_token_file: Path | None = Field(
+        default=None, description="a file holding a bearer token sent to the PACS (never the "
+        "token itself in the configuration)")
+    timeout: float = Field(default=30.0, gt=0, description="seconds per request")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        text = value.strip().rstrip("/")
+        if not text.startswith(("http://", "https://")):
+            raise ValueError(f"DICOMweb url {value!r} must start with http:// or https://")
+        return text
+
+    def bearer_token(self) -> str | None:
+        if self.bearer_token_file is None:
+            return None
+        return self.bearer_token_file.read_text().strip() or None
+
+
 class DuplicatePolicy(StrEnum):
     """What C-STORE does with a SOP Instance UID that is already stored with other content.
 
@@ -257,6 +287,27 @@ class Settings(BaseModel):
         gt=0,
         description="Remote PACS: seconds a whole C-MOVE of one study may take before it is "
         "aborted.",
+    )
+
+    federation_deadline: float = Field(
+        default=8.0,
+        gt=0,
+        le=120,
+        description="Federated search: seconds to wait for every source (the archive and each "
+        "PACS, asked in parallel); a source that has not answered by then is flagged as not "
+        "answering and the others are shown.",
+    )
+    federation_dicomweb: list[DicomWebPacs] = Field(
+        default_factory=list,
+        description="Hospital PACS reached through DICOMweb (QIDO-RS/WADO-RS), beside the DIMSE "
+        "ones configured as institution nodes of kind 'pacs'.",
+    )
+    federation_retrieve_workers: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Retrieves from PACS (on demand and prefetched for consults) run at most "
+        "this many at once; more wait their turn.",
     )
 
     storage_fsync: bool = Field(
@@ -381,6 +432,13 @@ class Settings(BaseModel):
         ids = [inst.id for inst in self.institutions]
         if len(ids) != len(set(ids)):
             raise ValueError("institution ids must be unique")
+        web_ids = [p.id for p in self.federation_dicomweb]
+        if len(web_ids) != len(set(web_ids)):
+            raise ValueError("federation.dicomweb ids must be unique")
+        for peer in self.federation_dicomweb:
+            if peer.institution not in ids:
+                raise ValueError(f"federation.dicomweb {peer.id!r} belongs to institution "
+                                 f"{peer.institution!r}, which is not configured")
         return self
 
     @model_validator(mode="after")
