@@ -76,6 +76,9 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/api/scheduled-procedures/{procedure_id}/steps"): (GUARDED_ELSEWHERE, _WORKLIST),
     ("GET", "/api/federation/sources"): (NO_PATIENT_DATA, "the archive and PACS from the "
                                          "configuration that the caller may search"),
+    ("GET", "/api/federation/studies"): (
+        GUARDED_ELSEWHERE, "a search: the archive's part through the gate's reach (own "
+        "institution and grants, its query recorded by the gate), and " + _PACS),
     ("POST", "/api/federation/retrieve"): (GUARDED_ELSEWHERE, _PACS),
     ("GET", "/api/federation/retrieve/{job_id}"): (
         GUARDED_ELSEWHERE, "a retrieve job: its requester only; another's or a missing one is "
