@@ -164,6 +164,7 @@ def values(world: World, which: str) -> dict[str, str]:
         "provider": "dev",
         "procedure_id": str(world.procedure_id if which == "foreign" else 987654323),
         "token_id": str(world.token_id if which == "foreign" else 987654324),
+        "job_id": "0123456789abcdef",
     }
 
 
