@@ -198,7 +198,8 @@ def request(client: httpx.Client, method: str, path: str, given: dict[str, str]
     body = {"version": 1, "question": "q", "clinical_info": "", "priority": "routine",
             "study_uids": [given["study"]], "target_institution": "regional-center",
             "text": "t", "answer": "a", "reason": "r", "request": "r", "findings": "f",
-            "impression": "i", "recommendations": "", "subject": ""}
+            "impression": "i", "recommendations": "", "subject": "",
+            "study_uid": given["study"], "sop_uids": [given["instance"]], "printer": "FILM1"}
     return client.request(method, path, json=body, headers=headers)
 
 

@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 
 from consilium.archive.dicomweb import BASE_PATH, dicomweb_routes
 from consilium.archive.federation_routes import federation_routes
+from consilium.archive.media_routes import media_routes
 from consilium.archive.remote_routes import remote_routes
 from consilium.archive.retrieval import Retrievals
 from consilium.archive.routes import archive_routes
@@ -139,6 +140,7 @@ def create_app(runtime: Runtime) -> Any:
         *remote_routes(runtime),
         *worklist_routes(runtime),
         *federation_routes(runtime, retrievals),
+        *media_routes(runtime),
         *service_token_routes(runtime.engine, runtime.audit),
         *identity_routes(settings, runtime.engine, directory, runtime.audit, anonymous_audit),
         *consult_routes(consult_ctx),

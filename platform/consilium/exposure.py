@@ -83,6 +83,8 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/api/federation/retrieve/{job_id}"): (
         GUARDED_ELSEWHERE, "a retrieve job: its requester only; another's or a missing one is "
         "a 'not found' recorded at the edge; counts and UIDs, no patient"),
+    ("GET", "/api/media/printers"): (NO_PATIENT_DATA, "the film printers of the caller's "
+                                     "institution, from the configuration"),
     ("GET", "/api/service-tokens"): (NO_PATIENT_DATA, _TOKENS),
     ("POST", "/api/service-tokens"): (NO_PATIENT_DATA, _TOKENS),
     ("DELETE", "/api/service-tokens/{token_id}"): (NO_PATIENT_DATA, _TOKENS),

@@ -19,6 +19,12 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from consilium import __version__
 from consilium.archive.federation import FederatedAnswer, SourcePublic
 from consilium.archive.federation_routes import RetrieveRequest
+from consilium.archive.media_routes import (
+    FilmPrint,
+    FilmPrinted,
+    FilmPrinterPublic,
+    MediaExport,
+)
 from consilium.archive.remote_routes import PacsNode, RemoteStudyPublic, RetrieveOutcome
 from consilium.archive.retrieval import RetrieveJobPublic
 from consilium.archive.routes import Health, StudySummary
@@ -308,6 +314,19 @@ def _regional_paths() -> dict[str, Any]:
             "A retrieve's progress (instances arrived of those expected) and outcome",
             "the job", 401, 404, answer=answer(RetrieveJobPublic),
             params=[_path_param("job_id")])},
+        "/api/media/export": {"post": _op(
+            "Studies as patient media: a ZIP or an ISO image with a DICOMDIR (PS3.10); with "
+            "deidentify a PS3.15 Basic Profile copy (retain_dates: the longitudinal temporal "
+            "option). Headers: X-Consilium-Flagged (instances that may carry burned-in text), "
+            "X-Consilium-Pseudonyms", "application/zip or application/x-iso9660-image", 400,
+            401, 403, 404, 413, 422, body=MediaExport)},
+        "/api/media/printers": {"get": _op(
+            "The film printers of the caller's institution", "printers", 401,
+            answer=answers(FilmPrinterPublic))},
+        "/api/media/print": {"post": _op(
+            "Print images of a study on film (DICOM Basic Grayscale Print Management): layout "
+            "columns x rows, film size, orientation, copies, medium", "what was printed", 400,
+            401, 403, 404, 502, answer=answer(FilmPrinted), body=FilmPrint)},
         "/api/service-tokens": {
             "get": _op("Admins: the API tokens of the institution's machines (never the "
                        "secrets)", "tokens", 401, 403, answer=answers(ServiceTokenPublic)),

@@ -64,6 +64,20 @@ class DicomNode(BaseModel):
         return self.host is not None and self.port is not None
 
 
+class FilmPrinter(BaseModel):
+    """A hospital's film printer: a DICOM Basic Grayscale Print Management SCP that
+    Consilium prints patients' films on (only clinicians of ``institution`` may use it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    institution: str
+    ae_title: str = Field(min_length=1, max_length=16)
+    host: str
+    port: int = Field(ge=1, le=65535)
+    description: str = ""
+
+
 class Institution(BaseModel):
     """A hospital of the region: who it is and which DICOM nodes belong to it."""
 
@@ -310,6 +324,19 @@ class Settings(BaseModel):
         "this many at once; more wait their turn.",
     )
 
+    media_max_mb: int = Field(
+        default=4300,
+        ge=1,
+        description="Largest patient medium or de-identified copy (MiB of instances; 4300 fits "
+        "a single-layer DVD). Larger exports are refused with 413: choose fewer studies.",
+    )
+    media_film_printers: list[FilmPrinter] = Field(
+        default_factory=list,
+        description="Film printers (DICOM Print SCPs) of the institutions, for patients' films.",
+    )
+    media_print_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds a film printer may take for each step.")
+
     storage_fsync: bool = Field(
         default=True, description="fsync every file and directory before acknowledging."
     )
@@ -435,6 +462,10 @@ class Settings(BaseModel):
         web_ids = [p.id for p in self.federation_dicomweb]
         if len(web_ids) != len(set(web_ids)):
             raise ValueError("federation.dicomweb ids must be unique")
+        for printer in self.media_film_printers:
+            if printer.institution not in ids:
+                raise ValueError(f"film printer {printer.id!r} belongs to institution "
+                                 f"{printer.institution!r}, which is not configured")
         for peer in self.federation_dicomweb:
             if peer.institution not in ids:
                 raise ValueError(f"federation.dicomweb {peer.id!r} belongs to institution "
