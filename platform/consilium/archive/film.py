@@ -23,6 +23,7 @@ import numpy.typing as npt
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
+from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.association import Association
 
@@ -172,11 +173,10 @@ def print_films(printer: FilmPrinter, calling_ae: str, images: Sequence[Path], j
         session.PrintPriority = "MED"
         session.MediumType = job.medium
         session.FilmDestination = job.destination
-        status, _attrs = assoc.send_n_create(session, FILM_SESSION, meta_uid=META_SOP_CLASS)
+        session_uid = generate_uid(prefix=None)  # the SCU may name what it creates
+        status, _attrs = assoc.send_n_create(session, FILM_SESSION, session_uid,
+                                             meta_uid=META_SOP_CLASS)
         _status("film session", status)
-        session_uid = str(status.get("AffectedSOPInstanceUID", "") or "")
-        if not session_uid:
-            raise FilmError("the printer created a film session without naming it")
         for start in range(0, len(boxes), job.per_film):
             films += 1
             _print_film(assoc, job, session_uid, boxes[start:start + job.per_film])
@@ -198,11 +198,11 @@ def _print_film(assoc: Association, job: FilmJob, session_uid: str,
     ref.ReferencedSOPClassUID = FILM_SESSION
     ref.ReferencedSOPInstanceUID = session_uid
     box.ReferencedFilmSessionSequence = [ref]
-    status, created = assoc.send_n_create(box, FILM_BOX, meta_uid=META_SOP_CLASS)
+    box_uid = generate_uid(prefix=None)
+    status, created = assoc.send_n_create(box, FILM_BOX, box_uid, meta_uid=META_SOP_CLASS)
     _status("film box", status)
-    box_uid = str(status.get("AffectedSOPInstanceUID", "") or "")
     image_boxes = list(getattr(created, "ReferencedImageBoxSequence", None) or [])
-    if not box_uid or len(image_boxes) < len(images):
+    if len(image_boxes) < len(images):
         raise FilmError(f"the printer's film box has {len(image_boxes)} image boxes for "
                         f"{len(images)} images")
     for position, (image, slot) in enumerate(zip(images, image_boxes, strict=False), start=1):
