@@ -16,6 +16,8 @@ import { PRIMARY_TOOLS, Toolbox } from "../capabilities/tools/toolbox";
 import { Toolbar, type ToolbarButton } from "../capabilities/toolbar/toolbar";
 import { CT_PRESETS } from "../capabilities/viewport/presets";
 import { RENDERING_ENGINE_ID, StackViewer, VIEWPORT_ID } from "../capabilities/viewport/stackViewer";
+import { openExportDialog, useCsrf } from "../capabilities/regional/exportDialog";
+import { str, Tag } from "../core/dicomjson";
 import { findStudy, framesOf, seriesMetadata, type Series, type Study } from "../core/dicomweb";
 import { h } from "../core/dom";
 import type { ConsiliumHooks } from "../core/hooks";
@@ -65,7 +67,17 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
       { id: "reset", label: "Reset", title: "Reset the view (Esc)", onClick: () => viewer.reset() },
     ],
     [{ id: "mpr3d", label: "MPR / 3D", title: "3-plane MPR and 3D of this series (M; Esc: back)", onClick: () => mpr.toggle(viewer.current?.series.seriesUID ?? null) }],
+    [{ id: "give-out", label: "Media / film", title: "Patient media (ZIP, ISO), a de-identified copy or film of this study", onClick: () => giveOut() }],
   ];
+  const giveOut = () => {
+    const shown = viewer.current;
+    if (!shown) return;
+    useCsrf(me.csrf_token);
+    openExportDialog({
+      studyUID: shown.study.studyUID,
+      images: () => [...new Set(shown.frames.map((f) => str(f.instance, Tag.SOPInstanceUID)))].filter(Boolean),
+    });
+  };
   const toolbar = new Toolbar(buttons);
   root.append(
     header,

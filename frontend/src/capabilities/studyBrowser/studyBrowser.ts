@@ -55,6 +55,7 @@ export class StudyBrowser {
       { class: "panel study-browser" },
       h("h2", {}, "Studies"),
       this.form,
+      h("p", { class: "muted" }, h("a", { href: "/viewer/search", "data-testid": "search-everywhere" }, "Search every hospital's PACS too")),
       this.status,
       h(
         "table",
