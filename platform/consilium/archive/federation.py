@@ -17,9 +17,9 @@ the PACS that also hold it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -269,9 +269,3 @@ def merge(asked: Sequence[Source], results: dict[str, _Found]) -> list[Federated
                 in_archive=source.kind is SourceKind.ARCHIVE)
     return sorted(rows.values(), key=lambda s: (s.study_date, s.study_uid), reverse=True)
 
-
-def mark_held(studies: Sequence[remote.RemoteStudy], held: Callable[[list[str]], set[str]]
-              ) -> list[remote.RemoteStudy]:
-    """The studies with ``in_archive`` set where ``held`` says the archive has them."""
-    have = held([s.study_uid for s in studies])
-    return [replace(s, in_archive=s.study_uid in have) for s in studies]

@@ -104,10 +104,12 @@ def media_routes(runtime: Runtime) -> list[Route]:
         reader = Reader.of_connection(request)
         what = "de-identified copy" if body.deidentify else "patient media"
         options = deidentify.Options(retain_dates=body.retain_dates)
-        pseudonyms = (deidentify.Pseudonyms.of_folder(settings.data_dir)
-                      if body.deidentify else None)
 
         def build() -> tuple[Path, Path, media.MediaSummary, list[str]]:
+            pseudonyms = (deidentify.Pseudonyms.of_folder(settings.data_dir)
+                          if body.deidentify else None)
+            for uid in uids:  # every study readable before any is recorded as exported
+                access.require_scope(reader, uid)
             files: list[Path] = []
             owners: dict[str, str] = {}  # study UID -> its institution (pseudonyms per owner)
             names: list[str] = []
