@@ -18,8 +18,10 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Mount, Route
 
 from consilium.archive.dicomweb import BASE_PATH, dicomweb_routes
-from consilium.archive.federation_routes import federation_routes
+from consilium.archive.federation import sources as federation_sources
+from consilium.archive.federation_routes import CaseAccess, federation_routes
 from consilium.archive.media_routes import media_routes
+from consilium.archive.prefetch import Prefetch
 from consilium.archive.remote_routes import remote_routes
 from consilium.archive.retrieval import Retrievals
 from consilium.archive.routes import archive_routes
@@ -28,6 +30,7 @@ from consilium.archive.worklist_routes import worklist_routes
 from consilium.consult.archiving import retry_archiving
 from consilium.consult.context import consult_context
 from consilium.consult.files import sweep_partial_files
+from consilium.consult.reading import case_view
 from consilium.consult.routes import consult_routes
 from consilium.edge import UnexpectedErrors, exception_handlers
 from consilium.errors import InvalidInput
@@ -61,9 +64,19 @@ def create_app(runtime: Runtime) -> Any:
         runtime.audit, settings.identity_unauthenticated_audit_per_minute, settings.live_redis_url)
     notifier = CaseNotifier()
     retrievals = Retrievals(settings, runtime.store, runtime.audit)  # PACS -> archive, jobs
+    prefetcher = Prefetch(runtime.engine, runtime.audit, retrievals,
+                          {s.id: s for s in federation_sources(settings)})
     sweep_partial_files(settings.data_dir / "attachments")
-    consult_ctx = consult_context(settings, runtime.engine, runtime.audit, runtime.store,
-                                  notifier.notify)
+
+    def told(case: Any, what: str) -> None:  # the consult domain's changes: live, prefetch
+        notifier.notify(case, what)
+        prefetcher.on_case(case.id or 0, what, case.target_institution)
+
+    consult_ctx = consult_context(settings, runtime.engine, runtime.audit, runtime.store, told)
+
+    def case_access(principal: Any, case_id: int) -> CaseAccess:
+        view = case_view(consult_ctx, principal, case_id)  # NotFound for a case not visible
+        return CaseAccess(view.case.target_institution, "edit" in view.allowed_actions)
 
     async def studies_for(request: Request) -> list[dict[str, Any]]:
         return await archive_studies_for(runtime.access, request)
@@ -139,7 +152,7 @@ def create_app(runtime: Runtime) -> Any:
         Mount(RENDER_PATH, routes=render_routes(runtime)),
         *remote_routes(runtime),
         *worklist_routes(runtime),
-        *federation_routes(runtime, retrievals),
+        *federation_routes(runtime, retrievals, case_access),
         *media_routes(runtime),
         *service_token_routes(runtime.engine, runtime.audit),
         *identity_routes(settings, runtime.engine, directory, runtime.audit, anonymous_audit),

@@ -85,6 +85,13 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
         "a 'not found' recorded at the edge; counts and UIDs, no patient"),
     ("GET", "/api/media/printers"): (NO_PATIENT_DATA, "the film printers of the caller's "
                                      "institution, from the configuration"),
+    ("POST", "/api/federation/case-studies"): (
+        GUARDED_ELSEWHERE, "a remote study added to the caller's own draft: the case through "
+        "identity.policy.may_see_case (a case not found is recorded at the edge), the PACS "
+        "through identity.policy.may_query_pacs"),
+    ("GET", "/api/federation/case-studies"): (
+        GUARDED_ELSEWHERE, "a case's remote studies (UIDs and states, no patient): its parties "
+        "only, " + _CASES),
     ("GET", "/api/service-tokens"): (NO_PATIENT_DATA, _TOKENS),
     ("POST", "/api/service-tokens"): (NO_PATIENT_DATA, _TOKENS),
     ("DELETE", "/api/service-tokens/{token_id}"): (NO_PATIENT_DATA, _TOKENS),

@@ -18,13 +18,14 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from consilium import __version__
 from consilium.archive.federation import FederatedAnswer, SourcePublic
-from consilium.archive.federation_routes import RetrieveRequest
+from consilium.archive.federation_routes import CaseStudyRequest, RetrieveRequest
 from consilium.archive.media_routes import (
     FilmPrint,
     FilmPrinted,
     FilmPrinterPublic,
     MediaExport,
 )
+from consilium.archive.prefetch import CaseRemoteStudyPublic
 from consilium.archive.remote_routes import PacsNode, RemoteStudyPublic, RetrieveOutcome
 from consilium.archive.retrieval import RetrieveJobPublic
 from consilium.archive.routes import Health, StudySummary
@@ -314,6 +315,15 @@ def _regional_paths() -> dict[str, Any]:
             "A retrieve's progress (instances arrived of those expected) and outcome",
             "the job", 401, 404, answer=answer(RetrieveJobPublic),
             params=[_path_param("job_id")])},
+        "/api/federation/case-studies": {
+            "post": _op("Add a study still only in the caller's PACS to a draft consult "
+                        "request: fetched when it is submitted and shared with the target",
+                        "the remote study", 400, 401, 403, 404, 409,
+                        answer=answer(CaseRemoteStudyPublic), body=CaseStudyRequest),
+            "get": _op("A request's remote studies and their state (pending, fetching, "
+                       "fetched, failed)", "remote studies", 400, 401, 404,
+                       answer=answers(CaseRemoteStudyPublic),
+                       params=[_query("case_id", "the case")])},
         "/api/media/export": {"post": _op(
             "Studies as patient media: a ZIP or an ISO image with a DICOMDIR (PS3.10); with "
             "deidentify a PS3.15 Basic Profile copy (retain_dates: the longitudinal temporal "

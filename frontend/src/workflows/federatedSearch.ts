@@ -68,6 +68,35 @@ export async function federatedSearch(root: HTMLElement, me: Me, _hooks: Consili
     }
   }
 
+  // the caller's draft requests: a remote study can be added to one and is fetched on submit
+  let drafts: { id: number; question: string }[] = [];
+  try {
+    const cases = await api<{ requests: { id: number; question: string; status: string }[] }>("GET", "/api/cases");
+    drafts = cases.requests.filter((c) => c.status === "draft");
+  } catch {
+    drafts = [];
+  }
+
+  function addToDraft(study: FederatedStudy, cell: HTMLElement): HTMLElement | null {
+    if (study.in_archive || !drafts.length) return null;
+    const choice = h("select", { "data-testid": "federated-draft" }, ...drafts.map((d) => h("option", { value: d.id }, `#${d.id} ${d.question.slice(0, 40)}`)));
+    const add = h("button", { type: "button", "data-testid": "federated-add-to-draft", title: "Fetched when the request is sent" }, "Add to draft");
+    add.addEventListener("click", async () => {
+      try {
+        await api("POST", "/api/federation/case-studies", {
+          case_id: Number(choice.value),
+          source: study.source,
+          study_uid: study.study_uid,
+          expected: study.instances,
+        });
+        replaceChildren(cell, h("span", { class: "muted", "data-testid": "federated-added" }, `Will be fetched when request #${choice.value} is sent`));
+      } catch (err) {
+        replaceChildren(cell, h("span", { class: "warning" }, String((err as Error).message)));
+      }
+    });
+    return h("span", { class: "add-to-draft" }, choice, " ", add);
+  }
+
   async function bring(study: FederatedStudy, cell: HTMLElement): Promise<boolean> {
     if (study.in_archive) return true;
     const { element, run } = retrieveBar(study.source, study.study_uid, study.instances);
@@ -101,7 +130,7 @@ export async function federatedSearch(root: HTMLElement, me: Me, _hooks: Consili
       h("td", {}, study.description),
       h("td", {}, study.instances ?? ""),
       where,
-      h("td", {}, open, " ", consult),
+      h("td", {}, open, " ", consult, " ", addToDraft(study, progress)),
       progress,
     );
   }

@@ -18,6 +18,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -76,6 +77,7 @@ class RetrieveJob:
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    callbacks: list[Callable[[RetrieveJob], None]] = field(default_factory=list)
 
     def public(self) -> RetrieveJobPublic:
         end = self.ended if self.ended is not None else time.monotonic()
@@ -114,9 +116,11 @@ class Retrievals:
         self._lock = threading.Lock()
 
     def start(self, source: Source, study_uid: str, requester: Actor,
-              expected: int | None = None) -> RetrieveJob:
+              expected: int | None = None,
+              on_done: Callable[[RetrieveJob], None] | None = None) -> RetrieveJob:
         """A job for the study (the running one if the same study from the same source is
-        under way). The caller has checked that the requester may use ``source``."""
+        under way). ``on_done`` is called with the job when it is over (in the job's thread).
+        The caller has checked that the requester may use ``source``."""
         remote.check_study_uid(study_uid)
         if source.kind is SourceKind.ARCHIVE:
             raise ValueError("the archive is no source to retrieve from")
@@ -124,8 +128,12 @@ class Retrievals:
             for job in self._jobs.values():
                 if (job.source.id == source.id and job.study_uid == study_uid
                         and job.state in (JobState.QUEUED, JobState.RUNNING)):
+                    if on_done is not None:
+                        job.callbacks.append(on_done)
                     return job
             job = RetrieveJob(secrets.token_hex(8), source, study_uid, requester, expected)
+            if on_done is not None:
+                job.callbacks.append(on_done)
             self._jobs[job.id] = job
             self._forget_old()
         self._pool.submit(self._run, job)
@@ -170,7 +178,14 @@ class Retrievals:
                               AuditOutcome.SUCCESS if ok else AuditOutcome.FAILURE,
                               study_uid=job.study_uid, owner=job.source.institution,
                               detail=detail)
-            job.done.set()
+            with self._lock:
+                job.done.set()
+                callbacks, job.callbacks = job.callbacks, []
+            for callback in callbacks:
+                try:
+                    callback(job)
+                except Exception:
+                    log.exception("after the retrieve of %s", job.study_uid)
 
     def _move(self, job: RetrieveJob) -> None:
         node = job.source.node

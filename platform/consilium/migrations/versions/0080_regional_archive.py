@@ -1,5 +1,6 @@
 """the regional archive: scheduled procedures (Modality Worklist), performed procedure steps
-(MPPS) and the API tokens Consilium issues to machines (service identities)
+(MPPS), the API tokens Consilium issues to machines (service identities) and the remote
+studies of consult requests, fetched when a request is submitted
 
 Revision ID: 0080
 Revises: 0060
@@ -155,8 +156,33 @@ def upgrade() -> None:
         op.f("ix_performed_step_study_uid"), "performed_step", ["study_uid"], unique=False
     )
 
+    op.create_table(
+        "case_remote_study",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("case_id", sa.Integer(), nullable=False),
+        sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=48), nullable=False),
+        sa.Column("study_uid", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("expected", sa.Integer(), nullable=True),
+        sa.Column("requested_by", sqlmodel.sql.sqltypes.AutoString(length=256), nullable=False),
+        sa.Column(
+            "requested_by_name", sqlmodel.sql.sqltypes.AutoString(length=256), nullable=False
+        ),
+        sa.Column("institution", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("state", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("job_id", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("error", sqlmodel.sql.sqltypes.AutoString(length=512), nullable=False),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("case_id", "study_uid"),
+    )
+    op.create_index(
+        op.f("ix_case_remote_study_case_id"), "case_remote_study", ["case_id"], unique=False
+    )
+
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_case_remote_study_case_id"), table_name="case_remote_study")
+    op.drop_table("case_remote_study")
     op.drop_index(op.f("ix_performed_step_study_uid"), table_name="performed_step")
     op.drop_index(op.f("ix_performed_step_procedure_id"), table_name="performed_step")
     op.drop_index(op.f("ix_performed_step_institution_id"), table_name="performed_step")
