@@ -19,7 +19,9 @@ CHROMIUM_ARGS = [
 
 
 @contextmanager
-def chromium_context() -> Iterator[BrowserContext]:
+def chromium_context(locale: str = "en-US") -> Iterator[BrowserContext]:
+    """A fresh browser profile; English by default (the tests that read the interface's words
+    read the English catalogue; tests/test_daily_i18n.py reads both)."""
     if shutil.which(CHROMIUM) is None:
         raise RuntimeError("Debian's chromium is missing: run .ci/run (apt-get install chromium)")
     profile = tempfile.mkdtemp(prefix="consilium-chromium-")
@@ -27,7 +29,7 @@ def chromium_context() -> Iterator[BrowserContext]:
         with sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
                 profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-                locale="ru-RU", viewport={"width": 1280, "height": 900},
+                locale=locale, viewport={"width": 1280, "height": 900},
             )
             try:
                 yield context

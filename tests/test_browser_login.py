@@ -41,8 +41,9 @@ def test_browser_login_own_studies_logout(web: WebServer) -> None:
         page.click("button[type=submit]")
         page.wait_for_selector("#who")
         assert "Елена Кузнецова" in page.inner_text("#who")
-        assert "regional-center" in page.inner_text("#who")
-        rows = page.locator("#studies tr")
+        assert "Regional Diagnostic Center" in page.inner_text("#who")
+        rows = page.locator("#studies tr")  # the home page's recent studies
+        rows.nth(1).wait_for()
         assert rows.count() == 2  # header + the regional center's one study
         assert "Люкceмбypг" in rows.nth(1).inner_text()
         cookies = {c["name"]: c for c in context.cookies()}

@@ -162,6 +162,6 @@ def test_heads_see_history_and_turnaround(web: WebServer) -> None:
     assert radiology and radiology[0]["accepted"] >= 1
     assert radiology[0]["to_acceptance_median_h"] is not None
     csv_text = head.get("/api/history/turnaround", params={"format": "csv"}).text
-    assert csv_text.startswith("target_institution,specialty,month")
+    assert csv_text.startswith("\ufefftarget_institution,specialty,month")  # BOM for Excel
     assert consultant.get("/api/history/cases").status_code == 403
     assert web.client().get("/api/history/cases").status_code == 401

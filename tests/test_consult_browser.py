@@ -82,7 +82,8 @@ class User:
     """One clinician's browser tab."""
 
     def __init__(self, browser: Browser, web: WebServer, username: str) -> None:
-        self.context = browser.new_context(locale="ru-RU", timezone_id="Europe/Moscow",
+        # English words are what this test reads (both languages: tests/test_daily_i18n.py)
+        self.context = browser.new_context(locale="en-US", timezone_id="Europe/Moscow",
                                            viewport={"width": 1400, "height": 900},
                                            accept_downloads=True)
         self.page: Page = self.context.new_page()

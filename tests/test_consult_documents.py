@@ -51,6 +51,8 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
                     str(DATA / "test_files" / "CT_small.dcm")], check=True, capture_output=True)
     server = WebServer(data_dir, extra_env={
         "CONSILIUM_IDENTITY_LOGIN_ATTEMPTS_PER_MINUTE": "1000",
+        # the PDF's words in English here (Russian, the default: tests/test_daily_i18n.py)
+        "CONSILIUM_UI_DEFAULT_LANGUAGE": "en",
         "CONSILIUM_CONSULT_ATTACHMENT_MAX_MB": str(LIMIT / 2**20)}).start()
     yield server
     server.stop()

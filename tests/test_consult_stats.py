@@ -63,7 +63,7 @@ def test_turnaround_matches_a_hand_computed_set(tmp_path: Path) -> None:
     assert radiology["overdue"] == 2  # concluded at 30 h > due 24 h, and the open one at 48 h
     neurology = next(f for f in figures if f["specialty"] == "neurology")
     assert (neurology["cases"], neurology["overdue"]) == (1, 0)
-    assert to_csv(figures).splitlines()[0].startswith("target_institution,specialty,month")
+    assert to_csv(figures).splitlines()[0].startswith("\ufefftarget_institution,specialty,month")
     # the whole month across specialties: medians of all five cases, not of the groups
     [month] = turnaround(rows, now=T0 + timedelta(hours=48), group_by=parse_grouping("month"))
     assert set(month) - set(radiology) == set() and "specialty" not in month

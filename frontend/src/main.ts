@@ -1,19 +1,24 @@
 /**
- * Entry of the Consilium web front end: who is logged in, Cornerstone3D started once, then the
- * workflow of the route. Workflows compose the capabilities under capabilities/ (OHIF's split of
- * extensions and modes); "read a study" is the first, consults and live consilium come next.
+ * Entry of the Consilium web front end: the interface language and the region's time zone, who
+ * is logged in, then the workflow of the route. Workflows compose the capabilities under
+ * capabilities/ (OHIF's split of extensions and modes).
  */
 
 import "./styles.css";
 
 import { h } from "./core/dom";
+import { useDraftsOf } from "./core/drafts";
+import { setTimeZone } from "./core/format";
 import { type ConsiliumHooks, installHooks } from "./core/hooks";
-import { currentUser, type Me } from "./core/session";
+import { initI18n, t } from "./core/i18n";
+import { currentUser, type Me, uiConfig } from "./core/session";
 
 type Workflow = (root: HTMLElement, me: Me, hooks: ConsiliumHooks) => Promise<void>;
 
 /** The route's workflow, loaded on demand: the case pages never load Cornerstone3D (3.8 MB). */
 const WORKFLOWS: [RegExp, () => Promise<Workflow>, { imaging: boolean }][] = [
+  [/^\/$/, async () => (await import("./workflows/home")).home, { imaging: false }],
+  [/^\/audit\/?$/, async () => (await import("./workflows/auditTrail")).auditTrail, { imaging: false }],
   [/^\/viewer\/cases\/?$/, async () => (await import("./workflows/caseInbox")).caseInbox, { imaging: false }],
   [/^\/viewer\/cases\/new\/?$/, async () => (await import("./workflows/newCase")).newCase, { imaging: false }],
   [/^\/viewer\/cases\/\d+\/?$/, async () => (await import("./workflows/casePage")).casePage, { imaging: false }],
@@ -33,10 +38,22 @@ async function main(): Promise<void> {
     const imaging = route?.[2].imaging ? import("./core/cornerstone") : null;
     loading?.catch(() => undefined);
     imaging?.catch(() => undefined);
-    const me = await currentUser();
-    if (!me) return; // on the way to the login page
+    const home = location.pathname === "/";
+    const [config, me] = await Promise.all([uiConfig(), currentUser({ redirect: !home })]);
+    hooks.language = await initI18n(config.default_language);
+    setTimeZone(config.time_zone);
+    hooks.timeZone = config.time_zone;
+    if (!me) {
+      if (home) {
+        const { landing } = await import("./workflows/home");
+        landing(root, config);
+        hooks.ready = true;
+      }
+      return; // else on the way to the login page
+    }
+    useDraftsOf(me.subject);
     if (!loading) {
-      root.append(h("p", { class: "fatal" }, "Nothing here. ", h("a", { href: "/viewer" }, "Open the viewer")));
+      root.append(h("p", { class: "fatal" }, t("app.nothing_here"), " ", h("a", { href: "/" }, t("app.home"))));
       return;
     }
     if (imaging) {
@@ -50,7 +67,7 @@ async function main(): Promise<void> {
   } catch (err) {
     hooks.error = String(err);
     console.error(err);
-    root.append(h("p", { class: "fatal", "data-testid": "fatal" }, `The viewer failed to start: ${String(err)}`));
+    root.append(h("p", { class: "fatal", "data-testid": "fatal" }, `${t("app.failed")}: ${String(err)}`));
   }
 }
 

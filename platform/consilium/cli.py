@@ -53,10 +53,17 @@ def _add_listen(parser: argparse.ArgumentParser) -> None:
 
 
 
+DICOM_WORKER_START = 2.5  # seconds a spawned DIMSE worker may take to listen, at most
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+
     import uvicorn
 
     from consilium.app import create_app
+    from consilium.request_log import RequestSummary
     from consilium.service import DicomService, configure_logging, open_runtime
 
     settings = _settings_from(args)
@@ -69,17 +76,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
         seed_demo(runtime, log=lambda msg: print(msg, flush=True))
     dicom = DicomService(runtime)
     dicom.start()
-    _print_banner(settings)
+    dicom_started = time.monotonic()
+    app = create_app(runtime)
+    if not settings.http_access_log:
+        app = RequestSummary(app)  # a line a minute instead of one per frame request
+
+    class Server(uvicorn.Server):
+        """Prints the box of addresses and logins once it listens: the last thing at start."""
+
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            # spawned DIMSE workers take about 1.5 s to import and say that they listen
+            # (measured here, on 2 busy cores); the box waits for them that long at most, so
+            # that their start-up lines come before it
+            if dicom.processes:
+                await asyncio.sleep(max(0.0, DICOM_WORKER_START - (time.monotonic()
+                                                                   - dicom_started)))
+            if self.started:
+                _print_banner(settings)
+
     # X-Forwarded-For only from configured proxies: uvicorn believes loopback by default, and
     # then anyone who reaches the port locally chooses the address audited and rate-limited
     config = uvicorn.Config(
-        create_app(runtime), host=settings.http_host, port=settings.http_port,
+        app, host=settings.http_host, port=settings.http_port,
         log_level=settings.log_level.lower(), lifespan="on",  # the app's start and stop
+        access_log=settings.http_access_log,
         proxy_headers=bool(settings.http_trusted_proxies),
         forwarded_allow_ips=settings.http_trusted_proxies or [],
     )
     try:
-        uvicorn.Server(config).run()
+        Server(config).run()
     finally:
         dicom.stop()
         runtime.close()
@@ -202,7 +228,7 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
 
     settings = _settings_from(args)
     configure_logging(settings)
-    seed_demo(open_runtime(settings), log=print, force=True)
+    seed_demo(open_runtime(settings), log=print, force=True, verbose=True)
     return 0
 
 

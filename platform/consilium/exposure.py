@@ -50,6 +50,8 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/auth/login/{provider}"): (NO_PATIENT_DATA, "a redirect to the provider"),
     ("GET", "/auth/callback/{provider}"): (NO_PATIENT_DATA, "the provider's answer"),
     ("POST", "/auth/logout"): (NO_PATIENT_DATA, "ends the session"),
+    ("GET", "/"): (NO_PATIENT_DATA, "the front end's files (the home page)"),
+    ("GET", "/api/ui"): (NO_PATIENT_DATA, "time zone, language, AE title and port"),
     ("GET", "/viewer"): (NO_PATIENT_DATA, "the front end's files"),
     ("GET", "/viewer/{path}"): (NO_PATIENT_DATA, "the front end's files"),
     ("GET", "/viewer/assets/{path}"): (NO_PATIENT_DATA, "the front end's files"),
@@ -61,7 +63,12 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/dev-idp/userinfo"): (NO_PATIENT_DATA, "the demo IdP"),
     ("GET", "/dev-idp/logout"): (NO_PATIENT_DATA, "the demo IdP"),
     ("GET", "/api/audit"): (GUARDED_ELSEWHERE, "the audit search, " + _HEADS),
-    ("GET", "/audit"): (GUARDED_ELSEWHERE, "the audit search, " + _HEADS),
+    ("GET", "/audit"): (NO_PATIENT_DATA, "the front end's files (the audit page)"),
+    ("GET", "/api/status"): (GUARDED_ELSEWHERE, "system status for admins: nodes, storage, "
+                             "failed archive writes of their institution's cases, providers; "
+                             "no patient named"),
+    ("GET", "/api/worklist/finished"): (GUARDED_ELSEWHERE, "the caller's own finished cases; "
+                                        + _CASES),
     ("GET", "/api/history/{what}"): (GUARDED_ELSEWHERE, "case statistics, " + _HEADS),
     ("GET", "/api/cases"): (GUARDED_ELSEWHERE, "the caller's own requests and inbox; " + _CASES),
     ("POST", "/dicom-web/studies"): (GUARDED_ELSEWHERE, _WRITE),

@@ -59,6 +59,8 @@ from consilium.identity.services import (
     ServiceTokenPublic,
 )
 from consilium.render.routes import VolumeInfo
+from consilium.status import SystemStatus
+from consilium.web_static import UiConfig
 
 REF = "#/components/schemas/{model}"
 ERROR = {"type": "object", "required": ["error"], "properties": {
@@ -167,7 +169,18 @@ def _paths() -> dict[str, Any]:
             "Search the audit trail (heads, admins); format=csv exports", "events", 400, 401,
             403, answer=answers(AuditEventPublic),
             params=[_query(n, n) for n in ("patient_id", "study_uid", "actor", "action",
-                                           "since", "until", "limit", "offset", "format")])},
+                                           "outcome", "since", "until", "limit", "offset",
+                                           "format")])},
+        "/api/ui": {"get": _op(
+            "How the interface shows things: {time_zone, default_language, languages, "
+            "ae_title, dicom_port} (anyone)", "settings", answer=Shape(UiConfig))},
+        "/api/status": {"get": _op(
+            "Admins: the institution's DICOM nodes with their last association, storage used "
+            "and free, conclusions not written into the archive, identity providers reachable",
+            "status", 401, 403, answer=Shape(SystemStatus))},
+        "/api/worklist/finished": {"get": _op(
+            "The cases the caller concluded (concluded, amended, closed), newest first",
+            "cases", 401, answer=answers(CasePublic))},
         "/api/history/{what}": {"get": _op(
             "Heads: cases sent/received (what=cases: CaseRow) or turnaround median/p90 by "
             "institution, specialty and month (what=turnaround: TurnaroundRow; group=month "

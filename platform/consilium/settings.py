@@ -207,6 +207,7 @@ class OidcProvider(BaseModel):
 
 
 DEV_IDP_PROVIDER_ID = "dev"
+UI_LANGUAGES = ("ru", "en")  # the interface's catalogues (frontend/src/locales, *_text.py)
 
 
 class DicomWebPacs(BaseModel):
@@ -479,6 +480,23 @@ class Settings(BaseModel):
         "event emitted by one process reaches the clients of every process. Empty: one process.",
     )
 
+    ui_time_zone: str = Field(
+        default="Asia/Yekaterinburg",
+        description="IANA time zone in which the web interface and the PDFs show instants (the "
+        "region's, whatever the reader's computer is set to); stored instants stay UTC.",
+    )
+    ui_default_language: str = Field(
+        default="ru",
+        description="Interface language when neither the user's choice (the language switch) "
+        "nor the browser's preferences name one we have (ru, en); also the language of the "
+        "conclusion PDFs, which are archived documents and read the same for everyone.",
+    )
+    http_access_log: bool = Field(
+        default=False,
+        description="Log every HTTP request (uvicorn's access log). Off: one line per minute "
+        "says how many requests were answered and how many failed.",
+    )
+
     demo_data: bool = Field(default=False, description="Seed demo studies at start if empty.")
     demo_ct_slices: int = Field(default=120, ge=1, le=2000)
 
@@ -494,6 +512,26 @@ class Settings(BaseModel):
                 raise ValueError(f"http.trusted_proxies: {value!r} is not an IP address or "
                                  "network") from None
         return [v.strip() for v in values]
+
+    @field_validator("ui_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"ui.time_zone: {value!r} is not an IANA time zone "
+                             "(e.g. Asia/Yekaterinburg)") from None
+        return value
+
+    @field_validator("ui_default_language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        if value not in UI_LANGUAGES:
+            raise ValueError(f"ui.default_language: {value!r} is not one of "
+                             f"{', '.join(UI_LANGUAGES)}")
+        return value
 
     @model_validator(mode="after")
     def _tls_needs_its_files(self) -> Settings:

@@ -1,8 +1,14 @@
-"""The built web front end (``frontend/dist``, made by ``make frontend``) under ``/viewer``.
+"""The built web front end (``frontend/dist``, made by ``make frontend``): the home page ``/``,
+the audit page ``/audit`` and the viewer and case pages under ``/viewer``.
 
-``/viewer`` and every ``/viewer/...`` path that is not a file is the single-page app's
-``index.html`` (its router reads the path), sent with ``no-cache`` so a new build is picked up at
-once. ``/viewer/assets/...`` are Vite's content-hashed files (scripts, styles, the decode worker,
+``/``, ``/audit``, ``/viewer`` and every ``/viewer/...`` path that is not a file is the
+single-page app's ``index.html`` (its router reads the path), sent with ``no-cache`` so a new
+build is picked up at once. ``/`` is served to anyone (it shows a login link to a visitor who is
+not logged in); the others send such a visitor to the login first. ``GET /api/ui`` tells the
+front end how to show things: the region's time zone, the default language, the archive's AE
+title and port (the same for everyone, no patient data).
+
+``/viewer/assets/...`` are Vite's content-hashed files (scripts, styles, the decode worker,
 codec WebAssembly): their names change whenever their content does, so they are cached for a
 year as immutable. Without a build every page of the viewer says how to make one.
 """
@@ -15,12 +21,20 @@ import threading
 from pathlib import Path
 from urllib.parse import quote
 
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import BaseRoute, Route
 
 from consilium.identity.web import current_principal
+from consilium.settings import UI_LANGUAGES, Settings
 
 PREFIX = "/viewer"
 DIST = Path(__file__).resolve().parents[2] / "frontend" / "dist"
@@ -70,8 +84,26 @@ class GzipCache:
         return body
 
 
-def viewer_routes(dist: Path = DIST) -> list[BaseRoute]:
-    """The routes of the viewer, serving the build in ``dist``."""
+class UiConfig(BaseModel):
+    """What ``GET /api/ui`` answers (to anyone: the login page shows it too)."""
+
+    time_zone: str = Field(description="IANA zone in which the interface shows instants")
+    default_language: str = Field(description="ru or en, when neither user nor browser says")
+    languages: list[str]
+    ae_title: str = Field(description="the archive's DICOM AE title")
+    dicom_port: int
+
+
+def ui_config(settings: Settings) -> dict[str, object]:
+    """What ``GET /api/ui`` answers."""
+    return UiConfig(time_zone=settings.ui_time_zone,
+                    default_language=settings.ui_default_language,
+                    languages=list(UI_LANGUAGES), ae_title=settings.dicom_ae_title,
+                    dicom_port=settings.dicom_port).model_dump()
+
+
+def viewer_routes(dist: Path = DIST, settings: Settings | None = None) -> list[BaseRoute]:
+    """The routes of the front end, serving the build in ``dist``."""
     assets = (dist / "assets").resolve()
 
     gzipped = GzipCache()
@@ -93,12 +125,20 @@ def viewer_routes(dist: Path = DIST) -> list[BaseRoute]:
         index = dist / "index.html"
         if not index.is_file():
             return PlainTextResponse(NOT_BUILT, 503)
-        if not current_principal(request).authenticated:
+        if request.url.path != "/" and not current_principal(request).authenticated:
             back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/auth/login?return_to={quote(back, safe='/')}", 303)
         return FileResponse(index, headers={"Cache-Control": "no-cache"})
 
+    ui = ui_config(settings or Settings())
+
+    async def api_ui(_request: Request) -> Response:
+        return JSONResponse(ui, headers={"Cache-Control": "no-cache"})
+
     return [
+        Route("/", page),
+        Route("/audit", page),
+        Route("/api/ui", api_ui),
         Route(PREFIX + "/assets/{path:path}", asset),
         Route(PREFIX, page),
         Route(PREFIX + "/{path:path}", page),

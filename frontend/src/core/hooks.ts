@@ -51,6 +51,11 @@ export interface ViewState {
   imageRect: [number, number, number, number] | null;
   /** true when the stack viewport itself renders with its CPU path */
   viewportUsesCPU: boolean;
+  /** the slice's position along its normal (mm; ImagePositionPatient, else SliceLocation) */
+  sliceLocation: number | null;
+  sliceThickness: number | null;
+  /** the patient directions at the image's edges (R/L, A/P, H/F), as the view is turned */
+  orientation: { left: string; right: string; top: string; bottom: string } | null;
   renderCount: number;
 }
 
@@ -74,6 +79,15 @@ export interface ConsiliumHooks {
   mpr: MprState | null;
   /** the consult pages' state (capabilities/consult): loads, ids shown, versions */
   consult: Record<string, unknown>;
+  /** the interface language and the time zone instants are shown in */
+  language: string;
+  timeZone: string;
+  /** the alert centre (capabilities/consult/alerts): unread alerts, notifications shown */
+  alerts: { unread: { caseId: number; kind: string; priority: string }[]; notified: string[]; events: number };
+  /** the home page's and the other pages' state (loads, rows shown) */
+  page: Record<string, unknown>;
+  /** the comparison layout (capabilities/viewport/compare): each viewport's slice position */
+  compare: Record<string, unknown> | null;
 }
 
 export interface CanvasStats {
@@ -106,6 +120,11 @@ export function installHooks(canvasStats: () => CanvasStats | null): ConsiliumHo
     canvasStats,
     mpr: null,
     consult: {},
+    language: "",
+    timeZone: "",
+    alerts: { unread: [], notified: [], events: 0 },
+    page: {},
+    compare: null,
   };
   return window.__consilium;
 }

@@ -7,29 +7,32 @@
  * URL: /viewer/search[?PatientName=...&PatientID=...]
  */
 
-import { h, replaceChildren } from "../core/dom";
-import type { ConsiliumHooks } from "../core/hooks";
-import { logout, type Me } from "../core/session";
 import "../capabilities/regional/regional.css";
 import { api, type FederatedAnswer, type FederatedStudy, isoDate, personName, useSession } from "../capabilities/regional/api";
 import { retrieveBar } from "../capabilities/regional/retrieve";
+import { appHeader, pageTitle } from "../capabilities/shell/shell";
+import { h, replaceChildren } from "../core/dom";
+import type { ConsiliumHooks } from "../core/hooks";
+import { t } from "../core/i18n";
+import type { Me } from "../core/session";
 
 const KEYS = ["PatientName", "PatientID", "StudyDate", "AccessionNumber", "ModalitiesInStudy"];
 
-export async function federatedSearch(root: HTMLElement, me: Me, _hooks: ConsiliumHooks): Promise<void> {
+export async function federatedSearch(root: HTMLElement, me: Me, hooks: ConsiliumHooks): Promise<void> {
   useSession(me);
+  pageTitle(t("regional.search.title"));
   const params = new URLSearchParams(location.search);
   const input = (name: string, label: string, placeholder = "") =>
     h("label", {}, h("span", {}, label), h("input", { name, type: "search", value: params.get(name) ?? "", placeholder, autocomplete: "off" }));
   const form = h(
     "form",
     { class: "search", "data-testid": "federated-form" },
-    input("PatientName", "Patient name", "Иванов*"),
-    input("PatientID", "Patient ID"),
-    input("StudyDate", "Date or range", "20260101-20261231"),
-    input("AccessionNumber", "Accession"),
-    input("ModalitiesInStudy", "Modalities", "CT,MR"),
-    h("button", { type: "submit", class: "primary" }, "Search everywhere"),
+    input("PatientName", t("regional.search.patient_name"), "Иванов*"),
+    input("PatientID", t("regional.search.patient_id")),
+    input("StudyDate", t("regional.search.date"), "20260101-20261231"),
+    input("AccessionNumber", t("regional.search.accession")),
+    input("ModalitiesInStudy", t("regional.search.modalities"), "CT,MR"),
+    h("button", { type: "submit", class: "primary" }, t("regional.search.submit")),
   );
   const sources = h("ul", { class: "sources", "data-testid": "federated-sources" });
   const rows = h("tbody", { "data-testid": "federated-rows" });
@@ -42,11 +45,11 @@ export async function federatedSearch(root: HTMLElement, me: Me, _hooks: Consili
       if (value) query.set(key, value);
     }
     if (![...query.keys()].length) {
-      status.textContent = "Give at least one of the fields.";
+      status.textContent = t("regional.search.need_filter");
       return;
     }
     history.replaceState(null, "", `/viewer/search?${query}`);
-    status.textContent = "Searching the archive and every PACS…";
+    status.textContent = t("regional.search.searching");
     replaceChildren(rows);
     try {
       const answer = await api<FederatedAnswer>("GET", `/api/federation/studies?${query}`);
@@ -57,12 +60,16 @@ export async function federatedSearch(root: HTMLElement, me: Me, _hooks: Consili
             "li",
             { "data-source": s.id, "data-state": s.state, class: s.state === "ok" ? "" : "warning" },
             `${s.label}: `,
-            s.state === "ok" ? `${s.matches} found` : s.state === "timeout" ? `did not answer in time (${s.error})` : `unavailable: ${s.error}`,
+            s.state === "ok"
+              ? t("regional.search.found_in", { count: s.matches })
+              : s.state === "timeout"
+                ? t("regional.search.timeout", { error: s.error })
+                : t("regional.search.error", { error: s.error }),
           ),
         ),
       );
       replaceChildren(rows, ...answer.studies.map(row));
-      status.textContent = `${answer.studies.length} studies`;
+      status.textContent = t("regional.search.found", { count: answer.studies.length });
     } catch (err) {
       status.textContent = String((err as Error).message);
     }
@@ -80,7 +87,7 @@ export async function federatedSearch(root: HTMLElement, me: Me, _hooks: Consili
   function addToDraft(study: FederatedStudy, cell: HTMLElement): HTMLElement | null {
     if (study.in_archive || !drafts.length) return null;
     const choice = h("select", { "data-testid": "federated-draft" }, ...drafts.map((d) => h("option", { value: d.id }, `#${d.id} ${d.question.slice(0, 40)}`)));
-    const add = h("button", { type: "button", "data-testid": "federated-add-to-draft", title: "Fetched when the request is sent" }, "Add to draft");
+    const add = h("button", { type: "button", "data-testid": "federated-add-to-draft", title: t("regional.search.add_to_draft_title") }, t("regional.search.add_to_draft"));
     add.addEventListener("click", async () => {
       try {
         await api("POST", "/api/federation/case-studies", {
@@ -89,7 +96,7 @@ export async function federatedSearch(root: HTMLElement, me: Me, _hooks: Consili
           study_uid: study.study_uid,
           expected: study.instances,
         });
-        replaceChildren(cell, h("span", { class: "muted", "data-testid": "federated-added" }, `Will be fetched when request #${choice.value} is sent`));
+        replaceChildren(cell, h("span", { class: "muted", "data-testid": "federated-added" }, t("regional.search.added", { id: choice.value })));
       } catch (err) {
         replaceChildren(cell, h("span", { class: "warning" }, String((err as Error).message)));
       }
@@ -113,11 +120,11 @@ export async function federatedSearch(root: HTMLElement, me: Me, _hooks: Consili
   function row(study: FederatedStudy): HTMLElement {
     const where = h("td", { "data-testid": "federated-where" }, study.source_label, study.also_in.length ? h("small", { class: "muted" }, ` (+${study.also_in.length})`) : "");
     const progress = h("td", { class: "progress-cell" });
-    const open = h("button", { type: "button", "data-testid": "federated-open" }, study.in_archive ? "Open" : "Fetch and open");
+    const open = h("button", { type: "button", "data-testid": "federated-open" }, study.in_archive ? t("regional.search.open") : t("regional.search.fetch_open"));
     open.addEventListener("click", async () => {
       if (await bring(study, progress)) location.assign(`/viewer/studies/${study.study_uid}`);
     });
-    const consult = h("button", { type: "button", "data-testid": "federated-consult" }, "Request a consult");
+    const consult = h("button", { type: "button", "data-testid": "federated-consult" }, t("regional.search.consult"));
     consult.addEventListener("click", async () => {
       if (await bring(study, progress)) location.assign(`/viewer/cases/new?study=${encodeURIComponent(study.study_uid)}`);
     });
@@ -140,27 +147,18 @@ export async function federatedSearch(root: HTMLElement, me: Me, _hooks: Consili
     void search();
   });
   root.append(
-    h(
-      "header",
-      { class: "app-header" },
-      h("a", { class: "brand", href: "/" }, "Consilium"),
-      h("a", { href: "/viewer" }, "Studies"),
-      h("a", { href: "/viewer/worklist" }, "Worklist"),
-      h("span", { class: "spacer" }),
-      h("span", { class: "who" }, `${me.name} · ${me.institution_name || me.institution || ""}`),
-      h("button", { type: "button", onclick: () => void logout(me) }, "Log out"),
-    ),
+    appHeader(me, hooks, "search"),
     h(
       "main",
       { class: "regional-page" },
-      h("h1", {}, "Search every hospital"),
+      h("h1", {}, t("regional.search.title")),
       form,
       sources,
       status,
       h(
         "table",
         { class: "federated" },
-        h("thead", {}, h("tr", {}, ...["Patient", "Date", "Modalities", "Description", "Images", "Where", "", ""].map((t) => h("th", {}, t)))),
+        h("thead", {}, h("tr", {}, ...["patient", "date", "modalities", "description", "images", "where"].map((c) => h("th", {}, t(`regional.search.columns.${c}`))), h("th"), h("th"))),
         rows,
       ),
     ),

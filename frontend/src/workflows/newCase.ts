@@ -9,12 +9,27 @@
 
 import { api, ApiError, getCase, getDirectory, PRIORITIES, useSession, type Case, type Directory } from "../capabilities/consult/api";
 import { basket, thumbnailOf } from "../capabilities/consult/keyImages";
-import { ErrorLine, navBar } from "../capabilities/consult/ui";
-import { formatDate } from "../core/dicomjson";
+import { ErrorLine } from "../capabilities/consult/ui";
+import { appHeader, pageTitle } from "../capabilities/shell/shell";
 import { findStudy, searchStudies, type Study } from "../core/dicomweb";
 import { h, replaceChildren } from "../core/dom";
+import { guardUnsaved, leave, LocalDraft } from "../core/drafts";
+import { dicomDate, personName } from "../core/format";
 import type { ConsiliumHooks } from "../core/hooks";
+import { t } from "../core/i18n";
 import type { Me } from "../core/session";
+
+/** the request being written, kept in the browser as it is typed (core/drafts) */
+interface RequestDraft {
+  question: string;
+  clinical_info: string;
+  priority: string;
+  target_institution: string;
+  target_specialty: string;
+  target_subject: string;
+  studies: string[];
+  keyChoice: Record<string, string[]>;
+}
 
 const ACCEPTED_FILES = "application/pdf,image/png,image/jpeg,.pdf,.png,.jpg,.jpeg";
 
@@ -38,23 +53,26 @@ interface RemoteStudy {
   in_archive: boolean;
 }
 
-const person = (name: string) => name.replaceAll("^", " ").trim();
+const person = personName;
 
 export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks): Promise<void> {
   useSession(me);
-  const state = { picked: [] as string[], pacs: [] as string[], saving: false, created: 0 };
+  const state = { picked: [] as string[], pacs: [] as string[], saving: false, created: 0, restored: false };
+  pageTitle(t("newcase.title"));
   hooks.consult = state;
   const errors = new ErrorLine();
   const picked = new Map<string, Study>();
   const keyChoice = new Map<string, Set<string>>(); // study -> chosen key image SOP UIDs
+  const draft = new LocalDraft<RequestDraft>("new-case");
+  let restoring = true; // nothing is kept until the stored request is back in the form
 
   // -- studies ---------------------------------------------------------------------------
   const searchForm = h(
     "form",
     { class: "inline-form", "data-testid": "case-study-search" },
-    h("label", {}, h("span", {}, "Patient name"), h("input", { name: "patientName", type: "search", autocomplete: "off" })),
-    h("label", {}, h("span", {}, "Patient ID"), h("input", { name: "patientId", type: "search", autocomplete: "off" })),
-    h("button", { type: "submit" }, "Search"),
+    h("label", {}, h("span", {}, t("studies.patient_name")), h("input", { name: "patientName", type: "search", autocomplete: "off" })),
+    h("label", {}, h("span", {}, t("studies.patient_id")), h("input", { name: "patientId", type: "search", autocomplete: "off" })),
+    h("button", { type: "submit" }, t("common.search")),
   );
   const searchStatus = h("span", { class: "muted", "data-testid": "case-study-status" });
   const results = h("tbody");
@@ -63,7 +81,7 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
   function renderPicked(): void {
     state.picked = [...picked.keys()];
     if (!picked.size) {
-      replaceChildren(pickedList, h("p", { class: "muted" }, "No study chosen yet."));
+      replaceChildren(pickedList, h("p", { class: "muted" }, t("newcase.none_picked")));
       return;
     }
     replaceChildren(
@@ -78,28 +96,34 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
           h(
             "div",
             {},
-            h("b", {}, person(s.patientName)),
-            ` · ${s.patientId} · ${formatDate(s.date)} · ${s.modalities.join("/")} · ${s.description}`,
+            h("b", { translate: "no" }, person(s.patientName)),
+            h("span", { translate: "no" }, ` · ${s.patientId} · ${dicomDate(s.date)} · ${s.modalities.join("/")} · ${s.description}`),
             " ",
-            h("button", { type: "button", class: "link", onclick: () => unpick(s.studyUID) }, "Remove"),
+            h("button", { type: "button", class: "link", onclick: () => unpick(s.studyUID) }, t("newcase.remove")),
           ),
           images.length
             ? h(
                 "div",
                 { class: "key-images", "data-testid": "key-image-choices" },
-                h("span", { class: "muted" }, "Key images from the viewer:"),
+                h("span", { class: "muted" }, t("newcase.key_images_from_viewer")),
                 ...images.map((k) => {
                   const box = h("input", { type: "checkbox", checked: chosen.has(k.sopUID), "data-sop": k.sopUID });
-                  box.addEventListener("change", () => (box.checked ? chosen.add(k.sopUID) : chosen.delete(k.sopUID)));
+                  box.addEventListener("change", () => {
+                    if (box.checked) chosen.add(k.sopUID);
+                    else chosen.delete(k.sopUID);
+                    keep();
+                  });
                   return h("label", { class: "key-choice" }, box, thumbnailOf(k, 64));
                 }),
               )
             : h(
                 "p",
                 { class: "muted" },
-                "No key images marked. ",
-                h("a", { href: `/viewer/studies/${s.studyUID}` }, "Open the study"),
-                " and press K on an image to mark it.",
+                t("newcase.no_key_images"),
+                " ",
+                h("a", { href: `/viewer/studies/${s.studyUID}` }, t("newcase.open_study")),
+                " ",
+                t("newcase.press_k"),
               ),
         );
       }),
@@ -110,12 +134,14 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
     picked.set(study.studyUID, study);
     renderPicked();
     syncChecks();
+    keep();
   }
   function unpick(uid: string): void {
     picked.delete(uid);
     keyChoice.delete(uid);
     renderPicked();
     syncChecks();
+    keep();
   }
   function syncChecks(): void {
     for (const box of results.querySelectorAll<HTMLInputElement>("input[data-study]")) {
@@ -127,7 +153,7 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
     event.preventDefault();
     void (async () => {
       const data = new FormData(searchForm);
-      searchStatus.textContent = "Searching…";
+      searchStatus.textContent = t("common.searching");
       try {
         const { studies, more } = await searchStudies({
           patientName: String(data.get("patientName") ?? ""),
@@ -137,22 +163,22 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
         replaceChildren(
           results,
           ...studies.map((s) => {
-            const box = h("input", { type: "checkbox", "data-study": s.studyUID, checked: picked.has(s.studyUID), "aria-label": "Link this study" });
+            const box = h("input", { type: "checkbox", "data-study": s.studyUID, checked: picked.has(s.studyUID), "aria-label": t("newcase.link_study") });
             box.addEventListener("change", () => (box.checked ? pick(s) : unpick(s.studyUID)));
             return h(
               "tr",
               { "data-testid": "case-study-row" },
               h("td", {}, box),
-              h("td", {}, person(s.patientName)),
-              h("td", {}, s.patientId),
-              h("td", { class: "nowrap" }, formatDate(s.date)),
+              h("td", { translate: "no" }, person(s.patientName)),
+              h("td", { translate: "no" }, s.patientId),
+              h("td", { class: "nowrap" }, dicomDate(s.date)),
               h("td", {}, s.modalities.join("/")),
-              h("td", {}, s.description),
+              h("td", { translate: "no" }, s.description),
               h("td", { class: "num" }, s.instanceCount ?? ""),
             );
           }),
         );
-        searchStatus.textContent = studies.length ? `${studies.length}${more ? "+" : ""} studies` : "No studies found.";
+        searchStatus.textContent = studies.length ? t("studies.found", { count: studies.length, more: more ? "+" : "" }) : t("studies.none");
       } catch (err) {
         searchStatus.textContent = "";
         errors.show(err);
@@ -166,23 +192,23 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
     "form",
     { class: "inline-form", "data-testid": "pacs-search" },
     h("label", {}, h("span", {}, "PACS"), pacsSelect),
-    h("label", {}, h("span", {}, "Patient ID"), h("input", { name: "PatientID", type: "search", autocomplete: "off" })),
-    h("label", {}, h("span", {}, "Patient name"), h("input", { name: "PatientName", type: "search", autocomplete: "off" })),
-    h("button", { type: "submit" }, "Query PACS"),
+    h("label", {}, h("span", {}, t("studies.patient_id")), h("input", { name: "PatientID", type: "search", autocomplete: "off" })),
+    h("label", {}, h("span", {}, t("studies.patient_name")), h("input", { name: "PatientName", type: "search", autocomplete: "off" })),
+    h("button", { type: "submit" }, t("newcase.query_pacs")),
   );
   const pacsStatus = h("p", { class: "muted", "data-testid": "pacs-status" });
   const pacsResults = h("tbody");
   const pacsSection = h(
     "section",
     { class: "panel", "data-testid": "pacs-section" },
-    h("h2", {}, "From our PACS"),
-    h("p", { class: "muted" }, "Studies of your hospital's PACS that are not in the shared archive yet: fetch one, then link it."),
+    h("h2", {}, t("newcase.from_pacs")),
+    h("p", { class: "muted" }, t("newcase.from_pacs_hint")),
     pacsForm,
     pacsStatus,
     h(
       "table",
       { class: "grid" },
-      h("thead", {}, h("tr", {}, ...["Patient", "ID", "Date", "Modalities", "Description", "Images", ""].map((t) => h("th", {}, t)))),
+      h("thead", {}, h("tr", {}, ...["patient", "id", "date", "modalities", "description", "images"].map((k) => h("th", {}, t(`studies.col.${k}`))), h("th", {}))),
       pacsResults,
     ),
   );
@@ -197,11 +223,11 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
       }
       replaceChildren(
         pacsSelect,
-        ...own.map((n) => h("option", { value: n.ae_title }, `${n.ae_title}${n.description ? ` — ${n.description}` : ""}`)),
+        ...own.map((n) => h("option", { value: n.ae_title, translate: "no" }, `${n.ae_title}${n.description ? ` — ${n.description}` : ""}`)),
       );
     } catch (err) {
       if (err instanceof ApiError && (err.status === 403 || err.status === 404)) pacsSection.hidden = true;
-      else pacsStatus.textContent = `The PACS list is not available: ${(err as Error).message}`;
+      else pacsStatus.textContent = t("newcase.pacs_unavailable", { reason: (err as Error).message });
     }
   }
 
@@ -216,15 +242,15 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
         if (value) params.set(key, value);
       }
       if (!ae || !params.size) {
-        pacsStatus.textContent = "Give a patient ID or name.";
+        pacsStatus.textContent = t("newcase.pacs_give_id");
         return;
       }
-      pacsStatus.textContent = `Querying ${ae}…`;
+      pacsStatus.textContent = t("newcase.pacs_querying", { ae });
       replaceChildren(pacsResults);
       try {
         const found = await api<RemoteStudy[]>("GET", `/api/remote/pacs/${encodeURIComponent(ae)}/studies?${params}`);
         state.pacs = found.map((s) => s.study_uid);
-        pacsStatus.textContent = found.length ? `${found.length} studies in ${ae}` : `Nothing found in ${ae}.`;
+        pacsStatus.textContent = found.length ? t("newcase.pacs_found", { count: found.length, ae }) : t("newcase.pacs_nothing", { ae });
         replaceChildren(pacsResults, ...found.map((s) => pacsRow(ae, s)));
       } catch (err) {
         pacsStatus.textContent = `${ae}: ${(err as Error).message}`;
@@ -237,12 +263,12 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
     const link = async () => {
       const study = await findStudy(s.study_uid);
       if (study) pick(study);
-      else replaceChildren(cell, h("span", { class: "error-line" }, "Not visible in the archive."));
+      else replaceChildren(cell, h("span", { class: "error-line" }, t("newcase.not_visible")));
     };
-    const fetchButton = h("button", { type: "button", "data-testid": "pacs-retrieve" }, "Fetch");
+    const fetchButton = h("button", { type: "button", "data-testid": "pacs-retrieve" }, t("newcase.fetch"));
     fetchButton.addEventListener("click", () => {
       fetchButton.disabled = true;
-      fetchButton.textContent = "Fetching…";
+      fetchButton.textContent = t("newcase.fetching");
       void (async () => {
         try {
           const answer = await api<{ completed: number; failed: number; warning: number; in_archive: boolean }>(
@@ -250,28 +276,28 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
             `/api/remote/pacs/${encodeURIComponent(ae)}/studies/${s.study_uid}/retrieve`,
             {},
           );
-          if (!answer.in_archive) throw new Error(`the PACS sent ${answer.completed} images, ${answer.failed} failed`);
+          if (!answer.in_archive) throw new Error(t("newcase.pacs_sent", { completed: answer.completed, failed: answer.failed }));
           replaceChildren(
             cell,
-            h("span", { class: "muted" }, `fetched ${answer.completed}${answer.failed ? `, ${answer.failed} failed` : ""} `),
+            h("span", { class: "muted" }, `${t("newcase.fetched", { count: answer.completed })}${answer.failed ? `, ${t("newcase.failed", { count: answer.failed })}` : ""} `),
           );
           await link();
         } catch (err) {
           fetchButton.disabled = false;
-          fetchButton.textContent = "Fetch";
+          fetchButton.textContent = t("newcase.fetch");
           cell.append(h("div", { class: "error-line" }, (err as Error).message));
         }
       })();
     });
-    cell.append(s.in_archive ? h("button", { type: "button", onclick: () => void link() }, "Link") : fetchButton);
+    cell.append(s.in_archive ? h("button", { type: "button", onclick: () => void link() }, t("newcase.link")) : fetchButton);
     return h(
       "tr",
       { "data-testid": "pacs-row", "data-study": s.study_uid },
-      h("td", {}, person(s.patient_name)),
-      h("td", {}, s.patient_id),
-      h("td", { class: "nowrap" }, formatDate(s.study_date)),
+      h("td", { translate: "no" }, person(s.patient_name)),
+      h("td", { translate: "no" }, s.patient_id),
+      h("td", { class: "nowrap" }, dicomDate(s.study_date)),
       h("td", {}, s.modalities),
-      h("td", {}, s.description),
+      h("td", { translate: "no" }, s.description),
       h("td", { class: "num" }, s.instances),
       cell,
     );
@@ -283,7 +309,7 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
   const priority = h(
     "select",
     { name: "priority", "data-testid": "priority-select" },
-    ...PRIORITIES.map((p) => h("option", { value: p }, p)),
+    ...PRIORITIES.map((p) => h("option", { value: p }, t(`priority.${p}`))),
   );
   const institution = h("select", { name: "target_institution", required: true, "data-testid": "target-institution" });
   const specialty = h("select", { name: "target_specialty", "data-testid": "target-specialty" });
@@ -295,8 +321,8 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
     const inst = directory.institutions.find((i) => i.id === institution.value);
     replaceChildren(
       specialty,
-      h("option", { value: "" }, "any specialty"),
-      ...(inst?.specialties ?? []).map((s) => h("option", { value: s }, s)),
+      h("option", { value: "" }, t("newcase.any_specialty")),
+      ...(inst?.specialties ?? []).map((s) => h("option", { value: s, translate: "no" }, s)),
     );
     fillSpecialists();
   }
@@ -305,48 +331,77 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
     const people = (inst?.specialists ?? []).filter((p) => !specialty.value || p.specialty === specialty.value);
     replaceChildren(
       specialist,
-      h("option", { value: "" }, "anyone of the service"),
-      ...people.map((p) => h("option", { value: p.subject }, `${p.name}${p.specialty ? ` (${p.specialty})` : ""}`)),
+      h("option", { value: "" }, t("newcase.anyone")),
+      ...people.map((p) => h("option", { value: p.subject, translate: "no" }, `${p.name}${p.specialty ? ` (${p.specialty})` : ""}`)),
     );
   }
   institution.addEventListener("change", fillSpecialties);
   specialty.addEventListener("change", fillSpecialists);
 
-  const saveButton = h("button", { type: "button", "data-testid": "save-draft" }, "Save draft");
-  const submitButton = h("button", { type: "submit", class: "primary", "data-testid": "submit-case" }, "Submit request");
+  const saveButton = h("button", { type: "button", "data-testid": "save-draft" }, t("newcase.save_draft"));
+  const submitButton = h("button", { type: "submit", class: "primary", "data-testid": "submit-case" }, t("newcase.submit"));
   const field = (label: string, input: HTMLElement, hint = "") =>
     h("label", { class: "field" }, h("span", {}, label, hint ? h("small", { class: "muted" }, ` ${hint}`) : null), input);
   const requestForm = h(
     "form",
     { class: "panel request-form", "data-testid": "request-form" },
-    h("h2", {}, "Request"),
-    field("Clinical question", question, "(required)"),
-    field("Clinical information", clinical),
+    h("h2", {}, t("newcase.request")),
+    field(t("case.question"), question, t("common.required")),
+    field(t("case.clinical_info"), clinical),
     h(
       "div",
       { class: "row" },
-      field("Priority", priority),
-      field("Institution", institution, "(required)"),
-      field("Specialty", specialty),
-      field("Specialist", specialist),
+      field(t("case.priority"), priority),
+      field(t("newcase.institution"), institution, t("common.required")),
+      field(t("case.specialty"), specialty),
+      field(t("newcase.specialist"), specialist),
     ),
-    field("Attachments", files, "PDF, PNG or JPEG"),
-    h("div", { class: "buttons" }, submitButton, saveButton, h("a", { href: "/viewer/cases" }, "Cancel")),
+    field(t("newcase.attachments"), files, t("newcase.attachment_types")),
+    h("div", { class: "buttons" }, submitButton, saveButton, h("a", { href: "/viewer/cases", "data-testid": "cancel-new-case", onclick: () => draft.clear() }, t("common.cancel"))),
   );
+
+  function current(): RequestDraft {
+    const choice: Record<string, string[]> = {};
+    for (const [uid, chosen] of keyChoice) choice[uid] = [...chosen];
+    return {
+      question: question.value,
+      clinical_info: clinical.value,
+      priority: priority.value,
+      target_institution: institution.value,
+      target_specialty: specialty.value,
+      target_subject: specialist.value,
+      studies: [...picked.keys()],
+      keyChoice: choice,
+    };
+  }
+  function hasWork(): boolean {
+    return !!(question.value.trim() || clinical.value.trim() || picked.size);
+  }
+  /** kept on every change (a reload one moment later finds it) */
+  function keep(): void {
+    if (restoring || state.saving) return;
+    if (hasWork()) draft.save(current());
+    else draft.clear();
+  }
+  for (const input of [question, clinical, priority, institution, specialty, specialist]) {
+    input.addEventListener("input", keep);
+    input.addEventListener("change", keep);
+  }
+  guardUnsaved(() => !state.saving && hasWork());
 
   async function create(submit: boolean): Promise<void> {
     if (state.saving) return;
     if (!picked.size) {
-      errors.info("Choose at least one study.");
+      errors.info(t("newcase.need_study"));
       return;
     }
     if (!question.value.trim()) {
-      errors.info("Write the clinical question.");
+      errors.info(t("newcase.need_question"));
       question.focus();
       return;
     }
     if (!institution.value) {
-      errors.info("Choose the institution to ask.");
+      errors.info(t("newcase.need_institution"));
       return;
     }
     state.saving = true;
@@ -373,10 +428,12 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
         const { case: current } = await getCase(created.id);
         await api("POST", `/api/cases/${created.id}/submit`, { version: current.version });
       }
-      location.assign(`/viewer/cases/${created.id}`);
+      draft.clear();
+      leave(`/viewer/cases/${created.id}`);
     } catch (err) {
       // a draft that exists already is not lost: say where it is
-      errors.show(created ? new Error(`${(err as Error).message} — the draft #${created.id} is saved; open it from Cases.`) : err);
+      if (created) draft.clear(); // the server has it now
+      errors.show(created ? new Error(`${(err as Error).message} — ${t("newcase.draft_saved_as", { id: created.id })}`) : err);
       state.saving = false;
       saveButton.disabled = submitButton.disabled = false;
     }
@@ -388,25 +445,25 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
   saveButton.addEventListener("click", () => void create(false));
 
   root.append(
-    navBar(me, "new"),
+    appHeader(me, hooks, "cases"),
     h(
       "main",
       { class: "consult-page new-case" },
-      h("div", { class: "page-title" }, h("h1", {}, "New consult request")),
+      h("div", { class: "page-title" }, h("h1", {}, t("newcase.title"))),
       errors.element,
       h(
         "section",
         { class: "panel", "data-testid": "studies-section" },
-        h("h2", {}, "Studies"),
+        h("h2", {}, t("studies.title")),
         searchForm,
         searchStatus,
         h(
           "table",
           { class: "grid", "data-testid": "case-study-results" },
-          h("thead", {}, h("tr", {}, ...["", "Patient", "ID", "Date", "Modalities", "Description", "Images"].map((t) => h("th", {}, t)))),
+          h("thead", {}, h("tr", {}, h("th", {}), ...["patient", "id", "date", "modalities", "description", "images"].map((k) => h("th", {}, t(`studies.col.${k}`))))),
           results,
         ),
-        h("h3", {}, "Linked to the request"),
+        h("h3", {}, t("newcase.linked")),
         pickedList,
       ),
       pacsSection,
@@ -424,7 +481,7 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
     loadPacs(),
     preselect
       ? findStudy(preselect).then(
-          (s) => (s ? pick(s) : errors.info("The study of the link is not visible to you.")),
+          (s) => (s ? pick(s) : errors.info(t("newcase.link_not_visible"))),
           (err: unknown) => errors.show(err),
         )
       : Promise.resolve(),
@@ -432,9 +489,38 @@ export async function newCase(root: HTMLElement, me: Me, hooks: ConsiliumHooks):
   directory = dir;
   replaceChildren(
     institution,
-    h("option", { value: "" }, "— choose —"),
-    ...directory.institutions.map((i) => h("option", { value: i.id }, i.name)),
+    h("option", { value: "" }, t("newcase.choose")),
+    ...directory.institutions.map((i) => h("option", { value: i.id, translate: "no" }, i.name)),
   );
   if (directory.institutions.length === 1) institution.value = directory.institutions[0].id;
   fillSpecialties();
+  await restore();
+  restoring = false;
+  keep();
+
+  /** the request as it was typed before a reload or a crash */
+  async function restore(): Promise<void> {
+    const stored = draft.load();
+    if (!stored) return;
+    question.value = stored.question ?? "";
+    clinical.value = stored.clinical_info ?? "";
+    if (stored.priority) priority.value = stored.priority;
+    if (stored.target_institution && directory.institutions.some((i) => i.id === stored.target_institution)) {
+      institution.value = stored.target_institution;
+      fillSpecialties();
+      specialty.value = stored.target_specialty ?? "";
+      fillSpecialists();
+      specialist.value = stored.target_subject ?? "";
+    }
+    const studies = await Promise.all((stored.studies ?? []).map((uid) => findStudy(uid).catch(() => undefined)));
+    for (const study of studies) {
+      if (!study) continue;
+      keyChoice.set(study.studyUID, new Set(stored.keyChoice?.[study.studyUID] ?? []));
+      picked.set(study.studyUID, study);
+    }
+    renderPicked();
+    syncChecks();
+    state.restored = true;
+    errors.info(t("newcase.restored"));
+  }
 }

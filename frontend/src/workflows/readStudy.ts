@@ -14,14 +14,17 @@ import { SeriesPanel } from "../capabilities/seriesPanel/seriesPanel";
 import { MeasurementList } from "../capabilities/tools/measurementList";
 import { PRIMARY_TOOLS, Toolbox } from "../capabilities/tools/toolbox";
 import { Toolbar, type ToolbarButton } from "../capabilities/toolbar/toolbar";
+import { CompareLayout, LAYOUTS, type Layout } from "../capabilities/viewport/compare";
 import { CT_PRESETS } from "../capabilities/viewport/presets";
 import { RENDERING_ENGINE_ID, StackViewer, VIEWPORT_ID } from "../capabilities/viewport/stackViewer";
 import { openExportDialog, useCsrf } from "../capabilities/regional/exportDialog";
 import { str, Tag } from "../core/dicomjson";
 import { findStudy, framesOf, seriesMetadata, type Series, type Study } from "../core/dicomweb";
+import { appHeader, pageTitle } from "../capabilities/shell/shell";
 import { h } from "../core/dom";
 import type { ConsiliumHooks } from "../core/hooks";
-import { logout, type Me } from "../core/session";
+import { t } from "../core/i18n";
+import type { Me } from "../core/session";
 
 const ROUTE = /^\/viewer\/studies\/([0-9.]+)\/?$/;
 
@@ -33,41 +36,71 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
   const status = h("div", { class: "viewer-status", "data-testid": "viewer-status", role: "status" });
   let toolbox: Toolbox | null = null;
   const mpr = new Mpr3dLayout(hooks); // MPR / 3D over the stack viewport (?layout=mpr)
+  const compare = new CompareLayout(viewer, hooks, (viewportId, engineId) => toolbox?.addViewport(viewportId, engineId));
+  const fpsSelect = h(
+    "select",
+    { class: "cine-fps", "data-testid": "cine-fps", title: t("viewer.cine_fps"), "aria-label": t("viewer.cine_fps") },
+    ...[5, 10, 15, 20, 25, 30].map((fps) => h("option", { value: fps, selected: fps === 10 }, t("viewer.fps", { fps }))),
+  );
+  const cineButton = h("button", { type: "button", "data-id": "cine", "data-testid": "cine", title: t("viewer.cine_title") }, `▶ ${t("viewer.cine")}`);
+  function toggleCine(): void {
+    const playing = viewer.playing !== null;
+    viewer.play(playing ? null : Number(fpsSelect.value));
+    cineButton.classList.toggle("active", !playing);
+    cineButton.textContent = `${playing ? "▶" : "■"} ${t("viewer.cine")}`;
+  }
+  cineButton.addEventListener("click", toggleCine);
+  fpsSelect.addEventListener("change", () => {
+    if (viewer.playing !== null) viewer.play(Number(fpsSelect.value));
+  });
+  function chooseLayout(layout: Layout): void {
+    toolbar.setActive(`layout-${layout}`);
+    if (layout !== "1x1" && mpr.active) mpr.close();
+    void compare.setLayout(layout).catch((err: unknown) => (status.textContent = String(err)));
+  }
 
   // -- layout ----------------------------------------------------------------------------
   const toggleBrowser = () => document.body.classList.toggle("browser-collapsed");
-  const header = h(
-    "header",
-    { class: "app-header" },
-    h("button", { type: "button", class: "toggle", title: "Show or hide the study list", onclick: toggleBrowser }, "☰ Studies"),
-    h("a", { class: "brand", href: "/" }, "Consilium"),
-    h("span", { class: "spacer" }),
-    h("span", { class: "who", "data-testid": "who" }, `${me.name} · ${me.institution_name || me.institution || ""}`),
-    h("button", { type: "button", onclick: () => void logout(me) }, "Log out"),
+  pageTitle(t("viewer.title"));
+  const header = appHeader(
+    me,
+    hooks,
+    "studies",
+    h("button", { type: "button", class: "toggle", title: t("viewer.toggle_list"), onclick: toggleBrowser }, `☰ ${t("studies.title")}`),
   );
   const buttons: ToolbarButton[][] = [
-    PRIMARY_TOOLS.map((t) => ({
-      id: t.name,
-      label: t.label,
-      title: `${t.label} (${t.key.toUpperCase()})`,
+    PRIMARY_TOOLS.map((tool) => ({
+      id: tool.name,
+      label: t(`tools.${tool.key}`),
+      title: `${t(`tools.${tool.key}`)} (${tool.key.toUpperCase()})`,
       group: "primary",
-      onClick: () => toolbox?.setPrimary(t.name),
+      onClick: () => toolbox?.setPrimary(tool.name),
     })),
     CT_PRESETS.map((p) => ({
       id: `preset-${p.key}`,
-      label: p.name,
-      title: `${p.name}: W ${p.width} L ${p.center} (${p.key})`,
+      label: t(`presets.${p.id}`),
+      title: `${t(`presets.${p.id}`)}: W ${p.width} L ${p.center} (${p.key})`,
       onClick: () => viewer.applyPreset(p),
     })),
     [
-      { id: "flip-h", label: "Flip H", title: "Flip horizontally (H)", onClick: () => viewer.flip("horizontal") },
-      { id: "flip-v", label: "Flip V", title: "Flip vertically (V)", onClick: () => viewer.flip("vertical") },
-      { id: "rotate", label: "Rotate 90°", title: "Rotate clockwise (O)", onClick: () => viewer.rotate90() },
-      { id: "invert", label: "Invert", title: "Invert (I)", onClick: () => viewer.invert() },
-      { id: "reset", label: "Reset", title: "Reset the view (Esc)", onClick: () => viewer.reset() },
+      { id: "flip-h", label: t("viewer.flip_h"), title: t("viewer.flip_h_title"), onClick: () => viewer.flip("horizontal") },
+      { id: "flip-v", label: t("viewer.flip_v"), title: t("viewer.flip_v_title"), onClick: () => viewer.flip("vertical") },
+      { id: "rotate", label: t("viewer.rotate"), title: t("viewer.rotate_title"), onClick: () => viewer.rotate90() },
+      { id: "invert", label: t("viewer.invert"), title: t("viewer.invert_title"), onClick: () => viewer.invert() },
+      { id: "reset", label: t("viewer.reset"), title: t("viewer.reset_title"), onClick: () => viewer.reset() },
     ],
-    [{ id: "mpr3d", label: "MPR / 3D", title: "3-plane MPR and 3D of this series (M; Esc: back)", onClick: () => mpr.toggle(viewer.current?.series.seriesUID ?? null) }],
-    [{ id: "give-out", label: "Media / film", title: "Patient media (ZIP, ISO), a de-identified copy or film of this study", onClick: () => giveOut() }],
+    LAYOUTS.map((layout) => ({
+      id: `layout-${layout}`,
+      label: layout.replace("x", "×"),
+      title: t(`viewer.layout_${layout}`),
+      group: "layout",
+      onClick: () => chooseLayout(layout),
+    })),
+    [{ id: "mpr3d", label: "MPR / 3D", title: t("viewer.mpr_title"), onClick: () => {
+      if (compare.layout !== "1x1") chooseLayout("1x1");
+      mpr.toggle(viewer.current?.series.seriesUID ?? null);
+    } }],
+    [{ id: "give-out", label: t("regional.give_out"), title: t("regional.give_out_title"), onClick: () => giveOut() }],
   ];
   const giveOut = () => {
     const shown = viewer.current;
@@ -86,9 +119,11 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
       { class: "layout" },
       h("aside", { class: "browser-column" }, browser.element),
       h("aside", { class: "series-column" }, seriesPanel.element, measurementList.element),
-      h("section", { class: "viewer-column" }, toolbar.element, viewer.element, status),
+      h("section", { class: "viewer-column" }, toolbar.element, compare.element, status),
     ),
   );
+  toolbar.element.append(h("div", { class: "toolbar-section" }, cineButton, fpsSelect));
+  toolbar.setActive("layout-1x1");
   viewer.mount();
   viewer.element.append(mpr.element);
   toolbox = new Toolbox("consilium-read", VIEWPORT_ID, RENDERING_ENGINE_ID);
@@ -96,7 +131,7 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
   toolbox.onPrimaryChange((name) => toolbar.setActive(name));
   hooks.canvasStats = () => viewer.canvasStats();
   installConsultExtras({
-    me, hooks, header, layout: root.querySelector("main.layout") as HTMLElement, toolbar: toolbar.element,
+    me, hooks, layout: root.querySelector("main.layout") as HTMLElement, toolbar: toolbar.element,
     currentImageId: () => (viewer.current ? viewer.viewport.getCurrentImageId() : undefined),
     onImageChange: (callback) => viewer.on("change", callback),
   });
@@ -142,7 +177,7 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
     hooks.firstImageAt = hooks.firstImageMs = null;
     awaitingFirst = series.seriesUID;
     seriesPanel.setActive(series.seriesUID);
-    status.textContent = "Loading…";
+    status.textContent = t("common.loading");
     try {
       performance.mark("consilium:metadata-request");
       const metadata = await seriesMetadata(series);
@@ -150,18 +185,21 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
       const frames = framesOf(series, metadata);
       if (token !== openToken) return;
       if (!frames.length) {
-        status.textContent = "This series has no images to show.";
+        status.textContent = t("viewer.no_images");
         return;
       }
       await viewer.open({ study, series, frames }, 0);
       performance.mark("consilium:stack-set");
       if (token !== openToken) return;
+      cineButton.classList.remove("active");
+      cineButton.textContent = `▶ ${t("viewer.cine")}`;
+      compare.primaryOpened(frames);
       status.textContent = "";
       const url = `/viewer/studies/${study.studyUID}?series=${series.seriesUID}`;
       if (location.pathname + location.search !== url) history.replaceState(null, "", url);
       mpr.seriesOpened(series.seriesUID);
     } catch (err) {
-      if (token === openToken) status.textContent = `Cannot show this series: ${(err as Error).message}`;
+      if (token === openToken) status.textContent = t("viewer.cannot_show", { reason: (err as Error).message });
       console.error(err);
     }
   }
@@ -175,7 +213,7 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
     document.body.classList.add("browser-collapsed");
     const url = `/viewer/studies/${study.studyUID}`;
     if (location.pathname !== url) history.pushState(null, "", url);
-    status.textContent = "Loading…";
+    status.textContent = t("common.loading");
     try {
       const series = await seriesPanel.show(study);
       performance.mark("consilium:series");
@@ -185,13 +223,16 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
         series.find((s) => (s.instanceCount ?? 1) > 0 && !["SR", "KO", "PR", "SEG", "RTSTRUCT"].includes(s.modality)) ??
         series[0];
       if (first) await openSeries(study, first, clickedAt);
-      else status.textContent = "This study has no series.";
+      else status.textContent = t("viewer.no_series");
     } catch (err) {
-      status.textContent = `Cannot open this study: ${(err as Error).message}`;
+      status.textContent = t("viewer.cannot_open", { reason: (err as Error).message });
     }
   }
 
   browser.onOpen = (study, event) => void openStudy(study, event.timeStamp);
+  browser.onCompare = (study, priors) => {
+    void openStudy(study, performance.now()).then(() => chooseLayout(priors.length > 1 ? "2x2" : "1x2"));
+  };
   seriesPanel.onSelect = (series, event) => {
     const study = viewer.current?.study;
     if (study && study.studyUID === series.studyUID) void openSeries(study, series, event.timeStamp);
@@ -206,7 +247,7 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
     }
     const study = await findStudy(match[1]);
     if (!study) {
-      status.textContent = "No such study here (or not yours to see).";
+      status.textContent = t("viewer.no_such_study");
       return;
     }
     const series = new URLSearchParams(location.search).get("series") ?? undefined;
@@ -226,7 +267,13 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
     }
     if (event.key === "m" && !event.ctrlKey && !event.metaKey && !event.altKey && viewer.current) {
       event.preventDefault();
+      if (compare.layout !== "1x1") chooseLayout("1x1");
       void mpr.open(viewer.current.series.seriesUID);
+      return;
+    }
+    if (event.key.toLowerCase() === "c" && !event.ctrlKey && !event.metaKey && !event.altKey && viewer.current) {
+      event.preventDefault();
+      toggleCine();
       return;
     }
     let handled = viewer.handleKey(event) || (toolbox?.handleKey(event) ?? false);

@@ -148,6 +148,14 @@ def counts(engine: Engine) -> tuple[int, int]:
     return int(n_studies), int(n_instances)
 
 
+def usage(engine: Engine) -> dict[str, tuple[int, int]]:
+    """(studies, bytes stored) per owning institution: the admin's storage figures."""
+    stmt = select(studies.c.institution_id, func.count(), func.coalesce(
+        func.sum(studies.c.size_bytes), 0)).group_by(studies.c.institution_id)
+    with engine.connect() as conn:
+        return {str(i): (int(n), int(b)) for i, n, b in conn.execute(stmt)}
+
+
 # -- what a conclusion document says of its studies --------------------------------------------
 
 

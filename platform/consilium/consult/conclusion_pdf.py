@@ -19,6 +19,7 @@ from consilium.consult.cases import actor_of, aware, load_case, signed_version
 from consilium.consult.context import ConsultContext
 from consilium.consult.files import read_file, write_file
 from consilium.consult.models import Conclusion, ConsultCase
+from consilium.consult.pdf_text import PdfText
 from consilium.identity.policy import Principal
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")  # Debian's fonts-dejavu-core
@@ -29,10 +30,6 @@ def _person(name: str) -> str:
     return " ".join(part for part in name.split("=")[0].split("^") if part)
 
 
-def _date(da: str) -> str:
-    return f"{da[:4]}-{da[4:6]}-{da[6:8]}" if len(da) == 8 and da.isdigit() else da
-
-
 def render_pdf(ctx: ConsultContext, case: ConsultCase, conclusion: Conclusion,
                facts: list[StudyFacts]) -> bytes:
     """The signed conclusion as a one-document PDF (DejaVu fonts, so Cyrillic prints). The
@@ -41,10 +38,11 @@ def render_pdf(ctx: ConsultContext, case: ConsultCase, conclusion: Conclusion,
     from fpdf.enums import XPos, YPos
 
     names = ctx.documents.institution_names if ctx.documents else {}
+    tr = ctx.documents.text if ctx.documents else PdfText()
     signed_at = aware(conclusion.signed_at).astimezone(UTC)
     pdf = FPDF(format="A4")
     pdf.set_creation_date(signed_at)
-    pdf.set_title(f"Consult conclusion, case {case.id}, version {conclusion.version}")
+    pdf.set_title(tr("doc_title", case=case.id, version=conclusion.version))
     pdf.set_author(conclusion.author_name or conclusion.author)
     pdf.set_creator("Consilium")
     pdf.add_font("DejaVu", "", str(FONT_DIR / "DejaVuSans.ttf"))
@@ -65,32 +63,36 @@ def render_pdf(ctx: ConsultContext, case: ConsultCase, conclusion: Conclusion,
     def inst(identifier: str) -> str:
         return names.get(identifier, identifier)
 
-    line("Consult conclusion / Консультативное заключение", 15, "B", gap=2)
-    line(f"Case {case.id} · version {conclusion.version} · signed "
-         f"{signed_at.strftime('%Y-%m-%d %H:%M:%S')} UTC", 9, gap=3)
-    line(f"From: {inst(case.requester_institution)} ({case.requester_name})", 10)
-    line(f"To: {inst(case.target_institution)}"
+    line(tr("title"), 15, "B", gap=2)
+    line(tr("case_line", case=case.id, version=conclusion.version,
+            when=tr.instant(signed_at)), 9, gap=3)
+    line(tr("from", institution=inst(case.requester_institution),
+            person=case.requester_name), 10)
+    line(tr("to", institution=inst(case.target_institution))
          + (f", {case.target_specialty}" if case.target_specialty else ""), 10, gap=3)
     patient = facts[0] if facts else None
-    labelled("Patient", (f"{_person(patient.patient_name)} · ID {patient.patient_id} · born "
-                         f"{_date(patient.birth_date) or '-'} · sex {patient.sex or '-'}")
+    labelled(tr("patient"), tr("patient_line", name=_person(patient.patient_name),
+                               patient_id=patient.patient_id,
+                               born=tr.date(patient.birth_date) or "-",
+                               sex=tr.sex(patient.sex))
              if patient else f"{_person(case.patient_name)} · ID {case.patient_id}")
-    labelled("Studies", "\n".join(
-        f"{_date(f.study_date) or '-'} · {f.modalities or '-'} · {f.description or '-'} · "
-        f"accession {f.accession_number or '-'}" for f in facts))
-    labelled("Question", case.question)
+    labelled(tr("studies"), "\n".join(
+        tr("study_line", date=tr.date(f.study_date) or "-", modalities=f.modalities or "-",
+           description=f.description or "-", accession=f.accession_number or "-")
+        for f in facts))
+    labelled(tr("question"), case.question)
     if case.clinical_info:
-        labelled("Clinical information", case.clinical_info)
-    labelled("Findings", conclusion.findings)
-    labelled("Impression", conclusion.impression)
-    labelled("Recommendations", conclusion.recommendations)
+        labelled(tr("clinical_info"), case.clinical_info)
+    labelled(tr("findings"), conclusion.findings)
+    labelled(tr("impression"), conclusion.impression)
+    labelled(tr("recommendations"), conclusion.recommendations)
     if conclusion.replaces_version:
-        labelled("Amendment", f"replaces version {conclusion.replaces_version}: "
-                              f"{conclusion.amendment_reason}")
-    labelled("Signed by", f"{conclusion.author_name or conclusion.author}, "
-                          f"{inst(conclusion.author_institution)}, "
-                          f"{signed_at.strftime('%Y-%m-%d %H:%M:%S')} UTC")
-    line(f"Content SHA-256: {conclusion.content_sha256}", 7)
+        labelled(tr("amendment"), tr("amendment_line", version=conclusion.replaces_version,
+                                     reason=conclusion.amendment_reason))
+    labelled(tr("signed_by"), f"{conclusion.author_name or conclusion.author}, "
+                              f"{inst(conclusion.author_institution)}, "
+                              f"{tr.instant(signed_at)}")
+    line(tr("sha256", sha=conclusion.content_sha256), 7)
     return bytes(pdf.output())
 
 

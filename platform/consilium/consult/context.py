@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from consilium.archive.ingest import ArchiveStore
 from consilium.audit import AuditTrail
 from consilium.consult.models import ConsultCase, Priority
+from consilium.consult.pdf_text import PdfText
 from consilium.settings import Settings
 
 MIB = 1024 * 1024
@@ -42,6 +43,7 @@ class DocumentsConfig:
     attachment_max_bytes: int = 20 * MIB
     institution_names: Mapping[str, str] = field(default_factory=dict)
     fsync: bool = True
+    text: PdfText = field(default_factory=PdfText)  # language and time zone of the PDF
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ def consult_context(settings: Settings, engine: Engine, audit: AuditTrail,
     """The context of a process, from its settings; without a store, no documents."""
     documents = None if store is None else DocumentsConfig(
         store, settings.data_dir / "attachments", int(settings.consult_attachment_max_mb * MIB),
-        {i.id: i.name for i in settings.institutions}, settings.storage_fsync)
+        {i.id: i.name for i in settings.institutions}, settings.storage_fsync,
+        PdfText(settings.ui_default_language, settings.ui_time_zone))
     return ConsultContext(engine, audit, due_hours(settings),
                           timedelta(days=settings.consult_grant_retention_days), documents,
                           notify)

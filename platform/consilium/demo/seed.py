@@ -3,12 +3,19 @@ files that pydicom ships (compressed syntaxes, Cyrillic names, multi-frame, PET,
 
 Seeding runs only on an empty archive (or when forced) and derives UIDs from fixed seeds, so
 running it twice stores nothing new.
+
+pydicom's corpus holds files that are refused on purpose (one SOP Instance UID with different
+content in several files, deliberately malformed ones): at ``consilium serve`` their warnings are
+held back and summed up in one line, so that the start ends with the box of addresses and
+nothing alarming that is expected; ``consilium seed-demo`` lists each refusal.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -76,7 +83,35 @@ def _encoded(datasets: Iterator[object]) -> Iterator[bytes]:
         yield buffer.getvalue()
 
 
-def seed_demo(runtime: Runtime, log: Callable[[str], None], force: bool = False) -> None:
+class _HeldBack(logging.Filter):
+    """Keeps the warnings of a logger from the output, counting them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING:
+            self.count += 1
+            return False
+        return True
+
+
+@contextmanager
+def _expected_warnings(loggers: tuple[str, ...] = ("consilium.archive.ingest", "pydicom")
+                       ) -> Iterator[_HeldBack]:
+    held = _HeldBack()
+    for name in loggers:
+        logging.getLogger(name).addFilter(held)
+    try:
+        yield held
+    finally:
+        for name in loggers:
+            logging.getLogger(name).removeFilter(held)
+
+
+def seed_demo(runtime: Runtime, log: Callable[[str], None], force: bool = False,
+              verbose: bool = False) -> None:
     """Store the demo studies unless the archive already holds instances."""
     if runtime.settings.identity_dev_idp:
         registered = sum(register_user(
@@ -97,7 +132,19 @@ def seed_demo(runtime: Runtime, log: Callable[[str], None], force: bool = False)
             if ingest_part10(store, data, source).outcome is Outcome.STORED:
                 stored += 1
         log(f"demo: {demo.study.patient.name} ({demo.institution_id}): {stored} CT slices stored")
-    for folder, institution in PYDICOM_FOLDERS:
-        summary = import_files(store, pydicom_files(folder), institution)
-        log(f"demo: pydicom {folder} -> {institution}: {summary.stored} stored, "
-            f"{summary.duplicate} duplicate, {len(summary.refused)} refused")
+    stored = duplicate = 0
+    refused: list[tuple[Path, str]] = []
+    with _expected_warnings() as held:
+        for folder, institution in PYDICOM_FOLDERS:
+            summary = import_files(store, pydicom_files(folder), institution)
+            stored += summary.stored
+            duplicate += summary.duplicate
+            refused += summary.refused
+            if verbose:
+                log(f"demo: pydicom {folder} -> {institution}: {summary.stored} stored, "
+                    f"{summary.duplicate} duplicate, {len(summary.refused)} refused")
+                for path, reason in summary.refused:
+                    log(f"  refused {path.name}: {reason}")
+    log(f"demo: pydicom's test files: {stored} stored, {duplicate} duplicate, {len(refused)} "
+        f"refused as expected (odd and conflicting files of its test corpus; "
+        f"{held.count} warnings held back; `consilium seed-demo` lists them)")

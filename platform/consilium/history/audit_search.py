@@ -36,6 +36,7 @@ class AuditFilter:
     study_uid: str = ""
     actor: str = ""
     action: str = ""
+    outcome: str = ""
     since: datetime | None = None
     until: datetime | None = None
     limit: int = DEFAULT_LIMIT
@@ -60,6 +61,7 @@ def parse_audit_query(query: Mapping[str, str], institution_id: str,
         institution_id=institution_id, include_unattributed=include_unattributed,
         patient_id=query.get("patient_id", ""), study_uid=query.get("study_uid", ""),
         actor=query.get("actor", ""), action=query.get("action", ""),
+        outcome=query.get("outcome", ""),
         since=when("since"), until=when("until"),
         limit=bounded("limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
         offset=bounded("offset", 0, 0, MAX_OFFSET),
@@ -85,6 +87,8 @@ def search_audit(engine: Engine, flt: AuditFilter) -> list[dict[str, Any]]:
         stmt = stmt.where(table.c.actor == flt.actor)
     if flt.action:
         stmt = stmt.where(table.c.action == flt.action)
+    if flt.outcome:
+        stmt = stmt.where(table.c.outcome == flt.outcome)
     if flt.since is not None:
         stmt = stmt.where(table.c.at >= flt.since)
     if flt.until is not None:
@@ -98,5 +102,11 @@ def search_audit(engine: Engine, flt: AuditFilter) -> list[dict[str, Any]]:
     ]
 
 
-def to_csv(rows: list[dict[str, Any]]) -> str:
-    return csv_export.to_csv(rows, COLUMNS)
+# the export: when, who (by name), what, whose data; the identifiers a machine matches on last
+CSV_COLUMNS = ("at", "actor_name", "actor_institution", "action", "outcome", "patient_name",
+               "patient_id", "study_uid", "detail", "source", "channel", "actor")
+
+
+def to_csv(rows: list[dict[str, Any]], zone: str = "UTC") -> str:
+    return csv_export.to_csv(rows, CSV_COLUMNS, zone=zone, times=("at",),
+                             names=("patient_name",))

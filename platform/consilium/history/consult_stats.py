@@ -149,7 +149,23 @@ def turnaround(rows: list[ConsultCase], now: datetime | None = None,
     return figures
 
 
-def to_csv(rows: list[dict[str, Any]]) -> str:
+# the cases export: the case and its state, the patient, who asked whom, when, what; the users'
+# ids (subjects) and the version last
+CASE_COLUMNS = ("id", "status", "priority", "patient_name", "patient_id", "requester_name",
+                "requester_institution", "target_institution", "target_specialty",
+                "assignee_name", "created_at", "submitted_at", "accepted_at", "concluded_at",
+                "closed_at", "due_at", "question", "clinical_info", "requester_subject",
+                "target_subject", "assignee_subject", "version")
+CASE_TIMES = ("created_at", "submitted_at", "accepted_at", "concluded_at", "closed_at", "due_at")
+
+
+def to_csv(rows: list[dict[str, Any]], zone: str = "UTC") -> str:
+    """Cases or turnaround figures as CSV (the columns of the rows, cases' in a reading order);
+    hours rounded to the minute's worth (two decimals)."""
     if not rows:
-        return ""
-    return csv_export.to_csv(rows, list(rows[0]))
+        return csv_export.BOM
+    columns = csv_export.ordered(CASE_COLUMNS, (k for r in rows for k in r))
+    rounded = [{k: round(v, 2) if k.endswith("_h") and isinstance(v, float) else v
+                for k, v in r.items()} for r in rows]
+    return csv_export.to_csv(rounded, columns, zone=zone, times=CASE_TIMES,
+                             names=("patient_name",))

@@ -1,6 +1,7 @@
 """HTTP adapters of the history: the audit search and case statistics for heads.
 
-    GET /api/audit?patient_id=&study_uid=&actor=&action=&since=&until=&limit=&offset=&format=
+    GET /api/audit?patient_id=&study_uid=&actor=&action=&outcome=&since=&until=&limit=&offset=
+                   &format=
                                   audit events of the caller's institution (heads, admins)
     GET /api/history/cases?status=&priority=&institution=&specialty=&person=&since=&until=
                                   the cases the head's institution sent or received
@@ -109,7 +110,8 @@ def case_filter(request: Request) -> CaseFilter:
         since=when("since"), until=when("until"))
 
 
-def history_routes(engine: Engine, audit: AuditTrail) -> list[Route]:
+def history_routes(engine: Engine, audit: AuditTrail, time_zone: str = "UTC") -> list[Route]:
+    """``time_zone``: the region's, in which the CSV exports write their instants."""
 
     async def api_audit(request: Request, principal: Principal) -> Response:
         if not may_read_audit(principal):
@@ -120,7 +122,7 @@ def history_routes(engine: Engine, audit: AuditTrail) -> list[Route]:
             await run_in_threadpool(audit.record, web_actor(request, principal),
                                     AuditAction.EXPORT,
                                     detail={"what": "audit csv", "rows": len(rows)})
-            return Response(audit_csv(rows), media_type=CSV, headers={
+            return Response(audit_csv(rows, time_zone), media_type=CSV, headers={
                 "Content-Disposition": 'attachment; filename="consilium-audit.csv"'})
         return json_response([AuditEventPublic.model_validate(r) for r in rows])
 
@@ -144,7 +146,9 @@ def history_routes(engine: Engine, audit: AuditTrail) -> list[Route]:
         if request.query_params.get("format") == "csv":
             await run_in_threadpool(audit.record, web_actor(request, principal),
                                     AuditAction.EXPORT, detail={"what": f"history {what} csv"})
-            return Response(history_csv(data), media_type=CSV)
+            return Response(history_csv(data, time_zone), media_type=CSV, headers={
+                "Content-Disposition": 'attachment; filename="consilium-' + (
+                    "turnaround" if what == "turnaround" else "cases") + '.csv"'})
         if what == "turnaround":
             return JSONResponse([TurnaroundRow.model_validate(row).model_dump(
                 mode="json", exclude_unset=True) for row in data])

@@ -32,6 +32,7 @@ from starlette.routing import Route
 
 from consilium.demo.clinicians import DEMO_CLINICIANS, DEMO_PASSWORD, DemoClinician, find_clinician
 from consilium.identity.keyfiles import read_private_file, write_private_file
+from consilium.identity.page_text import PAGE_STYLE, page_language, page_text
 from consilium.settings import DEV_IDP_PROVIDER_ID
 
 CLIENT_ID = "consilium"
@@ -275,33 +276,36 @@ async def _oauth2_request(request: Request) -> OAuth2Request:
     return StarletteOAuth2Request(request, form)
 
 
-def _login_page(request: Request, error: str = "") -> HTMLResponse:
+def _login_page(request: Request, lang: str, error: str = "") -> HTMLResponse:
+    def tr(key: str) -> str:
+        return page_text(lang, key)
+
     options = "".join(
-        f"<tr><td><code>{escape(c.username)}</code></td><td>{escape(c.name)}</td>"
-        f"<td>{escape(c.institution)}</td><td>{escape(', '.join(c.roles))}</td></tr>"
+        f"<tr><td translate=no><code>{escape(c.username)}</code></td>"
+        f"<td translate=no>{escape(c.name)}</td><td translate=no>{escape(c.institution)}</td>"
+        f"<td>{escape(', '.join(tr('role.' + r) for r in c.roles))}</td></tr>"
         for c in DEMO_CLINICIANS
     )
     notice = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
     return HTMLResponse(
-        "<!doctype html><meta charset=utf-8><title>Demo identity provider</title>"
-        "<style>body{font-family:system-ui;max-width:44rem;margin:2rem auto}"
-        "td{padding:.2rem .6rem}.error{color:#b00}</style>"
-        "<h1>Consilium demo identity provider</h1>"
-        "<p>For the embedded demo only. Every demo clinician's password is "
-        f"<code>{DEMO_PASSWORD}</code>.</p>{notice}"
+        f"<!doctype html><html lang={lang}><meta charset=utf-8><title>{tr('devidp.title')}"
+        f"</title>{PAGE_STYLE}<h1>{tr('devidp.heading')}</h1>"
+        f"<p>{tr('devidp.note')}<code translate=no>{DEMO_PASSWORD}</code></p>{notice}"
         '<form method="post">'
-        '<label>User name <input name="username" autocomplete="username" required></label> '
-        '<label>Password <input name="password" type="password" '
+        f'<label>{tr("devidp.user")} <input name="username" autocomplete="username" required>'
+        f'</label> <label>{tr("devidp.password")} <input name="password" type="password" '
         'autocomplete="current-password" required></label> '
-        '<button type="submit">Sign in</button></form>'
-        f"<table><tr><th>user</th><th>name</th><th>institution</th><th>roles</th></tr>{options}"
-        "</table>",
+        f'<button type="submit">{tr("devidp.sign_in")}</button></form>'
+        f"<table><tr><th>{tr('devidp.col_user')}</th><th>{tr('devidp.col_name')}</th>"
+        f"<th>{tr('devidp.col_institution')}</th><th>{tr('devidp.col_roles')}</th></tr>"
+        f"{options}</table>",
         status_code=401 if error else 200,
     )
 
 
 def dev_idp_routes(issuer: str, consilium_base_url: str, key_folder: Path,
-                   provider_id: str = DEV_IDP_PROVIDER_ID) -> list[Route]:
+                   provider_id: str = DEV_IDP_PROVIDER_ID,
+                   default_language: str = "ru") -> list[Route]:
     """The provider's routes, for Consilium at ``consilium_base_url`` that knows this provider
     as ``provider_id`` (its callback is the one redirect URI registered)."""
     provider = DemoProvider(
@@ -338,14 +342,17 @@ def dev_idp_routes(issuer: str, consilium_base_url: str, key_folder: Path,
         try:
             grant = server.get_consent_grant(oauth_request)
         except Exception as exc:  # authlib's OAuth2Error and friends: show, don't redirect
-            return HTMLResponse(f"<h1>Invalid request</h1><p>{escape(str(exc))}</p>", 400)
+            lang = page_language(request, default_language)
+            return HTMLResponse(f"<h1>{page_text(lang, 'devidp.invalid')}</h1>"
+                                f"<p>{escape(str(exc))}</p>", 400)
+        lang = page_language(request, default_language)
         if request.method == "GET":
-            return _login_page(request)
+            return _login_page(request, lang)
         form = await request.form()
         user = find_clinician(str(form.get("username", "")))
         if user is None or not secrets.compare_digest(str(form.get("password", "")),
                                                        DEMO_PASSWORD):
-            return _login_page(request, "Unknown user or wrong password.")
+            return _login_page(request, lang, page_text(lang, "devidp.wrong"))
         response: Response = server.create_authorization_response(oauth_request, user, grant)
         return response
 
@@ -371,7 +378,8 @@ def dev_idp_routes(issuer: str, consilium_base_url: str, key_folder: Path,
         target = request.query_params.get("post_logout_redirect_uri", "")
         if target and provider.client.check_post_logout_redirect_uri(target):
             return RedirectResponse(target, 303)
-        return HTMLResponse("<p>Signed out of the demo identity provider.</p>")
+        lang = page_language(request, default_language)
+        return HTMLResponse(f"<p>{page_text(lang, 'devidp.signed_out')}</p>")
 
     return [
         Route("/.well-known/openid-configuration", discovery),

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from consilium.audit import Actor, AuditAction, AuditOutcome, AuditTrail
 from consilium.identity.middleware import SESSION_COOKIE, SESSION_SCOPE_KEY, client_address
 from consilium.identity.models import MePublic
+from consilium.identity.page_text import PAGE_STYLE, page_language, page_text
 from consilium.identity.ratelimit import UnauthenticatedAudit, clip, make_rate_limiter
 from consilium.identity.roster import Colleagues, Directory, colleagues, consult_targets
 from consilium.identity.tokens import ProviderDirectory, TokenError
@@ -32,7 +33,7 @@ from consilium.identity.users import (
     upsert_user,
 )
 from consilium.identity.web import current_principal, signed_in_principal
-from consilium.settings import Settings
+from consilium.settings import DEV_IDP_PROVIDER_ID, OidcProvider, Settings
 
 log = logging.getLogger(__name__)
 
@@ -68,38 +69,51 @@ def identity_routes(
                  institution: str = "") -> Actor:
         return Actor(subject, name, institution, client_address(request.scope), "web")
 
-    def failure_page(message: str, status: int = 401) -> HTMLResponse:
+    def failure_page(request: Request, key: str, status: int = 401, **values: str) -> HTMLResponse:
+        lang = page_language(request, settings.ui_default_language)
+        message = page_text(lang, key, **values)
         return HTMLResponse(
-            "<!doctype html><meta charset=utf-8><title>Login failed</title>"
-            f"<h1>Login failed</h1><p role=alert>{escape(message)}</p>"
-            '<p><a href="/auth/login">Try again</a></p>', status_code=status)
+            f"<!doctype html><html lang={lang}><meta charset=utf-8>"
+            f"<title>{page_text(lang, 'failed.title')}</title>{PAGE_STYLE}"
+            f"<h1>{page_text(lang, 'failed.title')}</h1><p role=alert>{escape(message)}</p>"
+            f'<p><a href="/auth/login">{page_text(lang, "failed.again")}</a></p>',
+            status_code=status)
+
+    def provider_name(provider: OidcProvider, lang: str) -> str:
+        """The end of the link's tag and its text: the demo provider in the page's language, a
+        configured one by its configured name (data, not translated)."""
+        if provider.id == DEV_IDP_PROVIDER_ID:
+            return f">{page_text(lang, 'devidp.heading')}"
+        return f" translate=no>{escape(provider.name)}"
 
     async def login_page(request: Request) -> HTMLResponse:
+        lang = page_language(request, settings.ui_default_language)
         return_to = _safe_return_to(request.query_params.get("return_to"))
         items = "".join(
             f'<li><a class="provider" href="/auth/login/{escape(p.id)}?'
-            f'{urlencode({"return_to": return_to})}">{escape(p.name)}</a></li>'
+            f'{urlencode({"return_to": return_to})}"{provider_name(p, lang)}</a></li>'
             for p in settings.effective_identity_providers
-        ) or "<li>No identity provider is configured.</li>"
+        ) or f"<li>{page_text(lang, 'login.none')}</li>"
         return HTMLResponse(
-            "<!doctype html><meta charset=utf-8><title>Log in to Consilium</title>"
-            "<h1>Log in to Consilium</h1><p>Choose your institution's login:</p>"
+            f"<!doctype html><html lang={lang}><meta charset=utf-8>"
+            f"<title>{page_text(lang, 'login.title')}</title>{PAGE_STYLE}"
+            f"<h1>{page_text(lang, 'login.title')}</h1><p>{page_text(lang, 'login.choose')}</p>"
             f"<ul>{items}</ul>")
 
     async def login_start(request: Request) -> Response:
         provider = settings.provider(request.path_params["provider"])
         if provider is None:
-            return failure_page("Unknown identity provider.", 404)
+            return failure_page(request, "failed.unknown_provider", 404)
         if not await limiter.allow(client_address(request.scope)):
             await anonymous.record(actor_of(request), AuditAction.LOGIN_FAILED,
                                    AuditOutcome.DENIED,
                                    {"reason": "rate limited", "provider": provider.id})
-            return failure_page("Too many login attempts; wait a minute.", 429)
+            return failure_page(request, "failed.rate_limited", 429)
         try:
             metadata = await directory.metadata(provider.id)
         except Exception as exc:
             log.error("discovery of %s failed: %s", provider.id, exc)
-            return failure_page("The identity provider cannot be reached.", 502)
+            return failure_page(request, "failed.unreachable", 502)
         attempt = await run_in_threadpool(
             start_login, engine, provider.id,
             _safe_return_to(request.query_params.get("return_to")))
@@ -114,7 +128,7 @@ def identity_routes(
     async def callback(request: Request) -> Response:
         provider = settings.provider(request.path_params["provider"])
         if provider is None:
-            return failure_page("Unknown identity provider.", 404)
+            return failure_page(request, "failed.unknown_provider", 404)
         params = request.query_params
         attempt = await run_in_threadpool(consume_login, engine, provider.id,
                                           params.get("state", ""))
@@ -124,7 +138,7 @@ def identity_routes(
             await anonymous.record(actor_of(request), AuditAction.LOGIN_FAILED,
                                    AuditOutcome.FAILURE,
                                    {"reason": reason, "provider": provider.id})
-            return failure_page(f"The login could not be completed ({reason}).")
+            return failure_page(request, "failed.not_completed", reason=reason)
         try:
             metadata = await directory.metadata(provider.id)
             form = {
@@ -154,15 +168,16 @@ def identity_routes(
                                    AuditOutcome.FAILURE,
                                    {"reason": f"provider unreachable: {type(exc).__name__}",
                                     "provider": provider.id})
-            return failure_page("The identity provider cannot be reached; try again later.",
-                                502)
+            return failure_page(request, "failed.unreachable_later", 502)
         except (TokenError, LoginRefused, ValueError, KeyError) as exc:
             log.warning("login via %s failed: %s", provider.id, clip(str(exc)))
             await anonymous.record(actor_of(request), AuditAction.LOGIN_FAILED,
                                    AuditOutcome.FAILURE,
                                    {"reason": str(exc), "provider": provider.id})
-            message = str(exc) if isinstance(exc, LoginRefused) else "invalid tokens"
-            return failure_page(f"The login was refused: {message}.")
+            lang = page_language(request, settings.ui_default_language)
+            message = (str(exc) if isinstance(exc, LoginRefused)
+                       else page_text(lang, "failed.invalid_tokens"))
+            return failure_page(request, "failed.refused", reason=message)
         actor = actor_of(request, f"{provider.id}:{mapped.subject}", mapped.display_name,
                          mapped.institution_id)
 

@@ -174,6 +174,8 @@ export const studyViewerUrl = (studyUID: string, caseId?: number): string =>
   `/viewer/studies/${studyUID}${caseId ? `?case=${caseId}` : ""}`;
 
 export const getCases = () => api<{ inbox: Case[]; requests: Case[] }>("GET", "/api/cases");
+/** the cases this consultant concluded (they leave the inbox, not the consultant's work) */
+export const getFinished = () => api<Case[]>("GET", "/api/worklist/finished");
 export const getCase = (id: number) => api<CaseDetail>("GET", `/api/cases/${id}`);
 export const getTimeline = (id: number) => api<TimelineEntry[]>("GET", `/api/cases/${id}/history`);
 export const getDirectory = () => api<Directory>("GET", "/api/directory");

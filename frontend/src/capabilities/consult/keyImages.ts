@@ -6,6 +6,7 @@
 
 import { DICOMWEB } from "../../core/dicomweb";
 import { h } from "../../core/dom";
+import { t } from "../../core/i18n";
 
 export interface KeyImage {
   studyUID: string;
@@ -58,7 +59,7 @@ export function thumbnailOf(image: Pick<KeyImage, "studyUID" | "seriesUID" | "so
   return h("img", {
     class: "key-thumb",
     loading: "lazy",
-    alt: "key image",
+    alt: t("viewer.key_image"),
     width: size,
     height: size,
     src: `${DICOMWEB}/studies/${image.studyUID}/series/${image.seriesUID}/instances/${image.sopUID}/thumbnail`,

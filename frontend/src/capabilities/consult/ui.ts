@@ -1,81 +1,26 @@
 /**
- * What every consult page shares: the navigation bar, dates in local time with the zone,
- * status and priority badges, the live `case:updated` subscription and a visible error line.
+ * What every consult page shares: status and priority badges, the live `case:updated`
+ * subscription and a visible error line. (The header is capabilities/shell; dates and names are
+ * core/format.)
  */
 
 import "./consult.css";
 
 import { h } from "../../core/dom";
+import { t } from "../../core/i18n";
 import { liveSocket } from "../../core/live";
-import { logout, type Me } from "../../core/session";
 import { isOverdue, type Case } from "./api";
 
-/** the server's timestamps are UTC; some come without an offset */
-export function parseTime(value: string | null | undefined): Date | null {
-  if (!value) return null;
-  const zoned = /[zZ]|[+-]\d\d:?\d\d$/.test(value) ? value : `${value}Z`;
-  const date = new Date(zoned);
-  return Number.isNaN(date.getTime()) ? null : date;
-}
-
-const ZONE = (() => {
-  const part = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" })
-    .formatToParts(new Date())
-    .find((p) => p.type === "timeZoneName");
-  return part?.value ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
-})();
-
-const pad = (n: number) => String(n).padStart(2, "0");
-
-/** 2026-11-28 09:15 GMT+3 */
-export function when(value: string | null | undefined, withZone = true): string {
-  const d = parseTime(value);
-  if (!d) return "—";
-  const text = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  return withZone ? `${text} ${ZONE}` : text;
-}
-
-export function timeZoneLabel(): string {
-  return ZONE;
-}
-
 export function statusBadge(status: string): HTMLElement {
-  return h("span", { class: `badge status-${status}`, "data-testid": "status" }, status);
+  return h("span", { class: `badge status-${status}`, "data-testid": "status", "data-status": status }, t(`status.${status}`));
 }
 
 export function priorityBadge(priority: string): HTMLElement {
-  return h("span", { class: `badge priority-${priority}`, "data-testid": "priority" }, priority);
+  return h("span", { class: `badge priority-${priority}`, "data-testid": "priority", "data-priority": priority }, t(`priority.${priority}`));
 }
 
 export function overdueBadge(c: Pick<Case, "status" | "due_at">): HTMLElement | null {
-  return isOverdue(c) ? h("span", { class: "badge overdue", "data-testid": "overdue" }, "overdue") : null;
-}
-
-/** the bar above every consult page (the study viewer has its own header) */
-export function navBar(me: Me, current: "studies" | "cases" | "new" | "history" | ""): HTMLElement {
-  const link = (key: string, href: string, label: string) =>
-    h("a", { href, class: key === current ? "nav-link current" : "nav-link", "data-testid": `nav-${key}` }, label);
-  return h(
-    "header",
-    { class: "app-header consult-nav", "data-testid": "nav" },
-    h("a", { class: "brand", href: "/" }, "Consilium"),
-    link("studies", "/viewer", "Studies"),
-    link("cases", "/viewer/cases", "Cases"),
-    me.roles.includes("head") ? link("history", "/viewer/history", "History") : null,
-    h("span", { class: "spacer" }),
-    h("span", { class: "who", "data-testid": "who" }, `${me.name} · ${me.institution_name || me.institution || ""}`),
-    h("button", { type: "button", onclick: () => void logout(me) }, "Log out"),
-  );
-}
-
-/** consult links for the study viewer's own header */
-export function viewerNavLinks(me: Me): HTMLElement {
-  return h(
-    "span",
-    { class: "viewer-nav" },
-    h("a", { href: "/viewer/cases", class: "nav-link", "data-testid": "nav-cases" }, "Cases"),
-    me.roles.includes("head") ? h("a", { href: "/viewer/history", class: "nav-link", "data-testid": "nav-history" }, "History") : null,
-  );
+  return isOverdue(c) ? h("span", { class: "badge overdue", "data-testid": "overdue" }, t("case.overdue")) : null;
 }
 
 export interface CaseEvent {

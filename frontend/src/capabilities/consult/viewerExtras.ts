@@ -6,19 +6,19 @@
  */
 
 import { h, replaceChildren } from "../../core/dom";
+import { personName, timeElement } from "../../core/format";
 import type { ConsiliumHooks } from "../../core/hooks";
+import { t } from "../../core/i18n";
 import type { Me } from "../../core/session";
 import { ApiError, caseUrl, getCase, useSession } from "./api";
 import { ConclusionEditor, signedConclusion } from "./conclusionEditor";
 import { isKey, keyImageOf, toggleKey, basket } from "./keyImages";
 import { mayAct } from "./permissions";
-import { ErrorLine, onCaseUpdated, priorityBadge, statusBadge, viewerNavLinks, when } from "./ui";
+import { ErrorLine, onCaseUpdated, priorityBadge, statusBadge } from "./ui";
 
 export interface ViewerParts {
   me: Me;
   hooks: ConsiliumHooks;
-  /** the app header: links go before its spacer */
-  header: HTMLElement;
   /** the row of columns: the case panel is appended to it */
   layout: HTMLElement;
   /** where the key image button goes (the viewer column, above the image) */
@@ -38,14 +38,11 @@ export function installConsultExtras(parts: ViewerParts): void {
   else if (!/^\/viewer\/studies\//.test(location.pathname)) sessionStorage.removeItem("consilium:viewer-case");
   const caseId = Number(fromUrl ?? sessionStorage.getItem("consilium:viewer-case") ?? 0);
 
-  const spacer = parts.header.querySelector(".spacer");
-  parts.header.insertBefore(viewerNavLinks(me), spacer);
-
   // -- key images and a new request for this study ------------------------------------------
-  const keyButton = h("button", { type: "button", title: "Mark this image as a key image for a consult request (K)", "data-testid": "key-image" }, "☆ Key image");
+  const keyButton = h("button", { type: "button", title: t("viewer.key_image_title"), "data-testid": "key-image" }, `☆ ${t("viewer.key_image")}`);
   const keyCount = h("span", { class: "muted", "data-testid": "key-count" });
   const canRequest = me.roles.includes("referring") || me.roles.includes("head");
-  const newLink = h("a", { class: "button", "data-testid": "new-case-from-study", hidden: true }, "New consult request");
+  const newLink = h("a", { class: "button", "data-testid": "new-case-from-study", hidden: true }, t("cases.new"));
   const section = h("div", { class: "toolbar-section consult-tools" }, keyButton, keyCount, canRequest ? newLink : null);
   parts.toolbar.append(section);
 
@@ -55,10 +52,10 @@ export function installConsultExtras(parts: ViewerParts): void {
     keyButton.disabled = !image;
     const on = !!image && isKey(image);
     keyButton.classList.toggle("active", on);
-    keyButton.textContent = on ? "★ Key image" : "☆ Key image";
+    keyButton.textContent = `${on ? "★" : "☆"} ${t("viewer.key_image")}`;
     keyButton.setAttribute("aria-pressed", String(on));
     const all = image ? basket(image.studyUID) : [];
-    keyCount.textContent = all.length ? `${all.length} marked` : "";
+    keyCount.textContent = all.length ? t("viewer.key_marked", { count: all.length }) : "";
     published.keyImages = all.map((k) => k.sopUID);
     if (image) {
       newLink.hidden = false;
@@ -83,18 +80,18 @@ export function installConsultExtras(parts: ViewerParts): void {
   });
   refreshKey();
 
-  if (caseId) parts.layout.append(casePanel(caseId, published));
+  if (caseId) parts.layout.append(casePanel(caseId, parts.me, published));
 }
 
 /** the side panel of a case beside the images: question, information, the conclusion editor */
-function casePanel(caseId: number, published: Record<string, unknown>): HTMLElement {
+function casePanel(caseId: number, me: Me, published: Record<string, unknown>): HTMLElement {
   const body = h("div", {});
   const errors = new ErrorLine();
-  const editor = new ConclusionEditor();
+  const editor = new ConclusionEditor(me);
   const panel = h(
     "aside",
     { class: "case-panel", "data-testid": "case-panel" },
-    h("div", { class: "case-panel-title" }, h("a", { href: caseUrl(caseId) }, `Case #${caseId}`), h("button", { type: "button", class: "link", title: "Hide the case panel", onclick: () => panel.remove() }, "✕")),
+    h("div", { class: "case-panel-title" }, h("a", { href: caseUrl(caseId) }, t("case.title", { id: caseId })), h("button", { type: "button", class: "link", title: t("viewer.hide_case_panel"), onclick: () => panel.remove() }, "✕")),
     errors.element,
     body,
   );
@@ -115,23 +112,23 @@ function casePanel(caseId: number, published: Record<string, unknown>): HTMLElem
       const latest = d.conclusions[d.conclusions.length - 1];
       replaceChildren(
         body,
-        h("div", { class: "badges" }, priorityBadge(c.priority), statusBadge(c.status), h("span", { class: "muted" }, `due ${when(c.due_at)}`)),
-        h("p", {}, h("b", {}, c.patient_name.replaceAll("^", " ")), ` · ${c.patient_id}`),
-        h("h3", {}, "Question"),
-        h("p", { class: "prewrap", "data-testid": "panel-question" }, c.question),
-        c.clinical_info ? h("h3", {}, "Clinical information") : null,
-        c.clinical_info ? h("p", { class: "prewrap" }, c.clinical_info) : null,
+        h("div", { class: "badges" }, priorityBadge(c.priority), statusBadge(c.status), h("span", { class: "muted" }, t("case.due"), " ", timeElement(c.due_at))),
+        h("p", { translate: "no" }, h("b", {}, personName(c.patient_name)), ` · ${c.patient_id}`),
+        h("h3", {}, t("case.question")),
+        h("p", { class: "prewrap", "data-testid": "panel-question", translate: "no" }, c.question),
+        c.clinical_info ? h("h3", {}, t("case.clinical_info")) : null,
+        c.clinical_info ? h("p", { class: "prewrap", translate: "no" }, c.clinical_info) : null,
         latest ? signedConclusion(latest) : null,
       );
       if (mayAct(c, "conclude")) {
         editor.load(c, "conclude");
-        body.append(h("h3", {}, "Conclusion"), editor.element);
+        body.append(h("h3", {}, t("case.conclusion")), editor.element);
       } else if (mayAct(c, "amend") && latest) {
-        if (amending) {
+        if (amending || editor.hasLocalDraft(c.id, "amend")) {
           editor.load(c, "amend", latest);
-          body.append(h("h3", {}, "Amend the conclusion"), editor.element);
+          body.append(h("h3", {}, t("viewer.amend_conclusion")), editor.element);
         } else {
-          const amend = h("button", { type: "button", "data-testid": "amend" }, "Amend");
+          const amend = h("button", { type: "button", "data-testid": "amend" }, t("case.amend"));
           amend.addEventListener("click", () => {
             amending = true;
             void load();
@@ -139,20 +136,20 @@ function casePanel(caseId: number, published: Record<string, unknown>): HTMLElem
           body.append(amend);
         }
       } else if (c.status === "submitted") {
-        body.append(h("p", { class: "muted" }, "Accept the case on its ", h("a", { href: caseUrl(caseId) }, "page"), " to write the conclusion."));
+        body.append(h("p", { class: "muted" }, t("viewer.accept_first"), " ", h("a", { href: caseUrl(caseId) }, t("viewer.case_page"))));
       }
       if (note) errors.info(note);
       else errors.clear();
     } catch (err) {
-      errors.show(err instanceof ApiError && err.status === 404 ? new Error("No such case (or not yours to see).") : err);
+      errors.show(err instanceof ApiError && err.status === 404 ? new Error(t("case.not_found", { id: caseId })) : err);
     }
   }
   let amending = false;
   editor.onSigned = () => {
     amending = false;
-    void load("Signed.");
+    void load(t("viewer.signed"));
   };
-  editor.onConflict = () => void load("The case changed since you loaded it — reloaded. Your text is kept; sign again.");
+  editor.onConflict = () => void load(t("editor.conflict_reloaded"));
   onCaseUpdated((event) => {
     if (!event || event.id === caseId) void load();
   });

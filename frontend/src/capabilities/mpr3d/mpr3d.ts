@@ -16,6 +16,7 @@
 
 import "./mpr3d.css";
 
+import { t } from "../../core/i18n";
 import { h } from "../../core/dom";
 import type { ConsiliumHooks } from "../../core/hooks";
 import { CT_PRESETS } from "../viewport/presets";
@@ -50,7 +51,7 @@ const STANDARD: Record<MprView, { normal: Vec3; x_axis: Vec3 }> = {
 const SLAB_MODES: [string, string][] = [
   ["mip", "MIP"],
   ["minip", "MinIP"],
-  ["mean", "Average"],
+  ["mean", "mpr.average"],
 ];
 const STL_LEVEL = 300; // HU: bone
 
@@ -116,24 +117,24 @@ export class Mpr3dLayout {
   readonly state: MprState;
 
   // controls
-  private readonly slabInput = h("input", { type: "number", min: 0, max: 100, step: 1, value: 0, name: "slab", title: "Slab thickness, mm (0: thin)" });
-  private readonly modeSelect = h("select", { name: "slab-mode", title: "Slab mode" }, ...SLAB_MODES.map(([v, t]) => h("option", { value: v }, t)));
+  private readonly slabInput = h("input", { type: "number", min: 0, max: 100, step: 1, value: 0, name: "slab", title: t("mpr.slab_title") });
+  private readonly modeSelect = h("select", { name: "slab-mode", title: t("mpr.slab_mode") }, ...SLAB_MODES.map(([v, label]) => h("option", { value: v }, label.startsWith("mpr.") ? t(label) : label)));
   private readonly windowSelect = h(
     "select",
-    { name: "window", title: "Window preset (1-5)" },
-    h("option", { value: "" }, "Default"),
-    ...CT_PRESETS.map((p) => h("option", { value: p.key }, `${p.key} ${p.name}`)),
+    { name: "window", title: t("mpr.window_title") },
+    h("option", { value: "" }, t("mpr.default")),
+    ...CT_PRESETS.map((p) => h("option", { value: p.key }, `${p.key} ${t(`presets.${p.id}`)}`)),
   );
-  private readonly presetSelect = h("select", { name: "preset", title: "3D preset" });
+  private readonly presetSelect = h("select", { name: "preset", title: t("mpr.preset_3d") });
   private readonly clipInputs: HTMLInputElement[];
-  private readonly stlLink = h("a", { class: "button", "data-testid": "mpr-stl", download: "", title: `Bone surface at ${STL_LEVEL} HU, STL (mm)` }, "⬇ Bone STL");
+  private readonly stlLink = h("a", { class: "button", "data-testid": "mpr-stl", download: "", title: t("mpr.stl_title", { level: STL_LEVEL }) }, `⬇ ${t("mpr.stl")}`);
   private readonly banner = h("div", { class: "mpr-banner", role: "status", "data-testid": "mpr-banner" });
 
   constructor(private readonly hooks: ConsiliumHooks) {
     this.panes = {
-      axial: new Pane("axial", "Axial", COLORS.axial),
-      coronal: new Pane("coronal", "Coronal", COLORS.coronal),
-      sagittal: new Pane("sagittal", "Sagittal", COLORS.sagittal),
+      axial: new Pane("axial", t("mpr.axial"), COLORS.axial),
+      coronal: new Pane("coronal", t("mpr.coronal"), COLORS.coronal),
+      sagittal: new Pane("sagittal", t("mpr.sagittal"), COLORS.sagittal),
       "3d": new Pane("3d", "3D", "#9fc7ff"),
     };
     const axes = ["R–L", "A–P", "I–S"];
@@ -145,7 +146,7 @@ export class Mpr3dLayout {
         value: i < 3 ? 0 : 100,
         name: `clip-${i}`,
         "data-clip": i,
-        title: `${axes[i % 3]} ${i < 3 ? "from" : "to"} (%)`,
+        title: `${axes[i % 3]} ${i < 3 ? t("common.from") : t("common.to")} (%)`,
         oninput: () => this.clipChanged(false),
         onchange: () => this.clipChanged(true),
       }),
@@ -153,7 +154,7 @@ export class Mpr3dLayout {
     const clipBox = h(
       "details",
       { class: "mpr-clip", "data-testid": "mpr-clip" },
-      h("summary", { title: "Clip box of the 3D view" }, "Clip"),
+      h("summary", { title: t("mpr.clip_title") }, t("mpr.clip")),
       h("div", { class: "mpr-clip-grid" }, ...[0, 1, 2].flatMap((a) => [h("span", {}, axes[a]), this.clipInputs[a], this.clipInputs[a + 3]])),
     );
     // after a control is used, the keys go to the panes again (paging, presets, Esc)
@@ -177,14 +178,14 @@ export class Mpr3dLayout {
     this.bar = h(
       "div",
       { class: "mpr-bar", "data-testid": "mpr-bar" },
-      h("label", {}, "Slab ", this.slabInput, " mm"),
+      h("label", {}, `${t("mpr.slab")} `, this.slabInput, " mm"),
       this.modeSelect,
       h("label", {}, "W/L ", this.windowSelect),
-      h("button", { type: "button", "data-id": "mpr-reset", title: "Reset the crosshair and the planes (R)", onclick: () => this.resetPlanes() }, "Reset planes"),
+      h("button", { type: "button", "data-id": "mpr-reset", title: t("mpr.reset_planes_title"), onclick: () => this.resetPlanes() }, t("mpr.reset_planes")),
       h("span", { class: "mpr-sep" }),
       h("label", {}, "3D ", this.presetSelect),
       clipBox,
-      h("button", { type: "button", "data-id": "mpr-reset-3d", title: "Reset the 3D view", onclick: () => this.reset3d() }, "Reset view"),
+      h("button", { type: "button", "data-id": "mpr-reset-3d", title: t("mpr.reset_view_title"), onclick: () => this.reset3d() }, t("mpr.reset_view")),
       this.stlLink,
     );
     this.element = h(
@@ -260,7 +261,7 @@ export class Mpr3dLayout {
     this.markButton(true);
     for (const pane of Object.values(this.panes)) pane.reset();
     this.publish();
-    this.banner.textContent = "Building the volume…";
+    this.banner.textContent = t("mpr.building");
     const session = new RenderSession();
     this.session = session;
     session.onFrame = (frame) => this.frame(frame);
@@ -304,7 +305,7 @@ export class Mpr3dLayout {
     } catch (err) {
       if (token !== this.openToken) return;
       const text =
-        err instanceof RenderRefused ? message(err.status, err.message, err.reason) : `The render service did not answer: ${String((err as Error).message ?? err)}`;
+        err instanceof RenderRefused ? message(err.status, err.message, err.reason) : t("mpr.no_answer", { reason: String((err as Error).message ?? err) });
       this.state.error = text;
       this.banner.textContent = "";
       for (const pane of Object.values(this.panes)) if (!pane.state.frames) pane.showError(text);
@@ -541,9 +542,9 @@ export class Mpr3dLayout {
     const svg = pane.svg;
     svg.replaceChildren();
     if (!g || !f) return;
-    const slab = g.slab ? ` · slab ${g.slab.thickness_mm} mm ${g.slab.mode === "max" ? "MIP" : g.slab.mode === "min" ? "MinIP" : "Avg"}` : "";
+    const slab = g.slab ? ` · ${t("mpr.slab_info", { mm: g.slab.thickness_mm, mode: g.slab.mode === "max" ? "MIP" : g.slab.mode === "min" ? "MinIP" : t("mpr.avg") })}` : "";
     const depth = Math.abs(dot(this.point, g.normal)) < 0.05 ? 0 : dot(this.point, g.normal);
-    pane.info.textContent = `${this.oblique(view) ? "oblique · " : ""}${depth.toFixed(1)} mm · W ${Math.round(g.window?.[1] ?? 0)} L ${Math.round(g.window?.[0] ?? 0)}${slab}`;
+    pane.info.textContent = `${this.oblique(view) ? `${t("mpr.oblique")} · ` : ""}${depth.toFixed(1)} mm · W ${Math.round(g.window?.[1] ?? 0)} L ${Math.round(g.window?.[0] ?? 0)}${slab}`;
     const box = { x0: f.left, y0: f.top, x1: f.left + f.width, y1: f.top + f.height };
     // orientation letters at the pane's edges: where screen right, left, down and up point
     const [pw, ph] = pane.paneSize;
@@ -833,19 +834,19 @@ function svgEl(tag: string, attrs: Record<string, string | number>): SVGElement 
 export function message(status: number, error: string, reason: string): string {
   switch (reason) {
     case "single-slice":
-      return `Not a volume: this series has a single slice, MPR and 3D need several. (${error})`;
+      return `${t("mpr.err.single_slice")} (${error})`;
     case "not-image":
-      return `Not an image series: nothing to reconstruct. (${error})`;
+      return `${t("mpr.err.not_image")} (${error})`;
     case "mixed-size":
     case "mixed-orientation":
-      return `The slices of this series do not form one volume. (${error})`;
+      return `${t("mpr.err.mixed")} (${error})`;
     case "too-large":
-      return `The volume is too large to render here. (${error})`;
+      return `${t("mpr.err.too_large")} (${error})`;
     case "no-view":
-      return "The connection to the render service was lost; reconnecting…";
+      return t("mpr.err.no_view");
     default:
-      if (status === 404) return "No such series here (or not yours to see).";
-      if (status === 503) return `The render service is busy or restarting; try again. (${error})`;
-      return `Cannot render this view: ${error}`;
+      if (status === 404) return t("mpr.err.not_found");
+      if (status === 503) return `${t("mpr.err.busy")} (${error})`;
+      return t("mpr.err.other", { reason: error });
   }
 }

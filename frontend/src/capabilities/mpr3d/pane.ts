@@ -3,6 +3,7 @@
  * SVG overlay (crosshair, handles), a label, a quality / fps indicator and an error message.
  */
 
+import { t } from "../../core/i18n";
 import { h } from "../../core/dom";
 import { fit, type Fit } from "./geometry";
 import type { FrameMessage } from "./stream";
@@ -105,7 +106,7 @@ export class Pane {
 
   /** Draw a frame (frames of one pane are drawn in their order of arrival). */
   draw(frame: FrameMessage): Promise<void> {
-    this.drawing = this.drawing.then(() => this.paint(frame)).catch((err) => this.showError(`Cannot show the image: ${String(err)}`));
+    this.drawing = this.drawing.then(() => this.paint(frame)).catch((err) => this.showError(t("mpr.cannot_show", { reason: String(err) })));
     return this.drawing;
   }
 

@@ -5,6 +5,7 @@
  */
 
 import { h, replaceChildren } from "../../core/dom";
+import { t } from "../../core/i18n";
 import { api, ApiError, type FilmPrinter } from "./api";
 
 const FILM_SIZES = ["14INX17IN", "14INX14IN", "11INX14IN", "10INX12IN", "8INX10IN", "24CMX30CM", "A4"];
@@ -47,13 +48,13 @@ async function download(body: Record<string, unknown>, note: HTMLElement): Promi
   const pseudonyms = response.headers.get("x-consilium-pseudonyms");
   replaceChildren(
     note,
-    h("span", { "data-testid": "export-done" }, `Ready: ${name} (${Math.round(blob.size / 1024)} KiB).`),
-    pseudonyms ? h("span", {}, ` Pseudonym: ${pseudonyms}.`) : null,
+    h("span", { "data-testid": "export-done" }, t("regional.export.ready", { name, size: Math.round(blob.size / 1024) })),
+    pseudonyms ? h("span", {}, t("regional.export.pseudonym", { names: pseudonyms })) : null,
     flagged
       ? h(
           "strong",
           { class: "warning", "data-testid": "export-flagged" },
-          ` ${flagged} image(s) may carry burned-in patient text: check them before sending.`,
+          t("regional.export.flagged", { count: flagged }),
         )
       : null,
   );
@@ -66,7 +67,7 @@ export function openExportDialog(target: ExportTarget): HTMLDialogElement {
     const submitter = (event as SubmitEvent).submitter;
     const button = submitter instanceof HTMLButtonElement ? submitter : null;
     if (button) button.disabled = true;
-    replaceChildren(note, "Working…");
+    replaceChildren(note, t("regional.export.working"));
     try {
       await work();
     } catch (err) {
@@ -79,14 +80,14 @@ export function openExportDialog(target: ExportTarget): HTMLDialogElement {
   const mediaForm = h(
     "form",
     { "data-testid": "media-form" },
-    h("h3", {}, "Patient media"),
+    h("h3", {}, t("regional.export.media_title")),
     h(
       "label",
       {},
-      "Format ",
-      h("select", { name: "format" }, h("option", { value: "zip" }, "ZIP with DICOMDIR"), h("option", { value: "iso" }, "CD/DVD image (ISO) with DICOMDIR")),
+      `${t("regional.export.format")} `,
+      h("select", { name: "format" }, h("option", { value: "zip" }, t("regional.export.zip")), h("option", { value: "iso" }, t("regional.export.iso"))),
     ),
-    h("button", { type: "submit", class: "primary" }, "Make media"),
+    h("button", { type: "submit", class: "primary" }, t("regional.export.make_media")),
   );
   mediaForm.addEventListener(
     "submit",
@@ -96,10 +97,10 @@ export function openExportDialog(target: ExportTarget): HTMLDialogElement {
   const deidForm = h(
     "form",
     { "data-testid": "deidentify-form" },
-    h("h3", {}, "De-identified copy"),
-    h("p", { class: "muted" }, "PS3.15 Basic Profile: names, IDs, institutions removed; consistent pseudonyms."),
-    h("label", {}, h("input", { type: "checkbox", name: "retain_dates" }), " Keep dates and times (longitudinal option)"),
-    h("button", { type: "submit", class: "primary" }, "Make de-identified ZIP"),
+    h("h3", {}, t("regional.export.deid_title")),
+    h("p", { class: "muted" }, t("regional.export.deid_note")),
+    h("label", {}, h("input", { type: "checkbox", name: "retain_dates" }), ` ${t("regional.export.retain_dates")}`),
+    h("button", { type: "submit", class: "primary" }, t("regional.export.make_deid")),
   );
   deidForm.addEventListener(
     "submit",
@@ -120,12 +121,12 @@ export function openExportDialog(target: ExportTarget): HTMLDialogElement {
   const filmForm = h(
     "form",
     { "data-testid": "film-form" },
-    h("h3", {}, "Film"),
-    h("label", {}, "Printer ", printerSelect),
-    h("label", {}, "Layout ", h("select", { name: "layout" }, ...LAYOUTS.map((l) => h("option", { value: l, selected: l === "2,2" }, l.replace(",", " × "))))),
-    h("label", {}, "Film size ", h("select", { name: "film_size" }, ...FILM_SIZES.map((f) => h("option", { value: f }, f)))),
-    h("label", {}, "Copies ", h("input", { name: "copies", type: "number", min: 1, max: 99, value: 1 })),
-    h("button", { type: "submit", class: "primary" }, "Print the series"),
+    h("h3", {}, t("regional.export.film_title")),
+    h("label", {}, `${t("regional.export.printer")} `, printerSelect),
+    h("label", {}, `${t("regional.export.layout")} `, h("select", { name: "layout" }, ...LAYOUTS.map((l) => h("option", { value: l, selected: l === "2,2" }, l.replace(",", " × "))))),
+    h("label", {}, `${t("regional.export.film_size")} `, h("select", { name: "film_size" }, ...FILM_SIZES.map((f) => h("option", { value: f }, f)))),
+    h("label", {}, `${t("regional.export.copies")} `, h("input", { name: "copies", type: "number", min: 1, max: 99, value: 1 })),
+    h("button", { type: "submit", class: "primary" }, t("regional.export.print")),
   );
   filmForm.addEventListener(
     "submit",
@@ -142,12 +143,12 @@ export function openExportDialog(target: ExportTarget): HTMLDialogElement {
         film_size: field("film_size"),
         copies: Number(field("copies")),
       });
-      replaceChildren(note, h("span", { "data-testid": "film-done" }, `Sent ${done.images} images on ${done.films} film(s).`));
+      replaceChildren(note, h("span", { "data-testid": "film-done" }, t("regional.export.printed", { images: done.images, films: done.films })));
     }),
   );
   void api<FilmPrinter[]>("GET", "/api/media/printers").then((printers) => {
     if (!printers.length) {
-      replaceChildren(filmForm, h("h3", {}, "Film"), h("p", { class: "muted" }, "No film printer is configured for your hospital."));
+      replaceChildren(filmForm, h("h3", {}, t("regional.export.film_title")), h("p", { class: "muted" }, t("regional.export.no_printer")));
       return;
     }
     replaceChildren(printerSelect, ...printers.map((p) => h("option", { value: p.id }, p.description || p.ae_title)));
@@ -156,12 +157,12 @@ export function openExportDialog(target: ExportTarget): HTMLDialogElement {
   const dialog = h(
     "dialog",
     { class: "export-dialog", "data-testid": "export-dialog" },
-    h("h2", {}, "Give this study out"),
+    h("h2", {}, t("regional.export.title")),
     mediaForm,
     deidForm,
     filmForm,
     note,
-    h("form", { method: "dialog" }, h("button", {}, "Close")),
+    h("form", { method: "dialog" }, h("button", {}, t("regional.export.close"))),
   );
   dialog.addEventListener("close", () => dialog.remove());
   document.body.append(dialog);

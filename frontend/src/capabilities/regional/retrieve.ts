@@ -4,6 +4,7 @@
  */
 
 import { h } from "../../core/dom";
+import { t } from "../../core/i18n";
 import { api, type RetrieveJob } from "./api";
 
 const POLL_MS = 300;
@@ -14,7 +15,7 @@ export function retrieveBar(source: string, studyUID: string, expected: number |
   run: () => Promise<RetrieveJob>;
 } {
   const bar = h("progress", { max: expected ?? 1, value: 0, "data-testid": "retrieve-progress" });
-  const text = h("span", { class: "muted", "data-testid": "retrieve-text" }, "Starting…");
+  const text = h("span", { class: "muted", "data-testid": "retrieve-text" }, t("regional.retrieve.starting"));
   const element = h("span", { class: "retrieve", "data-study": studyUID }, bar, " ", text);
   const show = (job: RetrieveJob) => {
     const total = job.expected ?? expected ?? 0;
@@ -22,10 +23,12 @@ export function retrieveBar(source: string, studyUID: string, expected: number |
     bar.value = job.completed;
     text.textContent =
       job.state === "failed"
-        ? `Failed: ${job.error}`
+        ? t("regional.retrieve.failed", { error: job.error })
         : job.state === "done"
-          ? `In the archive (${job.completed} images)`
-          : `${job.completed}${total ? ` of ${total}` : ""} images`;
+          ? t("regional.retrieve.done", { count: job.completed })
+          : total
+            ? t("regional.retrieve.progress", { done: job.completed, total })
+            : t("regional.retrieve.progress_unknown", { done: job.completed });
     element.dataset.state = job.state;
   };
   const run = async () => {

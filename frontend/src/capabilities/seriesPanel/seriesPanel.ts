@@ -2,6 +2,7 @@
 
 import { searchSeries, thumbnailUrl, type Series, type Study } from "../../core/dicomweb";
 import { h, replaceChildren } from "../../core/dom";
+import { t } from "../../core/i18n";
 
 export class SeriesPanel {
   readonly element: HTMLElement;
@@ -10,15 +11,15 @@ export class SeriesPanel {
   private active = "";
 
   constructor() {
-    this.element = h("section", { class: "panel series-panel" }, h("h2", {}, "Series"), this.list);
+    this.element = h("section", { class: "panel series-panel" }, h("h2", {}, t("series.title")), this.list);
   }
 
   /** List the series of a study; resolves with them in series-number order. */
   async show(study: Study): Promise<Series[]> {
-    replaceChildren(this.list, h("li", { class: "muted" }, "Loading…"));
+    replaceChildren(this.list, h("li", { class: "muted" }, t("common.loading")));
     const series = await searchSeries(study.studyUID);
     replaceChildren(this.list, ...series.map((s) => this.card(s)));
-    if (!series.length) replaceChildren(this.list, h("li", { class: "muted" }, "No series"));
+    if (!series.length) replaceChildren(this.list, h("li", { class: "muted" }, t("series.none")));
     return series;
   }
 
@@ -46,8 +47,8 @@ export class SeriesPanel {
         "div",
         { class: "caption" },
         h("span", { class: "modality" }, series.modality),
-        ` #${series.number ?? "?"} · ${series.instanceCount ?? "?"} im`,
-        h("div", { class: "desc" }, series.description || "—"),
+        ` #${series.number ?? "?"} · ${t("series.images", { count: series.instanceCount ?? 0 })}`,
+        h("div", { class: "desc", translate: "no" }, series.description || "—"),
       ),
     );
     card.addEventListener("click", (e) => this.onSelect(series, e));

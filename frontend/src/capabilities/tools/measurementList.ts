@@ -4,6 +4,7 @@ import { utilities as csUtils } from "@cornerstonejs/core";
 
 import { h, replaceChildren } from "../../core/dom";
 import type { MeasurementSummary } from "../../core/hooks";
+import { t } from "../../core/i18n";
 import { PRIMARY_TOOLS } from "./toolbox";
 
 export class MeasurementList {
@@ -13,29 +14,30 @@ export class MeasurementList {
   onRemove: (m: MeasurementSummary) => void = () => {};
 
   constructor() {
-    this.element.append(h("h2", {}, "Measurements"), this.list);
+    this.element.append(h("h2", {}, t("tools.measurements")), this.list);
     this.show([]);
   }
 
   show(all: MeasurementSummary[]): void {
     if (!all.length) {
-      replaceChildren(this.list, h("li", { class: "muted empty" }, "none yet"));
+      replaceChildren(this.list, h("li", { class: "muted empty" }, t("tools.none_yet")));
       return;
     }
     replaceChildren(
       this.list,
       ...all.map((m) => {
-        const label = PRIMARY_TOOLS.find((t) => t.name === m.tool)?.label ?? m.tool;
+        const tool = PRIMARY_TOOLS.find((p) => p.name === m.tool);
+        const label = tool ? t(`tools.${tool.key}`) : m.tool;
         return h(
           "li",
-          { "data-tool": m.tool, title: "Show its slice" , onclick: () => this.onSelect(m) },
+          { "data-tool": m.tool, title: t("tools.show_slice"), onclick: () => this.onSelect(m) },
           h("span", { class: "tool" }, label),
           h("span", { class: "value" }, describe(m)),
           h(
             "button",
             {
               class: "remove",
-              title: "Remove",
+              title: t("newcase.remove"),
               onclick: (e: Event) => {
                 e.stopPropagation();
                 this.onRemove(m);

@@ -1,6 +1,7 @@
 /** A small in-page text dialog (the arrow annotation's label), instead of window.prompt. */
 
 import { h } from "../../core/dom";
+import { t } from "../../core/i18n";
 
 export function askText(title: string, initial = ""): Promise<string | null> {
   return new Promise((resolve) => {
@@ -17,8 +18,8 @@ export function askText(title: string, initial = ""): Promise<string | null> {
       h(
         "div",
         { class: "buttons" },
-        h("button", { type: "button", onclick: () => finish(null) }, "Cancel"),
-        h("button", { type: "submit", class: "primary" }, "OK"),
+        h("button", { type: "button", onclick: () => finish(null) }, t("common.cancel")),
+        h("button", { type: "submit", class: "primary" }, t("common.ok")),
       ),
     );
     form.addEventListener("submit", (e) => {

@@ -25,6 +25,7 @@ import {
 } from "@cornerstonejs/tools";
 
 import type { MeasurementSummary } from "../../core/hooks";
+import { t } from "../../core/i18n";
 import { askText } from "./textPrompt";
 
 const { MouseBindings } = ToolEnums;
@@ -32,20 +33,20 @@ const SETTLE_MS = 200;
 
 export interface PrimaryTool {
   name: string;
-  label: string;
+  /** the shortcut key, which also names the tool in the catalogues (tools.<key>) */
   key: string;
   measurement: boolean;
 }
 
 export const PRIMARY_TOOLS: readonly PrimaryTool[] = [
-  { name: WindowLevelTool.toolName, label: "W/L", key: "w", measurement: false },
-  { name: PanTool.toolName, label: "Pan", key: "p", measurement: false },
-  { name: ZoomTool.toolName, label: "Zoom", key: "z", measurement: false },
-  { name: LengthTool.toolName, label: "Length", key: "l", measurement: true },
-  { name: AngleTool.toolName, label: "Angle", key: "a", measurement: true },
-  { name: EllipticalROITool.toolName, label: "Ellipse", key: "e", measurement: true },
-  { name: RectangleROITool.toolName, label: "Rectangle", key: "r", measurement: true },
-  { name: ArrowAnnotateTool.toolName, label: "Arrow", key: "t", measurement: true },
+  { name: WindowLevelTool.toolName, key: "w", measurement: false },
+  { name: PanTool.toolName, key: "p", measurement: false },
+  { name: ZoomTool.toolName, key: "z", measurement: false },
+  { name: LengthTool.toolName, key: "l", measurement: true },
+  { name: AngleTool.toolName, key: "a", measurement: true },
+  { name: EllipticalROITool.toolName, key: "e", measurement: true },
+  { name: RectangleROITool.toolName, key: "r", measurement: true },
+  { name: ArrowAnnotateTool.toolName, key: "t", measurement: true },
 ];
 
 const ALL_TOOLS = [
@@ -84,9 +85,9 @@ export class Toolbox {
       if (tool === ArrowAnnotateTool) {
         group.addTool(tool.toolName, {
           getTextCallback: (done: (text: string | null) => void) =>
-            void askText("Annotation text").then(done),
+            void askText(t("tools.annotation_text")).then(done),
           changeTextCallback: (data: { data?: { label?: string } }, _evt: unknown, done: (text: string | null) => void) =>
-            void askText("Annotation text", data.data?.label ?? "").then(done),
+            void askText(t("tools.annotation_text"), data.data?.label ?? "").then(done),
         });
       } else {
         group.addTool(tool.toolName);
@@ -127,6 +128,11 @@ export class Toolbox {
       if (change !== ToolEnums.ChangeTypes.StatsUpdated) report(e); // our own redraw's echo
     });
     eventTarget.addEventListener(Events.ANNOTATION_REMOVED, (e: Event) => report(e, true));
+  }
+
+  /** another viewport (the comparison layout's) joins the group: the same tools work there */
+  addViewport(viewportId: string, renderingEngineId: string): void {
+    this.group.addViewport(viewportId, renderingEngineId);
   }
 
   private isRemoved(a: Annotation): boolean {

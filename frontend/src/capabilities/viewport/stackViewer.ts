@@ -20,12 +20,44 @@ import dicomImageLoader from "@cornerstonejs/dicom-image-loader";
 import { utilities as toolsUtils } from "@cornerstonejs/tools";
 
 import { h } from "../../core/dom";
+import { t } from "../../core/i18n";
 import type { Frame, Series, Study } from "../../core/dicomweb";
 import type { CanvasStats, ViewState } from "../../core/hooks";
 import { Overlay } from "./overlay";
 import { CT_PRESETS, type WindowPreset } from "./presets";
 
 export const RENDERING_ENGINE_ID = "consilium";
+
+/**
+ * A direction in patient coordinates (LPS: +x left, +y posterior, +z head) as the letters of its
+ * main axes, the strongest first: R/L, A/P, H/F (the radiological convention).
+ */
+export function letters(v: number[]): string {
+  const length = Math.hypot(v[0], v[1], v[2]) || 1;
+  const axes: [number, string, string][] = [
+    [v[0] / length, "L", "R"],
+    [v[1] / length, "P", "A"],
+    [v[2] / length, "H", "F"],
+  ];
+  return axes
+    .filter(([c]) => Math.abs(c) > 0.3)
+    .sort((a, b) => Math.abs(b[0]) - Math.abs(a[0]))
+    .map(([c, pos, neg]) => (c > 0 ? pos : neg))
+    .join("");
+}
+
+/** the position of the slice along its normal (mm), the stack's scroll coordinate */
+export function sliceLocation(plane: { imagePositionPatient?: number[]; rowCosines?: number[]; columnCosines?: number[]; sliceLocation?: number; usingDefaultValues?: boolean } | undefined): number | null {
+  if (!plane) return null;
+  const p = plane.imagePositionPatient;
+  const r = plane.rowCosines;
+  const c = plane.columnCosines;
+  if (p && r && c && !plane.usingDefaultValues) {
+    const n = [r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0]];
+    return p[0] * n[0] + p[1] * n[1] + p[2] * n[2];
+  }
+  return typeof plane.sliceLocation === "number" ? plane.sliceLocation : null;
+}
 export const VIEWPORT_ID = "stack";
 const PAGE = 10; // slices per Page Up/Down
 
@@ -48,17 +80,50 @@ export class StackViewer {
   private renderCount = 0;
   private readonly listeners = { change: [] as Listener[], rendered: [] as Listener[] };
 
-  constructor() {
-    this.viewportElement = h("div", { class: "viewport-canvas", "data-testid": "viewport" });
+  readonly engineId: string;
+  readonly viewportId: string;
+  private cine: { fps: number; since: number; frames: number } | null = null;
+
+  /** `ids`: a second viewport (the comparison layout) gets its own engine and viewport ids */
+  constructor(ids: { engine: string; viewport: string; testid?: string } = { engine: RENDERING_ENGINE_ID, viewport: VIEWPORT_ID }) {
+    this.engineId = ids.engine;
+    this.viewportId = ids.viewport;
+    this.viewportElement = h("div", { class: "viewport-canvas", "data-testid": ids.testid ?? "viewport" });
     this.viewportElement.addEventListener("contextmenu", (e) => e.preventDefault());
     this.element = h("div", { class: "viewport" }, this.viewportElement, this.overlay.element);
-    this.engine = new RenderingEngine(RENDERING_ENGINE_ID);
+    this.engine = new RenderingEngine(ids.engine);
+    this.overlay.extra = () => (this.cine ? t("viewer.cine_rate", { fps: this.cine.fps }) : null);
+  }
+
+  // -- cine ------------------------------------------------------------------------------
+
+  get playing(): number | null {
+    return this.cine?.fps ?? null;
+  }
+
+  /** plays the stack at `fps` frames per second, looping (Cornerstone's cine); null stops */
+  play(fps: number | null): void {
+    if (!this.input) return;
+    if (fps === null) {
+      toolsUtils.cine.stopClip(this.viewportElement, { stopDynamicCine: false, viewportId: this.viewportId });
+      this.cine = null;
+    } else {
+      toolsUtils.cine.playClip(this.viewportElement, { framesPerSecond: fps, loop: true });
+      this.cine = { fps, since: performance.now(), frames: 0 };
+    }
+    this.changed();
+  }
+
+  /** frames shown per second since the cine started (what the reader actually gets) */
+  get cineMeasured(): number | null {
+    if (!this.cine || !this.cine.frames) return null;
+    return (this.cine.frames * 1000) / (performance.now() - this.cine.since);
   }
 
   /** Call once the element is in the document and has its size. */
   mount(): void {
     this.engine.enableElement({
-      viewportId: VIEWPORT_ID,
+      viewportId: this.viewportId,
       type: Enums.ViewportType.STACK,
       element: this.viewportElement,
       defaultOptions: { background: [0, 0, 0] as Types.Point3 },
@@ -68,6 +133,9 @@ export class StackViewer {
     for (const name of [Enums.Events.STACK_NEW_IMAGE, Enums.Events.VOI_MODIFIED, Enums.Events.CAMERA_MODIFIED]) {
       el.addEventListener(name, () => this.changed());
     }
+    el.addEventListener(Enums.Events.STACK_NEW_IMAGE, () => {
+      if (this.cine) this.cine.frames++;
+    });
     el.addEventListener(Enums.Events.IMAGE_RENDERED, () => {
       this.renderCount++;
       const view = this.changed();
@@ -108,7 +176,7 @@ export class StackViewer {
   }
 
   get viewport(): Types.IStackViewport {
-    return this.engine.getViewport(VIEWPORT_ID) as Types.IStackViewport;
+    return this.engine.getViewport(this.viewportId) as Types.IStackViewport;
   }
 
   get current(): StackInput | null {
@@ -122,6 +190,7 @@ export class StackViewer {
   /** Show a series, starting at `index`; resolves when its first slice is on screen. */
   async open(input: StackInput, index = 0): Promise<void> {
     const el = this.viewportElement;
+    if (this.cine) this.play(null);
     toolsUtils.stackPrefetch.disable(el);
     for (const frame of input.frames) {
       if (frame.frame === 1) {
@@ -257,7 +326,16 @@ export class StackViewer {
     const wl = voiRange ? csUtils.windowLevel.toWindowLevel(voiRange.lower, voiRange.upper) : null;
     const camera = vp.getCamera();
     const plane = metaData.get("imagePlaneModule", imageId) as
-      | { rowPixelSpacing?: number; columnPixelSpacing?: number }
+      | {
+          rowPixelSpacing?: number;
+          columnPixelSpacing?: number;
+          imagePositionPatient?: number[];
+          rowCosines?: number[];
+          columnCosines?: number[];
+          sliceThickness?: number;
+          sliceLocation?: number;
+          usingDefaultValues?: boolean;
+        }
       | undefined;
     const pixel = metaData.get("imagePixelModule", imageId) as { photometricInterpretation?: string } | undefined;
     return {
@@ -287,8 +365,29 @@ export class StackViewer {
           : null,
       imageRect: this.imageRect(imageId, image.columns, image.rows),
       viewportUsesCPU: Boolean((vp as unknown as { useCPURendering?: boolean }).useCPURendering),
+      sliceLocation: sliceLocation(plane),
+      sliceThickness: plane?.sliceThickness ?? null,
+      orientation: plane && !plane.usingDefaultValues ? this.orientation() : null,
       renderCount: this.renderCount,
     };
+  }
+
+  /** the patient direction that each screen edge points to, from the camera (flips, rotation) */
+  private orientation(): ViewState["orientation"] {
+    try {
+      const vp = this.viewport;
+      const canvas = vp.canvas;
+      const cx = canvas.clientWidth / 2;
+      const cy = canvas.clientHeight / 2;
+      const center = vp.canvasToWorld([cx, cy]);
+      const towards = (dx: number, dy: number): number[] => {
+        const p = vp.canvasToWorld([cx + dx, cy + dy]);
+        return [p[0] - center[0], p[1] - center[1], p[2] - center[2]];
+      };
+      return { right: letters(towards(10, 0)), left: letters(towards(-10, 0)), bottom: letters(towards(0, 10)), top: letters(towards(0, -10)) };
+    } catch {
+      return null;
+    }
   }
 
   private imageRect(imageId: string, columns: number, rows: number): [number, number, number, number] | null {
