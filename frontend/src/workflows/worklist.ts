@@ -79,7 +79,7 @@ export async function worklist(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
       "tr",
       { "data-testid": "worklist-row", "data-accession": item.accession_number, "data-status": item.status },
       h("td", {}, item.scheduled_time ? `${item.scheduled_time.slice(0, 2)}:${item.scheduled_time.slice(2, 4)}` : "—"),
-      h("td", {}, personName(item.patient_name), h("br"), h("small", { class: "muted" }, `${item.patient_id} · ${isoDate(item.patient_birth_date)}`)),
+      h("td", {}, personName(item.patient_name), h("br"), h("small", { class: "muted" }, [item.patient_id, isoDate(item.patient_birth_date)].filter(Boolean).join(" · "))),
       h("td", {}, item.modality, item.scheduled_station_ae ? ` · ${item.scheduled_station_ae}` : ""),
       h("td", {}, item.requested_procedure_description || item.step_description),
       h("td", {}, item.accession_number),
