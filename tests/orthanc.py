@@ -18,6 +18,7 @@ import httpx
 from tests.conftest import free_port, wait_for_port
 
 ORTHANC = Path("/usr/sbin/Orthanc")
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")  # orthanc-dicomweb
 
 
 @dataclass
@@ -29,6 +30,8 @@ class Orthanc:
     ae_title: str = "ORTHANC"
     modalities: dict[str, tuple[str, int]] = field(default_factory=dict)
     check_called_aet: bool = True  # reject associations addressed to another AE title
+    dicomweb: bool = False  # load the DICOMweb plugin (server at /dicom-web/, and a client)
+    dicomweb_servers: dict[str, dict[str, Any]] = field(default_factory=dict)  # its peers
     dicom_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -49,7 +52,9 @@ class Orthanc:
             "HttpPort": self.http_port,
             "RemoteAccessAllowed": False,  # loopback only
             "AuthenticationEnabled": False,
-            "Plugins": [],
+            "Plugins": [str(DICOMWEB_PLUGIN)] if self.dicomweb else [],
+            "DicomWeb": {"Enable": self.dicomweb, "Root": "/dicom-web/",
+                         "Servers": self.dicomweb_servers},
             "SynchronousCMove": True,  # the final C-MOVE response after every sub-operation
             "DefaultEncoding": "Utf8",
             "DicomModalities": {
@@ -109,6 +114,11 @@ class Orthanc:
         response = httpx.get(self.url + path, timeout=60)
         response.raise_for_status()
         return response.json()
+
+    def post(self, path: str, body: Any) -> Any:
+        response = httpx.post(self.url + path, json=body, timeout=300)
+        response.raise_for_status()
+        return response.json() if response.content else None
 
     def file(self, instance_id: str) -> bytes:
         """The PS3.10 file Orthanc stores for an instance (its Orthanc identifier)."""

@@ -59,6 +59,8 @@ class World:
     case_id: int  # a draft of the regional center (the city cannot see it)
     attachment_id: int
     session_id: str  # a consilium of that draft, chaired by its author
+    procedure_id: int = 0  # a scheduled procedure of the regional center
+    token_id: int = 0  # a service token of the regional center
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +87,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         assert attached.status_code == 201, attached.text
         consilium = owner.post(f"/api/cases/{case_id}/consilia", headers=token, json={})
         assert consilium.status_code == 200, consilium.text
-        yield World(web, case_id, attached.json()["id"], consilium.json()["id"])
+        booked = owner.post("/api/scheduled-procedures", headers=token, json={
+            "patient_id": REGIONAL_PATIENT[0], "patient_name": REGIONAL_PATIENT[1],
+            "modality": "MR", "scheduled_date": "20261207"})
+        assert booked.status_code == 200, booked.text
+        admin = web.login("reg-admin")
+        issued = admin.post("/api/service-tokens", json={"name": "REG router"},
+                            headers={"X-CSRF-Token": csrf_of(admin)})
+        assert issued.status_code == 200, issued.text
+        yield World(web, case_id, attached.json()["id"], consilium.json()["id"],
+                    booked.json()["id"], issued.json()["id"])
     finally:
         web.stop()
 
@@ -165,6 +176,9 @@ def values(world: World, which: str) -> dict[str, str]:
         "frames": "1", "path": "7FE00010", "version": "1", "what": "cases",
         "provider": "dev",
         "session_id": world.session_id if which == "foreign" else "NoSuchSession000000",
+        "procedure_id": str(world.procedure_id if which == "foreign" else 987654323),
+        "token_id": str(world.token_id if which == "foreign" else 987654324),
+        "job_id": "0123456789abcdef",
     }
 
 
@@ -198,7 +212,8 @@ def request(client: httpx.Client, method: str, path: str, given: dict[str, str]
     body = {"version": 1, "question": "q", "clinical_info": "", "priority": "routine",
             "study_uids": [given["study"]], "target_institution": "regional-center",
             "text": "t", "answer": "a", "reason": "r", "request": "r", "findings": "f",
-            "impression": "i", "recommendations": "", "subject": ""}
+            "impression": "i", "recommendations": "", "subject": "",
+            "study_uid": given["study"], "sop_uids": [given["instance"]], "printer": "FILM1"}
     return client.request(method, path, json=body, headers=headers)
 
 

@@ -11,6 +11,8 @@ from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import consilium.archive.models
+import consilium.archive.prefetch
+import consilium.archive.worklist_models
 import consilium.audit
 import consilium.consult.models
 import consilium.identity.models

@@ -67,7 +67,7 @@ def test_documented_paths_are_routed_and_api_paths_documented(tmp_path: Path) ->
 BINARY = {"/api/cases/{case_id}/attachments/{attachment_id}",
           "/api/cases/{case_id}/conclusions/{version}.pdf",
           "/api/render/series/{series_uid}/mpr", "/api/render/series/{series_uid}/volume",
-          "/api/render/series/{series_uid}/isosurface.stl"}
+          "/api/render/series/{series_uid}/isosurface.stl", "/api/media/export"}
 
 
 def test_bodies_are_described_by_the_models_the_routes_use() -> None:

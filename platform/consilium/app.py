@@ -17,11 +17,18 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from consilium.archive.dicomweb import BASE_PATH, dicomweb_routes
+from consilium.archive.federation import sources as federation_sources
+from consilium.archive.federation_routes import CaseAccess, federation_routes
+from consilium.archive.media_routes import media_routes
+from consilium.archive.prefetch import Prefetch
 from consilium.archive.remote_routes import remote_routes
+from consilium.archive.retrieval import Retrievals
 from consilium.archive.routes import archive_routes
+from consilium.archive.worklist_routes import worklist_routes as modality_worklist_routes
 from consilium.consult.archiving import retry_archiving
 from consilium.consult.context import consult_context
 from consilium.consult.files import sweep_partial_files
+from consilium.consult.reading import case_view
 from consilium.consult.routes import consult_routes
 from consilium.edge import UnexpectedErrors, exception_handlers
 from consilium.history.routes import history_routes
@@ -29,6 +36,7 @@ from consilium.history.worklist import worklist_routes
 from consilium.identity.middleware import AuthenticationMiddleware
 from consilium.identity.ratelimit import UnauthenticatedAudit
 from consilium.identity.routes import identity_routes
+from consilium.identity.service_routes import service_token_routes
 from consilium.identity.tokens import ProviderDirectory
 from consilium.live.notify import CaseNotifier
 from consilium.live.routes import live_routes
@@ -47,9 +55,20 @@ def create_app(runtime: Runtime) -> Any:
     anonymous_audit = UnauthenticatedAudit(  # one limit for every unauthenticated audit writer
         runtime.audit, settings.identity_unauthenticated_audit_per_minute, settings.live_redis_url)
     notifier = CaseNotifier()
+    retrievals = Retrievals(settings, runtime.store, runtime.audit)  # PACS -> archive, jobs
+    prefetcher = Prefetch(runtime.engine, runtime.audit, retrievals,
+                          {s.id: s for s in federation_sources(settings)})
     sweep_partial_files(settings.data_dir / "attachments")
-    consult_ctx = consult_context(settings, runtime.engine, runtime.audit, runtime.store,
-                                  notifier.notify)
+
+    def told(case: Any, what: str) -> None:  # the consult domain's changes: live, prefetch
+        notifier.notify(case, what)
+        prefetcher.on_case(case.id or 0, what, case.target_institution)
+
+    consult_ctx = consult_context(settings, runtime.engine, runtime.audit, runtime.store, told)
+
+    def case_access(principal: Any, case_id: int) -> CaseAccess:
+        view = case_view(consult_ctx, principal, case_id)  # NotFound for a case not visible
+        return CaseAccess(view.case.target_institution, "edit" in view.allowed_actions)
     live = live_hub(runtime, notifier)
 
     async def openapi(_request: Request) -> JSONResponse:
@@ -63,6 +82,10 @@ def create_app(runtime: Runtime) -> Any:
         Mount(RENDER_PATH, routes=render_routes(runtime)),
         *remote_routes(runtime),
         *live_routes(live.ctx, live),  # before the consult routes' /api/cases/{id}/{action}
+        *modality_worklist_routes(runtime),
+        *federation_routes(runtime, retrievals, case_access),
+        *media_routes(runtime),
+        *service_token_routes(runtime.engine, runtime.audit),
         *identity_routes(settings, runtime.engine, directory, runtime.audit, anonymous_audit),
         *consult_routes(consult_ctx),
         *status_routes(settings, runtime.engine),
@@ -83,6 +106,7 @@ def create_app(runtime: Runtime) -> Any:
         retrying = asyncio.get_running_loop().run_in_executor(None, retry_archiving, consult_ctx)
         yield
         await retrying
+        retrievals.close()
         notifier.bind(None)
         await anyio.to_thread.run_sync(runtime.audit.flush)
         await directory.aclose()
@@ -94,6 +118,7 @@ def create_app(runtime: Runtime) -> Any:
     app.state.consult = consult_ctx  # the consult domain's context (tests call it directly)
     app.state.json_max_bytes = settings.http_max_json_kb * 1024  # http_api.read_json
     app.state.directory = directory
+    app.state.retrievals = retrievals
     combined = create_socket_app(app, directory, runtime, notifier, live)
     return AuthenticationMiddleware(combined, settings, runtime.engine, directory, runtime.audit,
                                     anonymous_audit)

@@ -61,6 +61,7 @@ class AuditAction(StrEnum):
     FETCH = "fetch"  # a study brought in from a hospital's PACS on a user's request (C-MOVE SCU)
     EXPORT = "export"  # media, PDF, CSV leaving the system
     STORE = "store"  # instances received (C-STORE, STOW-RS, import)
+    SCHEDULE = "schedule"  # a scheduled procedure (worklist item) booked, edited, cancelled
     GRANT = "grant"
     REVOKE = "revoke"
     DENIED = "denied"  # an access the policy refused, or of something that does not exist

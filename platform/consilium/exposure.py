@@ -34,6 +34,11 @@ _WRITE = ("a write: stored through ingest, which refuses a UID of another instit
 _PACS = ("a hospital PACS, not the archive: identity.policy.may_query_pacs (clinicians of its "
          "own institution); every query, retrieve and refusal is recorded")
 _HEADS = "for heads and admins, scoped to their institution by consilium.history"
+_WORKLIST = ("the Modality Worklist: identity.policy.may_schedule (clinicians of the item's "
+             "institution); another institution's item is a 'not found' recorded at the edge; "
+             "every list, booking and edit is recorded")
+_TOKENS = ("no patient data: service tokens of the admin's own institution "
+           "(identity.policy.may_manage_service_tokens); issuing and revoking are recorded")
 
 ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/openapi.json"): (NO_PATIENT_DATA, "the API description"),
@@ -74,6 +79,32 @@ ROUTES: dict[tuple[str, str], tuple[str, str]] = {
     ("GET", "/api/remote/pacs/{ae_title}/studies"): (GUARDED_ELSEWHERE, _PACS),
     ("POST", "/api/remote/pacs/{ae_title}/studies/{study_uid}/retrieve"): (
         GUARDED_ELSEWHERE, _PACS),
+    ("GET", "/api/scheduled-procedures"): (GUARDED_ELSEWHERE, _WORKLIST),
+    ("POST", "/api/scheduled-procedures"): (GUARDED_ELSEWHERE, _WORKLIST),
+    ("GET", "/api/scheduled-procedures/{procedure_id}"): (GUARDED_ELSEWHERE, _WORKLIST),
+    ("PATCH", "/api/scheduled-procedures/{procedure_id}"): (GUARDED_ELSEWHERE, _WORKLIST),
+    ("GET", "/api/scheduled-procedures/{procedure_id}/steps"): (GUARDED_ELSEWHERE, _WORKLIST),
+    ("GET", "/api/federation/sources"): (NO_PATIENT_DATA, "the archive and PACS from the "
+                                         "configuration that the caller may search"),
+    ("GET", "/api/federation/studies"): (
+        GUARDED_ELSEWHERE, "a search: the archive's part through the gate's reach (own "
+        "institution and grants, its query recorded by the gate), and " + _PACS),
+    ("POST", "/api/federation/retrieve"): (GUARDED_ELSEWHERE, _PACS),
+    ("GET", "/api/federation/retrieve/{job_id}"): (
+        GUARDED_ELSEWHERE, "a retrieve job: its requester only; another's or a missing one is "
+        "a 'not found' recorded at the edge; counts and UIDs, no patient"),
+    ("GET", "/api/media/printers"): (NO_PATIENT_DATA, "the film printers of the caller's "
+                                     "institution, from the configuration"),
+    ("POST", "/api/federation/case-studies"): (
+        GUARDED_ELSEWHERE, "a remote study added to the caller's own draft: the case through "
+        "identity.policy.may_see_case (a case not found is recorded at the edge), the PACS "
+        "through identity.policy.may_query_pacs"),
+    ("GET", "/api/federation/case-studies"): (
+        GUARDED_ELSEWHERE, "a case's remote studies (UIDs and states, no patient): its parties "
+        "only, " + _CASES),
+    ("GET", "/api/service-tokens"): (NO_PATIENT_DATA, _TOKENS),
+    ("POST", "/api/service-tokens"): (NO_PATIENT_DATA, _TOKENS),
+    ("DELETE", "/api/service-tokens/{token_id}"): (NO_PATIENT_DATA, _TOKENS),
 }
 
 EVENTS: dict[str, tuple[str, str]] = {

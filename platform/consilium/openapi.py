@@ -17,8 +17,24 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from consilium import __version__
+from consilium.archive.federation import FederatedAnswer, SourcePublic
+from consilium.archive.federation_routes import CaseStudyRequest, RetrieveRequest
+from consilium.archive.media_routes import (
+    FilmPrint,
+    FilmPrinted,
+    FilmPrinterPublic,
+    MediaExport,
+)
+from consilium.archive.prefetch import CaseRemoteStudyPublic
 from consilium.archive.remote_routes import PacsNode, RemoteStudyPublic, RetrieveOutcome
+from consilium.archive.retrieval import RetrieveJobPublic
 from consilium.archive.routes import Health, StudySummary
+from consilium.archive.worklist_models import (
+    PerformedStepPublic,
+    ProcedureCreate,
+    ProcedurePublic,
+    ProcedureUpdate,
+)
 from consilium.consult.models import (
     AttachmentPublic,
     CaseCreate,
@@ -37,6 +53,11 @@ from consilium.consult.routes import TRANSITION_BODIES
 from consilium.history.routes import AuditEventPublic, CaseRow, TurnaroundRow
 from consilium.identity.models import MePublic
 from consilium.identity.roster import Colleagues, Directory
+from consilium.identity.services import (
+    ServiceTokenCreate,
+    ServiceTokenIssued,
+    ServiceTokenPublic,
+)
 from consilium.live.models import SessionPublic
 from consilium.live.routes import InviteBody, ScheduleBody, UninviteBody
 from consilium.render.routes import VolumeInfo
@@ -314,6 +335,7 @@ def _paths() -> dict[str, Any]:
             "WADO-RS study metadata", "DICOM JSON", 401, 404, params=[study])},
     }
     paths.update(_consilia(case))
+    paths.update(_regional_paths())
     for action, body in TRANSITION_BODIES.items():
         signs = action in ("conclude", "amend")
         paths[f"/api/cases/{{case_id}}/{action}"] = {"post": _op(
@@ -321,6 +343,87 @@ def _paths() -> dict[str, Any]:
             400, 401, 403, 404, 409, params=[case], body=body,
             answer=answer(ConclusionPublic if signs else CasePublic))}
     return paths
+
+
+def _regional_paths() -> dict[str, Any]:
+    """The worklist, service tokens, federation, media and de-identification."""
+    procedure = _path_param("procedure_id", "integer")
+    return {
+        "/api/scheduled-procedures": {
+            "get": _op("The institution's scheduled procedures (Modality Worklist items) with "
+                       "what arrived for them (match: waiting, matched, mismatch)", "items",
+                       400, 401, 403, answer=answers(ProcedurePublic), params=[
+                           _query("from", "YYYYMMDD"), _query("to", "YYYYMMDD"),
+                           _query("status", "scheduled, in_progress, completed, "
+                                  "discontinued, cancelled"),
+                           _query("match", "waiting, matched, mismatch")]),
+            "post": _op("Book a scheduled procedure (its Study Instance UID is assigned)",
+                        "the item", 400, 401, 403, 409, answer=answer(ProcedurePublic),
+                        body=ProcedureCreate)},
+        "/api/scheduled-procedures/{procedure_id}": {
+            "get": _op("One scheduled procedure", "the item", 401, 403, 404,
+                       answer=answer(ProcedurePublic), params=[procedure]),
+            "patch": _op("Edit or cancel a scheduled procedure; 'version' is required (409 "
+                         "when it changed meanwhile)", "the item", 400, 401, 403, 404, 409,
+                         answer=answer(ProcedurePublic), body=ProcedureUpdate,
+                         params=[procedure])},
+        "/api/scheduled-procedures/{procedure_id}/steps": {"get": _op(
+            "The performed procedure steps (MPPS) the modality reported for the item",
+            "steps", 401, 403, 404, answer=answers(PerformedStepPublic), params=[procedure])},
+        "/api/federation/sources": {"get": _op(
+            "The sources a federated search asks for the caller: the archive and the PACS of "
+            "the caller's institution", "sources", 401, answer=answers(SourcePublic))},
+        "/api/federation/studies": {"get": _op(
+            "One search over the archive and every PACS the caller may query, in parallel "
+            "until federation.deadline; each study labelled with its source, each source "
+            "with its state (ok, timeout, error)", "studies and sources", 400, 401,
+            answer=answer(FederatedAnswer), params=[
+                _query("PatientID", "exact or wildcard (* ?)"),
+                _query("PatientName", "wildcard (* ?)"),
+                _query("StudyDate", "YYYYMMDD or a range YYYYMMDD-YYYYMMDD"),
+                _query("AccessionNumber", "exact"),
+                _query("ModalitiesInStudy", "modality codes, comma separated")])},
+        "/api/federation/retrieve": {"post": _op(
+            "Start fetching a PACS study into the archive (C-MOVE or WADO-RS); poll the job "
+            "for progress", "the job", 400, 401, 403, 404, answer=answer(RetrieveJobPublic),
+            body=RetrieveRequest)},
+        "/api/federation/retrieve/{job_id}": {"get": _op(
+            "A retrieve's progress (instances arrived of those expected) and outcome",
+            "the job", 401, 404, answer=answer(RetrieveJobPublic),
+            params=[_path_param("job_id")])},
+        "/api/federation/case-studies": {
+            "post": _op("Add a study still only in the caller's PACS to a draft consult "
+                        "request: fetched when it is submitted and shared with the target",
+                        "the remote study", 400, 401, 403, 404, 409,
+                        answer=answer(CaseRemoteStudyPublic), body=CaseStudyRequest),
+            "get": _op("A request's remote studies and their state (pending, fetching, "
+                       "fetched, failed)", "remote studies", 400, 401, 404,
+                       answer=answers(CaseRemoteStudyPublic),
+                       params=[_query("case_id", "the case")])},
+        "/api/media/export": {"post": _op(
+            "Studies as patient media: a ZIP or an ISO image with a DICOMDIR (PS3.10); with "
+            "deidentify a PS3.15 Basic Profile copy (retain_dates: the longitudinal temporal "
+            "option). Headers: X-Consilium-Flagged (instances that may carry burned-in text), "
+            "X-Consilium-Pseudonyms", "application/zip or application/x-iso9660-image", 400,
+            401, 403, 404, 413, 422, body=MediaExport)},
+        "/api/media/printers": {"get": _op(
+            "The film printers of the caller's institution", "printers", 401,
+            answer=answers(FilmPrinterPublic))},
+        "/api/media/print": {"post": _op(
+            "Print images of a study on film (DICOM Basic Grayscale Print Management): layout "
+            "columns x rows, film size, orientation, copies, medium", "what was printed", 400,
+            401, 403, 404, 502, answer=answer(FilmPrinted), body=FilmPrint)},
+        "/api/service-tokens": {
+            "get": _op("Admins: the API tokens of the institution's machines (never the "
+                       "secrets)", "tokens", 401, 403, answer=answers(ServiceTokenPublic)),
+            "post": _op("Admins: issue an API token to a machine of the institution (shown "
+                        "once)", "the token", 400, 401, 403, answer=answer(ServiceTokenIssued),
+                        body=ServiceTokenCreate)},
+        "/api/service-tokens/{token_id}": {"delete": _op(
+            "Admins: revoke a machine's API token at once", "the revoked token", 401, 403,
+            404, answer=answer(ServiceTokenPublic),
+            params=[_path_param("token_id", "integer")])},
+    }
 
 
 def _shapes(node: Any, found: dict[tuple[type[BaseModel], JsonSchemaMode], None]) -> None:

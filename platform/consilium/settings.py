@@ -76,6 +76,20 @@ class DicomNode(BaseModel):
         return self.host is not None and self.port is not None
 
 
+class FilmPrinter(BaseModel):
+    """A hospital's film printer: a DICOM Basic Grayscale Print Management SCP that
+    Consilium prints patients' films on (only clinicians of ``institution`` may use it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    institution: str
+    ae_title: str = Field(min_length=1, max_length=16)
+    host: str
+    port: int = Field(ge=1, le=65535)
+    description: str = ""
+
+
 class Institution(BaseModel):
     """A hospital of the region: who it is and which DICOM nodes belong to it."""
 
@@ -138,6 +152,14 @@ class OidcProvider(BaseModel):
         "typ=ID claim).",
     )
     algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "PS256"])
+    service_clients: dict[str, str] = Field(
+        default_factory=dict,
+        description="OAuth client ids whose client-credentials access tokens act as machines "
+        "(a PACS, a router) of the provider's institution, -> the system's name for the audit "
+        "trail, e.g. {\"city-pacs\" = \"City PACS\"} (a Keycloak client with service "
+        "accounts enabled). Such a principal has no role: it may store (STOW-RS), never read. "
+        "Use dedicated clients, never the login client.",
+    )
 
     @field_validator("role_map")
     @classmethod
@@ -148,6 +170,14 @@ class OidcProvider(BaseModel):
                 f"role_map maps {bad} onto no Consilium role (roles: "
                 f"{', '.join(sorted(ROLE_NAMES))}); nobody could log in with those")
         return mapping
+
+    @model_validator(mode="after")
+    def _service_clients_are_not_the_login_client(self) -> OidcProvider:
+        if self.client_id in self.service_clients:
+            raise ValueError(f"identity provider {self.id!r}: the login client "
+                             f"{self.client_id!r} cannot be a service client (people log in "
+                             "through it)")
+        return self
 
     @model_validator(mode="after")
     def _one_secret_source(self) -> OidcProvider:
@@ -178,6 +208,36 @@ class OidcProvider(BaseModel):
 
 DEV_IDP_PROVIDER_ID = "dev"
 UI_LANGUAGES = ("ru", "en")  # the interface's catalogues (frontend/src/locales, *_text.py)
+
+
+class DicomWebPacs(BaseModel):
+    """A hospital PACS reached through DICOMweb (QIDO-RS search, WADO-RS retrieve) rather than
+    DIMSE: one of the sources of the federated search, owned by ``institution``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    institution: str = Field(description="the institution whose PACS it is (its studies are "
+                             "that institution's once retrieved)")
+    url: str = Field(description="the DICOMweb root, e.g. http://pacs.city.example/dicom-web")
+    description: str = ""
+    bearer_token_file: Path | None = Field(
+        default=None, description="a file holding a bearer token sent to the PACS (never the "
+        "token itself in the configuration)")
+    timeout: float = Field(default=30.0, gt=0, description="seconds per request")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        text = value.strip().rstrip("/")
+        if not text.startswith(("http://", "https://")):
+            raise ValueError(f"DICOMweb url {value!r} must start with http:// or https://")
+        return text
+
+    def bearer_token(self) -> str | None:
+        if self.bearer_token_file is None:
+            return None
+        return self.bearer_token_file.read_text().strip() or None
 
 
 class DuplicatePolicy(StrEnum):
@@ -293,6 +353,40 @@ class Settings(BaseModel):
         description="Remote PACS: seconds a whole C-MOVE of one study may take before it is "
         "aborted.",
     )
+
+    federation_deadline: float = Field(
+        default=8.0,
+        gt=0,
+        le=120,
+        description="Federated search: seconds to wait for every source (the archive and each "
+        "PACS, asked in parallel); a source that has not answered by then is flagged as not "
+        "answering and the others are shown.",
+    )
+    federation_dicomweb: list[DicomWebPacs] = Field(
+        default_factory=list,
+        description="Hospital PACS reached through DICOMweb (QIDO-RS/WADO-RS), beside the DIMSE "
+        "ones configured as institution nodes of kind 'pacs'.",
+    )
+    federation_retrieve_workers: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Retrieves from PACS (on demand and prefetched for consults) run at most "
+        "this many at once; more wait their turn.",
+    )
+
+    media_max_mb: int = Field(
+        default=4300,
+        ge=1,
+        description="Largest patient medium or de-identified copy (MiB of instances; 4300 fits "
+        "a single-layer DVD). Larger exports are refused with 413: choose fewer studies.",
+    )
+    media_film_printers: list[FilmPrinter] = Field(
+        default_factory=list,
+        description="Film printers (DICOM Print SCPs) of the institutions, for patients' films.",
+    )
+    media_print_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds a film printer may take for each step.")
 
     storage_fsync: bool = Field(
         default=True, description="fsync every file and directory before acknowledging."
@@ -494,6 +588,17 @@ class Settings(BaseModel):
         ids = [inst.id for inst in self.institutions]
         if len(ids) != len(set(ids)):
             raise ValueError("institution ids must be unique")
+        web_ids = [p.id for p in self.federation_dicomweb]
+        if len(web_ids) != len(set(web_ids)):
+            raise ValueError("federation.dicomweb ids must be unique")
+        for printer in self.media_film_printers:
+            if printer.institution not in ids:
+                raise ValueError(f"film printer {printer.id!r} belongs to institution "
+                                 f"{printer.institution!r}, which is not configured")
+        for peer in self.federation_dicomweb:
+            if peer.institution not in ids:
+                raise ValueError(f"federation.dicomweb {peer.id!r} belongs to institution "
+                                 f"{peer.institution!r}, which is not configured")
         return self
 
     @model_validator(mode="after")

@@ -17,6 +17,8 @@ import { Toolbar, type ToolbarButton } from "../capabilities/toolbar/toolbar";
 import { CompareLayout, LAYOUTS, type Layout } from "../capabilities/viewport/compare";
 import { CT_PRESETS } from "../capabilities/viewport/presets";
 import { RENDERING_ENGINE_ID, StackViewer, VIEWPORT_ID } from "../capabilities/viewport/stackViewer";
+import { openExportDialog, useCsrf } from "../capabilities/regional/exportDialog";
+import { str, Tag } from "../core/dicomjson";
 import { findStudy, framesOf, seriesMetadata, type Series, type Study } from "../core/dicomweb";
 import { appHeader, pageTitle } from "../capabilities/shell/shell";
 import { h } from "../core/dom";
@@ -98,7 +100,17 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
       if (compare.layout !== "1x1") chooseLayout("1x1");
       mpr.toggle(viewer.current?.series.seriesUID ?? null);
     } }],
+    [{ id: "give-out", label: t("regional.give_out"), title: t("regional.give_out_title"), onClick: () => giveOut() }],
   ];
+  const giveOut = () => {
+    const shown = viewer.current;
+    if (!shown) return;
+    useCsrf(me.csrf_token);
+    openExportDialog({
+      studyUID: shown.study.studyUID,
+      images: () => [...new Set(shown.frames.map((f) => str(f.instance, Tag.SOPInstanceUID)))].filter(Boolean),
+    });
+  };
   const toolbar = new Toolbar(buttons);
   root.append(
     header,

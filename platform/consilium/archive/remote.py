@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -286,10 +286,14 @@ _MOVE_FAILURES = {
 }
 
 
-def retrieve_remote_study(settings: Settings, node: DicomNode, study_uid: str
-                          ) -> RetrieveResult:
+Progress = Callable[[int, int, int, int], None]  # remaining, completed, failed, warning
+
+
+def retrieve_remote_study(settings: Settings, node: DicomNode, study_uid: str,
+                          progress: Progress | None = None) -> RetrieveResult:
     """C-MOVE of one study from ``node`` to our own AE title; returns when the PACS reports the
     move finished (the images are then ingested), or raises :class:`RemotePacsError`.
+    ``progress`` gets the counts of every pending response (PACS that send them).
 
     The whole move is aborted after ``dicom_remote_retrieve_timeout`` seconds. Blocking: call
     it in a worker thread from async code.
@@ -318,6 +322,10 @@ def retrieve_remote_study(settings: Settings, node: DicomNode, study_uid: str
                 if keyword in status and status[keyword].value is not None:
                     counts[key] = int(status[keyword].value)
             if code in (0xFF00, 0xFF01):
+                remaining = status.get("NumberOfRemainingSuboperations")
+                if progress is not None and remaining is not None:
+                    progress(int(remaining), counts["completed"], counts["failed"],
+                             counts["warning"])
                 continue
             final = code
             comment = str(status.get("ErrorComment", ""))

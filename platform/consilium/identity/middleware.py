@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anyio
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
@@ -17,6 +18,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from consilium.audit import Actor, AuditAction, AuditOutcome, AuditTrail
 from consilium.identity.policy import Principal
 from consilium.identity.ratelimit import UnauthenticatedAudit, clip
+from consilium.identity.services import (
+    client_of_claims,
+    is_service_token,
+    principal_of_token,
+    service_principal_of_claims,
+)
 from consilium.identity.tokens import ProviderDirectory, TokenError
 from consilium.identity.users import (
     LoginRefused,
@@ -93,8 +100,27 @@ class AuthenticationMiddleware:
         return False
 
     async def bearer_principal(self, token: str, scope: Scope) -> Principal | None:
+        if is_service_token(token):  # issued by Consilium to a machine (identity.services)
+            principal = await anyio.to_thread.run_sync(principal_of_token, self.engine, token)
+            if principal is None:
+                log.warning("service token refused from %s", client_address(scope))
+                await self.anonymous_audit.record(
+                    Actor("unknown", source=client_address(scope), channel="api"),
+                    AuditAction.LOGIN_FAILED, AuditOutcome.FAILURE,
+                    {"reason": "unknown, revoked or expired service token",
+                     "method": "service token", "token": token[4:12]},
+                )
+            return principal
         try:
             provider, claims = await self.directory.validate_bearer(token)
+            institution = provider.institution or str(
+                claims.get(provider.institution_claim, "") or "")
+            if client_of_claims(claims) in provider.service_clients:
+                if self.settings.institution(institution) is None:
+                    raise LoginRefused(f"institution {institution!r} is not configured")
+                service = service_principal_of_claims(provider, claims, institution)
+                if service is not None:
+                    return service
             mapped = map_claims(self.settings, provider, claims)
         except (TokenError, LoginRefused, KeyError) as exc:
             log.warning("bearer token refused from %s: %s", client_address(scope),

@@ -90,6 +90,23 @@ class Grant(SQLModel, table=True):
     revoked_at: datetime | None = None
 
 
+class ServiceToken(SQLModel, table=True):
+    """An API token Consilium issued to a machine of an institution (only its hash kept)."""
+
+    __tablename__ = "service_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, description="the system it was issued to")
+    institution_id: str = Field(max_length=64, index=True)
+    prefix: str = Field(max_length=8, description="shown in lists to recognise the token")
+    token_hash: str = Field(max_length=64, unique=True)
+    created_by: str = Field(max_length=256)
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
 class MePublic(BaseModel):
     """``GET /api/me``: the caller, and the CSRF token their writes carry (browsers)."""
 

@@ -63,6 +63,12 @@ class Principal:
     authenticated: bool = False
     user_id: int | None = None
     specialty: str = ""
+    service: str = ""  # a machine's system name (service identity); "" for people
+
+    @property
+    def is_service(self) -> bool:
+        """A machine acting for its institution: no role, reads no patient data."""
+        return self.authenticated and bool(self.service)
 
     @property
     def is_clinician(self) -> bool:
@@ -105,6 +111,25 @@ def may_query_pacs(principal: Principal, institution_id: str) -> bool:
     their role alone."""
     return (principal.is_clinician and principal.institution_id is not None
             and principal.institution_id == institution_id)
+
+
+def may_schedule(principal: Principal, institution_id: str) -> bool:
+    """Book and edit scheduled procedures (the Modality Worklist), see what arrived for them and
+    their MPPS: clinicians of that institution (the registrar's desk works under a clinical
+    login); admins manage configuration and see no patient data."""
+    return (principal.is_clinician and principal.institution_id is not None
+            and principal.institution_id == institution_id)
+
+
+def may_manage_service_tokens(principal: Principal) -> bool:
+    """Issue and revoke API tokens for the machines of the admin's own institution."""
+    return principal.has_role(Role.ADMIN) and principal.institution_id is not None
+
+
+def may_export_media(principal: Principal) -> bool:
+    """Patient media (ZIP, ISO), film and de-identified copies leave the system: clinicians,
+    of studies the gate lets them read (checked there, each export recorded)."""
+    return principal.is_clinician
 
 
 def may_read_audit(principal: Principal) -> bool:

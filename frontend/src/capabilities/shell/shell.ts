@@ -11,7 +11,7 @@ import { LANGUAGES, language, setLanguage, t, type Language } from "../../core/i
 import { hasRole, logout, type Me } from "../../core/session";
 import { AlertCenter } from "../consult/alerts";
 
-export type Section = "home" | "studies" | "cases" | "new" | "history" | "audit" | "";
+export type Section = "home" | "studies" | "cases" | "new" | "history" | "audit" | "worklist" | "search" | "";
 
 let baseTitle = "Consilium";
 let unread = 0;
@@ -67,6 +67,8 @@ export function appHeader(me: Me, hooks: ConsiliumHooks, current: Section, leadi
       link("home", "/", t("nav.home")),
       hasRole(me, "referring", "consultant", "head") ? link("studies", "/viewer", t("nav.studies")) : null,
       hasRole(me, "referring", "consultant", "head") ? link("cases", "/viewer/cases", t("nav.cases")) : null,
+      hasRole(me, "referring", "consultant", "head") ? link("search", "/viewer/search", t("regional.nav_search")) : null,
+      hasRole(me, "referring", "consultant", "head") ? link("worklist", "/viewer/worklist", t("regional.nav_worklist")) : null,
       hasRole(me, "head") ? link("history", "/viewer/history", t("nav.history")) : null,
       hasRole(me, "head", "admin") ? link("audit", "/audit", t("nav.audit")) : null,
     ),

@@ -90,6 +90,7 @@ export class StudyBrowser {
       { class: "panel study-browser" },
       h("h2", {}, t("studies.title")),
       this.form,
+      h("p", { class: "muted" }, h("a", { href: "/viewer/search", "data-testid": "search-everywhere" }, t("regional.search_everywhere"))),
       this.status,
       h("div", { class: "table-scroll" }, h("table", { class: "studies", "data-testid": "studies" }, h("thead", {}, this.head), this.results)),
       this.more,

@@ -1,10 +1,14 @@
-"""The archive's DIMSE side (PS3.4 Verification, Storage, Query/Retrieve FIND/MOVE/GET).
+"""The archive's DIMSE side (PS3.4 Verification, Storage, Query/Retrieve FIND/MOVE/GET,
+Modality Worklist, Modality Performed Procedure Step).
 
 - :mod:`.handlers`: the services as plain functions over the archive (and who may associate);
 - :mod:`.status`: every outcome as the DIMSE status a peer gets;
 - :mod:`.wire`: PDUs and command sets on the wire, read within length and time bounds;
 - :mod:`.lean`: the lean transport (storage, verification, C-FIND on the connection's thread);
-- :mod:`.pynetdicom_server`: pynetdicom's transport (C-MOVE, C-GET, and all when lean is off);
+- :mod:`.worklist`: the Modality Worklist (MWL C-FIND) and MPPS (N-CREATE / N-SET) over
+  :mod:`consilium.archive.worklist` and :mod:`consilium.archive.mpps`;
+- :mod:`.pynetdicom_server`: pynetdicom's transport (C-MOVE, C-GET, MWL, MPPS, and all when lean
+  is off);
 - :mod:`.listener`: accepts connections, checks the first PDU, admits and routes associations.
 
 Imports go one way: listener -> transports -> handlers -> status; wire is used by all three.

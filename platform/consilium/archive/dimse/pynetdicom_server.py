@@ -51,12 +51,14 @@ from consilium.archive.sop import (
 from consilium.settings import Settings
 
 from . import handlers, wire
+from . import worklist as mwl
 from .handlers import Answer, AssociationRecord, DimseContext, Peer, RetrievedFile
 from .status import (
     CANCEL,
     MOVE_DESTINATION_UNKNOWN,
     PENDING,
     SUCCESS,
+    UNABLE_TO_PROCESS,
     Service,
 )
 
@@ -217,6 +219,9 @@ def make_ae(settings: Settings) -> ArchiveAE:
     for model in (*FIND_MODELS, *MOVE_MODELS, *GET_MODELS):
         # little endian only: C-FIND identifiers are encoded by the archive itself
         ae.add_supported_context(model, ACCEPTED_TRANSFER_SYNTAXES[:2])
+    # the Modality Worklist and MPPS (worklist.py): served on this transport only
+    ae.add_supported_context(mwl.MODALITY_WORKLIST_FIND, ACCEPTED_TRANSFER_SYNTAXES[:2])
+    ae.add_supported_context(mwl.PERFORMED_PROCEDURE_STEP, ACCEPTED_TRANSFER_SYNTAXES[:2])
     return ae
 
 
@@ -232,6 +237,8 @@ class PynetdicomTransport:
             (evt.EVT_C_FIND, self.on_find),
             (evt.EVT_C_MOVE, self.on_move),
             (evt.EVT_C_GET, self.on_get),
+            (evt.EVT_N_CREATE, self.on_n_create),
+            (evt.EVT_N_SET, self.on_n_set),
         ]
 
     def serve(self, sock: socket.socket, local: Any, remote: Any, first_pdu: bytes,
@@ -276,6 +283,9 @@ class PynetdicomTransport:
         return _status(answer)
 
     def on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
+        if str(event.context.abstract_syntax) == mwl.MODALITY_WORKLIST_FIND:
+            yield from self._worklist(event)
+            return
         ts = UID(str(event.context.transfer_syntax))
         answers = handlers.find(self.context, self._assoc(event).peer,
                                 event.request.Identifier.getvalue(), str(ts),
@@ -287,6 +297,34 @@ class PynetdicomTransport:
                 yield answer.status, None
             else:
                 yield answer.status, _status(answer)
+
+    def _worklist(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
+        try:
+            identifier = event.identifier
+        except Exception as exc:  # undecodable: pynetdicom raises many kinds
+            yield UNABLE_TO_PROCESS[Service.FIND], _status(Answer(
+                UNABLE_TO_PROCESS[Service.FIND], f"undecodable identifier: {exc}"[:64]))
+            return
+        for status, answer, comment in mwl.worklist_find(
+                self.context, self._assoc(event).peer, identifier, lambda: event.is_cancelled):
+            if status in (PENDING, SUCCESS, CANCEL):
+                yield status, answer
+            else:
+                yield status, _status(Answer(status, comment))
+
+    def on_n_create(self, event: Any) -> tuple[int, Dataset | None]:
+        if str(event.request.AffectedSOPClassUID) != mwl.PERFORMED_PROCEDURE_STEP:
+            return 0x0118, None  # no such SOP class
+        return mwl.step_create(self.context, self._assoc(event).peer,
+                               str(event.request.AffectedSOPInstanceUID or ""),
+                               event.attribute_list)
+
+    def on_n_set(self, event: Any) -> tuple[int, Dataset | None]:
+        if str(event.request.RequestedSOPClassUID) != mwl.PERFORMED_PROCEDURE_STEP:
+            return 0x0118, None
+        return mwl.step_set(self.context, self._assoc(event).peer,
+                            str(event.request.RequestedSOPInstanceUID or ""),
+                            event.modification_list)
 
     # C-GET and C-MOVE handlers are plain functions returning the generator: a refusal raised
     # when pynetdicom calls them is answered with the service's "unable to process"
