@@ -116,13 +116,16 @@ def test_an_unexpected_exception_is_logged_once_and_answered_500_without_detail(
 def test_errors_are_rendered_in_the_edge_only() -> None:
     """No adapter builds an error answer or catches domain errors to render them: the places
     that answer errors themselves are the edge, the authentication middleware (it runs before
-    the application) and the demo identity provider (OAuth's own error format)."""
+    the application), the demo identity provider (OAuth's own error format), and the two edges
+    of the other protocols: the live consilium's Socket.IO acknowledgements and the worklist's
+    DIMSE statuses, which answer domain errors in their protocol's form."""
     rendering = re.compile(r"JSONResponse\(\s*\{\s*\"error\"|except DomainError|"
                            r"except \(?[A-Za-z, ]*(NotFound|Forbidden|InvalidInput)\b[^\n]*:\n"
                            r"\s*return")
     found = sorted(str(path.relative_to(PLATFORM)) for path in PLATFORM.rglob("*.py")
                    if rendering.search(path.read_text()))
-    assert found == ["edge.py", "identity/devidp.py", "identity/middleware.py"]
+    assert found == ["archive/dimse/worklist.py", "edge.py", "identity/devidp.py",
+                     "identity/middleware.py", "live/namespace.py"]
 
 
 def test_the_application_installs_one_handler_for_all_domain_errors(tmp_path: Path) -> None:
