@@ -32,7 +32,11 @@ export interface ViewState {
   imageId: string;
   imageIndex: number;
   imageCount: number;
+  /** slices in the viewer lossless, and viewable at all (a lossy preview or better) */
   loadedCount: number;
+  viewableCount: number;
+  /** the slice on screen is the lossy preview (the overlay says so) */
+  lossy: boolean;
   rows: number;
   columns: number;
   color: boolean;
@@ -88,6 +92,10 @@ export interface ConsiliumHooks {
   page: Record<string, unknown>;
   /** the comparison layout (capabilities/viewport/compare): each viewport's slice position */
   compare: Record<string, unknown> | null;
+  /** the progressive loader's counts and times (capabilities/viewport/progressive) */
+  loading: { total: number; previews: number; lossless: number; allViewableAt: number | null; allLosslessAt: number | null; startedAt: number } | null;
+  /** the values of the image on screen as the viewer holds them */
+  pixels: () => { imageId: string; lossy: boolean; values: number[] } | null;
 }
 
 export interface CanvasStats {
@@ -125,6 +133,8 @@ export function installHooks(canvasStats: () => CanvasStats | null): ConsiliumHo
     alerts: { unread: [], notified: [], events: 0 },
     page: {},
     compare: null,
+    loading: null,
+    pixels: () => null,
   };
   return window.__consilium;
 }

@@ -16,6 +16,7 @@ import { PRIMARY_TOOLS, Toolbox } from "../capabilities/tools/toolbox";
 import { Toolbar, type ToolbarButton } from "../capabilities/toolbar/toolbar";
 import { CompareLayout, LAYOUTS, type Layout } from "../capabilities/viewport/compare";
 import { CT_PRESETS } from "../capabilities/viewport/presets";
+import { progressive } from "../capabilities/viewport/progressive";
 import { RENDERING_ENGINE_ID, StackViewer, VIEWPORT_ID } from "../capabilities/viewport/stackViewer";
 import { findStudy, framesOf, seriesMetadata, type Series, type Study } from "../core/dicomweb";
 import { appHeader, pageTitle } from "../capabilities/shell/shell";
@@ -118,6 +119,8 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
   toolbar.setActive(toolbox.primaryTool);
   toolbox.onPrimaryChange((name) => toolbar.setActive(name));
   hooks.canvasStats = () => viewer.canvasStats();
+  hooks.pixels = () => viewer.pixels();
+  progressive.onProgress = (state) => (hooks.loading = { ...state });
   installConsultExtras({
     me, hooks, layout: root.querySelector("main.layout") as HTMLElement, toolbar: toolbar.element,
     currentImageId: () => (viewer.current ? viewer.viewport.getCurrentImageId() : undefined),
