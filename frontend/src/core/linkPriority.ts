@@ -8,6 +8,9 @@
  */
 
 const HOLD_LIMIT_MS = 4000;
+// `?no-link-priority` in the page's address turns the holds off: only bench/link_viewer.py
+// uses it, to measure what the holds are worth
+const DISABLED = new URLSearchParams(location.search).has("no-link-priority");
 const holds = new Map<string, number>(); // who -> since (performance.now())
 const waiting: (() => void)[] = [];
 
@@ -20,6 +23,7 @@ export function bulkHeld(): boolean {
 
 /** `who` waits for a rendered frame: bulk loads go down to one at a time */
 export function hold(who: string): void {
+  if (DISABLED) return;
   if (!holds.has(who)) holds.set(who, performance.now());
   window.setTimeout(wake, HOLD_LIMIT_MS + 10);
 }

@@ -69,12 +69,13 @@ interface Listener {
 }
 
 /** Puts `image` in Cornerstone's cache if it is better than what is there; true if it was. */
-function store(imageId: string, image: Types.IImage): boolean {
+async function store(imageId: string, image: Types.IImage): Promise<boolean> {
   const had = cache.getImageQuality(imageId);
   const got = image.imageQualityStatus ?? ImageQualityStatus.FULL_RESOLUTION;
   if (had !== undefined && had >= got && cache.getImage(imageId)) return false;
   if (cache.getImageLoadObject(imageId) || had !== undefined) cache.setPartialImage(imageId, undefined, true);
-  void cache.putImageLoadObject(imageId, { promise: Promise.resolve(image) }).catch(() => undefined);
+  // (the cache's entry holds the new image once this settles, not before)
+  await cache.putImageLoadObject(imageId, { promise: Promise.resolve(image) }).catch(() => undefined);
   return true;
 }
 
@@ -228,10 +229,10 @@ export class ProgressiveLoader {
       return this.load(imageId, stage, urgent);
     }
     if (stage === "preview") image.imageQualityStatus = ImageQualityStatus.LOSSY;
-    if (store(imageId, image)) {
+    if (await store(imageId, image)) {
       this.upgraded.forEach((fn) => fn(imageId, image));
       this.count();
-      return image; // (the cache's entry takes it a microtask later)
+      return image;
     }
     return cache.getImage(imageId) ?? image; // what was there is as good
   }
