@@ -4,10 +4,13 @@
  * image requests in flight a rendered frame waited behind about 1 MB of slices. So bulk image
  * loading (capabilities/viewport/progressive.ts) asks here before every request, and a render
  * stream that waits for a frame holds the bulk loads back to one request at a time until the
- * frame is in (or a few seconds have passed: a lost frame never stalls the slices for good).
+ * frame is in (or HOLD_LIMIT_MS have passed: a lost frame never stalls the slices for good).
  */
 
-const HOLD_LIMIT_MS = 4000;
+// long enough for the first frames of a 300-slice volume built on a busy server (bench/README:
+// with 4 s the holds ran out while the volume was still being built, and the slices took the
+// server's cores back)
+const HOLD_LIMIT_MS = 20000;
 // `?no-link-priority` in the page's address turns the holds off: only bench/link_viewer.py
 // uses it, to measure what the holds are worth
 const DISABLED = new URLSearchParams(location.search).has("no-link-priority");

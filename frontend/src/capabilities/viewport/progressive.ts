@@ -33,9 +33,12 @@ const CONCURRENT = 6;
 const NEIGHBOURS = 2; // slices either side that come lossless before the far previews
 
 const acceptArgument = (accept: string) => `accept=${encodeURIComponent(accept)}`;
+// `?link-lossless=<media type>;<transfer syntax UID>` in the page's address asks for another
+// lossless form: only bench/link_codecs.py uses it, to compare the codecs in the browser
+const asked = new URLSearchParams(location.search).get("link-lossless")?.split(";");
 const LOSSLESS_OPTIONS = {
   urlArguments: acceptArgument(
-    `multipart/related; type="image/jls"; transfer-syntax=${JPEG_LS_LOSSLESS}, ` +
+    `multipart/related; type="${asked?.[0] ?? "image/jls"}"; transfer-syntax=${asked?.[1] ?? JPEG_LS_LOSSLESS}, ` +
       'multipart/related; type="application/octet-stream"; transfer-syntax=*',
   ),
 };
@@ -55,6 +58,8 @@ export interface LoadingState {
   allViewableAt: number | null;
   allLosslessAt: number | null;
   startedAt: number;
+  /** Cornerstone's decode time of each slice (ms), by stage */
+  decodeMs: { preview: number[]; lossless: number[] };
 }
 
 export function quality(imageId: string): "lossless" | "lossy" | null {
@@ -87,7 +92,7 @@ export class ProgressiveLoader {
   private noPreview = new Set<string>();
   private stored = new Set<string>(); // ask as stored (the converted form was refused)
   private active = 0;
-  state: LoadingState = { total: 0, previews: 0, lossless: 0, allViewableAt: null, allLosslessAt: null, startedAt: 0 };
+  state: LoadingState = { total: 0, previews: 0, lossless: 0, allViewableAt: null, allLosslessAt: null, startedAt: 0, decodeMs: { preview: [], lossless: [] } };
   /** called when a slice got better (a preview, then the lossless one): viewports showing it
    *  take the new image */
   readonly upgraded: ((imageId: string, image: Types.IImage) => void)[] = [];
@@ -124,7 +129,7 @@ export class ProgressiveLoader {
     this.generation++;
     this.imageIds = imageIds;
     this.index = index;
-    this.state = { total: imageIds.length, previews: 0, lossless: 0, allViewableAt: null, allLosslessAt: null, startedAt: performance.now() };
+    this.state = { total: imageIds.length, previews: 0, lossless: 0, allViewableAt: null, allLosslessAt: null, startedAt: performance.now(), decodeMs: { preview: [], lossless: [] } };
     this.count();
     this.pump();
   }
@@ -229,6 +234,8 @@ export class ProgressiveLoader {
       return this.load(imageId, stage, urgent);
     }
     if (stage === "preview") image.imageQualityStatus = ImageQualityStatus.LOSSY;
+    const decodeMs = (image as { decodeTimeInMS?: number }).decodeTimeInMS;
+    if (typeof decodeMs === "number") this.state.decodeMs[stage].push(decodeMs);
     if (await store(imageId, image)) {
       this.upgraded.forEach((fn) => fn(imageId, image));
       this.count();

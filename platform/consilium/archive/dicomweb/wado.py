@@ -270,6 +270,10 @@ class Wado(DicomWebBase):
         near = self.runtime.settings.transcode_preview_near
 
         def load() -> list[bytes]:
+            if target in tc.ENCODED:  # encoded before: not even the header is read
+                cached = [self.transcoded.get((item.sha256, n, target)) for n in numbers]
+                if all(c is not None for c in cached):
+                    return [c for c in cached if c is not None]
             header = px.stored_header(path)
             if native:
                 return px.native_frames_le(path, numbers, header, limits=limits)
