@@ -18,7 +18,7 @@ import { CompareLayout, LAYOUTS, type Layout } from "../capabilities/viewport/co
 import { CT_PRESETS } from "../capabilities/viewport/presets";
 import { progressive } from "../capabilities/viewport/progressive";
 import { RENDERING_ENGINE_ID, StackViewer, VIEWPORT_ID } from "../capabilities/viewport/stackViewer";
-import { findStudy, framesOf, seriesMetadata, type Series, type Study } from "../core/dicomweb";
+import { findStudy, firstSeries, framesOf, seriesMetadata, type Series, type Study } from "../core/dicomweb";
 import { appHeader, pageTitle } from "../capabilities/shell/shell";
 import { h } from "../core/dom";
 import type { ConsiliumHooks } from "../core/hooks";
@@ -209,10 +209,7 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
       const series = await seriesPanel.show(study);
       performance.mark("consilium:series");
       if (openStudyUID !== study.studyUID) return;
-      const first =
-        series.find((s) => s.seriesUID === seriesUID) ??
-        series.find((s) => (s.instanceCount ?? 1) > 0 && !["SR", "KO", "PR", "SEG", "RTSTRUCT"].includes(s.modality)) ??
-        series[0];
+      const first = firstSeries(series, seriesUID);
       if (first) await openSeries(study, first, clickedAt);
       else status.textContent = t("viewer.no_series");
     } catch (err) {
