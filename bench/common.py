@@ -203,7 +203,9 @@ def machine_cpu() -> float:
 
 @dataclass
 class Consilium:
-    """``consilium dicom`` on a fresh data folder with the repository's configuration."""
+    """``consilium dicom`` (or, with ``serve=True``, ``consilium serve`` as users run it: web
+    side, demo data and the configuration's DICOM workers) on a fresh data folder with the
+    repository's configuration. ``workers`` 0 keeps the configuration's count."""
 
     data_dir: Path
     workers: int = 1
@@ -211,6 +213,8 @@ class Consilium:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     stopped_cleanly: bool = True
+    serve: bool = False
+    http_port: int = field(default_factory=free_port)
 
     @property
     def log_path(self) -> Path:
@@ -220,17 +224,22 @@ class Consilium:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.pop("CONSILIUM_CONFIG", None)
+        command = [*CONSILIUM_CMD, "serve" if self.serve else "dicom", "--config", str(CONFIG),
+                   "--data-dir", str(self.data_dir), "--dicom-port", str(self.port),
+                   "--ae-title", self.ae_title]
+        if self.serve:
+            command += ["--http-port", str(self.http_port)]
+        if self.workers:
+            command += ["--dicom-workers", str(self.workers)]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [*CONSILIUM_CMD, "dicom", "--config", str(CONFIG), "--data-dir",
-                 str(self.data_dir), "--dicom-port", str(self.port), "--ae-title",
-                 self.ae_title, "--dicom-workers", str(self.workers)],
-                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )
-        wait_for_port(self.port, proc=self.proc)
+        wait_for_port(self.port, timeout=600, proc=self.proc)  # serve seeds demo data first
         # with workers > 1 every process must be listening before we measure
+        workers = self.workers or _configured_workers()
         deadline = time.monotonic() + 60
-        while self.log.count(" listening on ") < self.workers:
+        while self.log.count(" listening on ") < workers:
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise RuntimeError(f"Consilium workers did not start:\n{self.log}")
             time.sleep(0.05)
@@ -260,10 +269,29 @@ class Consilium:
         with self._db() as db:
             return int(db.execute(f"select count(*) from {table}").fetchone()[0])
 
-    def transfer_syntaxes(self) -> list[str]:
+    def count_study(self, study_uid: str) -> int:
+        """Instances indexed in one study (``serve`` also holds the demo studies)."""
         with self._db() as db:
-            rows = db.execute("select distinct transfer_syntax_uid from instance").fetchall()
+            row = db.execute("select num_instances from study where study_uid = ?",
+                             (study_uid,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def transfer_syntaxes(self, study_uid: str | None = None) -> list[str]:
+        sql = "select distinct transfer_syntax_uid from instance"
+        params: tuple[str, ...] = ()
+        if study_uid is not None:  # the instances of one study only (serve has demo data too)
+            sql += (" join series on series.id = instance.series_pk join study on study.id ="
+                    " series.study_pk where study.study_uid = ?")
+            params = (study_uid,)
+        with self._db() as db:
+            rows = db.execute(sql, params).fetchall()
         return sorted(r[0] for r in rows)
+
+
+def _configured_workers() -> int:
+    import tomllib
+
+    return int(tomllib.loads(CONFIG.read_text()).get("dicom", {}).get("workers", 1))
 
 
 # -- Orthanc -----------------------------------------------------------------------------------

@@ -1,23 +1,26 @@
 """C-STORE ingest throughput: a 512x512 CT series sent by dcmtk's storescu to Consilium and Orthanc.
 
-Cases, each repeated on fresh data folders (default 3 times; the median is printed):
+Cases, each repeated on fresh data folders (default 5 times; the median is printed):
 
 * one association: one ``storescu`` sends every slice;
 * four associations: the slices split into four folders, four ``storescu`` processes at once.
 
-Consilium runs as ``consilium dicom`` with the repository's configuration (index written, fsync
-on: the defaults): one listener process for one association; for four, each count of listener
-processes (``--dicom-workers``) given by ``--workers`` (default 1 and 2). Orthanc 1.10 is
+Consilium runs as users run it: ``consilium serve`` with the repository's configuration (the
+embedded default: SQLite, demo data seeded at start, two DICOM worker processes, index written,
+fsync on). ``--dicom-workers`` overrides the configuration's worker count. Orthanc 1.10 is
 started by this script with a temporary configuration that keeps Orthanc's durability defaults
-(``SyncStorageArea`` true). Wall clock runs from the start of the first storescu to the exit of
-the last one; every run checks that each slice was stored. dcmtk and Orthanc run with
-``TCP_NODELAY=1`` (see shared/FIELD-NOTES.md). The cases run round-robin (order rotated each
-repeat) so that load drifting on a shared machine hits them alike; each run reports the CPU time
-of the server's processes and of every other process meanwhile ("others"), and the summary also
-gives the median of the quiet runs.
+(``SyncStorageArea`` true), twice: with its default ``MaximumPduLength`` (16 KiB, so storescu
+sends it 16 KiB PDUs) and with 131072, the PDU size storescu sends to Consilium (storescu never
+sends more than 128 KiB, whatever the receiver allows); the summary gives Consilium's ratio to
+each. Wall clock runs from the start of the first storescu to the exit of the last one; every
+run checks that each slice was stored. dcmtk and Orthanc run with ``TCP_NODELAY=1`` (see
+shared/FIELD-NOTES.md). The cases run round-robin (order rotated each repeat) so that load
+drifting on a shared machine hits them alike; each run reports the CPU time of the server's
+processes and of every other process meanwhile ("others"), and the summary also gives the
+median of the quiet runs.
 
-    python bench/store_ingest.py [--slices 300] [--repeats 3] [--workers 1,2] [--skip-orthanc]
-                                 [--keep]
+    python bench/store_ingest.py [--slices 300] [--repeats 5] [--dicom-workers N]
+                                 [--skip-orthanc] [--keep]
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class Series:
     parts: list[Path]
     files: int
     bytes: int
+    study_uid: str
 
 
 def make_series(root: Path, slices: int) -> Series:
@@ -81,7 +85,10 @@ def make_series(root: Path, slices: int) -> Series:
     size = sum(p.stat().st_size for p in paths)
     print(f"generated {len(paths)} slices, {size / 1e6:.1f} MB, in "
           f"{time.perf_counter() - started:.1f} s ({root})", flush=True)
-    return Series(all_dir, parts, len(paths), size)
+    import pydicom
+
+    study_uid = str(pydicom.dcmread(paths[0], stop_before_pixels=True).StudyInstanceUID)
+    return Series(all_dir, parts, len(paths), size, study_uid)
 
 
 @dataclass
@@ -133,10 +140,12 @@ def run_once(case: Case, series: Series, data: Path) -> tuple[Sample, list[str],
     server = case.start(data)
     try:
         sample = send(folders, server.ae_title, server.port, server.proc.pid)
-        stored = server.count()
+        stored = (server.count_study(series.study_uid) if hasattr(server, "count_study")
+                  else server.count())
         if stored != series.files:
             raise RuntimeError(f"{case.name}: {stored} of {series.files} slices stored")
-        syntaxes = server.transfer_syntaxes()
+        syntaxes = (server.transfer_syntaxes(series.study_uid) if hasattr(server, "count_study")
+                    else server.transfer_syntaxes())
     finally:
         server.stop()
     return sample, syntaxes, getattr(server, "stopped_cleanly", True)
@@ -164,7 +173,7 @@ def run_cases(cases: list[Case], series: Series, work: Path, repeats: int
             result["syntaxes"].update(syntaxes)
             if not clean:
                 result["notes"].add("did not exit on SIGTERM within 5 s (killed)")
-            print(f"  {case.name:32} run {repeat + 1}: {elapsed:6.2f} s "
+            print(f"  {case.name:36} run {repeat + 1}: {elapsed:6.2f} s "
                   f"{series.files / elapsed:6.1f} images/s; CPU s: server "
                   f"{sample.server_cpu:5.2f} storescu {sample.client_cpu:5.2f} "
                   f"others {sample.other_cpu:5.2f}", flush=True)
@@ -181,12 +190,34 @@ def run_cases(cases: list[Case], series: Series, work: Path, repeats: int
     return results
 
 
+ORTHANC_PDUS = {"16 KiB": None, "128 KiB": 131072}  # None: Orthanc's default (16384)
+
+
+def ratios(results: list[dict[str, Any]]) -> list[str]:
+    """Consilium's median images/s over Orthanc's, per PDU size and association count."""
+    by_name = {r["case"]: r for r in results}
+    lines = []
+    for assoc in ("1 association", "4 associations"):
+        ours = by_name.get(f"Consilium serve, {assoc}")
+        for pdu in ORTHANC_PDUS:
+            theirs = by_name.get(f"Orthanc {pdu} PDU, {assoc}")
+            if ours and theirs:
+                quiet = ours["quiet_images_s"] / theirs["quiet_images_s"]
+                # the same repeat's runs ran close together: their ratio shares the load
+                paired = median([t / o for o, t in zip(ours["all"], theirs["all"],
+                                                        strict=True)])
+                lines.append(f"{assoc}: Consilium / Orthanc at {pdu} = "
+                             f"{ours['images_s'] / theirs['images_s']:.2f}x "
+                             f"(paired by repeat: {paired:.2f}x; quiet runs: {quiet:.2f}x)")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workers", default="1,2",
-                        help="listener process counts for the 4-association case (e.g. 1,2,4)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--dicom-workers", type=int, default=0,
+                        help="Consilium's DICOM worker processes (default: the configuration's)")
     parser.add_argument("--skip-orthanc", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
@@ -196,20 +227,19 @@ def main() -> int:
     try:
         series = make_series(work / "series", args.slices)
 
-        def consilium(workers: int) -> Callable[[Path], Any]:
-            return lambda data: Consilium(data / "var", workers=workers).start()
+        def consilium(data: Path) -> Any:
+            return Consilium(data / "var", workers=args.dicom_workers, serve=True).start()
 
-        def orthanc(data: Path) -> Any:
-            return Orthanc(data).start()
+        def orthanc(pdu: int | None) -> Callable[[Path], Any]:
+            extra = {"MaximumPduLength": pdu} if pdu else {}
+            return lambda data: Orthanc(data, extra_config=extra).start()
 
-        cases = [Case("Consilium W=1, 1 association", False, consilium(1))]
-        cases += [Case(f"Consilium W={w}, 4 associations", True, consilium(w))
-                  for w in sorted({int(x) for x in args.workers.split(",")})]
+        cases = [Case("Consilium serve, 1 association", False, consilium),
+                 Case("Consilium serve, 4 associations", True, consilium)]
         if not args.skip_orthanc:
-            cases += [
-                Case("Orthanc 1.10, 1 association", False, orthanc),
-                Case("Orthanc 1.10, 4 associations", True, orthanc),
-            ]
+            for label, pdu in ORTHANC_PDUS.items():
+                cases += [Case(f"Orthanc {label} PDU, 1 association", False, orthanc(pdu)),
+                          Case(f"Orthanc {label} PDU, 4 associations", True, orthanc(pdu))]
         results = run_cases(cases, series, work, args.repeats)
     finally:
         if not args.keep:
@@ -221,18 +251,22 @@ def main() -> int:
     print("server CPU: CPU time of the server's processes per image; others: cores used meanwhile")
     print("by unrelated processes (interference on a shared machine); quiet: median images/s of")
     print(f"the runs with others < {QUIET_CORES} cores (how many of them)")
-    print(f"{'case':32} {'seconds':>7} {'images/s':>8} {'MB/s':>6} {'server CPU':>13} "
+    width = max(len(r["case"]) for r in results)
+    print(f"{'case':{width}} {'seconds':>7} {'images/s':>8} {'MB/s':>6} {'server CPU':>13} "
           f"{'others':>6} {'quiet':>12}  runs (s)")
     for r in results:
         runs = " ".join(f"{t:.2f}" for t in r["all"])
-        print(f"{r['case']:32} {r['seconds']:7.2f} {r['images_s']:8.1f} {r['mb_s']:6.1f} "
+        print(f"{r['case']:{width}} {r['seconds']:7.2f} {r['images_s']:8.1f} {r['mb_s']:6.1f} "
               f"{r['server_ms']:7.2f} ms/img {r['other']:6.2f} "
               f"{r['quiet_images_s']:7.1f} ({r['quiet_runs']})  {runs}")
+    for line in ratios(results):
+        print(line)
     syntaxes = {s for r in results for s in r["syntaxes"]}
     print(f"stored transfer syntax (all cases): {', '.join(sorted(syntaxes))}")
     for r in results:
         for note in r["notes"]:
             print(f"note: {r['case']}: {note}")
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
 

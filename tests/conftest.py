@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,9 +25,23 @@ CONSILIUM = Path(sys.executable).with_name("consilium")
 
 
 def free_port() -> int:
+    """A port free now; another process may take it before it is used: where the test starts
+    the listener itself, prefer :func:`reserved_port` (or port 0 and asking the listener)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def reserved_port() -> Iterator[int]:
+    """A port held for a peer the test starts later (dcmtk's storescp, movescu's receiver):
+    a bound, non-listening socket with SO_REUSEADDR keeps the system from handing the port to
+    anyone else (neither bind(0) nor an outgoing connection picks a port with a bound socket),
+    while dcmtk, which sets SO_REUSEADDR too, may still listen on it."""
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("", 0))
+        yield int(holder.getsockname()[1])
 
 
 def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None
@@ -49,20 +65,28 @@ def dcmtk(tool: str, *args: str, timeout: float = 300, check: bool = False
                           timeout=timeout, env=env, check=check, errors="replace")
 
 
+_ANNOUNCED = re.compile(r"^DICOM: AE \S+ on port (\d+)$", re.MULTILINE)
+
+
 @dataclass
 class ConsiliumServer:
-    """A ``consilium dicom`` process with its own data folder and port."""
+    """A ``consilium dicom`` process with its own data folder and port. ``dicom_port`` 0 (the
+    default) lets the server bind a free port itself and announce it: no port picked here can
+    be taken by another process in between. Each start writes its own log file."""
 
     data_dir: Path
-    dicom_port: int = field(default_factory=free_port)
+    dicom_port: int = 0
     ae_title: str = "CONSILIUM"
     extra_env: dict[str, str] = field(default_factory=dict)
     workers: int = 1
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
-    def start(self) -> ConsiliumServer:
-        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-{self.dicom_port}.log"
+    def start(self, timeout: float = 120.0) -> ConsiliumServer:
+        number = 1
+        while (self.data_dir.parent / f"{self.data_dir.name}-{number}.log").exists():
+            number += 1
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-{number}.log"
         env = dict(os.environ, **self.extra_env)
         env.pop("CONSILIUM_CONFIG", None)
         with self.log_path.open("ab") as log:
@@ -72,7 +96,15 @@ class ConsiliumServer:
                  "--ae-title", self.ae_title, "--dicom-workers", str(self.workers)],
                 stdout=log, stderr=subprocess.STDOUT, env=env,
             )
-        wait_for_port(self.dicom_port, proc=self.proc)
+        deadline = time.monotonic() + timeout
+        while (announced := _ANNOUNCED.search(self.log)) is None:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"consilium dicom exited with {self.proc.returncode}:\n"
+                                   f"{self.log[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"consilium dicom did not listen in {timeout} s")
+            time.sleep(0.02)
+        self.dicom_port = int(announced.group(1))
         return self
 
     def stop(self) -> None:

@@ -121,7 +121,8 @@ def test_c_find_sees_own_institution_only(web: WebServer, calling_ae: str, own: 
     rows = audit_rows(web, f"AE:{calling_ae}")[before:]
     assert [(a, o) for a, o, *_ in rows] == [("query", "success"), ("query", "success")]
     assert '"matches": 1' in rows[0][4] and '"matches": 0' in rows[1][4]
-    assert rows[1][2] == foreign  # the attempt on the foreign study is on record
+    # the attempt on the foreign study is on record as asked, naming nothing of the owner's
+    assert foreign in rows[1][4] and rows[1][2:4] == ("", "")
 
 
 def _get(web: WebServer, calling_ae: str, study_uid: str) -> tuple[int, list[str]]:
@@ -156,7 +157,10 @@ def test_c_get_retrieves_own_and_nothing_foreign(web: WebServer) -> None:
     status, received = _get(web, "GETSCU", REGIONAL_STUDY)
     assert status == 0x0000 and received == []
     rows = audit_rows(web, "AE:GETSCU")[before:]
-    assert [(a, s, p) for a, _, s, p, _ in rows] == [("retrieve", CITY_STUDY, "1CT1")]
+    # the empty retrieval is on record as asked, naming nothing of the owner's
+    assert [(a, o, s, p) for a, o, s, p, _ in rows] == [
+        ("retrieve", "success", CITY_STUDY, "1CT1"), ("retrieve", "failure", "", "")]
+    assert REGIONAL_STUDY in rows[1][4]
 
 
 def test_c_move_only_to_own_institutions_nodes(web: WebServer) -> None:

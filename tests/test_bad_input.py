@@ -347,7 +347,7 @@ def test_bad_datasets_between_good_ones_on_one_association(
     # the association went where it was meant to: the lean path reports its own stores
     lean_line = "association from STORESCU: 3 instances stored"
     assert (lean_line in server.log) is (path == "lean")
-    assert ("consilium.archive.fast_store" in server.log) is (path == "lean")
+    assert ("consilium.archive.dimse.lean" in server.log) is (path == "lean")
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -21,7 +21,7 @@ from tests.conftest import DCMTK, ConsiliumServer, dcmtk
 
 pytestmark = pytest.mark.usefixtures("dcmtk_available")
 
-STORED = re.compile(r" (dicom-\d+) consilium\.archive\.fast_store: association from (\w+): "
+STORED = re.compile(r" (dicom-\d+) consilium\.archive\.dimse\.lean: association from (\w+): "
                     r"(\d+) instances stored")
 
 
@@ -140,7 +140,7 @@ def test_workers_end_with_a_killed_main_process(tmp_path: Path, series: list[Pat
 
     again = ConsiliumServer(tmp_path / "var", dicom_port=port, workers=2).start()
     try:
-        _wait_for_workers(again, 4)  # the log file is shared: two earlier lines, two new
+        _wait_for_workers(again, 2)
         dcmtk("storescu", "-aet", "CITY_CT1", *again.address(), str(series[1]), check=True)
         with sqlite3.connect(again.data_dir / "consilium.db") as db:
             assert db.execute("select count(*) from instance").fetchone()[0] == 2

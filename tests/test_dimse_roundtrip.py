@@ -25,6 +25,7 @@ identical on the wire are idempotent successes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -46,9 +47,9 @@ from tests.conftest import (
     ConsiliumServer,
     dcmtk,
     dcmtk_in,
-    free_port,
     institutions_env,
     pydicom_data_dir,
+    reserved_port,
     send_raw,
     storescu_statuses,
     wait_for_port,
@@ -190,11 +191,13 @@ class Witness:
     """dcmtk's storescp in bit-preserving mode: records what storescu sends."""
 
     folder: Path
-    port: int = field(default_factory=free_port)
+    port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    _reservation: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def __enter__(self) -> Witness:
         self.folder.mkdir(parents=True)
+        self.port = self._reservation.enter_context(reserved_port())
         self.proc = subprocess.Popen(
             ["/usr/bin/storescp", "+B", "+xa", "-od", str(self.folder), str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -206,7 +209,8 @@ class Witness:
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
         self.proc.terminate()
-        self.proc.wait(timeout=10)
+        self.proc.wait(timeout=60)
+        self._reservation.close()
 
 
 def storescu(address: list[str], ts: str, files: list[Path]) -> subprocess.CompletedProcess[str]:
@@ -244,10 +248,15 @@ def image_keys(uids: list[str]) -> list[str]:
 
 def run_round(index: int, files: list[CorpusFile], next_round: list[CorpusFile], root: Path,
               send_invalid: bool) -> RoundResult:
+    with reserved_port() as move_port:  # movescu's receiver, configured in the archive first
+        return _run_round(index, files, next_round, root, send_invalid, move_port)
+
+
+def _run_round(index: int, files: list[CorpusFile], next_round: list[CorpusFile], root: Path,
+               send_invalid: bool, move_port: int) -> RoundResult:
     result = RoundResult()
     work = root / f"round{index}"
     work.mkdir()
-    move_port = free_port()
     server = ConsiliumServer(work / "var", extra_env=institutions_env({"MOVESCU": move_port}))
     server.start()
     try:
@@ -372,7 +381,7 @@ def test_getscu_gets_implicit_vr_instances_converted_without_loss(
 ) -> None:
     """dcmtk 3.6.7's getscu cannot ask for implicit VR: ``+xi`` proposes explicit VR LE only,
     the default proposes explicit first (and the archive takes explicit). The archive then
-    converts (scp.py ``_send_stored``): every element must survive."""
+    converts (``dimse.pynetdicom_server.send_stored``): every element must survive."""
     checked = 0
     for files, result in zip(corpus().rounds, rounds, strict=True):
         for f in (f for f in files if f.transfer_syntax == IMPLICIT_LE):

@@ -122,7 +122,9 @@ def cmd_dicom(args: argparse.Namespace) -> int:
     runtime = open_runtime(settings)
     dicom = DicomService(runtime)
     dicom.start()
-    print(f"DICOM: AE {settings.dicom_ae_title} on port {settings.dicom_port}", flush=True)
+    if dicom.tls_port is not None:
+        print(f"DICOM TLS: AE {settings.dicom_ae_title} on port {dicom.tls_port}", flush=True)
+    print(f"DICOM: AE {settings.dicom_ae_title} on port {dicom.port}", flush=True)
     wait_for_termination()
     dicom.stop()
     runtime.close()

@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -24,6 +25,9 @@ from consilium.audit import AuditTrail
 from consilium.db import analyze, make_engine, migrate
 from consilium.processes import end_with_parent, wait_for_termination
 from consilium.settings import Settings
+
+if TYPE_CHECKING:
+    from consilium.archive.dimse.listener import DicomServer
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +96,17 @@ def _start_planner_statistics(engine: Engine) -> None:
     threading.Thread(target=loop, name="planner-statistics", daemon=True).start()
 
 
-def _dicom_worker(settings: Settings, listener: socket.socket, parent_pid: int) -> None:
+def _dicom_worker(settings: Settings, listener: socket.socket, tls_listener: socket.socket | None,
+                  parent_pid: int) -> None:
     """A DIMSE worker process: it ends on SIGTERM, which it also gets when the main process is
     gone (else it would go on accepting associations on the shared socket, unsupervised)."""
     configure_logging(settings)
-    from consilium.archive.scp import DicomServer
+    from consilium.archive.dimse.listener import DicomServer
 
     end_with_parent(parent_pid)
     runtime = open_runtime(settings, run_migrations=False)
-    server = DicomServer(settings, runtime.store, runtime.audit, listener=listener)
+    server = DicomServer(settings, runtime.store, runtime.audit, listener=listener,
+                         tls_listener=tls_listener)
     server.start()
     wait_for_termination()
     server.stop()
@@ -114,34 +120,48 @@ class DicomService:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         self.processes: list[BaseProcess] = []
-        self.server: object | None = None
+        self.server: DicomServer | None = None
         self.listener: socket.socket | None = None
+        self.tls_listener: socket.socket | None = None
 
     def start(self) -> None:
+        from consilium.archive.dimse.listener import DicomServer, open_listener
+
         settings = self.runtime.settings
         if settings.dicom_workers == 1:
-            from consilium.archive.scp import DicomServer
-
-            server = DicomServer(settings, self.runtime.store, self.runtime.audit)
-            server.start()
-            self.server = server
+            self.server = DicomServer(settings, self.runtime.store, self.runtime.audit)
+            self.server.start()
             return
-        from consilium.archive.scp import open_listener
-
         self.listener = open_listener(settings.dicom_host, settings.dicom_port)
+        if settings.dicom_tls_port is not None:
+            self.tls_listener = open_listener(settings.dicom_host, settings.dicom_tls_port)
         context = multiprocessing.get_context("spawn")
         for index in range(settings.dicom_workers):
             process = context.Process(
-                target=_dicom_worker, args=(settings, self.listener, os.getpid()),
+                target=_dicom_worker,
+                args=(settings, self.listener, self.tls_listener, os.getpid()),
                 name=f"dicom-{index + 1}", daemon=True,
             )
             process.start()
             self.processes.append(process)
 
-    def stop(self) -> None:
-        from consilium.archive.scp import DicomServer
+    @property
+    def port(self) -> int:
+        """The port listened on (``dicom_port`` 0 lets the system choose one)."""
+        if self.server is not None:
+            return self.server.port
+        assert self.listener is not None
+        return int(self.listener.getsockname()[1])
 
-        if isinstance(self.server, DicomServer):
+    @property
+    def tls_port(self) -> int | None:
+        """The DICOM TLS port, if there is one."""
+        if self.server is not None:
+            return self.server.tls_port
+        return int(self.tls_listener.getsockname()[1]) if self.tls_listener else None
+
+    def stop(self) -> None:
+        if self.server is not None:
             self.server.stop()
         for process in self.processes:
             process.terminate()
@@ -150,6 +170,7 @@ class DicomService:
             if process.is_alive():
                 process.kill()
                 process.join(timeout=5)
-        if self.listener is not None:
-            self.listener.close()
-            self.listener = None
+        for listener in (self.listener, self.tls_listener):
+            if listener is not None:
+                listener.close()
+        self.listener = self.tls_listener = None

@@ -49,6 +49,11 @@ class DicomNode(BaseModel):
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     description: str = ""
+    networks: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) this AE may call from; empty: any address, "
+        "or only ``host`` when ``dicom.check_node_host`` is set.",
+    )
 
     @field_validator("ae_title")
     @classmethod
@@ -57,6 +62,13 @@ class DicomNode(BaseModel):
         if not stripped or "\\" in stripped:
             raise ValueError(f"invalid AE title {value!r}")
         return stripped
+
+    @field_validator("networks")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            ipaddress.ip_network(value, strict=False)  # raises ValueError with the reason
+        return values
 
     @property
     def reachable(self) -> bool:
@@ -210,8 +222,10 @@ class Settings(BaseModel):
     dicom_port: int = Field(default=11112, ge=0, le=65535, description="DIMSE port.")
     dicom_max_pdu: int = Field(
         default=262144,
-        ge=0,
-        description="Largest PDU we accept (bytes). dcmtk sends at most 128 KiB whatever we allow.",
+        ge=4096,
+        le=16 * 1024 * 1024,
+        description="Largest PDU we accept (bytes); a peer declaring more is aborted. dcmtk sends "
+        "at most 128 KiB whatever we allow.",
     )
     dicom_workers: int = Field(
         default=2,
@@ -226,6 +240,42 @@ class Settings(BaseModel):
     )
     dicom_duplicate_policy: DuplicatePolicy = DuplicatePolicy.REJECT
     dicom_network_timeout: float = Field(default=60.0, gt=0, description="Seconds of silence.")
+    dicom_artim_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a new connection has to deliver its whole A-ASSOCIATE-RQ (the ARTIM "
+        "timer); a connection that sends nothing, too little or something else is closed.",
+    )
+    dicom_max_associations: int = Field(
+        default=32,
+        ge=1,
+        le=1000,
+        description="Associations served at once by each DIMSE process; more are rejected "
+        "(A-ASSOCIATE-RJ, transient: the peer may retry).",
+    )
+    dicom_tls_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="A second DIMSE port speaking DICOM over TLS (PS3.15 B.1; 2762 by "
+        "convention); none by default, 0: any free port.",
+    )
+    dicom_tls_certificate: Path | None = Field(
+        default=None, description="The TLS port's certificate chain (PEM)."
+    )
+    dicom_tls_key: Path | None = Field(
+        default=None, description="The TLS port's private key (PEM, unencrypted)."
+    )
+    dicom_tls_ca: Path | None = Field(
+        default=None,
+        description="CA certificates (PEM) that sign the peers' certificates: when set, a peer "
+        "must present one (mutual TLS); unset: any peer may connect over TLS.",
+    )
+    dicom_check_node_host: bool = Field(
+        default=False,
+        description="A node with a ``host`` may associate only from that host's addresses (as "
+        "Orthanc's DicomCheckModalityHost); ``networks`` of a node widen that.",
+    )
     dicom_fast_store: bool = Field(
         default=True,
         description="Serve storage-only associations on the lean C-STORE receive path.",
@@ -406,6 +456,13 @@ class Settings(BaseModel):
             raise ValueError(f"ui.default_language: {value!r} is not one of "
                              f"{', '.join(UI_LANGUAGES)}")
         return value
+
+    @model_validator(mode="after")
+    def _tls_needs_its_files(self) -> Settings:
+        if self.dicom_tls_port is not None and not (self.dicom_tls_certificate
+                                                    and self.dicom_tls_key):
+            raise ValueError("dicom.tls_port needs dicom.tls_certificate and dicom.tls_key")
+        return self
 
     @model_validator(mode="after")
     def _unique_ae_titles(self) -> Settings:
