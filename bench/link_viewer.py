@@ -113,6 +113,7 @@ def run_link(data_dir: Path, slices: int) -> dict[str, float]:
     try:
         with chromium_context() as context:
             page = context.new_page()
+            page.add_init_script("performance.setResourceTimingBufferSize(5000)")
             log_in(page, web)
             warm_up(page, web)
             throttle(context, page)
@@ -174,6 +175,43 @@ def run_direct(data_dir: Path, study_uid: str, no_cache: bool) -> tuple[float, f
         web.stop()
 
 
+CODEC_FORMS = [("JPEG-LS lossless", "image/jls;1.2.840.10008.1.2.4.80"),
+               ("JPEG 2000 lossless", "image/jp2;1.2.840.10008.1.2.4.90"),
+               ("RLE lossless", "image/dicom-rle;1.2.840.10008.1.2.5"),
+               ("native (explicit LE)", "application/octet-stream;1.2.840.10008.1.2.1")]
+
+
+def run_codec(data_dir: Path, form: str, slices: int, emulate: bool) -> dict[str, float]:
+    """The viewer asking for one lossless form (``?link-lossless=``): Cornerstone's decode time
+    per slice (median, ms), every slice lossless (s), MB of lossless frames."""
+    web = fresh_server(data_dir)
+    try:
+        with chromium_context() as context:
+            page = context.new_page()
+            page.add_init_script("performance.setResourceTimingBufferSize(5000)")
+            log_in(page, web)
+            warm_up(page, web)
+            page.goto(f"{web.url}/viewer?link-lossless={form}")
+            page.wait_for_function("window.__consilium && __consilium.ready")
+            if emulate:
+                throttle(context, page)
+            click_study(page)
+            page.wait_for_function(f"__consilium.loading && __consilium.loading.total === "
+                                   f"{slices} && __consilium.loading.allLosslessAt !== null",
+                                   timeout=300_000)
+            out: dict[str, float] = page.evaluate("""() => {
+                const l = __consilium.loading, d = [...l.decodeMs.lossless].sort((a, b) => a - b);
+                const mb = performance.getEntriesByType('resource')
+                    .filter(e => e.name.includes('/frames/') && !e.name.includes('4.81'))
+                    .reduce((s, e) => s + (e.encodedBodySize || 0), 0) / 1e6;
+                return {decode: d[Math.floor(d.length / 2)], lossless: (l.allLosslessAt -
+                        __consilium.openClickedAt) / 1000, mb};
+            }""")
+            return out
+    finally:
+        web.stop()
+
+
 def run_loopback(data_dir: Path) -> float:
     web = fresh_server(data_dir)
     try:
@@ -191,6 +229,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--codecs", action="store_true",
+                        help="only compare the lossless forms in the browser")
     args = parser.parse_args()
     if not (ROOT / "frontend" / "dist" / "index.html").is_file():
         print("the front end is not built: run `make frontend`", file=sys.stderr)
@@ -208,6 +248,16 @@ def main() -> int:
                         str(base / "var"), "--institution", "city-hospital", "--quiet",
                         str(base / "ct"), str(base / "warm")], check=True, capture_output=True)
         data_dir = base / "var"
+        if args.codecs:
+            print("| lossless form | decode ms/slice (Chromium) | MB | all lossless, loopback "
+                  "(s) | all lossless, 20 Mbit/s (s) |")
+            print("| --- | --- | --- | --- | --- |")
+            for label, form in CODEC_FORMS:
+                loop = run_codec(data_dir, form, args.slices, False)
+                link = run_codec(data_dir, form, args.slices, True)
+                print(f"| {label} | {loop['decode']:.1f} | {link['mb']:.1f} | "
+                      f"{loop['lossless']:.2f} | {link['lossless']:.2f} |", flush=True)
+            return 0
         rows = []
         for run in range(args.runs):
             r = run_link(data_dir, args.slices)
