@@ -18,6 +18,7 @@ Decode times in Chromium (Cornerstone3D's WASM codecs) come from ``bench/link_vi
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import os
 import subprocess
@@ -27,7 +28,16 @@ import time
 import warnings
 from pathlib import Path
 
-from common import ROOT, _stop, free_port, fresh_dir, median, print_machine, wait_for_port
+from common import (
+    ROOT,
+    Orthanc,
+    _stop,
+    free_port,
+    fresh_dir,
+    median,
+    print_machine,
+    wait_for_port,
+)
 from dicomweb import (
     ORTHANC_PLUGIN,
     Target,
@@ -44,7 +54,6 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, JPEGLSNearLossless, RLELossless
 from tests.conftest import pydicom_data_dir
-from tests.orthanc import Orthanc
 
 from consilium.demo.ct_phantom import PatientSpec, StudySpec, generate_ct_series
 
@@ -63,7 +72,7 @@ def codec_table(sets: dict[str, list[Dataset]]) -> None:
         for name, uid, plugin, kwargs in CODECS:
             sizes, enc, dec, native = [], [], [], []
             for source in datasets:
-                ds = source.copy()
+                ds = copy.deepcopy(source)  # (Dataset.copy shares the file meta)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     if ds.file_meta.TransferSyntaxUID.is_compressed:
@@ -75,7 +84,7 @@ def codec_table(sets: dict[str, list[Dataset]]) -> None:
                     enc.append(time.perf_counter() - started)
                     sizes.append(len(ds.PixelData))
                     buffer = io.BytesIO()
-                    ds.save_as(buffer)
+                    ds.save_as(buffer, enforce_file_format=True)
                     again = dcmread(io.BytesIO(buffer.getvalue()))
                     started = time.perf_counter()
                     _ = again.pixel_array
@@ -128,7 +137,7 @@ def main() -> int:
         return 0
     print_machine("codecs for the regional link")
     study = StudySpec(PatientSpec("CODEC", "Кодек^Тест"), "20240404")
-    phantom = generate_ct_series(study, slices=300, uid_seed="bench-codecs")
+    phantom = list(generate_ct_series(study, slices=300, uid_seed="bench-codecs"))
     files = pydicom_data_dir() / "test_files"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
