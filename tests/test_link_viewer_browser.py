@@ -24,7 +24,7 @@ from tests.webserver import WebServer
 
 DIST = ROOT / "frontend" / "dist" / "index.html"
 SLICES = 60
-NEAR = 24  # transcode.preview_near's default
+NEAR = 32  # transcode.preview_near's default
 LINK = {"offline": False, "latency": 40, "downloadThroughput": 20e6 / 8,
         "uploadThroughput": 10e6 / 8}
 

@@ -93,7 +93,7 @@ export interface ConsiliumHooks {
   /** the comparison layout (capabilities/viewport/compare): each viewport's slice position */
   compare: Record<string, unknown> | null;
   /** the progressive loader's counts and times (capabilities/viewport/progressive) */
-  loading: { total: number; previews: number; lossless: number; allViewableAt: number | null; allLosslessAt: number | null; startedAt: number; decodeMs: { preview: number[]; lossless: number[] } } | null;
+  loading: { total: number; previews: number; lossless: number; allViewableAt: number | null; allLosslessAt: number | null; startedAt: number; fast: boolean; decodeMs: { preview: number[]; lossless: number[] } } | null;
   /** the values of the image on screen as the viewer holds them */
   pixels: () => { imageId: string; lossy: boolean; values: number[] } | null;
 }

@@ -5,8 +5,8 @@ Nothing stored is ever changed: what is converted is a copy on the way out. Loss
 give back the stored pixel values exactly (JPEG-LS lossless, JPEG 2000 lossless, RLE, the
 native syntaxes); the one lossy target, JPEG-LS near-lossless (1.2.840.10008.1.2.4.81), is the
 viewer's *preview*: every pixel within ``near`` of the stored value (``transcode.preview_near``),
-about a tenth of the lossless size, so a reader 200 km away sees every slice early and then the
-lossless one.
+about a tenth of the lossless size at 32 HU, so a reader 200 km away sees every slice early and
+then the lossless one.
 
 Why JPEG-LS for the viewer (bench/README.md, "Reading over a regional link"): on the demo CT
 (512x512, 16-bit signed) JPEG-LS lossless is 187 KB a slice (2.7:1) and encodes in ~12 ms;

@@ -10,7 +10,7 @@
  *   falls back to the stored form for what the server does not convert (it answers with the
  *   first acceptable alternative in one request);
  * - preview: JPEG-LS near-lossless (1.2.840.10008.1.2.4.81): every pixel within
- *   `transcode.preview_near` of the stored value (24 HU), about 7x smaller than lossless. Such an
+ *   `transcode.preview_near` of the stored value (32 HU), about 10x smaller than lossless. Such an
  *   image is cached with ImageQualityStatus.LOSSY and the overlay says so until the lossless
  *   one replaces it.
  *
@@ -31,6 +31,7 @@ export const JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80";
 export const JPEG_LS_NEAR_LOSSLESS = "1.2.840.10008.1.2.4.81";
 const CONCURRENT = 6;
 const NEIGHBOURS = 2; // slices either side that come lossless before the far previews
+const FAST_LINK = 8000; // bytes per ms (64 Mbit/s): above it, no previews and frames as stored
 
 const acceptArgument = (accept: string) => `accept=${encodeURIComponent(accept)}`;
 // `?link-lossless=<media type>;<transfer syntax UID>` in the page's address asks for another
@@ -58,6 +59,8 @@ export interface LoadingState {
   allViewableAt: number | null;
   allLosslessAt: number | null;
   startedAt: number;
+  /** the link was judged fast: no previews, frames as stored */
+  fast: boolean;
   /** Cornerstone's decode time of each slice (ms), by stage */
   decodeMs: { preview: number[]; lossless: number[] };
 }
@@ -92,7 +95,7 @@ export class ProgressiveLoader {
   private noPreview = new Set<string>();
   private stored = new Set<string>(); // ask as stored (the converted form was refused)
   private active = 0;
-  state: LoadingState = { total: 0, previews: 0, lossless: 0, allViewableAt: null, allLosslessAt: null, startedAt: 0, decodeMs: { preview: [], lossless: [] } };
+  state: LoadingState = { total: 0, previews: 0, lossless: 0, allViewableAt: null, allLosslessAt: null, startedAt: 0, fast: false, decodeMs: { preview: [], lossless: [] } };
   /** called when a slice got better (a preview, then the lossless one): viewports showing it
    *  take the new image */
   readonly upgraded: ((imageId: string, image: Types.IImage) => void)[] = [];
@@ -124,12 +127,34 @@ export class ProgressiveLoader {
     },
   };
 
+  /** true on a fast link (a LAN, loopback): no previews, frames as stored (judgeLink) */
+  fast = false;
+
+  /**
+   * Judges the link from a response just received (the series metadata, before the first
+   * slice is asked for): its bytes over the time from its first byte to its last (the server's
+   * thinking and the latency left out). Above FAST_LINK the stored form (native pixels: nothing
+   * to encode on the server or decode here) loads a series sooner than JPEG-LS, whose decoding
+   * in the browser takes ~15 ms a 512x512 slice (bench/README.md); below it, JPEG-LS and the
+   * previews win by far (a 300-slice CT is 158 MB native, 58 MB in JPEG-LS). Answers too small
+   * to tell (under 32 KB) leave the slow-link way, which is never wrong, only slower on a LAN.
+   */
+  judgeLink(urlPart: string): void {
+    this.fast = false;
+    if (asked) return; // the form was chosen in the address (bench)
+    const entries = performance.getEntriesByType("resource") as PerformanceResourceTiming[];
+    const entry = [...entries].reverse().find((e) => e.name.includes(urlPart));
+    if (!entry || entry.encodedBodySize < 32 * 1024) return;
+    const ms = Math.max(0.5, entry.responseEnd - entry.responseStart);
+    this.fast = entry.encodedBodySize / ms > FAST_LINK;
+  }
+
   /** A new stack (and the slice shown first): what was scheduled for the last one stops. */
   start(imageIds: string[], index: number): void {
     this.generation++;
     this.imageIds = imageIds;
     this.index = index;
-    this.state = { total: imageIds.length, previews: 0, lossless: 0, allViewableAt: null, allLosslessAt: null, startedAt: performance.now(), decodeMs: { preview: [], lossless: [] } };
+    this.state = { total: imageIds.length, previews: 0, lossless: 0, allViewableAt: null, allLosslessAt: null, startedAt: performance.now(), fast: this.fast, decodeMs: { preview: [], lossless: [] } };
     this.count();
     this.pump();
   }
@@ -140,6 +165,7 @@ export class ProgressiveLoader {
   }
 
   /** the slice on screen: the order of what is left follows it */
+
   setIndex(index: number): void {
     this.index = index;
   }
@@ -179,7 +205,7 @@ export class ProgressiveLoader {
     }
     for (const i of order) {
       const id = ids[i];
-      if (quality(id) === null && !this.noPreview.has(id) && free(id, "preview")) return [id, "preview"];
+      if (!this.fast && quality(id) === null && !this.noPreview.has(id) && free(id, "preview")) return [id, "preview"];
     }
     for (const i of order) {
       const id = ids[i];
@@ -213,7 +239,7 @@ export class ProgressiveLoader {
   }
 
   private async load(imageId: string, stage: Stage, urgent: boolean): Promise<Types.IImage | null> {
-    const retrieveOptions = stage === "preview" ? PREVIEW_OPTIONS : this.stored.has(imageId) ? STORED_OPTIONS : LOSSLESS_OPTIONS;
+    const retrieveOptions = stage === "preview" ? PREVIEW_OPTIONS : this.stored.has(imageId) || this.fast ? STORED_OPTIONS : LOSSLESS_OPTIONS;
     const options = {
       ignoreCache: true,
       priority: urgent ? -5 : 0,

@@ -23,7 +23,7 @@ import { utilities as toolsUtils } from "@cornerstonejs/tools";
 
 import { h } from "../../core/dom";
 import { t } from "../../core/i18n";
-import type { Frame, Series, Study } from "../../core/dicomweb";
+import { seriesUrl, type Frame, type Series, type Study } from "../../core/dicomweb";
 import type { CanvasStats, ViewState } from "../../core/hooks";
 import { Overlay } from "./overlay";
 import { progressive, quality } from "./progressive";
@@ -213,6 +213,7 @@ export class StackViewer {
       }
     }
     this.input = input;
+    if (this.primary) progressive.judgeLink(`${seriesUrl(input.series)}/metadata`);
     const ids = input.frames.map((f) => f.imageId);
     this.imageIds = new Set(ids);
     const s = input.series;
