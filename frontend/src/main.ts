@@ -6,6 +6,7 @@
 
 import "./styles.css";
 
+import { prefetchStudy } from "./core/dicomweb";
 import { h } from "./core/dom";
 import { useDraftsOf } from "./core/drafts";
 import { setTimeZone } from "./core/format";
@@ -34,6 +35,9 @@ async function main(): Promise<void> {
   const hooks = installHooks(() => null);
   try {
     const route = WORKFLOWS.find(([pattern]) => pattern.test(location.pathname));
+    // a study's address: its data is asked for now, beside the viewer's code (core/dicomweb)
+    const study = /^\/viewer\/studies\/([0-9.]+)\/?$/.exec(location.pathname);
+    if (study) prefetchStudy(study[1], new URLSearchParams(location.search).get("series") ?? undefined);
     // the route's code is fetched while the session is asked for, not after
     const loading = route ? route[1]() : null;
     const imaging = route?.[2].imaging ? import("./core/cornerstone") : null;

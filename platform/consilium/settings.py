@@ -413,6 +413,24 @@ class Settings(BaseModel):
         "sample x frames), MiB; checked like pixels_max_frame_pixels.",
     )
 
+    transcode_cache_mb: int = Field(
+        default=256,
+        ge=0,
+        description="Memory for frames encoded on the way out (WADO-RS frames asked for in "
+        "another transfer syntax than stored, e.g. JPEG-LS for the viewer), least recently "
+        "used out first; per web process; 0 caches nothing. A 300-slice CT is about 57 MB in "
+        "JPEG-LS lossless plus 8 MB of previews. Nothing stored is ever changed.",
+    )
+    transcode_preview_near: int = Field(
+        default=32,
+        ge=1,
+        le=255,
+        description="Largest error of a pixel in the viewer's preview stage (JPEG-LS "
+        "near-lossless, 1.2.840.10008.1.2.4.81), in stored units (HU for CT); an eighth of it "
+        "for 8-bit images. 32 makes a CT slice about 17 KB instead of 187 KB lossless; the "
+        "viewer marks such pixels lossy until the lossless ones replace them.",
+    )
+
     http_max_json_kb: int = Field(
         default=1024,
         ge=1,

@@ -19,7 +19,24 @@ export class DicomWebError extends Error {
   }
 }
 
-async function getJson(url: string): Promise<{ body: DicomJson[]; more: boolean }> {
+type JsonAnswer = { body: DicomJson[]; more: boolean };
+/** answers asked for ahead (prefetchStudy), each taken once by the first getJson of its URL */
+const ahead = new Map<string, Promise<JsonAnswer>>();
+
+async function getJson(url: string): Promise<JsonAnswer> {
+  const early = ahead.get(url);
+  if (early) {
+    ahead.delete(url);
+    try {
+      return await early;
+    } catch {
+      /* asked again below, with the error handling of a normal request */
+    }
+  }
+  return fetchJson(url);
+}
+
+async function fetchJson(url: string): Promise<JsonAnswer> {
   const response = await fetch(url, { headers: JSON_ACCEPT });
   if (response.status === 401) {
     location.assign(loginUrl()); // the session ended: log in again, then come back here
@@ -104,9 +121,41 @@ export async function searchStudies(query: StudyQuery): Promise<{ studies: Study
   return { studies: body.map(toStudy), more };
 }
 
+const studyUrl = (studyUID: string) => `${DICOMWEB}/studies?StudyInstanceUID=${encodeURIComponent(studyUID)}`;
+
 export async function findStudy(studyUID: string): Promise<Study | undefined> {
-  const { body } = await getJson(`${DICOMWEB}/studies?StudyInstanceUID=${encodeURIComponent(studyUID)}`);
+  const { body } = await getJson(studyUrl(studyUID));
   return body.map(toStudy)[0];
+}
+
+/** the series a study opens with: the one asked for, else the first with images */
+export function firstSeries(series: Series[], seriesUID?: string): Series | undefined {
+  return (
+    series.find((s) => s.seriesUID === seriesUID) ??
+    series.find((s) => (s.instanceCount ?? 1) > 0 && !["SR", "KO", "PR", "SEG", "RTSTRUCT"].includes(s.modality)) ??
+    series[0]
+  );
+}
+
+/**
+ * A study's address opened directly (a link from a case, a reload): its study, series and the
+ * first series' metadata are asked for at once, while the viewer's code (Cornerstone3D, about
+ * 1 MB compressed) is still on its way, instead of after it (main.ts). The viewer's own
+ * requests then take these answers.
+ */
+export function prefetchStudy(studyUID: string, seriesUID?: string): void {
+  const early = (url: string) => {
+    const promise = fetchJson(url);
+    promise.catch(() => undefined);
+    ahead.set(url, promise);
+    return promise;
+  };
+  early(studyUrl(studyUID));
+  const seriesList = early(`${DICOMWEB}/studies/${studyUID}/series`);
+  void seriesList.then(({ body }) => {
+    const first = firstSeries(sortSeries(body.map((ds) => toSeries(studyUID, ds))), seriesUID);
+    if (first) early(`${seriesUrl(first)}/metadata`);
+  }, () => undefined);
 }
 
 function toStudy(ds: DicomJson): Study {
@@ -126,18 +175,23 @@ function toStudy(ds: DicomJson): Study {
   };
 }
 
+function toSeries(studyUID: string, ds: DicomJson): Series {
+  return {
+    studyUID,
+    seriesUID: str(ds, Tag.SeriesInstanceUID),
+    modality: str(ds, Tag.Modality),
+    number: num(ds, Tag.SeriesNumber),
+    description: str(ds, Tag.SeriesDescription),
+    instanceCount: num(ds, Tag.NumberOfSeriesRelatedInstances),
+  };
+}
+
 export async function searchSeries(studyUID: string): Promise<Series[]> {
   const { body } = await getJson(`${DICOMWEB}/studies/${studyUID}/series`);
-  const series = body.map(
-    (ds): Series => ({
-      studyUID,
-      seriesUID: str(ds, Tag.SeriesInstanceUID),
-      modality: str(ds, Tag.Modality),
-      number: num(ds, Tag.SeriesNumber),
-      description: str(ds, Tag.SeriesDescription),
-      instanceCount: num(ds, Tag.NumberOfSeriesRelatedInstances),
-    }),
-  );
+  return sortSeries(body.map((ds) => toSeries(studyUID, ds)));
+}
+
+function sortSeries(series: Series[]): Series[] {
   return series.sort((a, b) => (a.number ?? 1e9) - (b.number ?? 1e9));
 }
 

@@ -33,7 +33,11 @@ export interface ViewState {
   imageId: string;
   imageIndex: number;
   imageCount: number;
+  /** slices in the viewer lossless, and viewable at all (a lossy preview or better) */
   loadedCount: number;
+  viewableCount: number;
+  /** the slice on screen is the lossy preview (the overlay says so) */
+  lossy: boolean;
   rows: number;
   columns: number;
   color: boolean;
@@ -92,6 +96,10 @@ export interface ConsiliumHooks {
   /** the live consilium session page (capabilities/consilium/hook.ts): the session's state as
    * applied here, following or not, the shared frames drawn */
   session: SessionHook | null;
+  /** the progressive loader's counts and times (capabilities/viewport/progressive) */
+  loading: { total: number; previews: number; lossless: number; allViewableAt: number | null; allLosslessAt: number | null; startedAt: number; fast: boolean; decodeMs: { preview: number[]; lossless: number[] } } | null;
+  /** the values of the image on screen as the viewer holds them */
+  pixels: () => { imageId: string; lossy: boolean; values: number[] } | null;
 }
 
 export interface CanvasStats {
@@ -130,6 +138,8 @@ export function installHooks(canvasStats: () => CanvasStats | null): ConsiliumHo
     page: {},
     compare: null,
     session: null,
+    loading: null,
+    pixels: () => null,
   };
   return window.__consilium;
 }

@@ -16,10 +16,11 @@ import { PRIMARY_TOOLS, Toolbox } from "../capabilities/tools/toolbox";
 import { Toolbar, type ToolbarButton } from "../capabilities/toolbar/toolbar";
 import { CompareLayout, LAYOUTS, type Layout } from "../capabilities/viewport/compare";
 import { CT_PRESETS } from "../capabilities/viewport/presets";
+import { progressive } from "../capabilities/viewport/progressive";
 import { RENDERING_ENGINE_ID, StackViewer, VIEWPORT_ID } from "../capabilities/viewport/stackViewer";
 import { openExportDialog, useCsrf } from "../capabilities/regional/exportDialog";
 import { str, Tag } from "../core/dicomjson";
-import { findStudy, framesOf, seriesMetadata, type Series, type Study } from "../core/dicomweb";
+import { findStudy, firstSeries, framesOf, seriesMetadata, type Series, type Study } from "../core/dicomweb";
 import { appHeader, pageTitle } from "../capabilities/shell/shell";
 import { h } from "../core/dom";
 import type { ConsiliumHooks } from "../core/hooks";
@@ -130,6 +131,8 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
   toolbar.setActive(toolbox.primaryTool);
   toolbox.onPrimaryChange((name) => toolbar.setActive(name));
   hooks.canvasStats = () => viewer.canvasStats();
+  hooks.pixels = () => viewer.pixels();
+  progressive.onProgress = (state) => (hooks.loading = { ...state });
   installConsultExtras({
     me, hooks, layout: root.querySelector("main.layout") as HTMLElement, toolbar: toolbar.element,
     currentImageId: () => (viewer.current ? viewer.viewport.getCurrentImageId() : undefined),
@@ -218,10 +221,7 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
       const series = await seriesPanel.show(study);
       performance.mark("consilium:series");
       if (openStudyUID !== study.studyUID) return;
-      const first =
-        series.find((s) => s.seriesUID === seriesUID) ??
-        series.find((s) => (s.instanceCount ?? 1) > 0 && !["SR", "KO", "PR", "SEG", "RTSTRUCT"].includes(s.modality)) ??
-        series[0];
+      const first = firstSeries(series, seriesUID);
       if (first) await openSeries(study, first, clickedAt);
       else status.textContent = t("viewer.no_series");
     } catch (err) {

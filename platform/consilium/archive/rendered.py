@@ -235,6 +235,25 @@ def native_frames_le(path: Path, numbers: list[int], header: StoredHeader | None
     return out
 
 
+def decoded_frames(path: Path, numbers: list[int], *, limits: PixelLimits
+                   ) -> list[npt.NDArray[Any]]:
+    """Frames ``numbers`` (1-based) decoded as pydicom gives them raw (no colour conversion):
+    (rows, columns) or (rows, columns, samples), after the limits are checked."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = read_stored(path)
+        count = _frame_count(ds)
+        _check_numbers(numbers, count)
+        _guard(ds, limits, [n - 1 for n in numbers])
+        out = []
+        for n in numbers:
+            try:
+                out.append(pixel_array(ds, index=n - 1, raw=True))
+            except Exception as exc:  # decoders raise anything from RuntimeError to ValueError
+                raise PixelError(f"pixel data cannot be decoded: {exc}") from exc
+    return out
+
+
 def check_convertible(path: Path, limits: PixelLimits) -> None:
     """Raise :class:`PixelsTooLarge` if :func:`to_explicit_le` would decode beyond ``limits``."""
     with warnings.catch_warnings():
@@ -255,7 +274,7 @@ def to_explicit_le(path: Path, *, limits: PixelLimits) -> bytes:
             _guard(ds, limits, list(range(_frame_count(ds))))
         try:
             if ts.is_compressed:
-                ds.decompress()
+                ds.decompress(generate_instance_uid=False)
             elif ts == ExplicitVRBigEndian and "PixelData" in ds:
                 arr = ds.pixel_array
                 ds.PixelData = arr.astype(arr.dtype.newbyteorder("<")).tobytes()

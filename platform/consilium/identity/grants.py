@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Engine, or_
-from sqlmodel import Session, col, select
+from sqlalchemy import select as sa_select
+from sqlmodel import Session
 
 from consilium.audit import Actor, AuditAction, AuditTrail
 from consilium.identity.models import Grant, GrantKind
@@ -57,19 +58,21 @@ def revoke_grant(engine: Engine, audit: AuditTrail, actor: Actor, grant_id: int)
 
 
 def granted_study_uids(engine: Engine, principal: Principal) -> frozenset[str]:
-    """Studies shared with the principal's institution or with the principal, active now."""
+    """Studies shared with the principal's institution or with the principal, active now.
+
+    Every search and every read by someone outside the owning institution asks this: a plain
+    Core query on a connection (no ORM session: that was ~0.5 ms of a ~2 ms QIDO-RS search)."""
     if not principal.authenticated or not principal.institution_id:
         return frozenset()
     stamp = now()
-    conditions = [col(Grant.grantee_institution) == principal.institution_id]
+    table = Grant.__table__  # type: ignore[attr-defined]
+    conditions = [table.c.grantee_institution == principal.institution_id]
     if principal.user_id is not None:
-        conditions.append(col(Grant.grantee_user_id) == principal.user_id)
-    with Session(engine) as session:
-        rows = session.exec(
-            select(Grant.study_uid, Grant.expires_at).where(
-                or_(*conditions), col(Grant.revoked_at).is_(None)
-            )
-        ).all()
+        conditions.append(table.c.grantee_user_id == principal.user_id)
+    stmt = sa_select(table.c.study_uid, table.c.expires_at).where(
+        or_(*conditions), table.c.revoked_at.is_(None))
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
     return frozenset(
         uid for uid, expires in rows
         if expires is None or (expires if expires.tzinfo else expires.replace(

@@ -2,11 +2,14 @@
  * Render streams over the page's Socket.IO connection (core/live.ts): render:subscribe a view,
  * render:update it as often as the pointer moves (the server keeps only the latest), receive
  * render:frame (acknowledged once drawn: the server's flow control, so a slow client gets fewer,
- * always current frames instead of a backlog) and render:error.
+ * always current frames instead of a backlog) and render:error. While a view waits for its
+ * frame, the slices loading behind the stack viewport step back (core/linkPriority.ts): on a
+ * regional link the rendered frame is what the reader is looking at.
  */
 
 import type { Socket } from "socket.io-client";
 
+import { hold, release, releaseAll } from "../../core/linkPriority";
 import { connected, liveSocket } from "../../core/live";
 
 export type Kind = "mpr" | "volume";
@@ -98,12 +101,18 @@ export class RenderSession implements FrameSource {
       ack?.();
       return;
     }
+    release(this.holdName(view));
     void Promise.resolve(this.onFrame({ ...frame, view })).finally(() => ack?.());
   };
   private readonly errorHandler = (error: RenderError): void => {
     const view = this.local(error.view);
+    if (view) release(this.holdName(view));
     if (view) this.onError({ ...error, view });
   };
+
+  private holdName(view: string): string {
+    return `render${this.suffix}:${view}`;
+  }
 
   private wire(view: string): string {
     return view + this.suffix;
@@ -129,11 +138,13 @@ export class RenderSession implements FrameSource {
   async subscribe(view: string, seriesUID: string, kind: Kind, params: Params): Promise<VolumeInfo> {
     await connected(this.socket);
     this.views.add(view);
+    hold(this.holdName(view)); // until its first frame
     const ack = (await this.socket
       .timeout(120_000)
       .emitWithAck("render:subscribe", { view: this.wire(view), series_uid: seriesUID, kind, params })) as SubscribeAck;
     if (!ack.ok) {
       this.views.delete(view);
+      release(this.holdName(view));
       throw new RenderRefused(ack.status, ack.error, ack.reason ?? "");
     }
     return ack.info;
@@ -142,6 +153,7 @@ export class RenderSession implements FrameSource {
   /** Merge `params` into the view; returns the update's sequence number. */
   update(view: string, params: Params, final: boolean): number {
     const seq = ++this.seq;
+    hold(this.holdName(view));
     this.socket.emit("render:update", { view: this.wire(view), seq, params, final });
     return seq;
   }
@@ -152,5 +164,6 @@ export class RenderSession implements FrameSource {
     this.socket.off("connect", this.connectHandler);
     for (const view of this.views) this.socket.emit("render:unsubscribe", { view: this.wire(view) });
     this.views.clear();
+    releaseAll(`render${this.suffix}:`);
   }
 }

@@ -96,6 +96,7 @@ export class CompareLayout {
   private addCell(): void {
     const n = this.cells.length + 1;
     const viewer = new StackViewer({ engine: `consilium-${n}`, viewport: `stack-${n}`, testid: `viewport-${n}` });
+    viewer.primary = false; // the reading viewport's loader keeps the link; priors prefetch as stored
     const label = h("div", { class: "cell-label", translate: "no" });
     const cell: Cell = { viewer, element: h("div", { class: "cell", "data-cell": n - 1 }, viewer.element, label), label, positions: [], expected: null };
     this.element.append(cell.element);

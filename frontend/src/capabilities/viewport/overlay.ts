@@ -52,6 +52,7 @@ export class Overlay {
       view.sliceLocation !== null ? h("div", { "data-testid": "slice-location" }, `${t("overlay.location")} ${mm(view.sliceLocation)} ${t("units.mm")}`) : null,
       view.sliceThickness ? h("div", { "data-testid": "slice-thickness" }, `${t("overlay.thickness")} ${mm(view.sliceThickness)} ${t("units.mm")}`) : null,
       view.loadedCount < view.imageCount ? h("div", { class: "muted" }, t("overlay.loaded", { loaded: view.loadedCount, total: view.imageCount })) : null,
+      view.lossy ? h("div", { class: "lossy", "data-testid": "lossy-label", title: t("overlay.lossy_title") }, t("overlay.lossy")) : null,
       h("div", { class: "muted" }, `${view.columns} × ${view.rows}`),
     );
     const transform = [

@@ -2,8 +2,10 @@
  * The viewport capability: one Cornerstone3D stack viewport showing a series, the navigation
  * people expect (wheel through the stack tool, arrow keys, Page Up/Down, Home/End), window
  * presets, flip/rotate/invert/reset, and the text overlay. The first slice is requested alone
- * (interaction priority); the rest of the series streams in behind it through Cornerstone's
- * stack prefetch, nearest slices first, while the user scrolls.
+ * (interaction priority, lossless); the rest of the series streams in behind it through the
+ * progressive loader (./progressive.ts): a lossy preview of every slice, then the lossless
+ * slices, nearest first, following the reader's scrolling. The overlay marks a slice shown
+ * from its preview as lossy until the lossless one replaces it.
  */
 
 import {
@@ -21,9 +23,10 @@ import { utilities as toolsUtils } from "@cornerstonejs/tools";
 
 import { h } from "../../core/dom";
 import { t } from "../../core/i18n";
-import type { Frame, Series, Study } from "../../core/dicomweb";
+import { seriesUrl, type Frame, type Series, type Study } from "../../core/dicomweb";
 import type { CanvasStats, ViewState } from "../../core/hooks";
 import { Overlay } from "./overlay";
+import { progressive, quality } from "./progressive";
 import { CT_PRESETS, type WindowPreset } from "./presets";
 
 export const RENDERING_ENGINE_ID = "consilium";
@@ -76,12 +79,14 @@ export class StackViewer {
   private readonly engine: RenderingEngine;
   private input: StackInput | null = null;
   private imageIds = new Set<string>();
-  private loaded = new Set<string>();
+  private countsTimer = 0;
   private renderCount = 0;
   private readonly listeners = { change: [] as Listener[], rendered: [] as Listener[] };
 
   readonly engineId: string;
   readonly viewportId: string;
+  /** the reading viewport drives the progressive loader's order (not a comparison one) */
+  primary = true;
   private cine: { fps: number; since: number; frames: number } | null = null;
 
   /** `ids`: a second viewport (the comparison layout) gets its own engine and viewport ids */
@@ -122,6 +127,16 @@ export class StackViewer {
 
   /** Call once the element is in the document and has its size. */
   mount(): void {
+    // every stack viewport loads through the progressive loader (a cached preview at once,
+    // then the lossless slice ahead of the background loads)
+    csUtils.imageRetrieveMetadataProvider.add("stack", { create: () => progressive.viewportLoader });
+    progressive.upgraded.push((imageId, image) => {
+      if (!this.input || !this.imageIds.has(imageId)) return;
+      this.countsChanged();
+      if (this.viewport.getCurrentImageId() !== imageId) return;
+      // the viewport's own listener method: takes the better image and renders it
+      (this.viewport as unknown as { successCallback(id: string, img: Types.IImage): void }).successCallback(imageId, image);
+    });
     this.engine.enableElement({
       viewportId: this.viewportId,
       type: Enums.ViewportType.STACK,
@@ -135,6 +150,7 @@ export class StackViewer {
     }
     el.addEventListener(Enums.Events.STACK_NEW_IMAGE, () => {
       if (this.cine) this.cine.frames++;
+      if (this.input && this.primary) progressive.setIndex(this.viewport.getCurrentImageIdIndex());
     });
     el.addEventListener(Enums.Events.IMAGE_RENDERED, () => {
       this.renderCount++;
@@ -143,10 +159,7 @@ export class StackViewer {
     });
     eventTarget.addEventListener(Enums.Events.IMAGE_LOADED, ((evt: CustomEvent) => {
       const imageId: string | undefined = evt.detail?.image?.imageId;
-      if (imageId && this.imageIds.has(imageId) && !this.loaded.has(imageId)) {
-        this.loaded.add(imageId);
-        if (this.loaded.size % 10 === 0 || this.loaded.size === this.imageIds.size) this.changed();
-      }
+      if (imageId && this.imageIds.has(imageId)) this.countsChanged();
     }) as EventListener);
   }
 
@@ -191,7 +204,7 @@ export class StackViewer {
   async open(input: StackInput, index = 0): Promise<void> {
     const el = this.viewportElement;
     if (this.cine) this.play(null);
-    toolsUtils.stackPrefetch.disable(el);
+    if (!this.primary) toolsUtils.stackPrefetch.disable(el);
     for (const frame of input.frames) {
       if (frame.frame === 1) {
         // the loader's wadors metadata manager: one entry per instance; frames of a
@@ -200,23 +213,24 @@ export class StackViewer {
       }
     }
     this.input = input;
+    if (this.primary) progressive.judgeLink(`${seriesUrl(input.series)}/metadata`);
     const ids = input.frames.map((f) => f.imageId);
     this.imageIds = new Set(ids);
-    this.loaded = new Set(ids.filter((id) => cache.isLoaded(id)));
     const s = input.series;
     this.overlay.setStudy(input.study, `${s.modality} #${s.number ?? ""} ${s.description}`.trim());
     const start = Math.max(0, Math.min(index, ids.length - 1));
     performance.mark("consilium:set-stack");
     await this.viewport.setStack(ids, start);
-    // The prefetch starts once the first slice is on the canvas: its responses and decodes
-    // would otherwise compete with that first render for the main thread.
+    // The background loads start once the first slice is on the canvas: their responses and
+    // decodes would otherwise compete with that first render for the link and the main thread.
     const rendered = new Promise<void>((resolve) => {
       el.addEventListener(Enums.Events.IMAGE_RENDERED, () => resolve(), { once: true });
       window.setTimeout(resolve, 3000);
     });
     this.viewport.render();
     await rendered;
-    if (this.input === input) toolsUtils.stackPrefetch.enable(el);
+    if (this.input === input && this.primary) progressive.start(ids, start);
+    else if (this.input === input) toolsUtils.stackPrefetch.enable(el);
   }
 
   // -- navigation ------------------------------------------------------------------------
@@ -345,7 +359,9 @@ export class StackViewer {
       imageId,
       imageIndex: vp.getCurrentImageIdIndex(),
       imageCount: vp.getImageIds().length,
-      loadedCount: this.loaded.size,
+      loadedCount: this.countLossless(),
+      viewableCount: input.frames.filter((f) => quality(f.imageId) !== null).length,
+      lossy: (image.imageQualityStatus ?? Enums.ImageQualityStatus.FULL_RESOLUTION) < Enums.ImageQualityStatus.FULL_RESOLUTION,
       rows: image.rows,
       columns: image.columns,
       color: Boolean(image.color),
@@ -369,6 +385,42 @@ export class StackViewer {
       sliceThickness: plane?.sliceThickness ?? null,
       orientation: plane && !plane.usingDefaultValues ? this.orientation() : null,
       renderCount: this.renderCount,
+    };
+  }
+
+  /** the loaded counts are read from the cache: the overlay and the hooks catch up with them
+   *  at most ten times a second (a slice arrives every few milliseconds on a fast link) */
+  private countsChanged(): void {
+    if (this.countsTimer) return;
+    this.countsTimer = window.setTimeout(() => {
+      this.countsTimer = 0;
+      this.changed();
+    }, 100);
+  }
+
+  private countLossless(): number {
+    let n = 0;
+    for (const id of this.imageIds) if (quality(id) === "lossless") n++;
+    return n;
+  }
+
+  /** the values of the image on screen as the viewer holds them, in modality units (the
+   *  stored values through Rescale Slope/Intercept), and whether they are a lossy preview's */
+  pixels(): { imageId: string; lossy: boolean; values: number[] } | null {
+    const image = this.viewport?.getCornerstoneImage();
+    if (!this.input || !image) return null;
+    const data = (image.voxelManager?.getScalarData() ?? image.getPixelData()) as ArrayLike<number>;
+    let slope = 1;
+    let intercept = 0;
+    if (!image.preScale?.scaled) {
+      const lut = metaData.get("modalityLutModule", image.imageId) as { rescaleSlope?: number; rescaleIntercept?: number } | undefined;
+      slope = lut?.rescaleSlope ?? 1;
+      intercept = lut?.rescaleIntercept ?? 0;
+    }
+    return {
+      imageId: image.imageId,
+      lossy: (image.imageQualityStatus ?? Enums.ImageQualityStatus.FULL_RESOLUTION) < Enums.ImageQualityStatus.FULL_RESOLUTION,
+      values: Array.from(data, (v) => v * slope + intercept),
     };
   }
 

@@ -21,6 +21,7 @@ from consilium.archive import dicomjson as dj
 from consilium.archive import multipart as mp
 from consilium.archive import query as q
 from consilium.archive.access import Purpose, Reader
+from consilium.archive.transcode import FrameCache
 from consilium.errors import InvalidInput, NotAcceptable, NotAuthenticated
 from consilium.processes import end_with_parent
 from consilium.service import Runtime
@@ -90,6 +91,8 @@ class DicomWebBase:
         self._worker_count = max(1, min(4, os.cpu_count() or 1))
         self._workers: ProcessPoolExecutor | None = None
         self._thumbnails: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        # frames encoded on the way out (JPEG-LS for the viewer): see archive/transcode.py
+        self.transcoded = FrameCache(runtime.settings.transcode_cache_mb * 2**20)
 
     def base_url(self, request: Request) -> str:
         public = self.runtime.settings.public_url

@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 from pydicom import dcmread
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -21,6 +21,7 @@ from consilium.archive import dicomjson as dj
 from consilium.archive import multipart as mp
 from consilium.archive import query as q
 from consilium.archive import rendered as px
+from consilium.archive import transcode as tc
 from consilium.archive.access import Purpose
 from consilium.archive.dicomweb.base import (
     DICOM_JSON,
@@ -66,18 +67,16 @@ class Wado(DicomWebBase):
         return out
 
     @staticmethod
-    def _conversions(items: list[q.StoredInstance], syntax: str) -> list[bool] | None:
-        """Per instance: convert to explicit little endian? None if ``syntax`` cannot be
-        served for every instance."""
-        convert: list[bool] = []
+    def _conversions(items: list[q.StoredInstance], syntax: str) -> list[str | None] | None:
+        """Per instance: the transfer syntax to convert it to, None to send it as stored.
+        None for the whole list if ``syntax`` cannot be served for every instance."""
+        convert: list[str | None] = []
         for item in items:
             stored = item.transfer_syntax_uid
             if syntax in ("*", stored):
-                convert.append(False)
-            elif syntax == ExplicitVRLittleEndian and (
-                stored in px.UNCOMPRESSED or px.can_decode(stored)
-            ):
-                convert.append(True)
+                convert.append(None)
+            elif tc.why_not(syntax, stored) is None:
+                convert.append(syntax)
             else:
                 return None
         return convert
@@ -93,14 +92,17 @@ class Wado(DicomWebBase):
                 break
         else:
             stored = sorted({i.transfer_syntax_uid for i in items})
+            reasons = sorted({tc.why_not(x, s) or "" for x in syntaxes for s in stored} - {""})
             raise NotAcceptable(
-                f"stored as {', '.join(stored)}: available as stored (transfer-syntax=*) "
-                f"or as {ExplicitVRLittleEndian}, not {', '.join(syntaxes)}",
+                f"stored as {', '.join(stored)}: available as stored (transfer-syntax=*), "
+                f"native ({ExplicitVRLittleEndian}, {ImplicitVRLittleEndian}) or "
+                f"{', '.join(tc.ENCODED)}; not {', '.join(syntaxes)}"
+                + (f" ({'; '.join(reasons)})" if reasons else ""),
             )
         boundary = mp.new_boundary()
         heads = [
             mp.part_head(boundary, "application/dicom; transfer-syntax="
-                         + (ExplicitVRLittleEndian if c else i.transfer_syntax_uid),
+                         + (c or i.transfer_syntax_uid),
                          first=(n == 0))
             for n, (i, c) in enumerate(zip(items, convert, strict=True))
         ]
@@ -110,13 +112,16 @@ class Wado(DicomWebBase):
             total = sum(len(h) for h in heads) + sum(i.size_bytes for i in items) + len(tail)
             headers["Content-Length"] = str(total)
         paths = [self._path(i) for i in items]
+        near = self.runtime.settings.transcode_preview_near
         if any(convert):  # refused now, not as a broken stream once the answer has begun
             limits = self.store.pixel_limits
 
             def check() -> None:
-                for path, converted in zip(paths, convert, strict=True):
-                    if converted:
+                for path, target in zip(paths, convert, strict=True):
+                    if target:
                         px.check_convertible(path, limits)
+                        if target in tc.ENCODED:
+                            tc.check_pixels(px.stored_header(path).dataset, target)
 
             try:
                 await anyio.to_thread.run_sync(check)
@@ -139,7 +144,7 @@ class Wado(DicomWebBase):
             def start(k: int) -> asyncio.Future[memoryview]:
                 return loop.run_in_executor(None, _read_batch, paths, sizes, batches[k], heads,
                                             convert, tail if k == len(batches) - 1 else b"",
-                                            self.store.pixel_limits)
+                                            self.store.pixel_limits, near)
 
             pending = start(0)
             for k in range(len(batches)):
@@ -204,36 +209,53 @@ class Wado(DicomWebBase):
         return numbers
 
     @staticmethod
-    def _frame_form(request: Request, stored: str) -> str:
-        """'stored' (codestreams or native as stored) or 'native' (explicit little endian)."""
-        compressed = stored not in px.UNCOMPRESSED
+    def _frame_target(request: Request, stored: str) -> str:
+        """'*' (the frames as stored: codestreams, or native pixels in little endian) or the
+        transfer syntax to give them in: the first media range of the Accept header that can
+        be served (PS3.18 8.7.3.5: a frame media type without a transfer-syntax parameter
+        means its default syntax, image/jls JPEG-LS lossless and so on)."""
         stored_type = px.frame_media_type(stored)
+        compressed = stored not in px.UNCOMPRESSED
+        reasons: list[str] = []
         for media in accepted_types(request):
             if media.type == "multipart/related":
                 mtype = media.param("type", "application/octet-stream").lower()
             else:
                 mtype = media.type
             syntax = media.param("transfer-syntax", "")
-            if mtype in ("*/*", "multipart/*"):
+            if mtype in ("*/*", "multipart/*") or (mtype == "image/*" and compressed):
                 if syntax in ("", "*", stored):
-                    return "stored"
-                if syntax == ExplicitVRLittleEndian:
-                    return "native"
-                continue
-            if mtype == "application/octet-stream":
+                    return "*"
+                target = syntax
+            elif mtype == "application/octet-stream":
                 if syntax == "*" or (syntax == stored and not compressed):
-                    return "stored"
-                if syntax in ("", ExplicitVRLittleEndian):
-                    return "native"
-                if syntax == stored:
-                    return "stored"
+                    return "*"
+                target = syntax or ExplicitVRLittleEndian
+                if target not in px.UNCOMPRESSED and target != stored:
+                    reasons.append(f"{target} is not application/octet-stream")
+                    continue
+            elif mtype in tc.DEFAULT_SYNTAX_OF_TYPE:
+                if syntax == "*" or (syntax in ("", stored) and mtype == stored_type):
+                    if mtype == stored_type:
+                        return "*"
+                    continue
+                target = syntax or tc.DEFAULT_SYNTAX_OF_TYPE[mtype]
+                if px.frame_media_type(target) != mtype:
+                    reasons.append(f"{target} is not {mtype}")
+                    continue
+            else:
                 continue
-            if compressed and (mtype == stored_type or mtype == "image/*") and \
-                    syntax in ("", "*", stored):
-                return "stored"
+            if target == stored:
+                return "*"
+            problem = tc.why_not(target, stored)
+            if problem is None:
+                return target
+            reasons.append(problem)
         raise NotAcceptable(
-            f"the frames are stored as {stored} ({stored_type}); available: that, or "
-            f"application/octet-stream in {ExplicitVRLittleEndian}",
+            f"the frames are stored as {stored} ({stored_type}); available: that, "
+            f"application/octet-stream in {ExplicitVRLittleEndian}, or "
+            + ", ".join(f"{t.media_type} in {uid}" for uid, t in tc.ENCODED.items())
+            + (f" ({'; '.join(dict.fromkeys(reasons))})" if reasons else ""),
         )
 
     async def frames(self, request: Request) -> Response:
@@ -241,33 +263,40 @@ class Wado(DicomWebBase):
         numbers = self._frame_numbers(request.path_params["frames"])
         item = self._instances(request, reader, Purpose.FRAME, {"what": "frames"})[0]
         stored = item.transfer_syntax_uid
-        form = self._frame_form(request, stored)
-        if form == "native" and stored not in px.UNCOMPRESSED and not px.can_decode(stored):
-            raise NotAcceptable(f"frames stored as {stored} cannot be decoded here; ask "
-                                "for the stored transfer syntax (transfer-syntax=*)")
+        target = self._frame_target(request, stored)
+        native = target in px.UNCOMPRESSED or (target == "*" and stored in px.UNCOMPRESSED)
         path = self._path(item)
         limits = self.store.pixel_limits
+        near = self.runtime.settings.transcode_preview_near
 
         def load() -> list[bytes]:
+            if target in tc.ENCODED:  # encoded before: not even the header is read
+                cached = [self.transcoded.get((item.sha256, n, target)) for n in numbers]
+                if all(c is not None for c in cached):
+                    return [c for c in cached if c is not None]
             header = px.stored_header(path)
-            if form == "native" or stored in px.UNCOMPRESSED:
+            if native:
                 return px.native_frames_le(path, numbers, header, limits=limits)
-            return px.stored_frames(path, header, numbers, limits=limits)
+            if target == "*":
+                return px.stored_frames(path, header, numbers, limits=limits)
+            return tc.frames_as(path, header, numbers, target, sha256=item.sha256,
+                                limits=limits, near=near, cache=self.transcoded)
 
         try:
             data = await anyio.to_thread.run_sync(load)
         except IndexError as exc:
             raise _absent(str(exc)) from exc
         except px.PixelError as exc:
-            if form == "native":
+            if target != "*" or native:
                 raise NotAcceptable(str(exc)) from exc
             raise _absent(str(exc)) from exc
-        if form == "native" or stored in px.UNCOMPRESSED:
+        if native:
             part_type = f"application/octet-stream; transfer-syntax={ExplicitVRLittleEndian}"
             root = "application/octet-stream"
         else:
-            root = px.frame_media_type(stored)
-            part_type = f"{root}; transfer-syntax={stored}"
+            syntax = stored if target == "*" else target
+            root = px.frame_media_type(syntax)
+            part_type = f"{root}; transfer-syntax={syntax}"
         return _multipart(data, root, part_type)
 
     async def bulkdata(self, request: Request) -> Response:
@@ -363,10 +392,13 @@ class Wado(DicomWebBase):
 
 
 def _read_batch(paths: list[Path], sizes: list[int], batch: list[int], heads: list[bytes],
-                convert: list[bool], tail: bytes, limits: PixelLimits) -> memoryview:
-    """Part heads and file contents of ``batch`` in one buffer, files read straight into it."""
-    converted = {n: px.to_explicit_le(paths[n], limits=limits) for n in batch if convert[n]}
-    total = sum(len(heads[n]) + len(converted.get(n, b"")) + (0 if convert[n] else sizes[n])
+                convert: list[str | None], tail: bytes, limits: PixelLimits,
+                near: int) -> memoryview:
+    """Part heads and file contents of ``batch`` in one buffer, files read straight into it
+    (or the instance converted to the transfer syntax asked for)."""
+    converted = {n: tc.instance_as(paths[n], target, limits=limits, near=near)
+                 for n in batch if (target := convert[n])}
+    total = sum(len(heads[n]) + len(converted.get(n, b"")) + (0 if n in converted else sizes[n])
                 for n in batch) + len(tail)
     buffer = bytearray(total)
     view = memoryview(buffer)

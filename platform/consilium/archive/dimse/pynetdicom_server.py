@@ -4,8 +4,10 @@ handlers of :mod:`.handlers`.
 
 The listener has already read and checked the connection's A-ASSOCIATE-RQ; pynetdicom gets it
 replayed by :class:`CheckedSocket`, which also refuses any later PDU longer than the archive
-accepts. Retrieved instances are sent as stored (byte-identical) through pynetdicom's own way of
-sending a file's bytes (``send_c_store`` with a path, ``STORE_SEND_CHUNKED_DATASET``): pynetdicom's
+accepts. Retrieved instances are sent as stored (byte-identical), or converted to a transfer
+syntax the peer accepted when it did not accept the stored one (:mod:`.convert`), through
+pynetdicom's own way of sending a file's bytes (``send_c_store`` with a path,
+``STORE_SEND_CHUNKED_DATASET``): pynetdicom's
 C-GET/C-MOVE service classes only take Dataset objects from handlers and would re-encode them,
 so the handlers yield :class:`StoredInstance` markers, and the associations that send them are
 this module's own: :class:`ArchiveAssociation` (C-GET: the acceptor itself) and, for C-MOVE,
@@ -24,7 +26,6 @@ from copy import deepcopy
 from io import BytesIO
 from typing import Any, cast
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import AE, _config, evt
@@ -36,6 +37,8 @@ from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.transport import AddressInformation, AssociationSocket
 
 from consilium.archive.dicomfile import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from consilium.archive.pixel_guard import PixelLimits
+from consilium.archive.rendered import can_decode
 from consilium.archive.sop import (
     ACCEPTED_TRANSFER_SYNTAXES,
     PATIENT_ROOT_FIND,
@@ -50,7 +53,7 @@ from consilium.archive.sop import (
 )
 from consilium.settings import Settings
 
-from . import handlers, wire
+from . import convert, handlers, wire
 from . import worklist as mwl
 from .handlers import Answer, AssociationRecord, DimseContext, Peer, RetrievedFile
 from .status import (
@@ -91,11 +94,13 @@ class StoredInstance(Dataset):
 
 
 def send_stored(send: Callable[..., Dataset], accepted: list[PresentationContext],
-                sock: Any, instance: StoredInstance, **kwargs: Any) -> Dataset:
+                sock: Any, instance: StoredInstance, limits: PixelLimits | None = None,
+                **kwargs: Any) -> Dataset:
     """One C-STORE sub-operation of a stored instance: its bytes as stored when the peer
-    accepted its transfer syntax; re-encoded by pynetdicom when the peer accepted only another
-    little endian uncompressed syntax (big endian, which is retired, and compressed data go
-    only to peers that accept them)."""
+    accepted its transfer syntax; else converted to one the peer accepted for its SOP class
+    (:mod:`.convert`: decompressed, or recompressed lossless where asked; the SOP Instance UID
+    unchanged); else refused with the reason, logged (the service class counts the
+    sub-operation as failed)."""
     # sub-operations wait for each response: Nagle would add ~40 ms to every one
     raw_socket = getattr(sock, "socket", None)
     if raw_socket is not None:
@@ -103,13 +108,16 @@ def send_stored(send: Callable[..., Dataset], accepted: list[PresentationContext
             raw_socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     stored: RetrievedFile = instance.__dict__["stored"]
     ts = UID(stored.transfer_syntax)
-    if any(cx.abstract_syntax == stored.sop_class and cx.transfer_syntax[0] == ts and cx.as_scu
-           for cx in accepted):
+    mine = [cx for cx in accepted if cx.abstract_syntax == stored.sop_class and cx.as_scu]
+    if any(cx.transfer_syntax[0] == ts for cx in mine):
         return send(stored.path, **kwargs)  # the file's bytes after its meta, as they are
-    if is_uncompressed(ts) and ts != EXPLICIT_BIG_ENDIAN:
-        return send(dcmread(stored.path), **kwargs)
-    raise ValueError(f"peer accepted no presentation context for {stored.sop_class} in "
-                     f"{ts.name}")
+    offered = list(dict.fromkeys(str(cx.transfer_syntax[0]) for cx in mine))
+    try:
+        with convert.converted(stored.path, str(ts), offered, limits or PixelLimits()) as path:
+            return send(path, **kwargs)
+    except convert.NotSent as exc:
+        log.warning("C-STORE sub-operation of %s not sent: %s", stored.sop_instance, exc)
+        raise
 
 
 class ArchiveAssociation(Association):
@@ -127,7 +135,7 @@ class ArchiveAssociation(Association):
                                   "originator_id": originator_id}
         if isinstance(dataset, StoredInstance):
             return send_stored(super().send_c_store, self.accepted_contexts, self.dul.socket,
-                               dataset, **kwargs)
+                               dataset, getattr(self.ae, "pixel_limits", None), **kwargs)
         return super().send_c_store(dataset, **kwargs)
 
 
@@ -144,13 +152,16 @@ class _MoveDestination:
     def send_c_store(self, dataset: Any, **kwargs: Any) -> Dataset:
         if isinstance(dataset, StoredInstance):
             return send_stored(self._assoc.send_c_store, self._assoc.accepted_contexts,
-                               self._assoc.dul.socket, dataset, **kwargs)
+                               self._assoc.dul.socket, dataset,
+                               getattr(self._assoc.ae, "pixel_limits", None), **kwargs)
         return self._assoc.send_c_store(dataset, **kwargs)
 
 
 class ArchiveAE(AE):
     """The server's application entity; the associations it opens (C-MOVE destinations) send
-    stored instances unchanged."""
+    stored instances unchanged (or converted, see :func:`send_stored`)."""
+
+    pixel_limits: PixelLimits = PixelLimits()
 
     def associate(self, *args: Any, **kwargs: Any) -> Association:
         return cast(Association, _MoveDestination(super().associate(*args, **kwargs)))
@@ -203,6 +214,7 @@ def make_ae(settings: Settings) -> ArchiveAE:
     """The contexts the archive accepts (the lean transport negotiates with the same list)."""
     configure_pynetdicom()
     ae = ArchiveAE(ae_title=settings.dicom_ae_title)
+    ae.pixel_limits = PixelLimits.of(settings)
     ae.maximum_pdu_size = settings.dicom_max_pdu
     ae.network_timeout = settings.dicom_network_timeout
     ae.acse_timeout = settings.dicom_artim_timeout
@@ -407,8 +419,10 @@ def _in_requested_order(supported: list[PresentationContext], request: A_ASSOCIA
 
 
 def proposed_contexts(files: list[RetrievedFile]) -> list[PresentationContext]:
-    """Contexts for a C-MOVE association: each SOP class in each stored transfer syntax, plus
-    explicit and implicit little endian for uncompressed data; at most 128 (PS3.8 limit)."""
+    """Contexts for a C-MOVE association: each SOP class in each stored transfer syntax, and
+    explicit and implicit little endian for every SOP class whose data is uncompressed or can be
+    decoded here (sent converted when the destination accepts only those); at most 128 (PS3.8
+    limit)."""
     wanted: dict[str, set[str]] = {}
     for f in files:
         wanted.setdefault(f.sop_class, set()).add(f.transfer_syntax)
@@ -416,7 +430,7 @@ def proposed_contexts(files: list[RetrievedFile]) -> list[PresentationContext]:
     for sop_class, syntaxes in wanted.items():
         for ts in sorted(syntaxes):
             contexts.append(build_context(sop_class, [ts]))
-        if any(is_uncompressed(t) for t in syntaxes):
+        if any(is_uncompressed(t) or can_decode(t) for t in syntaxes):
             contexts.append(build_context(sop_class, ["1.2.840.10008.1.2.1",
                                                       "1.2.840.10008.1.2"]))
     if len(contexts) > 128:
