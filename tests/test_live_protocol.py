@@ -257,3 +257,103 @@ def test_the_protocol_written_signed_by_two_institutions_and_archived(world: Wor
             ) in content
     assert {v for k, v in content if k == "Person Observer Name"} == {
         "Анна Иванова", "Елена Кузнецова", "Pavel Petrov"}
+
+
+def _stack(world: World, index: int, center: float = 40.0) -> dict[str, Any]:
+    return {"layout": "1x1", "viewports": [{"study_uid": world.study_uid,
+                                             "series_uid": world.series_uid,
+                                             "image_index": index,
+                                             "voi": {"center": center, "width": 400.0}}]}
+
+
+def test_replay_gives_the_state_every_participant_had_at_each_step(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    sid = _session(world)
+    people = [world.participant(n) for n in ("ivanova", "kuznetsova", "petrov")]
+    chair, kuznetsova, petrov = people
+    try:
+        for p in people:
+            assert p.join(sid)["ok"]
+        chair.wait(lambda p: p.state is not None and sum(
+            m["online"] for m in p.state["members"].values()) == 3)
+
+        def settle() -> None:
+            seq = world.users["ivanova"].get(f"/api/consilia/{sid}").json()["last_seq"]
+            for p in people:
+                p.wait_seq(seq)
+
+        for i in range(6):  # what was shown: a scroll, then a window
+            assert chair.call("view:change", {"session_id": sid, "kind": "view.stack",
+                                              "state": _stack(world, i)})["ok"]
+            settle()
+        assert chair.call("view:change", {"session_id": sid, "kind": "view.stack",
+                                          "state": _stack(world, 5, 300.0), "final": True})["ok"]
+        petrov.send("pointer:move", {"session_id": sid, "series_uid": world.series_uid,
+                                     "x": 10.0, "y": 12.0})
+        assert kuznetsova.call("chat:send", {"session_id": sid, "text": "Узел 14 мм"})["ok"]
+        assert petrov.call("hand:raise", {"session_id": sid})["ok"]
+        assert chair.call("control:grant", {"session_id": sid, "subject": "dev:petrov"})["ok"]
+        settle()
+        for i in (7, 8):
+            assert petrov.call("view:change", {"session_id": sid, "kind": "view.stack",
+                                               "state": _stack(world, i)})["ok"]
+            settle()
+        assert chair.call("protocol:draft", {"session_id": sid, "version": 0,
+                                             "text": "Биопсия"})["ok"]
+        settle()
+        base = f"/api/consilia/{sid}/protocol"
+        assert world.put("ivanova", base, {"text": "Биопсия.", "version": 0}).status_code == 200
+        assert chair.call("control:take", {"session_id": sid})["ok"]
+        kuznetsova.disconnect()
+        settle_people = [chair, petrov]
+        seq = world.users["ivanova"].get(f"/api/consilia/{sid}").json()["last_seq"]
+        for p in settle_people:
+            p.wait_seq(seq)
+        assert chair.call("session:end", {"session_id": sid})["ok"]
+        last = world.users["ivanova"].get(f"/api/consilia/{sid}").json()["last_seq"]
+        for p in settle_people:
+            p.wait_seq(last)
+    finally:
+        for p in people:
+            p.disconnect()
+
+    # the server's state at each seq is what each participant had after applying it
+    lived = {seq: state for p in people for seq, state in p.lived.items()}
+    assert len(lived) >= 20 and max(lived) == last
+    for p in people:
+        for seq, state in p.lived.items():
+            answer = world.users["petrov"].get(f"/api/consilia/{sid}/replay/state",
+                                               params={"seq": seq})
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == {"seq": seq, "state": state}, (p.name, seq)
+    record = world.users["ivanova"].get(f"/api/consilia/{sid}/changes").json()["changes"]
+    assert [c["seq"] for c in record] == list(range(1, last + 1))
+
+    # the same from checkpoints: every 4 changes, asked backwards and again
+    from consilium.db import make_engine
+    from consilium.live import replay as replay_module
+
+    monkeypatch.setattr(replay_module, "CHECKPOINT_EVERY", 4)
+    replays = replay_module.Replays(make_engine(
+        f"sqlite:///{world.web.data_dir / 'consilium.db'}"))
+    for seq in [*sorted(lived, reverse=True), *sorted(lived)]:
+        assert replays.state_at(sid, seq) == lived[seq], seq
+    assert [s for s, _ in replays._of(sid).points] == [s for s in range(4, last + 1, 4)]
+
+    # the timeline: what was shown, drawn and said, in order, with who did it
+    replay_answer = world.users["kuznetsova"].get(f"/api/consilia/{sid}/replay").json()
+    steps = [(e["kind"], e["name"]) for e in replay_answer["timeline"]]
+    shown = [e for e in replay_answer["timeline"] if e["kind"] == "view.stack"]
+    assert [(e["name"], e["what"]["image_index"]) for e in shown] == [
+        ("Анна Иванова", 5), ("Pavel Petrov", 8)]  # a run of one presenter's changes is one
+    assert shown[0]["what"]["voi"] == {"center": 300.0, "width": 400.0}
+    assert shown[0]["until"] > shown[0]["seq"]
+    assert ("chat.message", "Елена Кузнецова") in steps
+    assert ("protocol.saved", "Анна Иванова") in steps
+    assert ("pointer", "Pavel Petrov") not in steps
+    assert steps[-1] == ("session.ended", "Анна Иванова")
+    assert [e["seq"] for e in replay_answer["timeline"]] == sorted(
+        e["seq"] for e in replay_answer["timeline"])
+    assert world.users["orlov"].get(f"/api/consilia/{sid}/replay").status_code == 404
+    assert world.users["orlov"].get(f"/api/consilia/{sid}/replay/state",
+                                    params={"seq": 3}).status_code == 404

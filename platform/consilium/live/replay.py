@@ -41,7 +41,7 @@ _VIEWS = {k.value for k in VIEW_KINDS}
 
 @dataclass
 class _Checkpoints:
-    every: int = CHECKPOINT_EVERY
+    every: int = field(default_factory=lambda: CHECKPOINT_EVERY)
     points: list[tuple[int, str]] = field(default_factory=list)  # (seq, state JSON), by seq
     size: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
