@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from consilium.live.models import SessionPublic
 
 
 class ProtocolStatus(StrEnum):
@@ -153,3 +156,35 @@ class ProtocolPublic(BaseModel):
     pdf_url: str | None
     attachment_id: int | None
     archived: list[ArchivedProtocolPublic]
+
+
+class VersionTexts(BaseModel):
+    versions: list[VersionText]
+
+
+class TimelineStep(BaseModel):
+    """One step of a session's replay (:func:`consilium.live.replay.timeline`)."""
+
+    seq: int
+    until: int
+    at: str
+    actor: str
+    name: str
+    kind: str
+    what: dict[str, Any]
+
+
+class ReplayPublic(BaseModel):
+    """``GET /api/consilia/{id}/replay``."""
+
+    session: SessionPublic
+    last_seq: int
+    timeline: list[TimelineStep]
+    truncated: bool
+
+
+class ReplayState(BaseModel):
+    """``GET /api/consilia/{id}/replay/state?seq=n``: the session's state after change n."""
+
+    seq: int
+    state: dict[str, Any]
