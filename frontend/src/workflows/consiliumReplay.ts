@@ -140,7 +140,7 @@ export async function consiliumReplay(root: HTMLElement, me: Me, hooks: Consiliu
     const online = Object.values(s.members).filter((m) => m.online).map((m) => m.name);
     replaceChildren(
       now,
-      h("div", { "data-testid": "replay-presenter" }, t("consilium.replay.presenter", { name: s.members[s.presenter]?.name ?? (s.presenter || "—") })),
+      h("div", { "data-testid": "replay-presenter" }, t("consilium.replay.presenter"), " ", h("b", { translate: "no" }, s.members[s.presenter]?.name ?? (s.presenter || "—"))),
       h("div", { "data-testid": "replay-shown" }, vp ? t("consilium.replay.shown", { series: vp.series_uid, index: vp.image_index + 1 }) : t("consilium.replay.nothing_shown")),
       h("div", { class: "muted", translate: "no" }, `${t("consilium.replay.online")}: ${online.join(", ") || "—"}`),
     );

@@ -23,7 +23,7 @@ export class ProtocolPanel {
   private readonly actions = h("div", { class: "protocol-actions" });
   private readonly signatures = h("ul", { class: "protocol-signatures", "data-testid": "protocol-signatures" });
   private readonly dissent = h("textarea", { rows: 2, maxlength: 4000, "data-testid": "protocol-dissent-text", placeholder: t("consilium.protocol.dissent_placeholder") });
-  private readonly penTo = h("select", { "data-testid": "protocol-pen-to" });
+  private readonly penTo = h("select", { "data-testid": "protocol-pen-to", translate: "no" });
   private typingTimer = 0;
   private wasEditor = false;
   private state: State | null = null;
@@ -74,7 +74,14 @@ export class ProtocolPanel {
     const editing = pr.status === "draft" && pr.editor === this.me && s.status !== "scheduled";
     this.status.textContent = t(`consilium.protocol.status.${pr.status}`);
     this.status.dataset.status = pr.status;
-    this.editorLine.textContent = t("consilium.protocol.editor", { name: pr.editor_name || pr.editor, version: pr.version });
+    replaceChildren(
+      this.editorLine,
+      t("consilium.protocol.editor"),
+      " ",
+      h("b", { translate: "no" }, pr.editor_name || pr.editor),
+      " · ",
+      t("consilium.protocol.version", { version: pr.version }),
+    );
     this.text.readOnly = !editing;
     if (!editing) {
       const shown = pr.draft?.text ?? pr.text;
@@ -119,7 +126,8 @@ export class ProtocolPanel {
           "li",
           { "data-testid": "protocol-signature", "data-subject": subject, "data-agree": String(sig.agree) },
           h("b", { translate: "no" }, sig.name || subject),
-          ` (${sig.institution}) · `,
+          h("span", { translate: "no" }, ` (${sig.institution})`),
+          " · ",
           sig.agree ? t("consilium.protocol.agreed") : t("consilium.protocol.dissented"),
           " · ",
           timeElement(sig.at),
