@@ -16,7 +16,8 @@ import consilium.archive.worklist_models
 import consilium.audit
 import consilium.consult.models
 import consilium.identity.models
-import consilium.live.models  # noqa: F401  (the models register their tables)
+import consilium.live.models
+import consilium.live.protocol_models  # noqa: F401  (the models register their tables)
 from consilium.db import make_engine, migrate
 
 

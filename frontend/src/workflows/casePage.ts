@@ -22,7 +22,7 @@ import {
   type CaseDetail,
   type TimelineEntry,
 } from "../capabilities/consult/api";
-import { caseSessions } from "../capabilities/consilium/api";
+import { caseSessions, replayUrl } from "../capabilities/consilium/api";
 import { ScheduleForm } from "../capabilities/consilium/scheduleForm";
 import { SessionListSection } from "../capabilities/consilium/sessionList";
 import { ConclusionEditor, signedConclusion } from "../capabilities/consult/conclusionEditor";
@@ -62,6 +62,18 @@ function detailText(entry: TimelineEntry): string {
     return parts.join(" · ");
   } catch {
     return entry.detail;
+  }
+}
+
+/** a consilium that ended: its replay (the timeline's "ended" entry links it) */
+function replayOf(entry: TimelineEntry): HTMLElement | null {
+  if (entry.kind !== "consilium" || !entry.detail) return null;
+  try {
+    const data = JSON.parse(entry.detail) as { event?: string; session?: string };
+    if (data.event !== "ended" || !data.session) return null;
+    return h("a", { class: "button", href: replayUrl(data.session), "data-testid": "timeline-replay" }, t("consilium.replay.link"));
+  } catch {
+    return null;
   }
 }
 
@@ -316,6 +328,7 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
           " · ",
           h("span", { translate: "no" }, `${e.actor_name} (${e.actor_institution})`),
           detailText(e) ? h("div", { class: "muted detail", translate: "no" }, detailText(e)) : null,
+          replayOf(e),
         ),
       ),
     );

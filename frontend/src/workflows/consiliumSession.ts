@@ -27,6 +27,7 @@ import { SessionControls, type ControlId } from "../capabilities/consilium/contr
 import { paneOfStream, SharedFrames, STREAMS } from "../capabilities/consilium/frames";
 import type { SessionHook } from "../capabilities/consilium/hook";
 import { ParticipantsPanel } from "../capabilities/consilium/participants";
+import { ProtocolPanel } from "../capabilities/consilium/protocolPanel";
 import { LaserPointer, mprPointAt, mprPointerAt, stackPointAt, stackPointerAt } from "../capabilities/consilium/pointer";
 import { statusLabel } from "../capabilities/consilium/sessionList";
 import type { Change, StackView } from "../capabilities/consilium/state";
@@ -90,6 +91,7 @@ export async function consiliumSession(root: HTMLElement, me: Me, hooks: Consili
   });
   people.institutions = institutions;
   const chat = new ChatPanel();
+  const protocol = new ProtocolPanel(id, me.subject);
   const controls = new SessionControls();
   const laser = new LaserPointer();
   const shield = h("div", { class: "follow-shield", "data-testid": "follow-shield", title: t("consilium.shield_title") });
@@ -130,7 +132,7 @@ export async function consiliumSession(root: HTMLElement, me: Me, hooks: Consili
       { class: "consilium-columns" },
       h("aside", { class: "series-column" }, seriesPanel.element),
       h("section", { class: "viewer-column" }, toolbar.element, stage, status),
-      h("aside", { class: "consilium-side" }, people.element, chat.element),
+      h("aside", { class: "consilium-side" }, people.element, chat.element, protocol.element),
     ),
   );
   root.append(main);
@@ -191,6 +193,8 @@ export async function consiliumSession(root: HTMLElement, me: Me, hooks: Consili
   client.onState = (change) => render(change);
 
   chat.onSend = (text) => act("chat:send", { text });
+  protocol.onTyped = (version, text) => client.send("protocol:draft", { version, text });
+  protocol.onError = showError;
   controls.onAction = (action: ControlId) => {
     switch (action) {
       case "detach":
@@ -257,6 +261,7 @@ export async function consiliumSession(root: HTMLElement, me: Me, hooks: Consili
     replaceChildren(badge, statusLabel({ ...info, status: s.seq ? s.status : info.status }));
     people.render(s, me.subject);
     chat.render(s.chat, me.subject);
+    protocol.render(s);
     chat.enabled = s.status === "open" && hook.connected;
     const nowPresenting = presenting();
     controls.render({ state: s, me: me.subject, following, pointerOn: laser.active, connected: hook.connected && client.joined });

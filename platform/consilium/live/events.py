@@ -32,6 +32,7 @@ EVT_CONTROL_GRANT = "control:grant"
 EVT_CONTROL_TAKE = "control:take"
 EVT_END = "session:end"
 EVT_RENDER_FOLLOW = "session:render_follow"
+EVT_PROTOCOL_DRAFT = "protocol:draft"
 
 # server -> client
 EVT_CHANGE = "session:change"
@@ -41,6 +42,8 @@ EVT_CLOSED = "session:closed"
 EVT_INVITED = "consilium:invited"  # on the default namespace, room user:<subject>
 
 CHAT_MAX = 2000
+PROTOCOL_MAX = 20_000
+"""Characters of the protocol's text (a consilium's decision is a page or two)."""
 NAME_MAX = 64
 UID_MAX = 64
 
@@ -65,6 +68,14 @@ class ChangeKind(StrEnum):
     VIEW_MPR = "view.mpr"
     VIEW_VOLUME = "view.volume"
     POINTER = "pointer"
+    # the protocol (:mod:`.protocol`): pen, saved versions, the text being typed, signatures
+    PROTOCOL_PEN = "protocol.pen"
+    PROTOCOL_SAVED = "protocol.saved"
+    PROTOCOL_DRAFT = "protocol.draft"
+    PROTOCOL_SIGNING = "protocol.signing"
+    PROTOCOL_SIGNED = "protocol.signed"
+    PROTOCOL_REOPENED = "protocol.reopened"
+    PROTOCOL_CLOSED = "protocol.closed"
 
     @property
     def coalesced(self) -> bool:
@@ -74,7 +85,7 @@ class ChangeKind(StrEnum):
 
 
 COALESCED_KINDS = frozenset({ChangeKind.VIEW_STACK, ChangeKind.VIEW_MPR, ChangeKind.VIEW_VOLUME,
-                             ChangeKind.POINTER})
+                             ChangeKind.POINTER, ChangeKind.PROTOCOL_DRAFT})
 VIEW_KINDS = (ChangeKind.VIEW_STACK, ChangeKind.VIEW_MPR, ChangeKind.VIEW_VOLUME)
 
 
@@ -255,6 +266,15 @@ class ControlGrant(Strict):
 
 class SessionEnd(Strict):
     session_id: SessionId
+
+
+class ProtocolDraft(Strict):
+    """The protocol's text as its editor types it (coalesced; saved versions go over HTTP):
+    ``version`` is the saved version the text was started from."""
+
+    session_id: SessionId
+    version: int = Field(ge=0)
+    text: str = Field(max_length=PROTOCOL_MAX)
 
 
 RENDER_VIEWS = ("3d", *(f"mpr:{p}" for p in MPR_PANES))

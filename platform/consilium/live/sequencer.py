@@ -48,6 +48,7 @@ SNAPSHOT_EVERY = 200
 
 _OPEN = frozenset({SessionStatus.OPEN})
 _NOT_ENDED = frozenset({SessionStatus.SCHEDULED, SessionStatus.OPEN})
+_STARTED = frozenset({SessionStatus.OPEN, SessionStatus.ENDED})
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,14 @@ RULES: dict[ChangeKind, Rule] = {
     ChangeKind.VIEW_MPR: Rule(_OPEN, "presenter"),
     ChangeKind.VIEW_VOLUME: Rule(_OPEN, "presenter"),
     ChangeKind.POINTER: Rule(_OPEN),
+    # the protocol may be finished after the session ended; :mod:`.protocol` checks who
+    ChangeKind.PROTOCOL_PEN: Rule(_STARTED, "chair"),
+    ChangeKind.PROTOCOL_SAVED: Rule(_STARTED),
+    ChangeKind.PROTOCOL_DRAFT: Rule(_STARTED),
+    ChangeKind.PROTOCOL_SIGNING: Rule(_STARTED, "chair"),
+    ChangeKind.PROTOCOL_SIGNED: Rule(_STARTED),
+    ChangeKind.PROTOCOL_REOPENED: Rule(_STARTED, "chair"),
+    ChangeKind.PROTOCOL_CLOSED: Rule(_STARTED, "chair"),
 }
 
 

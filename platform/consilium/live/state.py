@@ -17,6 +17,7 @@ The document::
      "pointers": {subject: {"series_uid", "image_id", "x", "y", "seq"}},
      "chat": [{"seq", "at", "subject", "name", "text"}, ...],   # the latest CHAT_KEPT
      "annotations": [],
+     "protocol": {...},   # from the first protocol change on: see :mod:`.protocol_fold`
      "seq"}
 """
 
@@ -26,6 +27,7 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
+from consilium.live import protocol_fold
 from consilium.live.events import ChangeKind
 
 CHAT_KEPT = 500
@@ -204,4 +206,5 @@ _HANDLERS: dict[ChangeKind, Any] = {
     ChangeKind.VIEW_MPR: _view("mpr"),
     ChangeKind.VIEW_VOLUME: _view("volume"),
     ChangeKind.POINTER: _pointer,
+    **protocol_fold.HANDLERS,
 }

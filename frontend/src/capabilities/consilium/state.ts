@@ -5,6 +5,8 @@
  * browser does not know changes nothing but its seq.
  */
 
+import { PROTOCOL_HANDLERS, type ProtocolState } from "./protocolState";
+
 export interface StackViewport {
   study_uid: string;
   series_uid: string;
@@ -103,6 +105,8 @@ export interface State {
   pointers: Record<string, Pointer>;
   chat: ChatLine[];
   annotations: unknown[];
+  /** from the first protocol change on (protocolState.ts) */
+  protocol?: ProtocolState;
   seq: number;
 }
 
@@ -240,6 +244,7 @@ const HANDLERS: Record<string, (s: State, c: Change, p: P) => void> = {
       seq: c.seq,
     };
   },
+  ...PROTOCOL_HANDLERS,
 };
 
 /** Apply one change in place (one at or below the state's seq is already in). */
