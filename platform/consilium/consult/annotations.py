@@ -138,6 +138,12 @@ def load_markable(session: Session, principal: Principal, case_id: int) -> Consu
     return case
 
 
+def check_markable(ctx: ConsultContext, principal: Principal, case_id: int) -> None:
+    """The caller may read and draw the case's marks (else "no such case")."""
+    with Session(ctx.engine) as session:
+        load_markable(session, principal, case_id)
+
+
 def _writable(case: ConsultCase) -> None:
     if CaseStatus(case.status) in FINAL_STATUSES:
         raise Conflict(f"the marks of a {case.status} case no longer change")
