@@ -81,19 +81,19 @@ def test_marks_are_shared_kept_and_key_images_open_the_viewer(world: World) -> N
                 " && m.length !== undefined)")
         seen = measurement(b, mine["uid"])
         assert seen is not None and seen["unit"] == "mm"
-        assert seen["length"] == pytest.approx(mine["length"], rel=1e-6)
+        assert seen["length"] == pytest.approx(mine["length"], rel=1e-5)
         assert [v for p in seen["handlesImage"] for v in p] == pytest.approx(
-            [v for p in mine["handlesImage"] for v in p], abs=1e-6)
+            [v for p in mine["handlesImage"] for v in p], abs=1e-4)  # float32 world coordinates
         kept = next(m for m in marks(b)["marks"] if m["id"] == mine["uid"])
         assert kept["author_name"] == "Анна Иванова" and kept["color"].startswith("#")
-        assert kept["measured"]["length_mm"] == pytest.approx(mine["length"], rel=1e-6)
+        assert kept["measured"]["length_mm"] == pytest.approx(mine["length"], rel=1e-5)
         assert "Анна Иванова" in seen["text"]  # the author under the value, for the others
         # and the other way round
         theirs = draw_length(b)
         wait(a, f"__consilium.measurements.some((m) => m.uid === '{theirs['uid']}'"
                 " && m.length !== undefined)")
         other = measurement(a, theirs["uid"])
-        assert other is not None and other["length"] == pytest.approx(theirs["length"], rel=1e-6)
+        assert other is not None and other["length"] == pytest.approx(theirs["length"], rel=1e-5)
         # a reload keeps both
         a.reload()
         wait(a, ready)
@@ -101,7 +101,7 @@ def test_marks_are_shared_kept_and_key_images_open_the_viewer(world: World) -> N
             wait(a, f"__consilium.measurements.some((m) => m.uid === '{uid}'"
                     " && m.length !== undefined)")
             again = measurement(a, uid)
-            assert again is not None and again["length"] == pytest.approx(value, rel=1e-6)
+            assert again is not None and again["length"] == pytest.approx(value, rel=1e-5)
         assert marks(a)["errors"] == [] and marks(b)["errors"] == []
 
         # the key image: listed with series and slice, a click shows that image
