@@ -118,3 +118,26 @@ def test_marks_are_shared_kept_and_key_images_open_the_viewer(world: World) -> N
         assert "image 8" in case_link.first.inner_text()
         case_link.first.click()
         wait(page, f"__consilium.view && __consilium.view.imageId.includes('{sop_uid}')")
+
+
+def test_a_length_drawn_in_a_consilium_appears_for_the_other_participant(world: World) -> None:
+    case_id = world.open_case("Консилиум: размер?")
+    session = world.post("kuznetsova", f"/api/cases/{case_id}/consilia", {"title": "Marks"})
+    url = f"{world.web.url}/viewer/consilia/{session['id']}"
+    ready = ("__consilium.session && __consilium.session.status === 'open' && __consilium.view"
+             " && __consilium.view.viewableCount > 0 && __consilium.consult.caseMarks")
+    with chromium() as browser, logged_in(browser, world, "kuznetsova", "en-US") as k_context, \
+            logged_in(browser, world, "ivanova", "en-US") as i_context:
+        chair, other = open_page(k_context, url), open_page(i_context, url)
+        for page in (chair, other):
+            wait(page, ready, 60_000)
+        drawn = draw_length(chair)
+        wait(other, f"__consilium.session.state.annotations.some((m) => m.id === '{drawn['uid']}')")
+        wait(other, f"__consilium.measurements.some((m) => m.uid === '{drawn['uid']}'"
+                    " && m.length !== undefined)")
+        seen = measurement(other, drawn["uid"])
+        assert seen is not None and seen["length"] == pytest.approx(drawn["length"], rel=1e-5)
+        # kept with the case: the HTTP list has it, attributed
+        kept = world.get("ivanova", f"/api/cases/{case_id}/marks")["marks"]
+        assert [(m["id"], m["author_subject"]) for m in kept] == [(drawn["uid"],
+                                                                  "dev:kuznetsova")]
