@@ -14,6 +14,7 @@ import consilium.archive.models
 import consilium.archive.prefetch
 import consilium.archive.worklist_models
 import consilium.audit
+import consilium.consult.annotation_models
 import consilium.consult.models
 import consilium.identity.models
 import consilium.live.models

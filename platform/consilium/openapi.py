@@ -19,6 +19,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from consilium import __version__
 from consilium.archive.federation import FederatedAnswer, SourcePublic
 from consilium.archive.federation_routes import CaseStudyRequest, RetrieveRequest
+from consilium.archive.marks import KeyImage, Mark
 from consilium.archive.media_routes import (
     FilmPrint,
     FilmPrinted,
@@ -35,6 +36,8 @@ from consilium.archive.worklist_models import (
     ProcedurePublic,
     ProcedureUpdate,
 )
+from consilium.consult.annotation_models import KeyImageCreate, KeyImageList, MarkList
+from consilium.consult.annotation_routes import Deleted
 from consilium.consult.models import (
     AttachmentPublic,
     CaseCreate,
@@ -262,6 +265,32 @@ def _protocol_paths() -> dict[str, Any]:
     }
 
 
+def _annotations(case: dict[str, Any]) -> dict[str, Any]:
+    """A case's marks and key images (consult.annotations)."""
+    mark = _path_param("mark_id")
+    return {
+        "/api/cases/{case_id}/marks": {"get": _op(
+            "The case's measurements and graphic annotations (parties and consilium invitees)",
+            "marks", 401, 404, params=[case], answer=answer(MarkList))},
+        "/api/cases/{case_id}/marks/{mark_id}": {
+            "put": _op("Add or replace one's own mark (its id chosen by the client; author and "
+                       "colour set by the server)", "the mark as kept", 400, 401, 403, 404,
+                       409, params=[case, mark], body=Mark, answer=answer(Mark)),
+            "delete": _op("Delete one's own mark", "deleted", 401, 403, 404, 409,
+                          params=[case, mark], answer=answer(Deleted))},
+        "/api/cases/{case_id}/key-images": {
+            "get": _op("The case's key images with series, instance number, frame, caption",
+                       "key images", 401, 404, params=[case], answer=answer(KeyImageList)),
+            "put": _op("Mark an image of the case as a key image (again: its caption changes)",
+                       "the key image", 400, 401, 403, 404, 409, params=[case],
+                       body=KeyImageCreate, answer=answer(KeyImage)),
+            "delete": _op("Unmark one's own key image", "deleted", 400, 401, 403, 404, 409,
+                          params=[case, _query("sop_instance_uid", "the image"),
+                                  _query("frame", "its frame (multi-frame)")],
+                          answer=answer(Deleted))},
+    }
+
+
 def _paths() -> dict[str, Any]:
     case = _path_param("case_id", "integer")
     series = _path_param("series_uid")
@@ -387,6 +416,7 @@ def _paths() -> dict[str, Any]:
     }
     paths.update(_consilia(case))
     paths.update(_protocol_paths())
+    paths.update(_annotations(case))
     paths.update(_regional_paths())
     for action, body in TRANSITION_BODIES.items():
         signs = action in ("conclude", "amend")

@@ -26,7 +26,7 @@ import { caseSessions, replayUrl } from "../capabilities/consilium/api";
 import { ScheduleForm } from "../capabilities/consilium/scheduleForm";
 import { SessionListSection } from "../capabilities/consilium/sessionList";
 import { ConclusionEditor, signedConclusion } from "../capabilities/consult/conclusionEditor";
-import { locate, thumbnailOf } from "../capabilities/consult/keyImages";
+import { keyImageList } from "../capabilities/consult/keyImages";
 import { allowedActions, mayAct, mayMessage } from "../capabilities/consult/permissions";
 import { ErrorLine, onCaseUpdated, overdueBadge, priorityBadge, statusBadge } from "../capabilities/consult/ui";
 import { alertCenter, appHeader, pageTitle } from "../capabilities/shell/shell";
@@ -152,7 +152,6 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
   root.append(appHeader(me, hooks, "cases"), main);
 
   let detail: CaseDetail | null = null;
-  const keyImageCache = new Map<string, HTMLElement[]>();
   const studyCache = new Map<string, Promise<string>>();
 
   /** one clear page instead of empty sections: the case does not exist or is not this user's */
@@ -353,16 +352,9 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
           studyCache.set(s.study_uid, described);
         }
         void described.then((text) => (describe.textContent = text));
-        const thumbs = h("div", { class: "key-images", "data-testid": "key-images" });
-        const cached = keyImageCache.get(s.study_uid);
-        if (cached) thumbs.append(...cached);
-        else if (s.key_images.length) {
-          void locate(s.study_uid, s.key_images).then((found) => {
-            const images = found.map((k) => thumbnailOf(k, 96));
-            keyImageCache.set(s.study_uid, images);
-            thumbs.append(...images);
-          });
-        }
+        // key images with series and slice; a click opens the viewer at the image (and frame)
+        const keys = (d.key_images ?? []).filter((k) => k.image.study_uid === s.study_uid);
+        const thumbs = h("div", { class: "key-images", "data-testid": "key-images" }, keys.length ? keyImageList(keys, d.case.id) : null);
         return h(
           "div",
           { class: "case-study", "data-study": s.study_uid },

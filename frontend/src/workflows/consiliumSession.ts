@@ -35,6 +35,7 @@ import { applyStackViewport, sharedViews, showShared, stackViewportOf } from "..
 import { Mpr3dLayout } from "../capabilities/mpr3d/mpr3d";
 import { RenderSession } from "../capabilities/mpr3d/stream";
 import { SeriesPanel } from "../capabilities/seriesPanel/seriesPanel";
+import { CaseMarks, type Mark } from "../capabilities/tools/caseMarks";
 import { PRIMARY_TOOLS, Toolbox } from "../capabilities/tools/toolbox";
 import { Toolbar, type ToolbarButton } from "../capabilities/toolbar/toolbar";
 import { CT_PRESETS } from "../capabilities/viewport/presets";
@@ -192,6 +193,32 @@ export async function consiliumSession(root: HTMLElement, me: Me, hooks: Consili
   };
   client.onState = (change) => render(change);
 
+  // the case's marks: the session's state holds them; one's own go out as mark:put / mark:delete
+  const marks = new CaseMarks(me.subject, () => (viewer.current ? viewer.viewport : null), {
+    put: async (mark: Mark) => {
+      await client.call("mark:put", { mark });
+      return null; // drawn from the state when the change comes back
+    },
+    remove: async (id: string) => {
+      await client.call("mark:delete", { id });
+    },
+  });
+  marks.onDrawn = () => toolbox?.refresh();
+  marks.onChange = () => (hooks.consult.caseMarks = marks.summary());
+  toolbox.onMeasurements((all, changed) => {
+    hooks.measurements = all;
+    if (changed) hooks.lastMeasurement = changed;
+    marks.measurementsChanged(all, changed);
+  });
+  let marksShown = "";
+  function showMarks(): void {
+    const list = client.state.annotations as unknown as Mark[];
+    const body = JSON.stringify(list);
+    if (body === marksShown) return;
+    marksShown = body;
+    marks.replace(list);
+  }
+
   chat.onSend = (text) => act("chat:send", { text });
   protocol.onTyped = (version, text) => client.send("protocol:draft", { version, text });
   protocol.onError = showError;
@@ -242,6 +269,7 @@ export async function consiliumSession(root: HTMLElement, me: Me, hooks: Consili
     const light = change !== null && (change.kind === "pointer" || change.kind.startsWith("view."));
     if (!light) renderPanels();
     drawPointers();
+    if (change === null || change.kind.startsWith("mark.") || change.kind === "session.opened") showMarks();
     Object.assign(hook, {
       seq: s.seq, state: s, following, presenting: presenting(), presenter: s.presenter, status: s.status,
       members: s.members, chat: s.chat, pointer: s.pointers, pointerOn: laser.active,
@@ -364,6 +392,7 @@ export async function consiliumSession(root: HTMLElement, me: Me, hooks: Consili
     if (!frames.length) throw new Error(t("viewer.no_images"));
     await viewer.open({ study, series: chosen, frames }, index);
     status.textContent = "";
+    marks.draw();
   }
   let seriesPanelStudy = "";
 

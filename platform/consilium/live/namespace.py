@@ -36,6 +36,7 @@ from consilium.live import events as ev
 from consilium.live import sessions
 from consilium.live.events import NAMESPACE, ChangeKind
 from consilium.live.hub import RESUME_MAX, Feed, LiveHub, Participant, room_of
+from consilium.live.mark_events import MarkEvents
 from consilium.live.models import SessionStatus
 from consilium.live.render_share import SessionRender
 from consilium.live.sequencer import Draft, last_seq_of, load_changes
@@ -120,6 +121,10 @@ class ConsiliumNamespace:
             (ev.EVT_RENDER_FOLLOW, ev.RenderFollow, self.render_follow),
             (ev.EVT_PROTOCOL_DRAFT, ev.ProtocolDraft, self.protocol_draft),
         ]
+        marks = MarkEvents(self)
+        table += [(ev.EVT_MARK_PUT, ev.MarkPut, marks.put),
+                  (ev.EVT_MARK_DELETE, ev.MarkDelete, marks.delete),
+                  (ev.EVT_MARK_DRAWING, ev.MarkDrawing, marks.drawing)]
         for name, model, handler in table:
             on(name, self._event(name, model, handler), namespace=NAMESPACE)
 
@@ -161,7 +166,7 @@ class ConsiliumNamespace:
                 except Refusal as exc:
                     return exc.ack()
                 except DomainError as exc:
-                    return Refusal(exc.status, exc.message).ack()
+                    return Refusal(exc.status, exc.message, exc.reason).ack()
                 except Exception:
                     log.exception("%s failed", name)
                     return Refusal(500, "internal error; see the server log").ack()

@@ -21,8 +21,8 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from consilium.archive import catalog
-from consilium.archive.marks import ImageRef, KeyImage
 from consilium.audit import Actor, AuditAction
+from consilium.consult.annotations import list_key_images
 from consilium.consult.archiving import store_beside
 from consilium.consult.cases import actor_of
 from consilium.consult.conclusion_dicom import BASIC_TEXT_SR, ENCAPSULATED_PDF
@@ -31,7 +31,6 @@ from consilium.consult.files import read_file, write_file
 from consilium.consult.models import (
     CaseAttachment,
     CaseEvent,
-    CaseStudy,
     ConsultCase,
     EventKind,
 )
@@ -54,17 +53,6 @@ from consilium.live.sessions import LiveContext, Outcome, study_uids_of_case
 log = logging.getLogger(__name__)
 
 KINDS = ("pdf", "sr")
-
-
-def key_images_of_case(db: Session, case_id: int) -> list[KeyImage]:
-    """The case's key images as the case keeps them now (SOP Instance UIDs per study)."""
-    found: list[KeyImage] = []
-    for row in db.exec(select(CaseStudy).where(CaseStudy.case_id == case_id)
-                       .order_by(col(CaseStudy.id))):
-        for sop in filter(None, row.key_images.split("\\")):
-            found.append(KeyImage(image=ImageRef(study_uid=row.study_uid, series_uid="",
-                                                 sop_instance_uid=sop)))
-    return found
 
 
 def _document(ctx: LiveContext, db: Session, row: ConsiliumSession, protocol: Protocol,
@@ -93,7 +81,7 @@ def _document(ctx: LiveContext, db: Session, row: ConsiliumSession, protocol: Pr
                            (proto.aware(s.at) or s.at).astimezone(UTC)) for s in signatures],
         closed_at=closed_at.astimezone(UTC), closed_by=closed_by,
         content_sha256=sha, facts=catalog.study_facts(ctx.engine, uids),
-        key_images=key_images_of_case(db, row.case_id))
+        key_images=list_key_images(db, row.case_id))
 
 
 def close(ctx: LiveContext, consult: ConsultContext, principal: Principal, session_id: str,

@@ -2,7 +2,7 @@
 (agreeing or dissenting), and what the closed protocol wrote into the archive
 
 Revision ID: 0095
-Revises: 0080
+Revises: 0090
 Create Date: 2026-12-06 09:00:00.000000
 """
 
@@ -13,7 +13,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0095"
-down_revision = "0080"
+down_revision = "0090"
 branch_labels = None
 depends_on = None
 
