@@ -247,3 +247,25 @@ def instance_headers(store: ArchiveStore, study_uid: str, sop_uids: Sequence[str
         for sop_uid, path in rows:
             found[str(sop_uid)] = dcmread(store.path_of(path), stop_before_pixels=True)
     return found
+
+
+def image_preview(store: ArchiveStore, study_uid: str, sop_uid: str, frame: int | None,
+                  size: int) -> bytes | None:
+    """A small PNG of one frame of a stored image (its own window), fitted into ``size``
+    pixels; None for an instance that is not in the study or cannot be rendered. System work:
+    the key images printed in a signed conclusion."""
+    from consilium.archive.rendered import RenderParams, render
+
+    stmt = (select(instances.c.path)
+            .join(series_table, series_table.c.id == instances.c.series_pk)
+            .join(studies, studies.c.id == series_table.c.study_pk)
+            .where(studies.c.study_uid == study_uid, instances.c.sop_uid == sop_uid))
+    with store.engine.connect() as conn:
+        path = conn.execute(stmt).scalar()
+    if path is None:
+        return None
+    try:
+        return render(store.path_of(path), frame or 1, RenderParams(viewport=(size, size)),
+                      "image/png", limits=store.pixel_limits)
+    except Exception:  # no pixels, undecodable, over the limits: the caption stays
+        return None
