@@ -8,6 +8,7 @@
  */
 
 import { installConsultExtras } from "../capabilities/consult/viewerExtras";
+import { installDocuments } from "../capabilities/documents/install";
 import { Mpr3dLayout } from "../capabilities/mpr3d/mpr3d";
 import { StudyBrowser } from "../capabilities/studyBrowser/studyBrowser";
 import { SeriesPanel } from "../capabilities/seriesPanel/seriesPanel";
@@ -127,6 +128,7 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
   toolbar.setActive("layout-1x1");
   viewer.mount();
   viewer.element.append(mpr.element);
+  const documents = installDocuments(viewer, hooks, (seriesUID) => seriesPanel.select(seriesUID));
   toolbox = new Toolbox("consilium-read", VIEWPORT_ID, RENDERING_ENGINE_ID);
   toolbar.setActive(toolbox.primaryTool);
   toolbox.onPrimaryChange((name) => toolbar.setActive(name));
@@ -181,6 +183,7 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
     awaitingFirst = series.seriesUID;
     seriesPanel.setActive(series.seriesUID);
     status.textContent = t("common.loading");
+    documents.hide();
     try {
       performance.mark("consilium:metadata-request");
       const metadata = await seriesMetadata(series);
@@ -188,7 +191,8 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
       const frames = framesOf(series, metadata);
       if (token !== openToken) return;
       if (!frames.length) {
-        status.textContent = t("viewer.no_images");
+        const shown = await documents.show(series, metadata); // a PDF, a report, a state
+        if (token === openToken) status.textContent = shown ? "" : t("viewer.no_images");
         return;
       }
       await viewer.open({ study, series, frames }, 0);
@@ -213,6 +217,7 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
     hooks.openClickedAt = clickedAt;
     hooks.firstImageAt = hooks.firstImageMs = null;
     browser.select(study.studyUID);
+    void documents.load(study.studyUID);
     document.body.classList.add("browser-collapsed");
     const url = `/viewer/studies/${study.studyUID}`;
     if (location.pathname !== url) history.pushState(null, "", url);
