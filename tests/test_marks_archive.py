@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import highdicom as hd
@@ -162,3 +163,56 @@ def test_a_report_from_elsewhere_is_read_through_the_gate(web: WebServer) -> Non
     assert foreign.json()["error"].replace(REGIONAL_STUDY, "X") == missing.json()[
         "error"].replace("1.2.3.4.5.6.7.8.9", "X")
     assert web.client().get(f"/api/archive/studies/{CITY_STUDY}/marks").status_code == 401
+
+
+def test_marks_of_a_study_become_a_report_and_states_in_the_archive(tmp_path: Path) -> None:
+    """The path every signature takes for marks (marks_archiving), on a real store: the
+    objects chosen, built, ingested into the study as its owner's and read back alike."""
+    from consilium.archive import catalog, marks_read
+    from consilium.archive.ingest import ArchiveStore, IngestSource, ingest_part10
+    from consilium.archive.marks import ImageRef, KeyImage, Mark, MarkKind, Measured
+    from consilium.consult import marks_archiving
+    from consilium.db import make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    migrate(engine)
+    store = ArchiveStore(engine=engine, storage_dir=tmp_path / "dicom")
+    assert ingest_part10(store, CT_PATH.read_bytes(), IngestSource("city-hospital")).ok
+    ref = ImageRef(study_uid=CITY_STUDY, series_uid="", sop_instance_uid=str(CT.SOPInstanceUID))
+    marks = [Mark(id="a", kind=MarkKind.LENGTH, image=ref, points=[(1, 2), (30, 40)],
+                  measured=Measured(length_mm=12.5), author_name="Елена Кузнецова"),
+             Mark(id="b", kind=MarkKind.ANGLE, frame_of_reference_uid="1.2.3",
+                  points3d=[(0, 1, 0), (0, 0, 0), (1, 0, 0)])]
+    found = marks_archiving.of_study(store, CITY_STUDY, marks, [KeyImage(image=ref)], True)
+    assert marks_archiving.kinds(found) == ["kos", "mr", "pr1"]
+    signing = md.Signing("Protocol", "Елена Кузнецова", "Regional", datetime(2026, 12, 3,
+                                                                            tzinfo=UTC))
+    written = {}
+    for kind in ("kos", "mr", "pr1"):
+        ds = marks_archiving.build(found, kind, signing, ("seed", 1), 9700)
+        again = marks_archiving.build(found, kind, signing, ("seed", 1), 9700)
+        assert ds.SOPInstanceUID == again.SOPInstanceUID  # a retry names the same instance
+        assert marks_archiving.store_object(store, CITY_STUDY, ds, "city-hospital") == ""
+        written[kind] = ds
+    assert [int(written[k].SeriesNumber) for k in ("kos", "mr", "pr1")] == [9700, 9701, 9702]
+    stored = catalog.instance_headers(store, CITY_STUDY, [str(d.SOPInstanceUID)
+                                                          for d in written.values()])
+    assert len(stored) == 3
+    result = marks_read.ArchivedMarks()
+    for ds in written.values():
+        marks_read.read_object(dcmread(store.path_of(_path_of(engine, ds.SOPInstanceUID))),
+                               result)
+    report = [m for m in result.marks if m.source == "sr"]
+    assert {(m.kind, tuple(m.measured.model_dump(exclude_none=True).items())) for m in report} == {
+        (MarkKind.LENGTH, (("length_mm", 12.5),)), (MarkKind.ANGLE, (("angle_deg", 90.0),))}
+    assert [m.points for m in result.marks if m.source == "gsps"] == [[(1, 2), (30, 40)]]
+    assert [k.image.sop_instance_uid for k in result.key_images] == [CT.SOPInstanceUID]
+
+
+def _path_of(engine: object, sop_uid: str) -> str:
+    from sqlalchemy import select
+
+    from consilium.archive.models import instances
+    with engine.connect() as conn:  # type: ignore[attr-defined]
+        return str(conn.execute(select(instances.c.path).where(
+            instances.c.sop_uid == sop_uid)).scalar_one())
