@@ -60,6 +60,7 @@ class World:
     series_uid: str
     case_id: int
     users: dict[str, httpx.Client]
+    sop_uid: str  # the first slice
 
     def post(self, who: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         client = self.users[who]
@@ -87,7 +88,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "CONSILIUM_IDENTITY_LOGIN_ATTEMPTS_PER_MINUTE": "1000"}).start()
     try:
         users = {name: web.login(name) for name in ("ivanova", "petrov", "kuznetsova", "orlov")}
-        world = World(web, str(first.StudyInstanceUID), str(first.SeriesInstanceUID), 0, users)
+        world = World(web, str(first.StudyInstanceUID), str(first.SeriesInstanceUID), 0, users,
+                      str(first.SOPInstanceUID))
         case = world.post("ivanova", "/api/cases", {
             "question": "Тактика лечения?", "study_uids": [world.study_uid],
             "target_institution": "regional-center"})
@@ -179,6 +181,16 @@ def test_the_protocol_written_signed_by_two_institutions_and_archived(world: Wor
         assert outsider.status_code == nothing.status_code == 404
         assert outsider.json() == nothing.json()
         assert world.post("kuznetsova", f"{base}/close").status_code == 403
+        # a key image and a measurement of the case go with the protocol into the archive
+        image = {"study_uid": world.study_uid, "series_uid": world.series_uid,
+                 "sop_instance_uid": world.sop_uid}
+        key = world.put("ivanova", f"/api/cases/{world.case_id}/key-images",
+                        {**image, "caption": "узел"})
+        assert key.status_code == 200, key.text
+        mark = world.put("kuznetsova", f"/api/cases/{world.case_id}/marks/m1", {
+            "id": "m1", "kind": "length", "image": image, "points": [[4.0, 5.0], [20.0, 5.0]],
+            "measured": {"length_mm": 16.0}, "text": "узел"})
+        assert mark.status_code == 200, mark.text
         closed = world.post("ivanova", f"{base}/close")
         assert closed.status_code == 200, closed.text
         protocol = closed.json()
@@ -189,7 +201,8 @@ def test_the_protocol_written_signed_by_two_institutions_and_archived(world: Wor
             ("dev:kuznetsova", "regional-center", True, ""),
             ("dev:petrov", "city-hospital", False, dissent)]
         assert sorted((a["kind"], a["status"]) for a in protocol["archived"]) == [
-            ("pdf", "stored"), ("sr", "stored")]
+            ("kos", "stored"), ("mr", "stored"), ("pdf", "stored"), ("pr1", "stored"),
+            ("sr", "stored")]
         assert [v["author"] for v in protocol["versions"]] == ["dev:ivanova", "dev:kuznetsova"]
         texts = world.users["petrov"].get(f"{base}/versions").json()["versions"]
         assert [v["text"] for v in texts] == ["Рекомендовано: биопсия.", decision]
@@ -257,6 +270,21 @@ def test_the_protocol_written_signed_by_two_institutions_and_archived(world: Wor
             ) in content
     assert {v for k, v in content if k == "Person Observer Name"} == {
         "Анна Иванова", "Елена Кузнецова", "Pavel Petrov"}
+
+    # and the key image, the measurement and its graphic as KOS, TID 1500 SR and GSPS
+    assert {str(series[by_kind[k]["series_uid"]].Modality) for k in ("kos", "mr", "pr1")} == {
+        "KO", "SR", "PR"}
+    kos = _get_instance(world.web, by_kind["kos"]["sop_instance_uid"])
+    referenced = [r.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+                  for item in kos.ContentSequence if item.ValueType == "IMAGE"
+                  for r in [item]]
+    assert referenced == [world.sop_uid]
+    archived = world.users["kuznetsova"].get(
+        f"/api/archive/studies/{world.study_uid}/marks").json()
+    lengths = [m for m in archived["marks"] if m["source"] == "sr"]
+    assert [(m["kind"], m["image"]["sop_instance_uid"], m["points"], m["measured"]["length_mm"])
+            for m in lengths] == [("length", world.sop_uid, [[4.0, 5.0], [20.0, 5.0]], 16.0)]
+    assert [k["image"]["sop_instance_uid"] for k in archived["key_images"]] == [world.sop_uid]
 
 
 def _stack(world: World, index: int, center: float = 40.0) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from consilium import __version__
 from consilium.archive.federation import FederatedAnswer, SourcePublic
 from consilium.archive.federation_routes import CaseStudyRequest, RetrieveRequest
 from consilium.archive.marks import KeyImage, Mark
+from consilium.archive.marks_read import ArchivedMarks
 from consilium.archive.media_routes import (
     FilmPrint,
     FilmPrinted,
@@ -307,6 +308,11 @@ def _paths() -> dict[str, Any]:
             "can be reassigned to)", "colleagues", 401, 403, answer=answer(Colleagues))},
         "/api/studies": {"get": _op("Studies the caller may see (own institution + grants)",
                                     "a list of studies", 401, answer=answers(StudySummary))},
+        "/api/archive/studies/{study_uid}/marks": {"get": _op(
+            "Key images, measurements and graphic annotations of the study's archived Key "
+            "Object Selections, TID 1500 reports and presentation states (read-only)",
+            "marks, key images, presentation states", 401, 404,
+            params=[_path_param("study_uid")], answer=answer(ArchivedMarks))},
         "/api/audit": {"get": _op(
             "Search the audit trail (heads, admins); format=csv exports", "events", 400, 401,
             403, answer=answers(AuditEventPublic),

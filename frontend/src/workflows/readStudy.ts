@@ -12,6 +12,7 @@ import type { CaseKeyImage } from "../capabilities/consult/keyImages";
 import { onCaseUpdated } from "../capabilities/consult/ui";
 import { installConsultExtras, viewerCaseId } from "../capabilities/consult/viewerExtras";
 import { CaseMarks, httpMarks, imageIdOf } from "../capabilities/tools/caseMarks";
+import { installDocuments } from "../capabilities/documents/install";
 import { Mpr3dLayout } from "../capabilities/mpr3d/mpr3d";
 import { StudyBrowser } from "../capabilities/studyBrowser/studyBrowser";
 import { SeriesPanel } from "../capabilities/seriesPanel/seriesPanel";
@@ -131,6 +132,7 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
   toolbar.setActive("layout-1x1");
   viewer.mount();
   viewer.element.append(mpr.element);
+  const documents = installDocuments(viewer, hooks, (seriesUID) => seriesPanel.select(seriesUID));
   toolbox = new Toolbox("consilium-read", VIEWPORT_ID, RENDERING_ENGINE_ID);
   toolbar.setActive(toolbox.primaryTool);
   toolbox.onPrimaryChange((name) => toolbar.setActive(name));
@@ -223,6 +225,7 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
     awaitingFirst = series.seriesUID;
     seriesPanel.setActive(series.seriesUID);
     status.textContent = t("common.loading");
+    documents.hide();
     try {
       performance.mark("consilium:metadata-request");
       const metadata = await seriesMetadata(series);
@@ -230,7 +233,8 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
       const frames = framesOf(series, metadata);
       if (token !== openToken) return;
       if (!frames.length) {
-        status.textContent = t("viewer.no_images");
+        const shown = await documents.show(series, metadata); // a PDF, a report, a state
+        if (token === openToken) status.textContent = shown ? "" : t("viewer.no_images");
         return;
       }
       await viewer.open({ study, series, frames }, 0);
@@ -257,6 +261,7 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
     hooks.openClickedAt = clickedAt;
     hooks.firstImageAt = hooks.firstImageMs = null;
     browser.select(study.studyUID);
+    void documents.load(study.studyUID);
     document.body.classList.add("browser-collapsed");
     const url = `/viewer/studies/${study.studyUID}`;
     if (location.pathname !== url) history.pushState(null, "", url);

@@ -260,3 +260,47 @@ def study_header(store: ArchiveStore, study_uid: str) -> tuple[Dataset, str]:
         warnings.simplefilter("ignore")
         header = dcmread(store.path_of(row[0]), stop_before_pixels=True)
     return header, str(row[1])
+
+
+def instance_headers(store: ArchiveStore, study_uid: str, sop_uids: Sequence[str]
+                     ) -> dict[str, Dataset]:
+    """The headers (no pixel data) of those of ``sop_uids`` that are stored in the study, by
+    SOP Instance UID: what a key object selection, measurement report or presentation state
+    written into the study references (system work; a signed conclusion's marks)."""
+    uids = list(dict.fromkeys(sop_uids))
+    if not uids:
+        return {}
+    stmt = (select(instances.c.sop_uid, instances.c.path)
+            .join(series_table, series_table.c.id == instances.c.series_pk)
+            .join(studies, studies.c.id == series_table.c.study_pk)
+            .where(studies.c.study_uid == study_uid, instances.c.sop_uid.in_(uids)))
+    with store.engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    found: dict[str, Dataset] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for sop_uid, path in rows:
+            found[str(sop_uid)] = dcmread(store.path_of(path), stop_before_pixels=True)
+    return found
+
+
+def image_preview(store: ArchiveStore, study_uid: str, sop_uid: str, frame: int | None,
+                  size: int) -> bytes | None:
+    """A small PNG of one frame of a stored image (its own window), fitted into ``size``
+    pixels; None for an instance that is not in the study or cannot be rendered. System work:
+    the key images printed in a signed conclusion."""
+    from consilium.archive.rendered import RenderParams, render
+
+    stmt = (select(instances.c.path)
+            .join(series_table, series_table.c.id == instances.c.series_pk)
+            .join(studies, studies.c.id == series_table.c.study_pk)
+            .where(studies.c.study_uid == study_uid, instances.c.sop_uid == sop_uid))
+    with store.engine.connect() as conn:
+        path = conn.execute(stmt).scalar()
+    if path is None:
+        return None
+    try:
+        return render(store.path_of(path), frame or 1, RenderParams(viewport=(size, size)),
+                      "image/png", limits=store.pixel_limits)
+    except Exception:  # no pixels, undecodable, over the limits: the caption stays
+        return None

@@ -4,9 +4,11 @@ it is there.
 On signing (:func:`consilium.consult.workflow.conclude` and ``amend``), every linked study gets
 two new instances in a new series each: an Encapsulated PDF (the same bytes as
 ``GET /api/cases/{id}/conclusions/{version}.pdf``) and a Basic Text SR
-(:mod:`consilium.consult.conclusion_dicom`). They enter the archive through
-:func:`consilium.archive.ingest.ingest_part10`, owned by the study's institution, so the
-hospital's own DICOM nodes find the opinion beside the images.
+(:mod:`consilium.consult.conclusion_dicom`); and, where the case has them for the study, a Key
+Object Selection of its key images, a TID 1500 measurement report and presentation states of
+its marks (:mod:`consilium.consult.marks_archiving`, kinds ``kos``, ``mr``, ``pr1``...). They
+enter the archive through :func:`consilium.archive.ingest.ingest_part10`, owned by the study's
+institution, so the hospital's own DICOM nodes find the opinion beside the images.
 
 Failure policy: the signature is committed first and is what counts. Writing into the archive
 comes after; a failure there (a study whose files are gone, a full disk, a refused instance) is
@@ -30,6 +32,7 @@ from sqlmodel import Session, col, select
 from consilium.archive import catalog
 from consilium.archive.ingest import IngestSource, ingest_part10
 from consilium.audit import Actor, AuditAction, AuditOutcome
+from consilium.consult import marks_archiving
 from consilium.consult.cases import aware, now, signed_version
 from consilium.consult.conclusion_dicom import (
     BASIC_TEXT_SR,
@@ -41,10 +44,14 @@ from consilium.consult.conclusion_dicom import (
 )
 from consilium.consult.conclusion_pdf import ensure_pdf
 from consilium.consult.context import ConsultContext
+from consilium.consult.marks_dicom import Signing
+from consilium.consult.marks_source import case_marks
 from consilium.consult.models import ArchivedDocument, Conclusion, ConsultCase
 from consilium.errors import NotFound
 
 log = logging.getLogger(__name__)
+
+MARKS_SERIES_BASE = 9500  # + 3 x version: its key objects, measurements, presentation states
 
 
 def archive_conclusion(ctx: ConsultContext, conclusion_id: int) -> list[ArchivedDocument]:
@@ -59,30 +66,60 @@ def archive_conclusion(ctx: ConsultContext, conclusion_id: int) -> list[Archived
             return []
         case, conclusion, uids = signed_version(ctx, conclusion.case_id, conclusion.version)
         pdf = functools.cache(lambda: ensure_pdf(ctx, case, conclusion, uids))
-        return [_archive_one(ctx, case, conclusion, uid, kind, pdf)
-                for uid in uids for kind in ("pdf", "sr")]
+        marks = _marks_of(ctx, case, uids)
+        done = []
+        for uid in uids:
+            try:
+                extra = marks_archiving.kinds(marks(uid))
+            except Exception:
+                log.exception("reading the marks of case %s for study %s failed", case.id, uid)
+                extra = []
+            done += [_archive_one(ctx, case, conclusion, uid, kind, pdf, marks)
+                     for kind in ("pdf", "sr", *extra)]
+        return done
     except Exception:
         log.exception("ARCHIVING FAILED for conclusion %s; it stays signed", conclusion_id)
         return []
 
 
+def _marks_of(ctx: ConsultContext, case: ConsultCase, uids: list[str]
+              ) -> Callable[[str], marks_archiving.StudyMarks]:
+    """The case's marks of each study, read once (the case's, at the time of writing)."""
+    with Session(ctx.engine) as session:
+        marks, key_images = case_marks(session, case.id or 0)
+    return functools.cache(lambda study_uid: marks_archiving.of_study(
+        ctx.files.store, study_uid, marks, key_images, len(uids) == 1))
+
+
 def _archive_one(ctx: ConsultContext, case: ConsultCase, conclusion: Conclusion,
-                 study_uid: str, kind: str, pdf: Callable[[], bytes]) -> ArchivedDocument:
+                 study_uid: str, kind: str, pdf: Callable[[], bytes],
+                 marks: Callable[[str], marks_archiving.StudyMarks]) -> ArchivedDocument:
     config = ctx.files
     names = config.institution_names
-    seed = (case.id, conclusion.version, conclusion.content_sha256,
-            aware(conclusion.signed_at).isoformat(), study_uid, kind)
+    base_seed = (case.id, conclusion.version, conclusion.content_sha256,
+                 aware(conclusion.signed_at).isoformat(), study_uid)
+    seed = (*base_seed, kind)
     series_uid, sop_uid = derived_uid("series", *seed), derived_uid("instance", *seed)
-    sop_class = ENCAPSULATED_PDF if kind == "pdf" else BASIC_TEXT_SR
+    family = marks_archiving.family(kind)
+    if family in marks_archiving.SOP_CLASS:  # one series for the states of all series
+        series_uid = derived_uid("series", *base_seed, family)
+    sop_class = {"pdf": ENCAPSULATED_PDF, "sr": BASIC_TEXT_SR,
+                 **marks_archiving.SOP_CLASS}.get(family, "")
     status, reason, owner = "stored", "", ""
     try:
         source, owner = catalog.study_header(config.store, study_uid)
         institution = names.get(conclusion.author_institution, conclusion.author_institution)
         if kind == "pdf":
             ds = encapsulated_pdf(source, pdf(), conclusion, sop_uid, series_uid, institution)
-        else:
+        elif kind == "sr":
             ds = basic_text_sr(source, conclusion, sop_uid, series_uid, institution,
                                _predecessor(ctx, conclusion, study_uid))
+        else:
+            signing = Signing(f"Consult conclusion v{conclusion.version}",
+                              conclusion.author_name or conclusion.author, institution,
+                              aware(conclusion.signed_at))
+            ds = marks_archiving.build(marks(study_uid), kind, signing, base_seed,
+                                       MARKS_SERIES_BASE + 3 * conclusion.version)
         result = ingest_part10(config.store, part10(ds), IngestSource(owner, "", "consult"))
         if not result.ok:
             status, reason = "failed", f"refused by the archive: {result.reason}"
@@ -149,7 +186,9 @@ def _retry(ctx: ConsultContext) -> int:
         except NotFound:
             continue
         pdf = functools.partial(ensure_pdf, ctx, case, conclusion, uids)
-        if _archive_one(ctx, case, conclusion, row.study_uid, row.kind, pdf).status != "stored":
+        marks = _marks_of(ctx, case, uids)
+        if _archive_one(ctx, case, conclusion, row.study_uid, row.kind, pdf,
+                        marks).status != "stored":
             left += 1
     return left
 

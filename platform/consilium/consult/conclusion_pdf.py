@@ -8,6 +8,7 @@ again gives the same bytes. DejaVu fonts (Debian's fonts-dejavu-core) print Cyri
 from __future__ import annotations
 
 from datetime import UTC
+from io import BytesIO
 from pathlib import Path
 
 from sqlmodel import Session
@@ -18,11 +19,14 @@ from consilium.audit import Actor, AuditAction
 from consilium.consult.cases import actor_of, aware, load_case, signed_version
 from consilium.consult.context import ConsultContext
 from consilium.consult.files import read_file, write_file
+from consilium.consult.marks_source import case_marks
 from consilium.consult.models import Conclusion, ConsultCase
 from consilium.consult.pdf_text import PdfText
 from consilium.identity.policy import Principal
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")  # Debian's fonts-dejavu-core
+KEY_IMAGES_MAX = 24  # key images printed, each as a small image with its caption
+KEY_IMAGE_MM, KEY_IMAGE_PX = 40, 256  # printed height; rendered size (about 160 dpi at 40 mm)
 
 
 def _person(name: str) -> str:
@@ -89,11 +93,52 @@ def render_pdf(ctx: ConsultContext, case: ConsultCase, conclusion: Conclusion,
     if conclusion.replaces_version:
         labelled(tr("amendment"), tr("amendment_line", version=conclusion.replaces_version,
                                      reason=conclusion.amendment_reason))
+    shown = _key_images(ctx, case)
+    if shown:
+        line(tr("key_images"), 9, "B")
+        for label, caption, png in shown:
+            if pdf.will_page_break(KEY_IMAGE_MM + 4):
+                pdf.add_page()
+            top = pdf.get_y()
+            if png is not None:
+                pdf.image(BytesIO(png), x=pdf.l_margin, y=top, h=KEY_IMAGE_MM)
+            pdf.set_xy(pdf.l_margin + KEY_IMAGE_MM + 4, top)
+            pdf.set_font("DejaVu", "", 9)
+            pdf.multi_cell(0, 4.5, label + (f"\n{caption}" if caption else ""),
+                           new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            pdf.set_y(max(pdf.get_y(), top + KEY_IMAGE_MM) + 3)
+        pdf.ln(2)
     labelled(tr("signed_by"), f"{conclusion.author_name or conclusion.author}, "
                               f"{inst(conclusion.author_institution)}, "
                               f"{tr.instant(signed_at)}")
     line(tr("sha256", sha=conclusion.content_sha256), 7)
     return bytes(pdf.output())
+
+
+def _key_images(ctx: ConsultContext, case: ConsultCase) -> list[tuple[str, str, bytes | None]]:
+    """(series and image line, caption, small PNG or None) of each key image of the case
+    that is stored in the archive, at most :data:`KEY_IMAGES_MAX`."""
+    if ctx.documents is None:
+        return []
+    tr, store = ctx.documents.text, ctx.documents.store
+    with Session(ctx.engine) as session:
+        _marks, keys = case_marks(session, case.id or 0)
+    shown = []
+    for key in keys[:KEY_IMAGES_MAX]:
+        ref = key.image
+        header = catalog.instance_headers(store, ref.study_uid, [ref.sop_instance_uid]).get(
+            ref.sop_instance_uid)
+        if header is None:
+            continue
+        description = str(header.get("SeriesDescription", "") or "")
+        label = tr("key_image_line", series=header.get("SeriesNumber", "") or "-",
+                   description=f"«{description}»" if description else "",
+                   number=header.get("InstanceNumber", "") or "-",
+                   frame=tr("key_image_frame", frame=ref.frame) if ref.frame else "")
+        png = catalog.image_preview(store, ref.study_uid, ref.sop_instance_uid, ref.frame,
+                                    KEY_IMAGE_PX)
+        shown.append((" ".join(label.split()), key.caption, png))
+    return shown
 
 
 def ensure_pdf(ctx: ConsultContext, case: ConsultCase, conclusion: Conclusion,

@@ -195,7 +195,7 @@ class ArchivedDocument(SQLModel, table=True):
     case_id: int = Field(foreign_key="consult_case.id", index=True)
     conclusion_id: int = Field(foreign_key="consult_conclusion.id", index=True)
     study_uid: str = Field(max_length=64)
-    kind: str = Field(max_length=8, description="pdf | sr")
+    kind: str = Field(max_length=8, description="pdf | sr | kos | mr | pr1, pr2, ...")
     series_uid: str = Field(default="", max_length=64)
     sop_instance_uid: str = Field(default="", max_length=64)
     sop_class_uid: str = Field(default="", max_length=64)

@@ -28,6 +28,8 @@ from consilium.consult.cases import actor_of
 from consilium.consult.conclusion_dicom import BASIC_TEXT_SR, ENCAPSULATED_PDF
 from consilium.consult.context import ConsultContext
 from consilium.consult.files import read_file, write_file
+from consilium.consult.marks_archiving import archive_marks
+from consilium.consult.marks_dicom import Signing
 from consilium.consult.models import (
     CaseAttachment,
     CaseEvent,
@@ -53,6 +55,7 @@ from consilium.live.sessions import LiveContext, Outcome, study_uids_of_case
 log = logging.getLogger(__name__)
 
 KINDS = ("pdf", "sr")
+MARKS_SERIES_BASE = 9600  # KOS 9600, TID 1500 report 9601, presentation states 9602
 
 
 def _document(ctx: LiveContext, db: Session, row: ConsiliumSession, protocol: Protocol,
@@ -169,12 +172,46 @@ def archive_protocol(ctx: LiveContext, consult: ConsultContext, protocol_id: int
     try:
         with Session(ctx.engine) as db:
             uids = study_uids_of_case(db, doc.case_id)
-        return [_archive_one(ctx, consult, protocol_id, doc, pdf, uid, kind)
+        done = [_archive_one(ctx, consult, protocol_id, doc, pdf, uid, kind)
                 for uid in uids for kind in KINDS]
+        return done + _archive_marks(ctx, consult, protocol_id, doc, uids)
     except Exception:
         log.exception("ARCHIVING FAILED for the protocol of session %s; it stays closed",
                       doc.session_id)
         return []
+
+
+def _archive_marks(ctx: LiveContext, consult: ConsultContext, protocol_id: int,
+                   doc: ProtocolDocument, uids: list[str]) -> list[ProtocolArchived]:
+    """The case's key images, measurements and graphic annotations beside each study as a
+    Key Object Selection, a TID 1500 report and presentation states, as for a conclusion;
+    each outcome kept (kinds ``kos``, ``mr``, ``pr<n>``), a failed one written again by
+    :func:`retry_protocol_archiving` (the same UIDs: they derive from the content hash)."""
+    names = dict(consult.files.institution_names)
+    signing = Signing(f"Consilium protocol v{doc.version}", doc.closed_by.name,
+                      names.get(doc.chair.institution, doc.chair.institution), doc.closed_at)
+    written = archive_marks(consult, case_id=doc.case_id, study_uids=uids, signing=signing,
+                            seed=("consilium protocol", doc.session_id, doc.content_sha256),
+                            series_base=MARKS_SERIES_BASE,
+                            actor=Actor(doc.closed_by.subject, doc.closed_by.name,
+                                        doc.closed_by.institution, channel="consult"),
+                            what="consilium protocol")
+    kept: list[ProtocolArchived] = []
+    with Session(ctx.engine, expire_on_commit=False) as db:
+        for one in written:
+            found = db.exec(select(ProtocolArchived).where(
+                ProtocolArchived.protocol_id == protocol_id,
+                ProtocolArchived.study_uid == one.study_uid,
+                ProtocolArchived.kind == one.kind[:8])).first()
+            found = found or ProtocolArchived(protocol_id=protocol_id, study_uid=one.study_uid,
+                                              kind=one.kind[:8], status=one.status, at=utcnow())
+            found.series_uid, found.sop_instance_uid = one.series_uid, one.sop_instance_uid
+            found.sop_class_uid, found.status = one.sop_class_uid, one.status
+            found.reason, found.at = one.reason, utcnow()
+            db.add(found)
+            kept.append(found)
+        db.commit()
+    return kept
 
 
 def _archive_one(ctx: LiveContext, consult: ConsultContext, protocol_id: int,
@@ -247,6 +284,9 @@ def _rebuild(ctx: LiveContext, consult: ConsultContext,
     if pdf is None:
         log.error("the PDF of the protocol of session %s is missing", protocol.session_id)
         return None
+    if archived.kind not in KINDS:  # the marks' objects: all of that study again
+        again = _archive_marks(ctx, consult, protocol.id or 0, doc, [archived.study_uid])
+        return next((a for a in again if a.kind == archived.kind), None)
     return _archive_one(ctx, consult, protocol.id or 0, doc, pdf, archived.study_uid,
                         archived.kind)
 

@@ -92,7 +92,7 @@ class ProtocolArchived(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     protocol_id: int = Field(foreign_key="consilium_protocol.id", index=True)
     study_uid: str = Field(max_length=64)
-    kind: str = Field(max_length=8, description="pdf | sr")
+    kind: str = Field(max_length=8, description="pdf | sr | kos | mr | pr<n>")
     series_uid: str = Field(default="", max_length=64)
     sop_instance_uid: str = Field(default="", max_length=64)
     sop_class_uid: str = Field(default="", max_length=64)

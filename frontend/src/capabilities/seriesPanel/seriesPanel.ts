@@ -23,6 +23,14 @@ export class SeriesPanel {
     return series;
   }
 
+  /** Open a series as if its card were clicked; false if it is not listed. */
+  select(seriesUID: string): Promise<void> | false {
+    const card = this.list.querySelector<HTMLElement>(`li[data-series="${CSS.escape(seriesUID)}"]`);
+    if (!card) return false;
+    card.click();
+    return Promise.resolve();
+  }
+
   setActive(seriesUID: string): void {
     this.active = seriesUID;
     for (const li of this.list.querySelectorAll<HTMLElement>("li[data-series]")) {
