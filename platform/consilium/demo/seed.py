@@ -23,12 +23,17 @@ from pathlib import Path
 from pydicom import dcmwrite
 
 from consilium.archive.importer import import_files
-from consilium.archive.ingest import IngestSource, Outcome, count_instances, ingest_part10
-from consilium.demo.clinicians import DEMO_CLINICIANS
+from consilium.archive.ingest import (
+    ArchiveStore,
+    IngestSource,
+    Outcome,
+    count_instances,
+    ingest_part10,
+)
 from consilium.demo.ct_phantom import PatientSpec, StudySpec, generate_ct_series
+from consilium.identity.dev_clinicians import DEMO_CLINICIANS
 from consilium.identity.roster import register_user
-from consilium.service import Runtime
-from consilium.settings import DEV_IDP_PROVIDER_ID
+from consilium.settings import DEV_IDP_PROVIDER_ID, Settings
 
 
 @dataclass(frozen=True)
@@ -110,20 +115,19 @@ def _expected_warnings(loggers: tuple[str, ...] = ("consilium.archive.ingest", "
             logging.getLogger(name).removeFilter(held)
 
 
-def seed_demo(runtime: Runtime, log: Callable[[str], None], force: bool = False,
-              verbose: bool = False) -> None:
+def seed_demo(settings: Settings, store: ArchiveStore, log: Callable[[str], None],
+              force: bool = False, verbose: bool = False) -> None:
     """Store the demo studies unless the archive already holds instances."""
-    if runtime.settings.identity_dev_idp:
+    if settings.identity_dev_idp:
         registered = sum(register_user(
-            runtime.engine, DEV_IDP_PROVIDER_ID, c.username, name=c.name,
+            store.engine, DEV_IDP_PROVIDER_ID, c.username, name=c.name,
             institution_id=c.institution, roles=list(c.roles), specialty=c.specialty)
             for c in DEMO_CLINICIANS)
         if registered:
             log(f"demo: {registered} demo clinicians registered (consult directory)")
-    store = runtime.store
     if not force and count_instances(store) > 0:
         return
-    slices = runtime.settings.demo_ct_slices
+    slices = settings.demo_ct_slices
     for number, demo in enumerate(DEMO_STUDIES, start=1):
         source = IngestSource(demo.institution_id, demo.study.station_name, "import")
         stored = 0

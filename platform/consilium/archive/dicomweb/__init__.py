@@ -16,17 +16,17 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
+from consilium.archive.context import ArchiveContext
 from consilium.archive.dicomweb.base import BASE_PATH
 from consilium.archive.dicomweb.qido import Qido
 from consilium.archive.dicomweb.stow import Stow
 from consilium.archive.dicomweb.wado import Wado
-from consilium.service import Runtime
 
 __all__ = ["BASE_PATH", "DicomWeb", "dicomweb_routes"]
 
 
 class DicomWeb(Qido, Wado, Stow):
-    """The DICOMweb routes over one runtime."""
+    """The DICOMweb routes over one archive context."""
 
     def routes(self) -> list[BaseRoute]:
         study = "/studies/{study}"
@@ -59,6 +59,6 @@ class DicomWeb(Qido, Wado, Stow):
         ]
 
 
-def dicomweb_routes(runtime: Runtime) -> list[BaseRoute]:
+def dicomweb_routes(ctx: ArchiveContext) -> list[BaseRoute]:
     """The routes to mount under :data:`BASE_PATH`."""
-    return DicomWeb(runtime).routes()
+    return DicomWeb(ctx).routes()

@@ -21,10 +21,10 @@ from consilium.archive import dicomjson as dj
 from consilium.archive import multipart as mp
 from consilium.archive import query as q
 from consilium.archive.access import Purpose, Reader
+from consilium.archive.context import ArchiveContext
 from consilium.archive.transcode import FrameCache
 from consilium.errors import InvalidInput, NotAcceptable, NotAuthenticated
 from consilium.processes import end_with_parent
-from consilium.service import Runtime
 from consilium.web_static import accepts_gzip
 
 BASE_PATH = "/dicom-web"
@@ -74,14 +74,14 @@ def compressed(request: Request, body: bytes, media_type: str, *, status: int = 
 
 
 class DicomWebBase:
-    """State and plumbing of the DICOMweb routes over one runtime."""
+    """State and plumbing of the DICOMweb routes over one archive context."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.engine = runtime.engine
-        self.store = runtime.store
-        self.access = runtime.access
-        self.metadata_dir = dj.metadata_cache_dir(runtime.settings.data_dir)
+    def __init__(self, ctx: ArchiveContext) -> None:
+        self.ctx = ctx
+        self.engine = ctx.engine
+        self.store = ctx.store
+        self.access = ctx.access
+        self.metadata_dir = dj.metadata_cache_dir(ctx.settings.data_dir)
         self.metadata = dj.MetadataCache(self.metadata_dir)
         # Metadata not cached yet is computed on every core: pydicom's parsing holds the GIL,
         # and the first look at a 300-slice series would otherwise take one core ~0.6 ms per
@@ -92,10 +92,10 @@ class DicomWebBase:
         self._workers: ProcessPoolExecutor | None = None
         self._thumbnails: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
         # frames encoded on the way out (JPEG-LS for the viewer): see archive/transcode.py
-        self.transcoded = FrameCache(runtime.settings.transcode_cache_mb * 2**20)
+        self.transcoded = FrameCache(ctx.settings.transcode_cache_mb * 2**20)
 
     def base_url(self, request: Request) -> str:
-        public = self.runtime.settings.public_url
+        public = self.ctx.settings.public_url
         if public:
             return public.rstrip("/") + BASE_PATH
         return f"{request.url.scheme}://{request.url.netloc}{BASE_PATH}"

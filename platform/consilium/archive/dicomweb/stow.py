@@ -111,15 +111,15 @@ class Stow(DicomWebBase):
 
     async def _spool(self, request: Request) -> IO[bytes]:
         """The request body in an unlinked temporary file, or 413 past the limit."""
-        limit = self.runtime.settings.dicomweb_stow_max_mb * MIB
+        limit = self.ctx.settings.dicomweb_stow_max_mb * MIB
         too_large = PayloadTooLarge(
             f"the request body is over the STOW-RS limit of "
-            f"{self.runtime.settings.dicomweb_stow_max_mb} MiB (dicomweb.stow_max_mb); send "
+            f"{self.ctx.settings.dicomweb_stow_max_mb} MiB (dicomweb.stow_max_mb); send "
             "the instances in several requests")
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise too_large
-        folder = self.runtime.settings.data_dir / "tmp"
+        folder = self.ctx.settings.data_dir / "tmp"
         folder.mkdir(parents=True, exist_ok=True)
         spool = tempfile.TemporaryFile(dir=folder, prefix="stow-")  # noqa: SIM115 (returned)
         try:
@@ -190,14 +190,14 @@ class Stow(DicomWebBase):
         """Queued for the audit writer: the answer does not wait on an audit commit."""
         failed = sum(1 for o in outcomes if not o.ok)
         for study_uid in stored:
-            self.runtime.audit.submit(reader.actor, AuditAction.STORE, study_uid=study_uid,
-                                      detail={"what": "STOW-RS", "instances": sum(
-                                          1 for o in outcomes
-                                          if o.ok and o.result and o.result.study_uid
-                                          == study_uid)})
+            self.ctx.audit.submit(reader.actor, AuditAction.STORE, study_uid=study_uid,
+                                  detail={"what": "STOW-RS", "instances": sum(
+                                      1 for o in outcomes
+                                      if o.ok and o.result and o.result.study_uid
+                                      == study_uid)})
         if failed:
-            self.runtime.audit.submit(reader.actor, AuditAction.STORE, AuditOutcome.FAILURE,
-                                      detail={"what": "STOW-RS", "refused": failed})
+            self.ctx.audit.submit(reader.actor, AuditAction.STORE, AuditOutcome.FAILURE,
+                                  detail={"what": "STOW-RS", "refused": failed})
 
     def _store_response(self, request: Request, outcomes: list[PartOutcome],
                         study: str | None) -> Response:

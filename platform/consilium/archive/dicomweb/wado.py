@@ -112,7 +112,7 @@ class Wado(DicomWebBase):
             total = sum(len(h) for h in heads) + sum(i.size_bytes for i in items) + len(tail)
             headers["Content-Length"] = str(total)
         paths = [self._path(i) for i in items]
-        near = self.runtime.settings.transcode_preview_near
+        near = self.ctx.settings.transcode_preview_near
         if any(convert):  # refused now, not as a broken stream once the answer has begun
             limits = self.store.pixel_limits
 
@@ -267,7 +267,7 @@ class Wado(DicomWebBase):
         native = target in px.UNCOMPRESSED or (target == "*" and stored in px.UNCOMPRESSED)
         path = self._path(item)
         limits = self.store.pixel_limits
-        near = self.runtime.settings.transcode_preview_near
+        near = self.ctx.settings.transcode_preview_near
 
         def load() -> list[bytes]:
             if target in tc.ENCODED:  # encoded before: not even the header is read
