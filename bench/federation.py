@@ -1,4 +1,4 @@
-"""Federated search and retrieve from a hospital PACS (issue 16).
+"""Federated search and retrieve from a hospital PACS.
 
 1. Federated search, p50/p99 over ``--queries`` searches through ``GET /api/federation/studies``,
    three sources: the archive, Orthanc over DIMSE (C-FIND) and Orthanc over DICOMweb (QIDO-RS);

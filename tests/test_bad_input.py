@@ -215,7 +215,7 @@ def _jpeg_without_soi(folder: Path) -> Path:
 
 
 def rle_bomb(uid: str, **overrides: str | None) -> bytes:
-    """The object of the issue: a few kB of RLE declaring 65535 x 65535 pixels (8 GB decoded)."""
+    """A decompression bomb: a few kB of RLE declaring 65535 x 65535 pixels (8 GB decoded)."""
     ds = small_ct(SOPInstanceUID=uid, **overrides)
     ds.Rows = ds.Columns = 65535
     return _encapsulated(ds, rle_fragment(), RLE_LOSSLESS)

@@ -1,4 +1,4 @@
-"""Server-side MPR and 3-D over HTTP and Socket.IO (issue 6, part 4), end to end: a real
+"""Server-side MPR and 3-D over HTTP and Socket.IO, end to end: a real
 ``consilium serve`` with its render worker process, data imported with ``consilium import``.
 
 Covers the four routes for the owner, the policy (another institution's user gets the same 404

@@ -1,5 +1,5 @@
 """The MPR / 3D layout of the web viewer in real Chromium against a real ``consilium serve``
-with its render worker (issue 6, part 5): a CT phantom switched to axial, coronal, sagittal and
+with its render worker: a CT phantom switched to axial, coronal, sagittal and
 3D panes streamed over Socket.IO; the crosshair checked against the frames' patient geometry
 (click, wheel, rotation to oblique planes, reset), slab MIP, windowing, the 3D pane's orbit
 (interactive frames then a sharp one), preset and clip box, the bone STL download, the URL

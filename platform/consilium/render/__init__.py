@@ -1,4 +1,4 @@
-"""Server-side MPR and 3-D rendering as a service (issue 6, part 4): the rendering library run in
+"""Server-side MPR and 3-D rendering as a service: the rendering library run in
 worker processes, over HTTP and Socket.IO, under the images' access policy.
 
 Modules:
