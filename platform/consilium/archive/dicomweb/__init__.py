@@ -2,10 +2,11 @@
 metadata, frames, bulk data, rendered images, thumbnails) and STOW-RS store.
 
 Thin adapters: matching lives in :mod:`consilium.archive.query`, the JSON model in
-:mod:`consilium.archive.dicomjson`, multipart framing in :mod:`consilium.archive.multipart`,
-pixels in :mod:`consilium.archive.rendered`, and storing in the one ingest function. Every read
-goes through the archive's gate (:mod:`consilium.archive.access`): the policy, a study the
-reader may not read answered exactly like one that does not exist (404), and one audit event.
+:mod:`consilium.archive.dicomjson`, instance metadata in :mod:`consilium.archive.metadata`,
+multipart framing in :mod:`consilium.archive.multipart`, pixels in
+:mod:`consilium.archive.rendered`, and storing in the one ingest function. Every read goes
+through the archive's gate (:mod:`consilium.archive.access`): the policy, a study the reader
+may not read answered exactly like one that does not exist (404), and one audit event.
 
 Errors are the domain's (:mod:`consilium.errors`: 400, 401 with ``WWW-Authenticate: Bearer``,
 404, 406, 413, 415, ...), answered by the application's one edge (:mod:`consilium.edge`) as

@@ -17,7 +17,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
-from consilium.archive import dicomjson as dj
+from consilium.archive import metadata as md
 from consilium.archive import multipart as mp
 from consilium.archive import query as q
 from consilium.archive.access import Purpose, Reader
@@ -81,8 +81,8 @@ class DicomWebBase:
         self.engine = ctx.engine
         self.store = ctx.store
         self.access = ctx.access
-        self.metadata_dir = dj.metadata_cache_dir(ctx.settings.data_dir)
-        self.metadata = dj.MetadataCache(self.metadata_dir)
+        self.metadata_dir = md.metadata_cache_dir(ctx.settings.data_dir)
+        self.metadata = md.MetadataCache(self.metadata_dir)
         # Metadata not cached yet is computed on every core: pydicom's parsing holds the GIL,
         # and the first look at a 300-slice series would otherwise take one core ~0.6 ms per
         # slice. The worker processes start with the first DICOMweb request (a viewer
@@ -106,7 +106,7 @@ class DicomWebBase:
                 max_workers=self._worker_count, mp_context=multiprocessing.get_context("spawn"),
                 initializer=end_with_parent, initargs=(os.getpid(),))
             for _ in range(self._worker_count):  # start them all now, not one per request
-                self._workers.submit(dj.compute_metadata, [], None)
+                self._workers.submit(md.compute_metadata, [], None)
         return self._workers
 
     def reader(self, request: Request) -> Reader:

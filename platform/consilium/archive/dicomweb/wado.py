@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from consilium.archive import dicomjson as dj
+from consilium.archive import metadata as md
 from consilium.archive import multipart as mp
 from consilium.archive import query as q
 from consilium.archive import rendered as px
@@ -178,21 +179,21 @@ class Wado(DicomWebBase):
     async def _compute(self, items: list[q.StoredInstance], missing: list[int]) -> list[bytes]:
         work = [(items[n].sha256, str(self._path(items[n]))) for n in missing]
         if len(work) < 8:
-            return await anyio.to_thread.run_sync(dj.compute_metadata, work,
+            return await anyio.to_thread.run_sync(md.compute_metadata, work,
                                                   str(self.metadata_dir))
         loop = asyncio.get_running_loop()
         workers = self.workers()
         parts = self._worker_count
         chunks = [work[i::parts] for i in range(parts)]
         done = await asyncio.gather(*(
-            loop.run_in_executor(workers, dj.compute_metadata, chunk, str(self.metadata_dir))
+            loop.run_in_executor(workers, md.compute_metadata, chunk, str(self.metadata_dir))
             for chunk in chunks if chunk
         ))
         by_sha: dict[str, bytes] = {}
         for chunk, results in zip([c for c in chunks if c], done, strict=True):
             for (sha, _path), data in zip(chunk, results, strict=True):
                 by_sha[sha] = data
-                dj.remember(self.metadata, sha, data)
+                md.remember(self.metadata, sha, data)
         return [by_sha[sha] for sha, _path in work]
 
     # -- WADO-RS: frames and bulk data ---------------------------------------------------
