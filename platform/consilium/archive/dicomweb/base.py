@@ -19,9 +19,9 @@ from starlette.responses import Response
 
 from consilium.archive import metadata as md
 from consilium.archive import multipart as mp
-from consilium.archive import query as q
 from consilium.archive.access import Purpose, Reader
 from consilium.archive.context import ArchiveContext
+from consilium.archive.stored import StoredInstance
 from consilium.archive.transcode import FrameCache
 from consilium.errors import InvalidInput, NotAcceptable, NotAuthenticated
 from consilium.processes import end_with_parent
@@ -118,17 +118,17 @@ class DicomWebBase:
         return reader
 
     def _instances(self, request: Request, reader: Reader, purpose: Purpose,
-                   detail: dict[str, Any]) -> list[q.StoredInstance]:
+                   detail: dict[str, Any]) -> list[StoredInstance]:
         """The instances the path names, through the gate (404 when the reader may not read
         them or there are none; the access or the refusal is recorded there)."""
         p = request.path_params
         return self.access.require_instances(reader, p["study"], p.get("series"),
                                              p.get("instance"), purpose=purpose, detail=detail)
 
-    def _path(self, item: q.StoredInstance) -> Path:
+    def _path(self, item: StoredInstance) -> Path:
         return self.store.path_of(item.path)
 
-    def instance_url(self, base: str, item: q.StoredInstance) -> str:
+    def instance_url(self, base: str, item: StoredInstance) -> str:
         return (f"{base}/studies/{item.study_uid}/series/{item.series_uid}"
                 f"/instances/{item.sop_uid}")
 

@@ -28,7 +28,6 @@ from starlette.responses import Response
 
 from consilium.archive import dicomjson as dj
 from consilium.archive import multipart as mp
-from consilium.archive import query as q
 from consilium.archive.access import Reader
 from consilium.archive.dicomweb.base import (
     DicomWebBase,
@@ -36,6 +35,7 @@ from consilium.archive.dicomweb.base import (
     require_json,
 )
 from consilium.archive.ingest import IngestResult, IngestSource, Refusal, ingest_part10
+from consilium.archive.stored import instance_locations
 from consilium.audit import AuditAction, AuditOutcome
 from consilium.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from consilium.identity.policy import (
@@ -206,7 +206,7 @@ class Stow(DicomWebBase):
         failed: list[dict[str, Any]] = []
         warnings_: list[str] = []
         studies: set[str] = set()
-        where = q.instance_locations(self.engine, [o.sop_instance for o in outcomes if o.ok])
+        where = instance_locations(self.engine, [o.sop_instance for o in outcomes if o.ok])
         for outcome in outcomes:
             refs = {
                 "00081150": dj.index_value_json("UI", outcome.sop_class),

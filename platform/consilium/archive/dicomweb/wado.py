@@ -20,7 +20,6 @@ from starlette.responses import Response, StreamingResponse
 from consilium.archive import dicomjson as dj
 from consilium.archive import metadata as md
 from consilium.archive import multipart as mp
-from consilium.archive import query as q
 from consilium.archive import rendered as px
 from consilium.archive import transcode as tc
 from consilium.archive.access import Purpose
@@ -32,6 +31,7 @@ from consilium.archive.dicomweb.base import (
     require_json,
 )
 from consilium.archive.pixel_guard import PixelLimits
+from consilium.archive.stored import StoredInstance
 from consilium.errors import InvalidInput, NotAcceptable, NotFound
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class Wado(DicomWebBase):
         return out
 
     @staticmethod
-    def _conversions(items: list[q.StoredInstance], syntax: str) -> list[str | None] | None:
+    def _conversions(items: list[StoredInstance], syntax: str) -> list[str | None] | None:
         """Per instance: the transfer syntax to convert it to, None to send it as stored.
         None for the whole list if ``syntax`` cannot be served for every instance."""
         convert: list[str | None] = []
@@ -176,7 +176,7 @@ class Wado(DicomWebBase):
             return await anyio.to_thread.run_sync(lambda: compressed(request, body, DICOM_JSON))
         return compressed(request, body, DICOM_JSON)
 
-    async def _compute(self, items: list[q.StoredInstance], missing: list[int]) -> list[bytes]:
+    async def _compute(self, items: list[StoredInstance], missing: list[int]) -> list[bytes]:
         work = [(items[n].sha256, str(self._path(items[n]))) for n in missing]
         if len(work) < 8:
             return await anyio.to_thread.run_sync(md.compute_metadata, work,
