@@ -2,7 +2,7 @@
 with its DICOMweb plugin (Debian's orthanc-dicomweb), on the same data in the same run.
 
 Data: ``--studies`` small studies (one 32x32 instance each; Latin and Cyrillic names) and one
-300-slice 512x512 CT from :mod:`consilium.demo.ct_phantom`. Consilium's index is filled in
+300-slice 512x512 CT from :mod:`consilium.synthetic`. Consilium's index is filled in
 process through the one ingest function (fsync off: loading is not what is measured); Orthanc
 gets the same files over its REST API (``SyncStorageArea`` off for the load, for the same reason).
 
@@ -102,7 +102,7 @@ def small_studies(count: int, seed: int = 7) -> list[tuple[str, bytes]]:
 
 
 def ct_series(slices: int) -> list[bytes]:
-    from consilium.demo.ct_phantom import PatientSpec, StudySpec, generate_ct_series
+    from consilium.synthetic import PatientSpec, StudySpec, generate_ct_series
 
     study = StudySpec(PatientSpec("BENCH-CT", "Bench^CT", "19600101", "M"),
                       study_date="20261128", accession="BENCHCT")

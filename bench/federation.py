@@ -37,7 +37,7 @@ from tests.orthanc import Orthanc  # noqa: E402
 from tests.webserver import WebServer, csrf_of  # noqa: E402
 
 from common import median, nodelay_env, percentile, print_machine  # noqa: E402
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series  # noqa: E402
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series  # noqa: E402
 
 PATIENT = PatientSpec("BENCH-FED-1", "Петров^Пётр", "19500101", "M")
 

@@ -43,7 +43,7 @@ import socketio
 from pydicom import dcmread
 from tests.webserver import WebServer, csrf_of
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 
 NS = "/consilium"
 FOLLOWERS = ("sidorov", "kuznetsova", "morozov", "petrov")

@@ -33,7 +33,7 @@ from pydicom.encaps import get_frame
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from consilium.archive.dicomfile import split_part10
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, generate_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, generate_ct_series
 from tests.conftest import pydicom_data_dir
 from tests.webserver import WebServer
 

@@ -33,7 +33,6 @@ from joserfc import jwt
 from PIL import Image
 from pydicom import dcmread
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, generate_ct_series, write_ct_series
 from consilium.render.protocol import (
     BadParameter,
     InfoResult,
@@ -45,6 +44,7 @@ from consilium.render.protocol import (
     parse_volume,
 )
 from consilium.render.workers import VolumeCache, Worker, rendezvous
+from consilium.synthetic import PatientSpec, StudySpec, generate_ct_series, write_ct_series
 from consilium_rendering import (
     ClipBox,
     ExplicitCamera,

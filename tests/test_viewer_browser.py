@@ -31,7 +31,7 @@ from playwright.sync_api import Page
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.browser import chromium_context
 from tests.conftest import CONFIG, CONSILIUM, ROOT, pydicom_data_dir
 from tests.webserver import WebServer

@@ -27,7 +27,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from pydicom import dcmread
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.browser import chromium_context
 from tests.conftest import CONFIG, CONSILIUM, ROOT
 from tests.test_viewer_browser import DIST, Viewer

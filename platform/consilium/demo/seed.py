@@ -30,10 +30,10 @@ from consilium.archive.ingest import (
     count_instances,
     ingest_part10,
 )
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, generate_ct_series
 from consilium.identity.dev_clinicians import DEMO_CLINICIANS
 from consilium.identity.roster import register_user
 from consilium.settings import DEV_IDP_PROVIDER_ID, Settings
+from consilium.synthetic import PatientSpec, StudySpec, generate_ct_series
 
 
 @dataclass(frozen=True)
