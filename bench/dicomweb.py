@@ -59,45 +59,26 @@ ACCEPT_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 def small_studies(count: int, seed: int = 7) -> list[tuple[str, bytes]]:
     """(PatientID, PS3.10 bytes) of ``count`` one-instance studies."""
     import numpy as np
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    from consilium import synthetic
 
     rng = random.Random(seed)
     pixels = (np.arange(32 * 32, dtype="<i2") % 512).tobytes()
     out = []
     for n in range(count):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SpecificCharacterSet = "ISO_IR 192"
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-        ds.PatientName = f"{rng.choice(SURNAMES)}^{rng.choice(GIVEN)}"
-        ds.PatientID = f"P{n:06d}"
-        ds.PatientBirthDate = f"19{rng.randint(30, 99)}0{rng.randint(1, 9)}1{rng.randint(0, 9)}"
-        ds.PatientSex = rng.choice("MF")
-        ds.StudyDate = f"20{rng.randint(10, 26)}0{rng.randint(1, 9)}2{rng.randint(0, 8)}"
-        ds.StudyTime = "101500"
-        ds.AccessionNumber = f"A{n:07d}"
-        ds.StudyID = "1"
-        ds.StudyDescription = "BENCH"
-        ds.ReferringPhysicianName = "Petrova^Anna"
-        ds.Modality = rng.choice(["CT", "MR", "US", "DX"])
-        ds.SeriesNumber = 1
-        ds.InstanceNumber = 1
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows = ds.Columns = 32
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1
-        ds.PixelData = pixels
-        buffer = io.BytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
-        out.append((str(ds.PatientID), buffer.getvalue()))
+        patient = {  # drawn in this order: the same studies for the same seed
+            "PatientName": f"{rng.choice(SURNAMES)}^{rng.choice(GIVEN)}",
+            "PatientID": f"P{n:06d}",
+            "PatientBirthDate": f"19{rng.randint(30, 99)}0{rng.randint(1, 9)}1{rng.randint(0, 9)}",
+            "PatientSex": rng.choice("MF"),
+            "StudyDate": f"20{rng.randint(10, 26)}0{rng.randint(1, 9)}2{rng.randint(0, 8)}",
+        }
+        ds = synthetic.image(
+            modality=rng.choice(["CT", "MR", "US", "DX"]), rows=32, columns=32, pixels=pixels,
+            signed=True, SpecificCharacterSet="ISO_IR 192", **patient, StudyTime="101500",
+            AccessionNumber=f"A{n:07d}", StudyID="1", StudyDescription="BENCH",
+            ReferringPhysicianName="Petrova^Anna", SeriesNumber=1, InstanceNumber=1)
+        out.append((str(ds.PatientID), synthetic.encoded(ds)))
     return out
 
 

@@ -12,15 +12,12 @@ nothing alarming that is expected; ``consilium seed-demo`` lists each refusal.
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-
-from pydicom import dcmwrite
 
 from consilium.archive.importer import import_files
 from consilium.archive.ingest import (
@@ -33,7 +30,7 @@ from consilium.archive.ingest import (
 from consilium.identity.dev_clinicians import DEMO_CLINICIANS
 from consilium.identity.roster import register_user
 from consilium.settings import DEV_IDP_PROVIDER_ID, Settings
-from consilium.synthetic import PatientSpec, StudySpec, generate_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, encoded, generate_ct_series
 
 
 @dataclass(frozen=True)
@@ -81,13 +78,6 @@ def pydicom_files(folder: str) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".py"))
 
 
-def _encoded(datasets: Iterator[object]) -> Iterator[bytes]:
-    for ds in datasets:
-        buffer = io.BytesIO()
-        dcmwrite(buffer, ds, enforce_file_format=True)  # type: ignore[arg-type]
-        yield buffer.getvalue()
-
-
 class _HeldBack(logging.Filter):
     """Keeps the warnings of a logger from the output, counting them."""
 
@@ -132,7 +122,7 @@ def seed_demo(settings: Settings, store: ArchiveStore, log: Callable[[str], None
         source = IngestSource(demo.institution_id, demo.study.station_name, "import")
         stored = 0
         series = generate_ct_series(demo.study, slices=slices, uid_seed=f"consilium-demo-{number}")
-        for data in _encoded(series):
+        for data in map(encoded, series):
             if ingest_part10(store, data, source).outcome is Outcome.STORED:
                 stored += 1
         log(f"demo: {demo.study.patient.name} ({demo.institution_id}): {stored} CT slices stored")

@@ -50,8 +50,9 @@ def image(sop_class: str = CTImageStorage, *, modality: str = "CT", rows: int = 
           columns: int = 4, pixels: bytes | None = None, signed: bool = False,
           **attributes: Any) -> Dataset:
     """A small monochrome 16-bit image of ``sop_class`` in a study and series of its own (new
-    UIDs), zero pixels unless ``pixels`` are given. ``attributes`` are keywords set after that
-    (a patient, a study, other UIDs...); a keyword given ``None`` is left out."""
+    UIDs), zero pixels unless ``pixels`` are given, with file meta for explicit VR little endian.
+    ``attributes`` are keywords set after that (a patient, a study, other UIDs...); a keyword
+    given ``None`` is left out."""
     ds = Dataset()
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = generate_uid()
@@ -71,14 +72,22 @@ def image(sop_class: str = CTImageStorage, *, modality: str = "CT", rows: int = 
                 delattr(ds, keyword)
         else:
             setattr(ds, keyword, value)
+    ds.preamble = bytes(128)  # a PS3.10 file as it is, even where a writer does not enforce one
+    _meta_of(ds)
     return ds
+
+
+def _meta_of(ds: Dataset, transfer_syntax: str = ExplicitVRLittleEndian) -> None:
+    """File meta from the SOP Class and Instance UIDs (made up where a test left them out on
+    purpose), so the dataset can be written or sent as it is."""
+    ds.file_meta = file_meta(ds.get("SOPClassUID", CTImageStorage),
+                             ds.get("SOPInstanceUID", generate_uid()), transfer_syntax)
 
 
 def encoded(ds: Dataset, transfer_syntax: str = ExplicitVRLittleEndian) -> bytes:
     """``ds`` as a PS3.10 file in ``transfer_syntax`` (its file meta set from its SOP Class and
     Instance UIDs; made up where a test left them out on purpose)."""
-    ds.file_meta = file_meta(ds.get("SOPClassUID", CTImageStorage),
-                             ds.get("SOPInstanceUID", generate_uid()), transfer_syntax)
+    _meta_of(ds, transfer_syntax)
     out = BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
