@@ -44,7 +44,7 @@ def reserved_port() -> Iterator[int]:
         yield int(holder.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None
+def wait_for_port(port: int, timeout: float = 90.0, proc: subprocess.Popen[bytes] | None = None
                   ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

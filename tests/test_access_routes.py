@@ -178,7 +178,7 @@ def values(world: World, which: str) -> dict[str, str]:
         "session_id": world.session_id if which == "foreign" else "NoSuchSession000000",
         "procedure_id": str(world.procedure_id if which == "foreign" else 987654323),
         "token_id": str(world.token_id if which == "foreign" else 987654324),
-        "job_id": "0123456789abcdef",
+        "job_id": "0123456789abcdef", "mark_id": "probe-mark",
     }
 
 

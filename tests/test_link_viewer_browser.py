@@ -25,7 +25,9 @@ from tests.webserver import WebServer
 DIST = ROOT / "frontend" / "dist" / "index.html"
 SLICES = 60
 NEAR = 32  # transcode.preview_near's default
-LINK = {"offline": False, "latency": 40, "downloadThroughput": 20e6 / 8,
+# slower than the benchmark's 20 Mbit/s so that the order of the stages is seen even when the
+# browser is starved of CPU by a loaded machine
+LINK = {"offline": False, "latency": 40, "downloadThroughput": 6e6 / 8,
         "uploadThroughput": 10e6 / 8}
 
 
@@ -88,7 +90,6 @@ def test_preview_then_lossless_over_a_regional_link(series: tuple[WebServer, Pat
         assert not lossy and np.array_equal(values, stored[uid])
         viewer.wait(f"__consilium.loading && __consilium.loading.previews === {SLICES}",
                     timeout=60_000)
-        assert viewer.hook("loading")["lossless"] < SLICES  # previews came before the rest
         # the far end: its preview at once, marked lossy, then the lossless slice replaces it
         viewer.press("End")
         viewer.wait_index(SLICES - 1)
@@ -107,6 +108,12 @@ def test_preview_then_lossless_over_a_regional_link(series: tuple[WebServer, Pat
         uid, lossy, values = held(viewer)
         assert not lossy and np.array_equal(values, stored[uid])
         viewer.wait(f"__consilium.view.loadedCount === {SLICES}", timeout=60_000)
+        viewer.wait("__consilium.loading.allLosslessAt !== null", timeout=60_000)
+        loading = viewer.hook("loading")
+        # previews came before the rest (the marks, not the counts at the moment this process
+        # polls: on a loaded machine every slice may be lossless by then)
+        assert loading["decodeMs"]["preview"]
+        assert loading["allViewableAt"] < loading["allLosslessAt"]
         for key in ("ArrowUp", "ArrowUp", "PageUp"):
             viewer.press(key)
         viewer.wait("__consilium.view.lossy === false")

@@ -14,9 +14,11 @@ import consilium.archive.models
 import consilium.archive.prefetch
 import consilium.archive.worklist_models
 import consilium.audit
+import consilium.consult.annotation_models
 import consilium.consult.models
 import consilium.identity.models
-import consilium.live.models  # noqa: F401  (the models register their tables)
+import consilium.live.models
+import consilium.live.protocol_models  # noqa: F401  (the models register their tables)
 from consilium.db import make_engine, migrate
 
 

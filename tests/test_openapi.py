@@ -66,6 +66,7 @@ def test_documented_paths_are_routed_and_api_paths_documented(tmp_path: Path) ->
 
 BINARY = {"/api/cases/{case_id}/attachments/{attachment_id}",
           "/api/cases/{case_id}/conclusions/{version}.pdf",
+          "/api/consilia/{session_id}/protocol.pdf",
           "/api/render/series/{series_uid}/mpr", "/api/render/series/{series_uid}/volume",
           "/api/render/series/{series_uid}/isosurface.stl", "/api/media/export"}
 

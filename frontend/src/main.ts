@@ -23,6 +23,7 @@ const WORKFLOWS: [RegExp, () => Promise<Workflow>, { imaging: boolean }][] = [
   [/^\/viewer\/cases\/?$/, async () => (await import("./workflows/caseInbox")).caseInbox, { imaging: false }],
   [/^\/viewer\/cases\/new\/?$/, async () => (await import("./workflows/newCase")).newCase, { imaging: false }],
   [/^\/viewer\/cases\/\d+\/?$/, async () => (await import("./workflows/casePage")).casePage, { imaging: false }],
+  [/^\/viewer\/consilia\/[A-Za-z0-9_-]+\/replay\/?$/, async () => (await import("./workflows/consiliumReplay")).consiliumReplay, { imaging: true }],
   [/^\/viewer\/consilia\/[A-Za-z0-9_-]+\/?$/, async () => (await import("./workflows/consiliumSession")).consiliumSession, { imaging: true }],
   [/^\/viewer\/worklist\/?$/, async () => (await import("./workflows/worklist")).worklist, { imaging: false }],
   [/^\/viewer\/search\/?$/, async () => (await import("./workflows/federatedSearch")).federatedSearch, { imaging: false }],

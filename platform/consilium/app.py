@@ -39,6 +39,8 @@ from consilium.identity.routes import identity_routes
 from consilium.identity.service_routes import service_token_routes
 from consilium.identity.tokens import ProviderDirectory
 from consilium.live.notify import CaseNotifier
+from consilium.live.protocol_close import retry_protocol_archiving
+from consilium.live.protocol_routes import protocol_routes
 from consilium.live.routes import live_routes
 from consilium.live.socket import create_socket_app, live_context, live_hub
 from consilium.openapi import openapi_document
@@ -86,6 +88,7 @@ def create_app(runtime: Runtime) -> Any:
         Mount(RENDER_PATH, routes=render_routes(render)),
         *remote_routes(archive),
         *live_routes(live.ctx, live),  # before the consult routes' /api/cases/{id}/{action}
+        *protocol_routes(live.ctx, live, consult_ctx),
         *modality_worklist_routes(archive),
         *federation_routes(archive, retrievals, case_access),
         *media_routes(archive),
@@ -108,8 +111,11 @@ def create_app(runtime: Runtime) -> Any:
         notifier.bind(asyncio.get_running_loop())  # the consult domain notifies from threads
         # conclusions that could not be written into the archive before (in the background)
         retrying = asyncio.get_running_loop().run_in_executor(None, retry_archiving, consult_ctx)
+        protocols = asyncio.get_running_loop().run_in_executor(  # and consilium protocols
+            None, retry_protocol_archiving, live.ctx, consult_ctx)
         yield
         await retrying
+        await protocols
         retrievals.close()
         notifier.bind(None)
         await anyio.to_thread.run_sync(runtime.audit.flush)

@@ -19,6 +19,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from consilium import __version__
 from consilium.archive.federation import FederatedAnswer, SourcePublic
 from consilium.archive.federation_routes import CaseStudyRequest, RetrieveRequest
+from consilium.archive.marks import KeyImage, Mark
 from consilium.archive.media_routes import (
     FilmPrint,
     FilmPrinted,
@@ -35,6 +36,8 @@ from consilium.archive.worklist_models import (
     ProcedurePublic,
     ProcedureUpdate,
 )
+from consilium.consult.annotation_models import KeyImageCreate, KeyImageList, MarkList
+from consilium.consult.annotation_routes import Deleted
 from consilium.consult.models import (
     AttachmentPublic,
     CaseCreate,
@@ -59,6 +62,13 @@ from consilium.identity.services import (
     ServiceTokenPublic,
 )
 from consilium.live.models import SessionPublic
+from consilium.live.protocol_models import (
+    ProtocolPublic,
+    ReplayPublic,
+    ReplayState,
+    VersionTexts,
+)
+from consilium.live.protocol_routes import PenBody, SaveBody, SignBody, VersionBody
 from consilium.live.routes import InviteBody, ScheduleBody, UninviteBody
 from consilium.render.routes import VolumeInfo
 from consilium.status import SystemStatus
@@ -211,6 +221,76 @@ def _consilia(case: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _protocol_paths() -> dict[str, Any]:
+    """The consilium's protocol and replay (docs/live-consilium.md)."""
+    session = _path_param("session_id")
+    one = answer(ProtocolPublic)
+    base = "/api/consilia/{session_id}"
+    return {
+        f"{base}/protocol": {
+            "get": _op("The session's protocol: status, editor, newest text, versions, "
+                       "signatures, PDF and archive", "the protocol", 401, 404,
+                       params=[session], answer=one),
+            "put": _op("Save the text as a new version, made on ?version (the editor)",
+                       "the protocol", 400, 401, 403, 404, 409, params=[session],
+                       body=SaveBody, answer=one)},
+        f"{base}/protocol/versions": {"get": _op(
+            "Every saved version with its text", "the versions", 401, 404, params=[session],
+            answer=answer(VersionTexts))},
+        f"{base}/protocol/pen": {"post": _op(
+            "Hand the pen to a member of the session (the chair)", "the protocol", 400, 401,
+            403, 404, 409, params=[session], body=PenBody, answer=one)},
+        f"{base}/protocol/submit": {"post": _op(
+            "Put the newest version to signing (the chair)", "the protocol", 401, 403, 404, 409,
+            params=[session], body=VersionBody, answer=one)},
+        f"{base}/protocol/sign": {"post": _op(
+            "Sign the version put to signing: agree, or dissent with a text (a member)",
+            "the protocol", 400, 401, 404, 409, params=[session], body=SignBody, answer=one)},
+        f"{base}/protocol/reopen": {"post": _op(
+            "Back to writing; the signatures given are voided (the chair)", "the protocol",
+            401, 403, 404, 409, params=[session], answer=one)},
+        f"{base}/protocol/close": {"post": _op(
+            "Close it (the chair; someone agreed): the PDF to the case, Encapsulated PDF and "
+            "SR to the archive beside each study", "the protocol", 401, 403, 404, 409,
+            params=[session], answer=one)},
+        f"{base}/protocol.pdf": {"get": _op(
+            "The closed protocol as a PDF (application/pdf)", "the PDF", 401, 404,
+            params=[session])},
+        f"{base}/replay": {"get": _op(
+            "The session's timeline to replay: what was shown, said and signed, with who",
+            "the timeline", 401, 404, params=[session], answer=answer(ReplayPublic))},
+        f"{base}/replay/state": {"get": _op(
+            "The session's state after change ?seq", "the state", 400, 401, 404,
+            params=[session, _query("seq", "seq")], answer=answer(ReplayState))},
+    }
+
+
+def _annotations(case: dict[str, Any]) -> dict[str, Any]:
+    """A case's marks and key images (consult.annotations)."""
+    mark = _path_param("mark_id")
+    return {
+        "/api/cases/{case_id}/marks": {"get": _op(
+            "The case's measurements and graphic annotations (parties and consilium invitees)",
+            "marks", 401, 404, params=[case], answer=answer(MarkList))},
+        "/api/cases/{case_id}/marks/{mark_id}": {
+            "put": _op("Add or replace one's own mark (its id chosen by the client; author and "
+                       "colour set by the server)", "the mark as kept", 400, 401, 403, 404,
+                       409, params=[case, mark], body=Mark, answer=answer(Mark)),
+            "delete": _op("Delete one's own mark", "deleted", 401, 403, 404, 409,
+                          params=[case, mark], answer=answer(Deleted))},
+        "/api/cases/{case_id}/key-images": {
+            "get": _op("The case's key images with series, instance number, frame, caption",
+                       "key images", 401, 404, params=[case], answer=answer(KeyImageList)),
+            "put": _op("Mark an image of the case as a key image (again: its caption changes)",
+                       "the key image", 400, 401, 403, 404, 409, params=[case],
+                       body=KeyImageCreate, answer=answer(KeyImage)),
+            "delete": _op("Unmark one's own key image", "deleted", 400, 401, 403, 404, 409,
+                          params=[case, _query("sop_instance_uid", "the image"),
+                                  _query("frame", "its frame (multi-frame)")],
+                          answer=answer(Deleted))},
+    }
+
+
 def _paths() -> dict[str, Any]:
     case = _path_param("case_id", "integer")
     series = _path_param("series_uid")
@@ -335,6 +415,8 @@ def _paths() -> dict[str, Any]:
             "WADO-RS study metadata", "DICOM JSON", 401, 404, params=[study])},
     }
     paths.update(_consilia(case))
+    paths.update(_protocol_paths())
+    paths.update(_annotations(case))
     paths.update(_regional_paths())
     for action, body in TRANSITION_BODIES.items():
         signs = action in ("conclude", "amend")

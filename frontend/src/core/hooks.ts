@@ -4,7 +4,7 @@
  * nothing in the viewer reads it back.
  */
 
-import type { SessionHook } from "../capabilities/consilium/hook";
+import type { ReplayHook, SessionHook } from "../capabilities/consilium/hook";
 import type { MprState } from "../capabilities/mpr3d/mpr3d";
 import type { RenderingInfo } from "./cornerstone";
 
@@ -96,6 +96,8 @@ export interface ConsiliumHooks {
   /** the live consilium session page (capabilities/consilium/hook.ts): the session's state as
    * applied here, following or not, the shared frames drawn */
   session: SessionHook | null;
+  /** the replay page of a consilium (capabilities/consilium/hook.ts ReplayHook) */
+  replay: ReplayHook | null;
   /** the progressive loader's counts and times (capabilities/viewport/progressive) */
   loading: { total: number; previews: number; lossless: number; allViewableAt: number | null; allLosslessAt: number | null; startedAt: number; fast: boolean; decodeMs: { preview: number[]; lossless: number[] } } | null;
   /** the values of the image on screen as the viewer holds them */
@@ -138,6 +140,7 @@ export function installHooks(canvasStats: () => CanvasStats | null): ConsiliumHo
     page: {},
     compare: null,
     session: null,
+    replay: null,
     loading: null,
     pixels: () => null,
   };

@@ -22,11 +22,11 @@ import {
   type CaseDetail,
   type TimelineEntry,
 } from "../capabilities/consult/api";
-import { caseSessions } from "../capabilities/consilium/api";
+import { caseSessions, replayUrl } from "../capabilities/consilium/api";
 import { ScheduleForm } from "../capabilities/consilium/scheduleForm";
 import { SessionListSection } from "../capabilities/consilium/sessionList";
 import { ConclusionEditor, signedConclusion } from "../capabilities/consult/conclusionEditor";
-import { locate, thumbnailOf } from "../capabilities/consult/keyImages";
+import { keyImageList } from "../capabilities/consult/keyImages";
 import { allowedActions, mayAct, mayMessage } from "../capabilities/consult/permissions";
 import { ErrorLine, onCaseUpdated, overdueBadge, priorityBadge, statusBadge } from "../capabilities/consult/ui";
 import { alertCenter, appHeader, pageTitle } from "../capabilities/shell/shell";
@@ -62,6 +62,18 @@ function detailText(entry: TimelineEntry): string {
     return parts.join(" · ");
   } catch {
     return entry.detail;
+  }
+}
+
+/** a consilium that ended: its replay (the timeline's "ended" entry links it) */
+function replayOf(entry: TimelineEntry): HTMLElement | null {
+  if (entry.kind !== "consilium" || !entry.detail) return null;
+  try {
+    const data = JSON.parse(entry.detail) as { event?: string; session?: string };
+    if (data.event !== "ended" || !data.session) return null;
+    return h("a", { class: "button", href: replayUrl(data.session), "data-testid": "timeline-replay" }, t("consilium.replay.link"));
+  } catch {
+    return null;
   }
 }
 
@@ -140,7 +152,6 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
   root.append(appHeader(me, hooks, "cases"), main);
 
   let detail: CaseDetail | null = null;
-  const keyImageCache = new Map<string, HTMLElement[]>();
   const studyCache = new Map<string, Promise<string>>();
 
   /** one clear page instead of empty sections: the case does not exist or is not this user's */
@@ -316,6 +327,7 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
           " · ",
           h("span", { translate: "no" }, `${e.actor_name} (${e.actor_institution})`),
           detailText(e) ? h("div", { class: "muted detail", translate: "no" }, detailText(e)) : null,
+          replayOf(e),
         ),
       ),
     );
@@ -340,16 +352,9 @@ export async function casePage(root: HTMLElement, me: Me, hooks: ConsiliumHooks)
           studyCache.set(s.study_uid, described);
         }
         void described.then((text) => (describe.textContent = text));
-        const thumbs = h("div", { class: "key-images", "data-testid": "key-images" });
-        const cached = keyImageCache.get(s.study_uid);
-        if (cached) thumbs.append(...cached);
-        else if (s.key_images.length) {
-          void locate(s.study_uid, s.key_images).then((found) => {
-            const images = found.map((k) => thumbnailOf(k, 96));
-            keyImageCache.set(s.study_uid, images);
-            thumbs.append(...images);
-          });
-        }
+        // key images with series and slice; a click opens the viewer at the image (and frame)
+        const keys = (d.key_images ?? []).filter((k) => k.image.study_uid === s.study_uid);
+        const thumbs = h("div", { class: "key-images", "data-testid": "key-images" }, keys.length ? keyImageList(keys, d.case.id) : null);
         return h(
           "div",
           { class: "case-study", "data-study": s.study_uid },

@@ -27,6 +27,7 @@ import { SessionControls, type ControlId } from "../capabilities/consilium/contr
 import { paneOfStream, SharedFrames, STREAMS } from "../capabilities/consilium/frames";
 import type { SessionHook } from "../capabilities/consilium/hook";
 import { ParticipantsPanel } from "../capabilities/consilium/participants";
+import { ProtocolPanel } from "../capabilities/consilium/protocolPanel";
 import { LaserPointer, mprPointAt, mprPointerAt, stackPointAt, stackPointerAt } from "../capabilities/consilium/pointer";
 import { statusLabel } from "../capabilities/consilium/sessionList";
 import type { Change, StackView } from "../capabilities/consilium/state";
@@ -34,6 +35,7 @@ import { applyStackViewport, sharedViews, showShared, stackViewportOf } from "..
 import { Mpr3dLayout } from "../capabilities/mpr3d/mpr3d";
 import { RenderSession } from "../capabilities/mpr3d/stream";
 import { SeriesPanel } from "../capabilities/seriesPanel/seriesPanel";
+import { CaseMarks, type Mark } from "../capabilities/tools/caseMarks";
 import { PRIMARY_TOOLS, Toolbox } from "../capabilities/tools/toolbox";
 import { Toolbar, type ToolbarButton } from "../capabilities/toolbar/toolbar";
 import { CT_PRESETS } from "../capabilities/viewport/presets";
@@ -90,6 +92,7 @@ export async function consiliumSession(root: HTMLElement, me: Me, hooks: Consili
   });
   people.institutions = institutions;
   const chat = new ChatPanel();
+  const protocol = new ProtocolPanel(id, me.subject);
   const controls = new SessionControls();
   const laser = new LaserPointer();
   const shield = h("div", { class: "follow-shield", "data-testid": "follow-shield", title: t("consilium.shield_title") });
@@ -130,7 +133,7 @@ export async function consiliumSession(root: HTMLElement, me: Me, hooks: Consili
       { class: "consilium-columns" },
       h("aside", { class: "series-column" }, seriesPanel.element),
       h("section", { class: "viewer-column" }, toolbar.element, stage, status),
-      h("aside", { class: "consilium-side" }, people.element, chat.element),
+      h("aside", { class: "consilium-side" }, people.element, chat.element, protocol.element),
     ),
   );
   root.append(main);
@@ -190,7 +193,35 @@ export async function consiliumSession(root: HTMLElement, me: Me, hooks: Consili
   };
   client.onState = (change) => render(change);
 
+  // the case's marks: the session's state holds them; one's own go out as mark:put / mark:delete
+  const marks = new CaseMarks(me.subject, () => (viewer.current ? viewer.viewport : null), {
+    put: async (mark: Mark) => {
+      await client.call("mark:put", { mark });
+      return null; // drawn from the state when the change comes back
+    },
+    remove: async (id: string) => {
+      await client.call("mark:delete", { id });
+    },
+  });
+  marks.onDrawn = () => toolbox?.refresh();
+  marks.onChange = () => (hooks.consult.caseMarks = marks.summary());
+  toolbox.onMeasurements((all, changed) => {
+    hooks.measurements = all;
+    if (changed) hooks.lastMeasurement = changed;
+    marks.measurementsChanged(all, changed);
+  });
+  let marksShown = "";
+  function showMarks(): void {
+    const list = client.state.annotations as unknown as Mark[];
+    const body = JSON.stringify(list);
+    if (body === marksShown) return;
+    marksShown = body;
+    marks.replace(list);
+  }
+
   chat.onSend = (text) => act("chat:send", { text });
+  protocol.onTyped = (version, text) => client.send("protocol:draft", { version, text });
+  protocol.onError = showError;
   controls.onAction = (action: ControlId) => {
     switch (action) {
       case "detach":
@@ -238,6 +269,7 @@ export async function consiliumSession(root: HTMLElement, me: Me, hooks: Consili
     const light = change !== null && (change.kind === "pointer" || change.kind.startsWith("view."));
     if (!light) renderPanels();
     drawPointers();
+    if (change === null || change.kind.startsWith("mark.") || change.kind === "session.opened") showMarks();
     Object.assign(hook, {
       seq: s.seq, state: s, following, presenting: presenting(), presenter: s.presenter, status: s.status,
       members: s.members, chat: s.chat, pointer: s.pointers, pointerOn: laser.active,
@@ -257,6 +289,7 @@ export async function consiliumSession(root: HTMLElement, me: Me, hooks: Consili
     replaceChildren(badge, statusLabel({ ...info, status: s.seq ? s.status : info.status }));
     people.render(s, me.subject);
     chat.render(s.chat, me.subject);
+    protocol.render(s);
     chat.enabled = s.status === "open" && hook.connected;
     const nowPresenting = presenting();
     controls.render({ state: s, me: me.subject, following, pointerOn: laser.active, connected: hook.connected && client.joined });
@@ -359,6 +392,7 @@ export async function consiliumSession(root: HTMLElement, me: Me, hooks: Consili
     if (!frames.length) throw new Error(t("viewer.no_images"));
     await viewer.open({ study, series: chosen, frames }, index);
     status.textContent = "";
+    marks.draw();
   }
   let seriesPanelStudy = "";
 

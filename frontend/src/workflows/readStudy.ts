@@ -4,10 +4,14 @@
  * list) and owns only what joins them: the layout, the URL, the keyboard and the test hooks.
  *
  * URL: /viewer (search) and /viewer/studies/{StudyInstanceUID}[?series={SeriesInstanceUID}]
- * [&layout=mpr] (the MPR / 3D layout of capabilities/mpr3d).
+ * [&image={SOPInstanceUID}[&frame=n]] [&layout=mpr] (the MPR / 3D layout of capabilities/mpr3d)
+ * [&case={id}] (the case's panel, key images and marks: capabilities/consult, tools/caseMarks).
  */
 
-import { installConsultExtras } from "../capabilities/consult/viewerExtras";
+import type { CaseKeyImage } from "../capabilities/consult/keyImages";
+import { onCaseUpdated } from "../capabilities/consult/ui";
+import { installConsultExtras, viewerCaseId } from "../capabilities/consult/viewerExtras";
+import { CaseMarks, httpMarks, imageIdOf } from "../capabilities/tools/caseMarks";
 import { Mpr3dLayout } from "../capabilities/mpr3d/mpr3d";
 import { StudyBrowser } from "../capabilities/studyBrowser/studyBrowser";
 import { SeriesPanel } from "../capabilities/seriesPanel/seriesPanel";
@@ -133,11 +137,48 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
   hooks.canvasStats = () => viewer.canvasStats();
   hooks.pixels = () => viewer.pixels();
   progressive.onProgress = (state) => (hooks.loading = { ...state });
+  // an image to show once its series is open (?image=&frame=, a key image clicked)
+  let pendingImage: { sop: string; frame: number } | null = null;
+  async function showPending(): Promise<void> {
+    if (!pendingImage || !viewer.current) return;
+    const imageIds = viewer.viewport.getImageIds();
+    const wanted = imageIdOf({ study_uid: "", series_uid: "", sop_instance_uid: pendingImage.sop, frame: pendingImage.frame }, imageIds);
+    pendingImage = null;
+    if (wanted) await viewer.goTo(imageIds.indexOf(wanted));
+  }
   installConsultExtras({
     me, hooks, layout: root.querySelector("main.layout") as HTMLElement, toolbar: toolbar.element,
     currentImageId: () => (viewer.current ? viewer.viewport.getCurrentImageId() : undefined),
     onImageChange: (callback) => viewer.on("change", callback),
+    openImage: (k: CaseKeyImage) => {
+      if (viewer.current?.series.seriesUID !== k.image.series_uid) return false;
+      pendingImage = { sop: k.image.sop_instance_uid, frame: k.image.frame ?? 1 };
+      void showPending();
+      return true;
+    },
   });
+
+  // -- the case's marks (drawn by anyone, kept with the case) --------------------------------
+  const caseId = viewerCaseId();
+  let caseMarks: CaseMarks | null = null;
+  if (caseId) {
+    const transport = httpMarks(caseId);
+    const marks = (caseMarks = new CaseMarks(me.subject, () => (viewer.current ? viewer.viewport : null), transport));
+    marks.onChange = () => (hooks.consult.caseMarks = marks.summary());
+    marks.onDrawn = () => toolbox?.refresh();
+    const reload = () =>
+      void transport
+        .list()
+        .then((list) => marks.replace(list))
+        .catch((err: unknown) => {
+          marks.errors.push(String(err));
+          marks.onChange();
+        });
+    reload();
+    onCaseUpdated((event) => {
+      if (!event || (event.id === caseId && event.what === "marks")) reload();
+    });
+  }
 
   // -- test hooks and timing -------------------------------------------------------------
   let awaitingFirst: string | null = null;
@@ -158,6 +199,7 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
   toolbox.onMeasurements((all, changed) => {
     measurementList.show(all);
     hooks.measurements = all;
+    caseMarks?.measurementsChanged(all, changed);
     if (changed) hooks.lastMeasurement = changed;
   });
   measurementList.onSelect = (m) => {
@@ -198,6 +240,8 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
       cineButton.textContent = `▶ ${t("viewer.cine")}`;
       compare.primaryOpened(frames);
       status.textContent = "";
+      caseMarks?.draw();
+      await showPending();
       const url = `/viewer/studies/${study.studyUID}?series=${series.seriesUID}`;
       if (location.pathname + location.search !== url) history.replaceState(null, "", url);
       mpr.seriesOpened(series.seriesUID);
@@ -251,6 +295,8 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
       return;
     }
     const series = new URLSearchParams(location.search).get("series") ?? undefined;
+    const image = new URLSearchParams(location.search).get("image");
+    pendingImage = image ? { sop: image, frame: Number(new URLSearchParams(location.search).get("frame") ?? 1) || 1 } : null;
     mpr.wanted = new URLSearchParams(location.search).get("layout") === "mpr";
     if (!mpr.wanted && mpr.active) mpr.close();
     await openStudy(study, performance.now(), series);

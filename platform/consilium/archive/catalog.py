@@ -116,6 +116,41 @@ def sop_uids_in_study(engine: Engine, study_uid: str, sop_uids: Sequence[str]) -
 
 
 @dataclass(frozen=True)
+class InstanceFacts:
+    """Where an instance is and what a list of key images says of it."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    instance_number: int | None
+    series_description: str
+    series_number: int | None
+    frames: int
+
+
+def instance_facts(engine: Engine, sop_uids: Sequence[str]) -> dict[str, InstanceFacts]:
+    """The stored instances among ``sop_uids`` with their series and study (no policy: the
+    callers checked the study through the gate, or validate what a case already links)."""
+    if not sop_uids:
+        return {}
+    stmt = (
+        select(studies.c.study_uid, series_table.c.series_uid, instances.c.sop_uid,
+               instances.c.sop_class_uid, instances.c.instance_number,
+               series_table.c.description, series_table.c.series_number,
+               instances.c.number_of_frames)
+        .join(series_table, series_table.c.id == instances.c.series_pk)
+        .join(studies, studies.c.id == series_table.c.study_pk)
+        .where(instances.c.sop_uid.in_(list(sop_uids)))
+    )
+    with engine.connect() as conn:
+        return {str(r[2]): InstanceFacts(str(r[0]), str(r[1]), str(r[2]), str(r[3] or ""),
+                                         None if r[4] is None else int(r[4]), str(r[5] or ""),
+                                         None if r[6] is None else int(r[6]), int(r[7] or 1))
+                for r in conn.execute(stmt)}
+
+
+@dataclass(frozen=True)
 class SeriesRow:
     """One stored instance of a series, in instance order."""
 

@@ -80,6 +80,9 @@ class Mark(BaseModel):
     image: ImageRef | None = None
     points: list[tuple[float, float]] = Field(default_factory=list, max_length=2000)
     frame_of_reference_uid: UID | None = Field(default=None, max_length=64)
+    series_uid: UID | None = Field(default=None, max_length=64,
+                                   description="the series whose volume a world mark was drawn "
+                                   "on (MPR panes); None for image marks (see image)")
     points3d: list[tuple[float, float, float]] = Field(default_factory=list, max_length=2000)
     text: str = Field(default="", max_length=1024)
     measured: Measured = Field(default_factory=Measured)

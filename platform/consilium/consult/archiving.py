@@ -21,7 +21,10 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+from pydicom.dataset import Dataset
 from sqlmodel import Session, col, select
 
 from consilium.archive import catalog
@@ -168,3 +171,40 @@ def archived_of(ctx: ConsultContext, case_id: int) -> dict[int, list[ArchivedDoc
     for row in rows:
         found.setdefault(row.conclusion_id, []).append(row)
     return found
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What :func:`store_beside` did: ``stored`` or ``failed`` (with the reason), and the
+    study's owner (empty when the study was not found)."""
+
+    status: str
+    reason: str
+    owner: str
+
+
+def store_beside(ctx: ConsultContext, study_uid: str, build: Callable[[Dataset, str], Dataset],
+                 actor: Actor, detail: dict[str, Any]) -> Stored:
+    """Write one document instance into the archive beside a study, as a conclusion's are: the
+    instance ``build`` makes from the study's first stored header and owner (copying patient
+    and study) enters through ingest, owned by the study's institution, and the write is
+    audited for that owner. Never raises: a failure is logged at ERROR and returned, for the
+    caller to keep and retry (other signed documents, e.g. a consilium's protocol, use this)."""
+    config = ctx.files
+    status, reason, owner = "stored", "", ""
+    try:
+        source, owner = catalog.study_header(config.store, study_uid)
+        result = ingest_part10(config.store, part10(build(source, owner)),
+                               IngestSource(owner, "", "consult"))
+        if not result.ok:
+            status, reason = "failed", f"refused by the archive: {result.reason}"
+    except Exception as exc:
+        log.exception("archiving %s into study %s failed", detail.get("what"), study_uid)
+        status, reason = "failed", f"{type(exc).__name__}: {exc}"
+    if status == "failed":
+        log.error("ARCHIVING FAILED: %s into study %s: %s", detail, study_uid, reason)
+    ctx.audit.record(actor, AuditAction.STORE,
+                     AuditOutcome.SUCCESS if status == "stored" else AuditOutcome.FAILURE,
+                     study_uid=study_uid, owner=owner,
+                     detail={**detail, **({"reason": reason} if reason else {})})
+    return Stored(status, reason[:1000], owner)

@@ -17,6 +17,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, mod
 from sqlalchemy import BigInteger, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from consilium.archive.marks import KeyImage
+
 
 class CaseStatus(StrEnum):
     DRAFT = "draft"
@@ -101,7 +103,6 @@ class CaseStudy(SQLModel, table=True):
     case_id: int = Field(foreign_key="consult_case.id", index=True)
     study_uid: str = Field(max_length=64, index=True)
     institution_id: str = Field(max_length=64)
-    key_images: str = Field(default="", max_length=4000, description="backslash-joined UIDs")
 
 
 class CaseEvent(SQLModel, table=True):
@@ -360,7 +361,8 @@ class CasePublic(CaseBase):
 class CaseStudyPublic(BaseModel):
     study_uid: str
     institution: str
-    key_images: list[str]
+    key_images: list[str] = Field(description="SOP Instance UIDs of the study's key images "
+                                  "(the case's key_images say more of each)")
 
 
 class MessagePublic(MessageBase):
@@ -410,6 +412,9 @@ class CaseDetail(BaseModel):
     messages: list[MessagePublic]
     conclusions: list[ConclusionPublic]
     attachments: list[AttachmentPublic]
+    key_images: list[KeyImage] = Field(
+        default_factory=list, description="with series, instance number, frame and caption; "
+        "GET /api/cases/{id}/key-images")
 
 
 class CaseList(BaseModel):

@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 
 from sqlmodel import Session, col, select
 
+from consilium.archive.marks import KeyImage
 from consilium.audit import AuditAction, AuditEvent, AuditOutcome
+from consilium.consult.annotations import list_key_images
 from consilium.consult.archiving import archived_of
 from consilium.consult.attachments import attachments_of
 from consilium.consult.cases import case_study_uids, load_case, parties
@@ -136,6 +138,7 @@ class CaseView:
     archived: dict[int, list[ArchivedDocument]]  # by conclusion id
     attachments: list[CaseAttachment]
     allowed_actions: list[str]
+    key_images: list[KeyImage]
 
 
 def case_view(ctx: ConsultContext, principal: Principal, case_id: int) -> CaseView:
@@ -145,6 +148,7 @@ def case_view(ctx: ConsultContext, principal: Principal, case_id: int) -> CaseVi
                                     .order_by(col(CaseStudy.id))))
         messages = list(session.exec(select(CaseMessage).where(
             CaseMessage.case_id == case_id).order_by(col(CaseMessage.at))))
+        key_images = list_key_images(session, case_id)
     return CaseView(case, studies, messages, conclusions(ctx, principal, case_id),
                     archived_of(ctx, case_id), attachments_of(ctx, principal, case_id),
-                    allowed_actions(principal, case))
+                    allowed_actions(principal, case), key_images)

@@ -12,6 +12,8 @@ function in a worker thread (they use the database), answer its public shape.
     POST /api/cases/{id}/messages            {text} (MessageCreate)
     GET  /api/cases/{id}/conclusion-draft    the conclusion being written (who signs only)
     PUT  /api/cases/{id}/conclusion-draft    save it (DraftUpdate)
+    .../marks, .../key-images                the case's annotations and key images
+                                             (:mod:`consilium.consult.annotation_routes`)
 
 Every case in an answer carries ``allowed_actions``: what the caller may do with it now (the
 state machine and the policy, :func:`consilium.consult.workflow.allowed_actions`).
@@ -36,6 +38,7 @@ from starlette.routing import Route
 
 from consilium.consult import drafts, reading
 from consilium.consult import workflow as wf
+from consilium.consult.annotation_routes import annotation_routes
 from consilium.consult.archiving import archived_of
 from consilium.consult.context import ConsultContext
 from consilium.consult.document_routes import attachment_public, document_routes
@@ -107,8 +110,10 @@ def case_detail(principal: Principal, view: reading.CaseView) -> CaseDetail:
         case=CasePublic.model_validate(view.case, update={
             "allowed_actions": view.allowed_actions}),
         studies=[CaseStudyPublic(study_uid=s.study_uid, institution=s.institution_id,
-                                 key_images=[k for k in s.key_images.split("\\") if k])
+                                 key_images=[k.image.sop_instance_uid for k in view.key_images
+                                             if k.image.study_uid == s.study_uid])
                  for s in view.studies],
+        key_images=view.key_images,
         messages=[MessagePublic.model_validate(m) for m in view.messages],
         conclusions=[conclusion_public(c, view.archived.get(c.id or 0, []))
                      for c in view.conclusions],
@@ -227,5 +232,6 @@ def consult_routes(ctx: ConsultContext) -> list[Route]:
         Route("/api/cases/{case_id:int}/conclusion-draft", endpoint(save_draft),
               methods=["PUT"]),
         *document_routes(ctx),  # before the catch-all {action}
+        *annotation_routes(ctx),
         Route("/api/cases/{case_id:int}/{action}", endpoint(act), methods=["POST"]),
     ]

@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 
 from consilium.archive.access import ArchiveAccess, Reader, StudyRef
 from consilium.audit import Actor
+from consilium.consult.annotations import key_sops_by_study, replace_key_images
 from consilium.consult.archiving import archive_conclusion, retry_archiving
 from consilium.consult.cases import (
     actor_of,
@@ -137,8 +138,8 @@ def open_case(
         session.flush()
         for uid in study_uids:
             session.add(CaseStudy(case_id=case.id or 0, study_uid=uid,
-                                  institution_id=linked[uid].institution_id,
-                                  key_images="\\".join((key_images or {}).get(uid, []))))
+                                  institution_id=linked[uid].institution_id))
+        replace_key_images(ctx.engine, session, case, principal, key_images or {})
         record_event(session, case, principal, EventKind.CREATED,
                      detail={"studies": list(study_uids), "target": target_institution})
         session.commit()
@@ -152,7 +153,7 @@ def _gate(ctx: ConsultContext) -> ArchiveAccess:
     return ArchiveAccess(ctx.engine, ctx.audit)
 
 
-MAX_KEY_IMAGES_PER_STUDY = 50  # what fits the column; a consult points at a few images
+MAX_KEY_IMAGES_PER_STUDY = 50  # a consult points at a few images
 
 
 @dataclass(frozen=True)
@@ -223,9 +224,9 @@ def _relink(ctx: ConsultContext, session: Session, reader: Reader, case: Consult
     uids = list(changes.study_uids) if changes.study_uids is not None else list(current)
     if not uids:
         raise InvalidInput("a case links at least one study")
+    kept = key_sops_by_study(session, case.id or 0)
     key_images = changes.key_images if changes.key_images is not None else {
-        uid: [k for k in link.key_images.split("\\") if k] for uid, link in current.items()
-        if uid in uids}
+        uid: sops for uid, sops in kept.items() if uid in uids}
     stray = set(key_images) - set(uids)
     if stray:
         raise InvalidInput(f"key images of a study the case does not link: {sorted(stray)[0]}")
@@ -238,8 +239,8 @@ def _relink(ctx: ConsultContext, session: Session, reader: Reader, case: Consult
     for uid in uids:
         link = current.get(uid) or CaseStudy(case_id=case.id or 0, study_uid=uid,
                                              institution_id=linked[uid].institution_id)
-        link.key_images = "\\".join(key_images.get(uid, []))
         session.add(link)
+    replace_key_images(ctx.engine, session, case, reader.principal, key_images)
     case.patient_id, case.patient_name = linked[uids[0]].patient_id, linked[uids[0]].patient_name
 
 

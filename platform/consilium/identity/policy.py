@@ -190,5 +190,18 @@ def may_act_on_case(principal: Principal, action: str, case: CaseParties) -> boo
     return action == "message"  # any party who may see the case
 
 
+def may_mark_case(principal: Principal, case: CaseParties, invited: bool = False) -> bool:
+    """Read and draw a case's annotations and key images: its parties, and clinicians invited
+    to one of its consilium sessions (``invited``: the invitation, a grant of the case's
+    studies, is active)."""
+    return principal.is_clinician and (invited or may_see_case(principal, case))
+
+
+def may_change_mark(principal: Principal, author_subject: str) -> bool:
+    """A mark or key image is changed or deleted by its author only: what a doctor measured
+    is attributed to them, nobody rewrites it in their name."""
+    return principal.is_clinician and principal.subject == author_subject
+
+
 def may_open_case(principal: Principal) -> bool:
     return principal.has_role(Role.REFERRING) or principal.has_role(Role.HEAD)

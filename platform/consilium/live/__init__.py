@@ -6,5 +6,9 @@ state, ordering, resume, shared render streams) is ``docs/live-consilium.md``. M
 per-session sequence, written in the database), :mod:`.state` (the fold), :mod:`.events` (event
 names and payload models), :mod:`.hub` (this process's writer, coalescer and ordered delivery),
 :mod:`.namespace` and :mod:`.routes` (the adapters), :mod:`.render_share` (shared render
-streams), :mod:`.record` (what a session leaves in the case timeline).
+streams), :mod:`.record` (what a session leaves in the case timeline); the protocol:
+:mod:`.protocol` (rules), :mod:`.protocol_fold` (its part of the state), :mod:`.protocol_close`
+(closing: PDF to the case, the archive), :mod:`.protocol_pdf`, :mod:`.protocol_dicom`,
+:mod:`.protocol_models`, :mod:`.protocol_routes` (with replay's); :mod:`.replay` (the state at
+any seq, the timeline).
 """

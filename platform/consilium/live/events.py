@@ -32,6 +32,10 @@ EVT_CONTROL_GRANT = "control:grant"
 EVT_CONTROL_TAKE = "control:take"
 EVT_END = "session:end"
 EVT_RENDER_FOLLOW = "session:render_follow"
+EVT_PROTOCOL_DRAFT = "protocol:draft"
+EVT_MARK_PUT = "mark:put"
+EVT_MARK_DELETE = "mark:delete"
+EVT_MARK_DRAWING = "mark:drawing"
 
 # server -> client
 EVT_CHANGE = "session:change"
@@ -41,6 +45,8 @@ EVT_CLOSED = "session:closed"
 EVT_INVITED = "consilium:invited"  # on the default namespace, room user:<subject>
 
 CHAT_MAX = 2000
+PROTOCOL_MAX = 20_000
+"""Characters of the protocol's text (a consilium's decision is a page or two)."""
 NAME_MAX = 64
 UID_MAX = 64
 
@@ -65,6 +71,17 @@ class ChangeKind(StrEnum):
     VIEW_MPR = "view.mpr"
     VIEW_VOLUME = "view.volume"
     POINTER = "pointer"
+    # the protocol (:mod:`.protocol`): pen, saved versions, the text being typed, signatures
+    PROTOCOL_PEN = "protocol.pen"
+    PROTOCOL_SAVED = "protocol.saved"
+    PROTOCOL_DRAFT = "protocol.draft"
+    PROTOCOL_SIGNING = "protocol.signing"
+    PROTOCOL_SIGNED = "protocol.signed"
+    PROTOCOL_REOPENED = "protocol.reopened"
+    PROTOCOL_CLOSED = "protocol.closed"
+    MARK_PUT = "mark.put"  # a mark of the case added or replaced (kept with the case too)
+    MARK_DELETED = "mark.deleted"
+    MARK_DRAWING = "mark.drawing"  # the stroke a participant is drawing (not kept)
 
     @property
     def coalesced(self) -> bool:
@@ -74,7 +91,10 @@ class ChangeKind(StrEnum):
 
 
 COALESCED_KINDS = frozenset({ChangeKind.VIEW_STACK, ChangeKind.VIEW_MPR, ChangeKind.VIEW_VOLUME,
-                             ChangeKind.POINTER})
+                             ChangeKind.POINTER, ChangeKind.PROTOCOL_DRAFT,
+                             ChangeKind.MARK_DRAWING})
+PER_ACTOR_KINDS = frozenset({ChangeKind.POINTER, ChangeKind.MARK_DRAWING})
+"""Coalesced kinds of which the latest of each participant is kept (not one per session)."""
 VIEW_KINDS = (ChangeKind.VIEW_STACK, ChangeKind.VIEW_MPR, ChangeKind.VIEW_VOLUME)
 
 
@@ -255,6 +275,36 @@ class ControlGrant(Strict):
 
 class SessionEnd(Strict):
     session_id: SessionId
+
+
+class ProtocolDraft(Strict):
+    """The protocol's text as its editor types it (coalesced; saved versions go over HTTP):
+    ``version`` is the saved version the text was started from."""
+
+    session_id: SessionId
+    version: int = Field(ge=0)
+    text: str = Field(max_length=PROTOCOL_MAX)
+
+
+class MarkPut(Strict):
+    """Add or replace one's own mark of the case (:class:`consilium.archive.marks.Mark`; its
+    author and colour are the server's)."""
+
+    session_id: SessionId
+    mark: dict[str, Any]
+
+
+class MarkDelete(Strict):
+    session_id: SessionId
+    id: str = Field(min_length=1, max_length=64)
+
+
+class MarkDrawing(Strict):
+    """The mark being drawn, as it is now (coalesced); ``mark: null`` when the stroke ended
+    without a mark (cancelled), a ``mark:put`` of the same id ends it too."""
+
+    session_id: SessionId
+    mark: dict[str, Any] | None = None
 
 
 RENDER_VIEWS = ("3d", *(f"mpr:{p}" for p in MPR_PANES))

@@ -55,7 +55,14 @@ from sqlmodel import Session, col
 
 from consilium.archive import catalog
 from consilium.archive.access import Reader
-from consilium.live.events import EVT_CHANGE, EVT_CLOSED, EVT_INVITED, NAMESPACE, ChangeKind
+from consilium.live.events import (
+    EVT_CHANGE,
+    EVT_CLOSED,
+    EVT_INVITED,
+    NAMESPACE,
+    PER_ACTOR_KINDS,
+    ChangeKind,
+)
 from consilium.live.models import SessionConnection
 from consilium.live.sequencer import (
     Change,
@@ -404,7 +411,7 @@ class LiveHub:
     def offer(self, draft: Draft) -> None:
         """A high-frequency change: the latest per key is written at the next tick."""
         key = (draft.session_id, draft.kind.value,
-               draft.actor if draft.kind is ChangeKind.POINTER else "")
+               draft.actor if draft.kind in PER_ACTOR_KINDS else "")
         if key in self._pending:
             self.coalesced += 1
         self._pending[key] = draft

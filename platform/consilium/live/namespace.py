@@ -36,6 +36,7 @@ from consilium.live import events as ev
 from consilium.live import sessions
 from consilium.live.events import NAMESPACE, ChangeKind
 from consilium.live.hub import RESUME_MAX, Feed, LiveHub, Participant, room_of
+from consilium.live.mark_events import MarkEvents
 from consilium.live.models import SessionStatus
 from consilium.live.render_share import SessionRender
 from consilium.live.sequencer import Draft, last_seq_of, load_changes
@@ -118,7 +119,12 @@ class ConsiliumNamespace:
             (ev.EVT_CONTROL_TAKE, ev.ControlRequest, self.control_take),
             (ev.EVT_END, ev.SessionEnd, self.end),
             (ev.EVT_RENDER_FOLLOW, ev.RenderFollow, self.render_follow),
+            (ev.EVT_PROTOCOL_DRAFT, ev.ProtocolDraft, self.protocol_draft),
         ]
+        marks = MarkEvents(self)
+        table += [(ev.EVT_MARK_PUT, ev.MarkPut, marks.put),
+                  (ev.EVT_MARK_DELETE, ev.MarkDelete, marks.delete),
+                  (ev.EVT_MARK_DRAWING, ev.MarkDrawing, marks.drawing)]
         for name, model, handler in table:
             on(name, self._event(name, model, handler), namespace=NAMESPACE)
 
@@ -160,7 +166,7 @@ class ConsiliumNamespace:
                 except Refusal as exc:
                     return exc.ack()
                 except DomainError as exc:
-                    return Refusal(exc.status, exc.message).ack()
+                    return Refusal(exc.status, exc.message, exc.reason).ack()
                 except Exception:
                     log.exception("%s failed", name)
                     return Refusal(500, "internal error; see the server log").ack()
@@ -420,6 +426,22 @@ class ConsiliumNamespace:
                     feed.render.on_view(kind, {"state": view, "final": True}, feed.seq)
         feed.render.follow(conn.sid, participant.reader, list(m.views))
         return {"ok": True, "views": list(m.views)}
+
+
+    async def protocol_draft(self, _conn: Connection, participant: Participant,
+                             m: ev.ProtocolDraft) -> dict[str, Any]:
+        """The protocol's text as its editor types it: coalesced like a view change (the
+        fold takes it only from the editor, on the newest version: :mod:`.protocol_fold`)."""
+        state = await self._state(participant)
+        protocol = state.get("protocol") or {"status": "draft", "editor": state["chair"],
+                                             "version": 0}
+        if protocol["status"] != "draft" or state["status"] == "scheduled":
+            raise Refusal(409, "the protocol is not being written", "state")
+        if protocol["editor"] != participant.subject:
+            raise Refusal(403, "only the one who holds the pen edits", "not-editor")
+        self.hub.offer(Draft(participant.session_id, ChangeKind.PROTOCOL_DRAFT,
+                             participant.subject, {"version": m.version, "text": m.text}))
+        return {"ok": True}
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -35,6 +35,7 @@ from sqlalchemy import Connection, Engine, and_, delete, exists, insert, or_, se
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
+from consilium.live import mark_store
 from consilium.live.events import ChangeKind
 from consilium.live.models import (
     ConsiliumSession,
@@ -48,6 +49,7 @@ SNAPSHOT_EVERY = 200
 
 _OPEN = frozenset({SessionStatus.OPEN})
 _NOT_ENDED = frozenset({SessionStatus.SCHEDULED, SessionStatus.OPEN})
+_STARTED = frozenset({SessionStatus.OPEN, SessionStatus.ENDED})
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,17 @@ RULES: dict[ChangeKind, Rule] = {
     ChangeKind.VIEW_MPR: Rule(_OPEN, "presenter"),
     ChangeKind.VIEW_VOLUME: Rule(_OPEN, "presenter"),
     ChangeKind.POINTER: Rule(_OPEN),
+    # the protocol may be finished after the session ended; :mod:`.protocol` checks who
+    ChangeKind.PROTOCOL_PEN: Rule(_STARTED, "chair"),
+    ChangeKind.PROTOCOL_SAVED: Rule(_STARTED),
+    ChangeKind.PROTOCOL_DRAFT: Rule(_STARTED),
+    ChangeKind.PROTOCOL_SIGNING: Rule(_STARTED, "chair"),
+    ChangeKind.PROTOCOL_SIGNED: Rule(_STARTED),
+    ChangeKind.PROTOCOL_REOPENED: Rule(_STARTED, "chair"),
+    ChangeKind.PROTOCOL_CLOSED: Rule(_STARTED, "chair"),
+    ChangeKind.MARK_PUT: Rule(_OPEN),  # and the mark is new or the actor's own (mark_store)
+    ChangeKind.MARK_DELETED: Rule(_OPEN),
+    ChangeKind.MARK_DRAWING: Rule(_OPEN),
 }
 
 
@@ -157,6 +170,9 @@ def append(db: Connection, draft: Draft, process_id: str = "") -> Change | None:
     the rule of its kind refuses it. ``process_id`` is recorded with a ``member.joined``
     connection (who holds it)."""
     rule = RULES[draft.kind]
+    payload = mark_store.payload_before(db, draft)
+    if payload is None:
+        return None
     conditions: list[ColumnElement[bool]] = [
         col(ConsiliumSession.id) == draft.session_id,
         col(ConsiliumSession.status).in_([s.value for s in rule.statuses]),
@@ -183,12 +199,13 @@ def append(db: Connection, draft: Draft, process_id: str = "") -> Change | None:
         db.execute(delete(SessionConnection).where(
             col(SessionConnection.session_id) == draft.session_id))
     change = Change(draft.session_id, int(seq), stamp(draft.at), draft.actor, draft.kind.value,
-                    draft.payload, draft.durable)
+                    payload, draft.durable)
     db.execute(insert(SessionChange).values(
         session_id=draft.session_id, seq=change.seq, at=draft.at, actor=draft.actor,
-        kind=change.kind, payload=json.dumps(draft.payload, ensure_ascii=False,
+        kind=change.kind, payload=json.dumps(payload, ensure_ascii=False,
                                              separators=(",", ":")),
         durable=change.durable))
+    mark_store.store_after(db, draft, change)
     if change.seq % SNAPSHOT_EVERY == 0:
         _compact(db, draft.session_id)
     return change

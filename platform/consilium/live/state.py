@@ -16,8 +16,13 @@ The document::
      "view": {"stack": {...} | null, "mpr": {...} | null, "volume": {...} | null},
      "pointers": {subject: {"series_uid", "image_id", "x", "y", "seq"}},
      "chat": [{"seq", "at", "subject", "name", "text"}, ...],   # the latest CHAT_KEPT
-     "annotations": [],
+     "annotations": [Mark, ...],   # the case's marks: at opening, then mark.put/deleted
+     "protocol": {...},   # from the first protocol change on: see :mod:`.protocol_fold`
+     "drawing": {subject: Mark},   # the stroke each participant is drawing now
      "seq"}
+
+``Mark`` is :class:`consilium.archive.marks.Mark` as JSON. Snapshots written before
+``drawing`` existed lack it: the handlers add it when they need it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
+from consilium.live import protocol_fold
 from consilium.live.events import ChangeKind
 
 CHAT_KEPT = 500
@@ -40,7 +46,7 @@ def empty_state(session_id: str) -> State:
         "scheduled_at": None, "opened_at": None, "ended_at": None, "chair": "",
         "presenter": "", "members": {}, "control_requests": [],
         "view": {"stack": None, "mpr": None, "volume": None}, "pointers": {}, "chat": [],
-        "annotations": [], "seq": 0,
+        "annotations": [], "drawing": {}, "seq": 0,
     }
 
 
@@ -57,8 +63,9 @@ def _member(state: State, subject: str, payload: dict[str, Any], role: str = "me
 
 
 def _offline(state: State, subject: str) -> None:
-    """What a member who has no connection left no longer holds: the pointer."""
+    """What a member who has no connection left no longer holds: the pointer, the stroke."""
     state["pointers"].pop(subject, None)
+    state.setdefault("drawing", {}).pop(subject, None)
 
 
 def apply(state: State, change: dict[str, Any]) -> State:
@@ -99,12 +106,14 @@ def _scheduled(state: State, _seq: int, _at: str, _actor: str, p: dict[str, Any]
     _member(state, chair.get("subject", ""), chair, role="chair")
 
 
-def _opened(state: State, _seq: int, at: str, _actor: str, _p: dict[str, Any]) -> None:
+def _opened(state: State, _seq: int, at: str, _actor: str, p: dict[str, Any]) -> None:
     state.update(status="open", opened_at=at, presenter=state["chair"])
+    if "marks" in p:  # the case's marks when it opened (sessions of before carry none)
+        state["annotations"] = list(p["marks"])
 
 
 def _ended(state: State, _seq: int, at: str, _actor: str, _p: dict[str, Any]) -> None:
-    state.update(status="ended", ended_at=at, control_requests=[], pointers={})
+    state.update(status="ended", ended_at=at, control_requests=[], pointers={}, drawing={})
     for member in state["members"].values():
         member.update(online=False, connections=[], hand=False)
 
@@ -186,6 +195,35 @@ def _pointer(state: State, seq: int, _at: str, actor: str, p: dict[str, Any]) ->
                                 "y": p.get("y", 0.0), "seq": seq}
 
 
+def _mark_put(state: State, _seq: int, _at: str, actor: str, p: dict[str, Any]) -> None:
+    mark = p["mark"]
+    marks: list[dict[str, Any]] = state["annotations"]
+    for index, found in enumerate(marks):
+        if found.get("id") == mark.get("id"):
+            marks[index] = mark
+            break
+    else:
+        marks.append(mark)
+    drawing = state.setdefault("drawing", {})
+    if (drawing.get(actor) or {}).get("id") == mark.get("id"):
+        del drawing[actor]
+
+
+def _mark_deleted(state: State, _seq: int, _at: str, actor: str, p: dict[str, Any]) -> None:
+    state["annotations"] = [m for m in state["annotations"] if m.get("id") != p["id"]]
+    drawing = state.setdefault("drawing", {})
+    if (drawing.get(actor) or {}).get("id") == p["id"]:
+        del drawing[actor]
+
+
+def _mark_drawing(state: State, _seq: int, _at: str, actor: str, p: dict[str, Any]) -> None:
+    drawing = state.setdefault("drawing", {})
+    if p.get("mark") is None:
+        drawing.pop(actor, None)
+    else:
+        drawing[actor] = p["mark"]
+
+
 _HANDLERS: dict[ChangeKind, Any] = {
     ChangeKind.SESSION_SCHEDULED: _scheduled,
     ChangeKind.SESSION_OPENED: _opened,
@@ -204,4 +242,8 @@ _HANDLERS: dict[ChangeKind, Any] = {
     ChangeKind.VIEW_MPR: _view("mpr"),
     ChangeKind.VIEW_VOLUME: _view("volume"),
     ChangeKind.POINTER: _pointer,
+    **protocol_fold.HANDLERS,
+    ChangeKind.MARK_PUT: _mark_put,
+    ChangeKind.MARK_DELETED: _mark_deleted,
+    ChangeKind.MARK_DRAWING: _mark_drawing,
 }

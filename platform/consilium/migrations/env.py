@@ -8,6 +8,7 @@ from sqlmodel import SQLModel
 
 import consilium.archive.models
 import consilium.audit
+import consilium.consult.annotation_models
 import consilium.consult.models
 import consilium.identity.models  # noqa: F401
 

@@ -77,3 +77,51 @@ export async function invitable(ownInstitution: string): Promise<Clinician[]> {
   }
   return [...found.values()].sort((a, b) => a.institution.localeCompare(b.institution) || a.name.localeCompare(b.name));
 }
+
+// -- the protocol and replay (platform/consilium/live/protocol_routes.py) --------------------
+
+export interface ProtocolInfo {
+  session_id: string;
+  case_id: number;
+  status: "draft" | "signing" | "closed";
+  editor: string;
+  editor_name: string;
+  version: number;
+  text: string;
+  versions: { version: number; author: string; author_name: string; author_institution: string; at: string }[];
+  signatures: { subject: string; name: string; institution: string; version: number; agree: boolean; dissent: string; at: string }[];
+  closed_at: string | null;
+  closed_by: string;
+  content_sha256: string;
+  pdf_url: string | null;
+  attachment_id: number | null;
+  archived: { study_uid: string; kind: string; series_uid: string; sop_instance_uid: string; sop_class_uid: string; status: string; reason: string }[];
+}
+
+const protocolPath = (id: string, what = "") => `/api/consilia/${encodeURIComponent(id)}/protocol${what}`;
+export const getProtocol = (id: string) => api<ProtocolInfo>("GET", protocolPath(id));
+export const saveProtocol = (id: string, text: string, version: number) => api<ProtocolInfo>("PUT", protocolPath(id), { text, version });
+export const givePen = (id: string, subject: string) => api<ProtocolInfo>("POST", protocolPath(id, "/pen"), { subject });
+export const submitProtocol = (id: string, version: number) => api<ProtocolInfo>("POST", protocolPath(id, "/submit"), { version });
+export const signProtocol = (id: string, version: number, agree: boolean, dissent = "") =>
+  api<ProtocolInfo>("POST", protocolPath(id, "/sign"), { version, agree, dissent });
+export const reopenProtocol = (id: string) => api<ProtocolInfo>("POST", protocolPath(id, "/reopen"));
+export const closeProtocol = (id: string) => api<ProtocolInfo>("POST", protocolPath(id, "/close"));
+export const protocolPdfUrl = (id: string) => `/api/consilia/${encodeURIComponent(id)}/protocol.pdf`;
+
+export interface TimelineStep {
+  seq: number;
+  /** the last seq of a run of one presenter's view changes (seq otherwise) */
+  until: number;
+  at: string;
+  actor: string;
+  name: string;
+  kind: string;
+  what: Record<string, unknown>;
+}
+
+export const replayUrl = (id: string): string => `/viewer/consilia/${encodeURIComponent(id)}/replay`;
+export const getReplay = (id: string) =>
+  api<{ session: SessionInfo; last_seq: number; timeline: TimelineStep[]; truncated: boolean }>("GET", `/api/consilia/${encodeURIComponent(id)}/replay`);
+export const getReplayState = (id: string, seq: number) =>
+  api<{ seq: number; state: import("./state").State }>("GET", `/api/consilia/${encodeURIComponent(id)}/replay/state?seq=${seq}`);

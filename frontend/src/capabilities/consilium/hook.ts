@@ -49,3 +49,23 @@ export interface SessionHook {
   closed: string | null;
   error: string | null;
 }
+
+/** What the replay page publishes on `window.__consilium.replay` (the browser tests read it). */
+export interface ReplayHook {
+  id: string;
+  /** the seq asked for (the scrubber, a step), and the seq of the state shown */
+  wanted: number;
+  seq: number;
+  last: number;
+  steps: number;
+  /** the index of the timeline entry at the seq shown (-1 before the first) */
+  step: number;
+  state: State | null;
+  /** the presenter's image as the state at seq has it, and the seq whose view the viewer shows */
+  shown: { series_uid: string; image_index: number; voi: { center: number; width: number } | null } | null;
+  appliedSeq: number;
+  /** the image index the viewer shows */
+  imageIndex: number;
+  loads: number;
+  error: string | null;
+}

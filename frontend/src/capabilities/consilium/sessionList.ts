@@ -12,7 +12,7 @@ import { timeElement } from "../../core/format";
 import { t } from "../../core/i18n";
 import { liveSocket } from "../../core/live";
 import { caseUrl } from "../consult/api";
-import { sessionUrl, type SessionInfo } from "./api";
+import { replayUrl, sessionUrl, type SessionInfo } from "./api";
 
 export interface Invitation {
   session_id: string;
@@ -67,6 +67,7 @@ export function sessionTable(sessions: SessionInfo[], me: string, empty: string,
             s.status === "ended"
               ? h("a", { href: sessionUrl(s.id), class: "button", "data-testid": "consilium-view" }, t("consilium.view_record"))
               : h("a", { href: sessionUrl(s.id), class: "button primary", "data-testid": "consilium-join" }, t("consilium.join")),
+            s.status === "ended" ? h("a", { href: replayUrl(s.id), class: "button", "data-testid": "consilium-replay" }, t("consilium.replay.link")) : null,
           ),
         );
       }),

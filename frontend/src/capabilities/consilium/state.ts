@@ -5,6 +5,8 @@
  * browser does not know changes nothing but its seq.
  */
 
+import { PROTOCOL_HANDLERS, type ProtocolState } from "./protocolState";
+
 export interface StackViewport {
   study_uid: string;
   series_uid: string;
@@ -102,7 +104,12 @@ export interface State {
   view: { stack: StackView | null; mpr: MprView | null; volume: VolumeView | null };
   pointers: Record<string, Pointer>;
   chat: ChatLine[];
-  annotations: unknown[];
+  /** the case's marks (capabilities/tools/caseMarks Mark): at opening, then mark.put / deleted */
+  annotations: { id: string; [key: string]: unknown }[];
+  /** the stroke each participant is drawing now (a Mark) */
+  drawing?: Record<string, { id: string; [key: string]: unknown }>;
+  /** from the first protocol change on (protocolState.ts) */
+  protocol?: ProtocolState;
   seq: number;
 }
 
@@ -134,6 +141,7 @@ export function emptyState(sessionId: string): State {
     pointers: {},
     chat: [],
     annotations: [],
+    drawing: {},
     seq: 0,
   };
 }
@@ -161,16 +169,18 @@ const HANDLERS: Record<string, (s: State, c: Change, p: P) => void> = {
     s.chair = str(chair.subject);
     member(s, s.chair, chair, "chair");
   },
-  "session.opened": (s, c) => {
+  "session.opened": (s, c, p) => {
     s.status = "open";
     s.opened_at = c.at;
     s.presenter = s.chair;
+    if (Array.isArray(p.marks)) s.annotations = p.marks as State["annotations"];
   },
   "session.ended": (s, c) => {
     s.status = "ended";
     s.ended_at = c.at;
     s.control_requests = [];
     s.pointers = {};
+    s.drawing = {};
     for (const m of Object.values(s.members)) Object.assign(m, { online: false, connections: [], hand: false });
   },
   "member.invited": (s, _c, p) => {
@@ -194,7 +204,10 @@ const HANDLERS: Record<string, (s: State, c: Change, p: P) => void> = {
     if (!m) return;
     m.connections = without(m.connections, str(p.connection));
     m.online = m.connections.length > 0;
-    if (!m.online) delete s.pointers[subject];
+    if (!m.online) {
+      delete s.pointers[subject];
+      if (s.drawing) delete s.drawing[subject];
+    }
   },
   "control.requested": (s, _c, p) => {
     if (!s.control_requests.includes(str(p.subject))) s.control_requests.push(str(p.subject));
@@ -227,6 +240,22 @@ const HANDLERS: Record<string, (s: State, c: Change, p: P) => void> = {
   "view.volume": (s, _c, p) => {
     s.view.volume = p.state as VolumeView;
   },
+  "mark.put": (s, c, p) => {
+    const mark = p.mark as State["annotations"][number];
+    const at = s.annotations.findIndex((m) => m.id === mark.id);
+    if (at >= 0) s.annotations[at] = mark;
+    else s.annotations.push(mark);
+    if (s.drawing && s.drawing[c.actor]?.id === mark.id) delete s.drawing[c.actor];
+  },
+  "mark.deleted": (s, c, p) => {
+    s.annotations = s.annotations.filter((m) => m.id !== p.id);
+    if (s.drawing && s.drawing[c.actor]?.id === p.id) delete s.drawing[c.actor];
+  },
+  "mark.drawing": (s, c, p) => {
+    s.drawing ??= {};
+    if (p.mark) s.drawing[c.actor] = p.mark as State["annotations"][number];
+    else delete s.drawing[c.actor];
+  },
   pointer: (s, c, p) => {
     if (p.visible === false) {
       delete s.pointers[c.actor];
@@ -240,6 +269,7 @@ const HANDLERS: Record<string, (s: State, c: Change, p: P) => void> = {
       seq: c.seq,
     };
   },
+  ...PROTOCOL_HANDLERS,
 };
 
 /** Apply one change in place (one at or below the state's seq is already in). */

@@ -4,6 +4,7 @@
  */
 
 import { loginUrl, type Me } from "../../core/session";
+import type { CaseKeyImage } from "./keyImages";
 
 export class ApiError extends Error {
   constructor(
@@ -144,6 +145,8 @@ export interface CaseDetail {
   messages: Message[];
   conclusions: Conclusion[];
   attachments?: Attachment[];
+  /** with series, instance number, frame and caption (capabilities/consult/keyImages) */
+  key_images?: CaseKeyImage[];
 }
 
 export interface TimelineEntry {

@@ -7,6 +7,7 @@
 import { DICOMWEB } from "../../core/dicomweb";
 import { h } from "../../core/dom";
 import { t } from "../../core/i18n";
+import { api } from "./api";
 
 export interface KeyImage {
   studyUID: string;
@@ -83,4 +84,83 @@ export async function locate(studyUID: string, sopUIDs: string[]): Promise<KeyIm
     }),
   );
   return sopUIDs.map((u) => found.find((f) => f.sopUID === u)).filter((f): f is KeyImage => !!f);
+}
+
+// -- a case's key images (GET/PUT/DELETE /api/cases/{id}/key-images) ------------------------------
+
+/** a key image as the case keeps it (platform/consilium/archive/marks.py KeyImage) */
+export interface CaseKeyImage {
+  image: { study_uid: string; series_uid: string; sop_instance_uid: string; sop_class_uid?: string | null; frame?: number | null };
+  caption: string;
+  series_description: string;
+  instance_number: number | null;
+  author_subject: string;
+  author_name: string;
+}
+
+function keyApi<T>(method: string, url: string, body?: unknown): Promise<T> {
+  return api<T>(method, url, body);
+}
+
+export async function caseKeyImages(caseId: number): Promise<CaseKeyImage[]> {
+  return (await keyApi<{ key_images: CaseKeyImage[] }>("GET", `/api/cases/${caseId}/key-images`)).key_images;
+}
+
+export async function markCaseKeyImage(caseId: number, image: KeyImage, caption = ""): Promise<CaseKeyImage> {
+  return keyApi<CaseKeyImage>("PUT", `/api/cases/${caseId}/key-images`, {
+    study_uid: image.studyUID,
+    series_uid: image.seriesUID,
+    sop_instance_uid: image.sopUID,
+    frame: image.frame > 1 ? image.frame : null,
+    caption,
+  });
+}
+
+export async function unmarkCaseKeyImage(caseId: number, image: KeyImage): Promise<void> {
+  const frame = image.frame > 1 ? `&frame=${image.frame}` : "";
+  await keyApi("DELETE", `/api/cases/${caseId}/key-images?sop_instance_uid=${encodeURIComponent(image.sopUID)}${frame}`);
+}
+
+/** the viewer at a key image: its study, series, image and frame (and the case, for its marks) */
+export function keyImageUrl(k: CaseKeyImage, caseId?: number): string {
+  const params = new URLSearchParams({ series: k.image.series_uid, image: k.image.sop_instance_uid });
+  if (k.image.frame) params.set("frame", String(k.image.frame));
+  if (caseId) params.set("case", String(caseId));
+  return `/viewer/studies/${k.image.study_uid}?${params.toString()}`;
+}
+
+/** "Series 2 · Abdomen · image 7 · frame 3" */
+export function keyImageLabel(k: CaseKeyImage): string {
+  const parts = [k.series_description || t("keyimages.series")];
+  if (k.instance_number !== null) parts.push(t("keyimages.slice", { n: k.instance_number }));
+  if (k.image.frame) parts.push(t("keyimages.frame", { n: k.image.frame }));
+  return parts.join(" · ");
+}
+
+/** the list of a case's key images: thumbnail, series and slice, caption; each opens the viewer there */
+export function keyImageList(images: CaseKeyImage[], caseId?: number, onOpen?: (k: CaseKeyImage, event: Event) => void): HTMLElement {
+  return h(
+    "ol",
+    { class: "key-image-list", "data-testid": "key-image-list" },
+    ...images.map((k) =>
+      h(
+        "li",
+        { "data-sop": k.image.sop_instance_uid, "data-frame": String(k.image.frame ?? "") },
+        h(
+          "a",
+          {
+            href: keyImageUrl(k, caseId),
+            class: "key-image-link",
+            "data-testid": "key-image-link",
+            title: t("keyimages.open"),
+            onclick: (event: Event) => onOpen?.(k, event),
+          },
+          thumbnailOf({ studyUID: k.image.study_uid, seriesUID: k.image.series_uid, sopUID: k.image.sop_instance_uid }, 64),
+          h("span", { class: "key-image-where" }, keyImageLabel(k)),
+        ),
+        k.caption ? h("span", { class: "key-image-caption", translate: "no" }, k.caption) : null,
+        h("span", { class: "muted key-image-author" }, k.author_name),
+      ),
+    ),
+  );
 }

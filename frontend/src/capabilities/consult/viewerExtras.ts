@@ -12,7 +12,18 @@ import { t } from "../../core/i18n";
 import type { Me } from "../../core/session";
 import { ApiError, caseUrl, getCase, useSession } from "./api";
 import { ConclusionEditor, signedConclusion } from "./conclusionEditor";
-import { isKey, keyImageOf, toggleKey, basket } from "./keyImages";
+import {
+  basket,
+  caseKeyImages,
+  isKey,
+  keyImageList,
+  keyImageOf,
+  markCaseKeyImage,
+  toggleKey,
+  unmarkCaseKeyImage,
+  type CaseKeyImage,
+  type KeyImage,
+} from "./keyImages";
 import { mayAct } from "./permissions";
 import { ErrorLine, onCaseUpdated, priorityBadge, statusBadge } from "./ui";
 
@@ -27,16 +38,23 @@ export interface ViewerParts {
   currentImageId: () => string | undefined;
   /** called back whenever the shown image changes */
   onImageChange: (callback: () => void) => void;
+  /** show an image of the open study (a key image clicked); false: not here, follow the link */
+  openImage?: (k: CaseKeyImage) => boolean;
+}
+
+/** the case the viewer was opened for (`?case=`, kept for this tab), or 0 */
+export function viewerCaseId(): number {
+  const fromUrl = new URLSearchParams(location.search).get("case");
+  if (fromUrl) sessionStorage.setItem("consilium:viewer-case", fromUrl);
+  else if (!/^\/viewer\/studies\//.test(location.pathname)) sessionStorage.removeItem("consilium:viewer-case");
+  return Number(fromUrl ?? sessionStorage.getItem("consilium:viewer-case") ?? 0);
 }
 
 export function installConsultExtras(parts: ViewerParts): void {
   const { me, hooks } = parts;
   useSession(me);
   // the case of `?case=` is kept for this tab: the viewer rewrites its URL as series open
-  const fromUrl = new URLSearchParams(location.search).get("case");
-  if (fromUrl) sessionStorage.setItem("consilium:viewer-case", fromUrl);
-  else if (!/^\/viewer\/studies\//.test(location.pathname)) sessionStorage.removeItem("consilium:viewer-case");
-  const caseId = Number(fromUrl ?? sessionStorage.getItem("consilium:viewer-case") ?? 0);
+  const caseId = viewerCaseId();
 
   // -- key images and a new request for this study ------------------------------------------
   const keyButton = h("button", { type: "button", title: t("viewer.key_image_title"), "data-testid": "key-image" }, `☆ ${t("viewer.key_image")}`);
@@ -47,16 +65,35 @@ export function installConsultExtras(parts: ViewerParts): void {
   parts.toolbar.append(section);
 
   const published = (hooks.consult = { keyImages: [] as string[], viewerCase: caseId || null } as Record<string, unknown>);
+  // with a case, key images are the case's (kept with it, listed in its panel); else a basket
+  let caseKeys: CaseKeyImage[] = [];
+  const sameImage = (k: CaseKeyImage, image: KeyImage) => k.image.sop_instance_uid === image.sopUID && (k.image.frame ?? 1) === image.frame;
+  const keyList = h("div", { class: "case-key-images", "data-testid": "case-key-images" });
+  async function loadKeys(): Promise<void> {
+    if (!caseId) return;
+    caseKeys = await caseKeyImages(caseId);
+    published.caseKeyImages = caseKeys;
+    replaceChildren(
+      keyList,
+      h("h3", {}, t("keyimages.title")),
+      caseKeys.length
+        ? keyImageList(caseKeys, caseId, (k, event) => {
+            if (parts.openImage?.(k)) event.preventDefault();
+          })
+        : h("p", { class: "muted" }, t("keyimages.none")),
+    );
+    refreshKey();
+  }
   function refreshKey(): void {
     const image = keyImageOf(parts.currentImageId());
     keyButton.disabled = !image;
-    const on = !!image && isKey(image);
+    const on = !!image && (caseId ? caseKeys.some((k) => sameImage(k, image)) : isKey(image));
     keyButton.classList.toggle("active", on);
     keyButton.textContent = `${on ? "★" : "☆"} ${t("viewer.key_image")}`;
     keyButton.setAttribute("aria-pressed", String(on));
-    const all = image ? basket(image.studyUID) : [];
+    const all = caseId ? caseKeys.map((k) => k.image.sop_instance_uid) : image ? basket(image.studyUID).map((k) => k.sopUID) : [];
     keyCount.textContent = all.length ? t("viewer.key_marked", { count: all.length }) : "";
-    published.keyImages = all.map((k) => k.sopUID);
+    published.keyImages = all;
     if (image) {
       newLink.hidden = false;
       newLink.setAttribute("href", `/viewer/cases/new?study=${image.studyUID}`);
@@ -65,6 +102,13 @@ export function installConsultExtras(parts: ViewerParts): void {
   function toggle(): void {
     const image = keyImageOf(parts.currentImageId());
     if (!image) return;
+    if (caseId) {
+      const on = caseKeys.some((k) => sameImage(k, image));
+      void (on ? unmarkCaseKeyImage(caseId, image) : markCaseKeyImage(caseId, image))
+        .then(() => loadKeys())
+        .catch((err: unknown) => (published.keyImageError = String(err)));
+      return;
+    }
     toggleKey(image);
     refreshKey();
   }
@@ -80,11 +124,17 @@ export function installConsultExtras(parts: ViewerParts): void {
   });
   refreshKey();
 
-  if (caseId) parts.layout.append(casePanel(caseId, parts.me, published));
+  if (caseId) {
+    parts.layout.append(casePanel(caseId, parts.me, published, keyList));
+    void loadKeys().catch((err: unknown) => (published.keyImageError = String(err)));
+    onCaseUpdated((event) => {
+      if (!event || (event.id === caseId && event.what === "key-images")) void loadKeys().catch(() => undefined);
+    });
+  }
 }
 
 /** the side panel of a case beside the images: question, information, the conclusion editor */
-function casePanel(caseId: number, me: Me, published: Record<string, unknown>): HTMLElement {
+function casePanel(caseId: number, me: Me, published: Record<string, unknown>, keyList: HTMLElement): HTMLElement {
   const body = h("div", {});
   const errors = new ErrorLine();
   const editor = new ConclusionEditor(me);
@@ -94,6 +144,7 @@ function casePanel(caseId: number, me: Me, published: Record<string, unknown>): 
     h("div", { class: "case-panel-title" }, h("a", { href: caseUrl(caseId) }, t("case.title", { id: caseId })), h("button", { type: "button", class: "link", title: t("viewer.hide_case_panel"), onclick: () => panel.remove() }, "✕")),
     errors.element,
     body,
+    keyList,
   );
 
   async function load(note?: string): Promise<void> {

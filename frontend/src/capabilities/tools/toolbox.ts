@@ -72,6 +72,9 @@ export class Toolbox {
   private primary: string = WindowLevelTool.toolName;
   private readonly listeners: Listener[] = [];
   private readonly toolListeners: ((name: string) => void)[] = [];
+  /** report the measurements again once their statistics are computed (annotations added by
+   * code, e.g. a case's marks of others: Cornerstone computes their numbers as it draws them) */
+  readonly refresh: () => void;
 
   constructor(groupId: string, viewportId: string, renderingEngineId: string) {
     if (!registered) {
@@ -92,6 +95,17 @@ export class Toolbox {
       } else {
         group.addTool(tool.toolName);
       }
+    }
+    // others' marks of the case carry their author's name under the value (data.author)
+    for (const name of MEASUREMENT_TOOLS) {
+      const instance = group.getToolInstance(name) as { configuration?: { getTextLines?: (d: unknown, t: string) => string[] | undefined } } | undefined;
+      const base = instance?.configuration?.getTextLines;
+      if (!instance?.configuration || !base) continue;
+      instance.configuration.getTextLines = (data: unknown, targetId: string) => {
+        const lines = base(data, targetId) ?? [];
+        const author = (data as { author?: string }).author;
+        return author ? [...lines, author] : lines;
+      };
     }
     group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
     group.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: MouseBindings.Auxiliary }] });
@@ -116,6 +130,13 @@ export class Toolbox {
       const annotation = (evt as CustomEvent<{ annotation?: Annotation }>).detail?.annotation;
       if (annotation && !removed) lastChanged = annotation;
       requestAnimationFrame(() => publish(false)); // stats are computed while it renders
+      window.clearTimeout(settleTimer);
+      settleTimer = window.setTimeout(() => {
+        toolsUtils.triggerAnnotationRenderForViewportIds([viewportId]);
+        requestAnimationFrame(() => publish(true));
+      }, SETTLE_MS);
+    };
+    this.refresh = () => {
       window.clearTimeout(settleTimer);
       settleTimer = window.setTimeout(() => {
         toolsUtils.triggerAnnotationRenderForViewportIds([viewportId]);
