@@ -2,7 +2,7 @@
 with its DICOMweb plugin (Debian's orthanc-dicomweb), on the same data in the same run.
 
 Data: ``--studies`` small studies (one 32x32 instance each; Latin and Cyrillic names) and one
-300-slice 512x512 CT from :mod:`consilium.demo.ct_phantom`. Consilium's index is filled in
+300-slice 512x512 CT from :mod:`consilium.synthetic`. Consilium's index is filled in
 process through the one ingest function (fsync off: loading is not what is measured); Orthanc
 gets the same files over its REST API (``SyncStorageArea`` off for the load, for the same reason).
 
@@ -59,50 +59,31 @@ ACCEPT_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 def small_studies(count: int, seed: int = 7) -> list[tuple[str, bytes]]:
     """(PatientID, PS3.10 bytes) of ``count`` one-instance studies."""
     import numpy as np
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    from consilium import synthetic
 
     rng = random.Random(seed)
     pixels = (np.arange(32 * 32, dtype="<i2") % 512).tobytes()
     out = []
     for n in range(count):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SpecificCharacterSet = "ISO_IR 192"
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-        ds.PatientName = f"{rng.choice(SURNAMES)}^{rng.choice(GIVEN)}"
-        ds.PatientID = f"P{n:06d}"
-        ds.PatientBirthDate = f"19{rng.randint(30, 99)}0{rng.randint(1, 9)}1{rng.randint(0, 9)}"
-        ds.PatientSex = rng.choice("MF")
-        ds.StudyDate = f"20{rng.randint(10, 26)}0{rng.randint(1, 9)}2{rng.randint(0, 8)}"
-        ds.StudyTime = "101500"
-        ds.AccessionNumber = f"A{n:07d}"
-        ds.StudyID = "1"
-        ds.StudyDescription = "BENCH"
-        ds.ReferringPhysicianName = "Petrova^Anna"
-        ds.Modality = rng.choice(["CT", "MR", "US", "DX"])
-        ds.SeriesNumber = 1
-        ds.InstanceNumber = 1
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows = ds.Columns = 32
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1
-        ds.PixelData = pixels
-        buffer = io.BytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
-        out.append((str(ds.PatientID), buffer.getvalue()))
+        patient = {  # drawn in this order: the same studies for the same seed
+            "PatientName": f"{rng.choice(SURNAMES)}^{rng.choice(GIVEN)}",
+            "PatientID": f"P{n:06d}",
+            "PatientBirthDate": f"19{rng.randint(30, 99)}0{rng.randint(1, 9)}1{rng.randint(0, 9)}",
+            "PatientSex": rng.choice("MF"),
+            "StudyDate": f"20{rng.randint(10, 26)}0{rng.randint(1, 9)}2{rng.randint(0, 8)}",
+        }
+        ds = synthetic.image(
+            modality=rng.choice(["CT", "MR", "US", "DX"]), rows=32, columns=32, pixels=pixels,
+            signed=True, SpecificCharacterSet="ISO_IR 192", **patient, StudyTime="101500",
+            AccessionNumber=f"A{n:07d}", StudyID="1", StudyDescription="BENCH",
+            ReferringPhysicianName="Petrova^Anna", SeriesNumber=1, InstanceNumber=1)
+        out.append((str(ds.PatientID), synthetic.encoded(ds)))
     return out
 
 
 def ct_series(slices: int) -> list[bytes]:
-    from consilium.demo.ct_phantom import PatientSpec, StudySpec, generate_ct_series
+    from consilium.synthetic import PatientSpec, StudySpec, generate_ct_series
 
     study = StudySpec(PatientSpec("BENCH-CT", "Bench^CT", "19600101", "M"),
                       study_date="20261128", accession="BENCHCT")

@@ -1,4 +1,4 @@
-"""Federated search and retrieve from a hospital PACS (issue 16).
+"""Federated search and retrieve from a hospital PACS.
 
 1. Federated search, p50/p99 over ``--queries`` searches through ``GET /api/federation/studies``,
    three sources: the archive, Orthanc over DIMSE (C-FIND) and Orthanc over DICOMweb (QIDO-RS);
@@ -37,7 +37,7 @@ from tests.orthanc import Orthanc  # noqa: E402
 from tests.webserver import WebServer, csrf_of  # noqa: E402
 
 from common import median, nodelay_env, percentile, print_machine  # noqa: E402
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series  # noqa: E402
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series  # noqa: E402
 
 PATIENT = PatientSpec("BENCH-FED-1", "Петров^Пётр", "19500101", "M")
 

@@ -49,8 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydicom import dcmwrite
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     UID,
@@ -85,6 +84,7 @@ from common import (
     percentile,
     print_machine,
 )
+from consilium import synthetic
 
 UID_ROOT = "1.2.826.0.1.3680043.8.498.7361."  # pydicom's root + a fixed arc for this benchmark
 SURNAMES = [
@@ -131,43 +131,20 @@ def generate(studies: int, seed: int = 7361) -> Iterator[bytes]:
         pid, name, birth, sex = people[s % patients]
         modality, sop_class, description = MODALITIES[s % len(MODALITIES)]
         study_uid = f"{UID_ROOT}1.{s}"
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = sop_class
-        meta.MediaStorageSOPInstanceUID = UID(f"{UID_ROOT}3.{s}.1")
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.SOPClassUID = sop_class
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.StudyDate = _date(FIRST_DAY + rng.randrange(DAYS))
-        ds.SeriesDate = ds.StudyDate
-        ds.StudyTime = f"{rng.randrange(7, 20):02d}{rng.randrange(60):02d}00"
-        ds.AccessionNumber = f"A{s:07d}"
-        ds.Modality = modality
-        ds.ReferringPhysicianName = f"{rng.choice(SURNAMES)}^{rng.choice(GIVEN)}"
-        ds.StudyDescription = description
-        ds.SeriesDescription = description
-        ds.PatientName = name
-        ds.PatientID = pid
-        ds.PatientBirthDate = birth
-        ds.PatientSex = sex
-        ds.StudyInstanceUID = study_uid
-        ds.SeriesInstanceUID = f"{UID_ROOT}2.{s}"
-        ds.StudyID = str(s)
-        ds.SeriesNumber = 1
-        ds.InstanceNumber = 1
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows = ds.Columns = 64
-        ds.BitsAllocated = ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1
-        ds.PixelData = pixels
+        study_date = _date(FIRST_DAY + rng.randrange(DAYS))  # drawn in this order: the
+        study_time = f"{rng.randrange(7, 20):02d}{rng.randrange(60):02d}00"  # same data
+        referring = f"{rng.choice(SURNAMES)}^{rng.choice(GIVEN)}"
+        ds = synthetic.image(
+            sop_class, modality=modality, rows=64, columns=64, pixels=pixels, signed=True,
+            SpecificCharacterSet="ISO_IR 100", SOPInstanceUID=UID(f"{UID_ROOT}3.{s}.1"),
+            StudyDate=study_date, SeriesDate=study_date, StudyTime=study_time,
+            AccessionNumber=f"A{s:07d}", ReferringPhysicianName=referring,
+            StudyDescription=description, SeriesDescription=description, PatientName=name,
+            PatientID=pid, PatientBirthDate=birth, PatientSex=sex, StudyInstanceUID=study_uid,
+            SeriesInstanceUID=f"{UID_ROOT}2.{s}", StudyID=str(s), SeriesNumber=1,
+            InstanceNumber=1)
         ds["PixelData"].VR = "OW"
-        fp = BytesIO()
-        dcmwrite(fp, ds, enforce_file_format=True)
-        yield fp.getvalue()
+        yield synthetic.encoded(ds)
 
 
 @dataclass

@@ -55,7 +55,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, JPEGLSNearLossless, RLELossless
 from tests.conftest import pydicom_data_dir
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, generate_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, generate_ct_series
 
 CODECS = [("JPEG-LS lossless", JPEGLSLossless, "pyjpegls", {}),
           ("JPEG-LS near-lossless (preview, 32)", JPEGLSNearLossless, "pyjpegls",

@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 from tests.browser import chromium_context
 from tests.webserver import WebServer
 
-from consilium.archive.dicomjson import metadata_cache_dir
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, make_study_uid, write_ct_series
+from consilium.archive.metadata import metadata_cache_dir
+from consilium.synthetic import PatientSpec, StudySpec, make_study_uid, write_ct_series
 
 PATIENT_ID = "LINK300"
 WARM_ID = "LINKWARM"  # a small study opened first on every fresh server: the process warm

@@ -46,7 +46,7 @@ import socketio
 from pydicom import dcmread
 from tests.webserver import WebServer, csrf_of
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 
 NS = "/consilium"
 PARTIES = ("ivanova", "sidorov", "kuznetsova", "morozov", "petrov")  # petrov: invited

@@ -13,7 +13,7 @@ session's ``3d`` stream. Measured:
   presenter sending the change to the follower receiving its frame (p50/p95); the bytes per
   follower per second. Targets: >= 25 frames/s to each of 10 followers, p95 <= 100 ms;
 * for comparison, in the same run: **one viewer alone** orbiting through its own
-  ``render:subscribe`` stream (what the issue measured at 30 frames/s, 29 ms);
+  ``render:subscribe`` stream;
 * an oblique 10 mm slab MIP at 512 px through the shared stream: the worker's time for the
   full-quality frame (``render_ms``) and presenter -> follower.
 
@@ -43,7 +43,7 @@ import socketio
 from pydicom import dcmread
 from tests.webserver import WebServer, csrf_of
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 
 NS = "/consilium"
 FOLLOWERS = ("sidorov", "kuznetsova", "morozov", "petrov")

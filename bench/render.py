@@ -1,6 +1,6 @@
 """3-D reconstruction on a 512x512x300 chest CT: volume build, volume rendering, MPR, memory.
 
-Data: ``consilium.demo.ct_phantom`` (512x512, 0.7 mm pixels, 1.25 mm slices, int16 HU), built
+Data: ``consilium.synthetic`` (512x512, 0.7 mm pixels, 1.25 mm slices, int16 HU), built
 once in memory and once from Part 10 files in a temporary folder. Everything runs in this one
 process, the way a render worker would hold one volume:
 
@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_cpu, percentile, print_machine
-from consilium.demo.ct_phantom import (
+from consilium.synthetic import (
     PatientSpec,
     StudySpec,
     generate_ct_series,

@@ -49,7 +49,7 @@ import socketio
 from joserfc import jwt
 from tests.webserver import WebServer
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 
 MB = 2**20
 

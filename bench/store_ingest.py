@@ -65,7 +65,7 @@ class Series:
 
 
 def make_series(root: Path, slices: int) -> Series:
-    from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+    from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 
     started = time.perf_counter()
     all_dir = root / "all"

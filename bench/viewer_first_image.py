@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))  # tests.webserver / tests.browser: the same serve
 from tests.browser import chromium_context
 from tests.webserver import WebServer
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 
 PATIENT_ID = "BENCH300"
 

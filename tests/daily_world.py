@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import CONFIG, CONSILIUM, ROOT
 from tests.webserver import WebServer, csrf_of

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 from consilium.app import create_app
 from consilium.archive.ingest import IngestSource, ingest_part10
-from consilium.demo.clinicians import DEMO_CLINICIANS
+from consilium.identity.dev_clinicians import DEMO_CLINICIANS
 from consilium.identity.middleware import SESSION_COOKIE
 from consilium.identity.models import Role, User
 from consilium.identity.policy import Principal

@@ -308,8 +308,8 @@ def test_every_route_refuses_foreign_data_like_missing_data_and_records_it(world
     assert not failures, "\n".join(failures)
 
 
-# Found by this walk: heads see other institutions' unsent drafts in the case statistics (issue
-# 11, item 5, fixed on another branch); strict, so the fix turns this into a failure to remove.
+# Left out of this walk: the case statistics, where heads once saw other institutions' unsent
+# drafts; test_case_statistics_show_no_other_institutions_draft below asks that route itself.
 KNOWN_LEAKS = {("GET", "/api/history/{what}")}
 
 

@@ -15,11 +15,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.uid import (
     CTImageStorage,
     DeflatedExplicitVRLittleEndian,
@@ -29,6 +28,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from consilium import synthetic
 from consilium.archive.dicomfile import UnreadableDicom, build_file_meta, check_structure
 from consilium.archive.dicomfile import split_part10 as split
 from consilium.archive.pixel_guard import PixelLimits, ingest_problems
@@ -49,42 +49,15 @@ TABLES = ("patient", "study", "series", "instance")
 
 def small_ct(**overrides: str | None) -> Dataset:
     """A complete little CT instance; an override of None deletes the attribute."""
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.PatientName = "Bad^Input"
-    ds.PatientID = "BAD-1"
-    ds.StudyDate = "20240101"
-    ds.Modality = "CT"
-    ds.InstanceNumber = 1
-    ds.Rows = ds.Columns = 4
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.PixelData = bytes(32)
-    for keyword, value in overrides.items():
-        if value is None:
-            delattr(ds, keyword)
-        else:
-            setattr(ds, keyword, value)
-    return ds
+    attributes: dict[str, str | int | None] = {
+        "SpecificCharacterSet": "ISO_IR 100", "PatientName": "Bad^Input", "PatientID": "BAD-1",
+        "StudyDate": "20240101", "InstanceNumber": 1}
+    return synthetic.image(**{**attributes, **overrides})
 
 
 def encode(ds: Dataset, ts: str = ExplicitVRLittleEndian) -> bytes:
     """The dataset bytes (no meta) in ``ts``."""
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ts
-    ds.file_meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", CTImageStorage)
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", generate_uid())
-    fp = BytesIO()
-    ds.save_as(fp, enforce_file_format=True)
-    data = fp.getvalue()
-    return data[split(data).dataset_offset:]
+    return synthetic.dataset_bytes(ds, ts)
 
 
 def part10(folder: Path, name: str, sop_class: str, sop_instance: str, ts: str,
@@ -215,7 +188,7 @@ def _jpeg_without_soi(folder: Path) -> Path:
 
 
 def rle_bomb(uid: str, **overrides: str | None) -> bytes:
-    """The object of the issue: a few kB of RLE declaring 65535 x 65535 pixels (8 GB decoded)."""
+    """A decompression bomb: a few kB of RLE declaring 65535 x 65535 pixels (8 GB decoded)."""
     ds = small_ct(SOPInstanceUID=uid, **overrides)
     ds.Rows = ds.Columns = 65535
     return _encapsulated(ds, rle_fragment(), RLE_LOSSLESS)

@@ -30,7 +30,7 @@ import pytest
 from playwright.sync_api import Browser, FilePayload, Page, sync_playwright
 from pydicom import dcmread
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import CONFIG, CONSILIUM, ROOT, dcmtk, free_port, institutions_env
 from tests.orthanc import Orthanc

@@ -19,7 +19,7 @@ import pydicom
 import pytest
 
 from consilium.archive.dicomfile import split_part10
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.conftest import (
     CONFIG,
     CONSILIUM,

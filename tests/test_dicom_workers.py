@@ -16,7 +16,7 @@ import pydicom
 import pytest
 
 from consilium.archive.dicomfile import split_part10
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.conftest import DCMTK, ConsiliumServer, dcmtk
 
 pytestmark = pytest.mark.usefixtures("dcmtk_available")
@@ -151,8 +151,8 @@ def test_workers_end_with_a_killed_main_process(tmp_path: Path, series: list[Pat
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
 def test_serve_leaves_no_helper_process_behind(tmp_path: Path, how: str) -> None:
     """``consilium serve`` starts DIMSE workers and, with the first DICOMweb request, the
-    metadata pool. Stopped or killed, it takes all of them along (the test suite's servers
-    used to leave both behind)."""
+    metadata pool. Stopped or killed, it takes all of them along (a server started by a test
+    suite must not leave either behind)."""
     from tests.webserver import WebServer
 
     web = WebServer(tmp_path / "var").start()

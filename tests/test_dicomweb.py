@@ -33,7 +33,7 @@ from pydicom.encaps import get_frame
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from consilium.archive.dicomfile import split_part10
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, generate_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, generate_ct_series
 from tests.conftest import pydicom_data_dir
 from tests.webserver import WebServer
 
@@ -605,12 +605,13 @@ def test_pydicom_corpus_round_trips(corpus_web: WebServer) -> None:
 
 
 def test_metadata_fast_path_agrees_with_pydicom() -> None:
-    """The direct explicit-VR walk of dicomjson gives what the pydicom-based path gives (except
-    explicit UN values, which it keeps as UN where pydicom guesses the dictionary VR)."""
+    """The direct explicit-VR walk of the metadata gives what the pydicom-based path gives
+    (except explicit UN values, which it keeps as UN where pydicom guesses the dictionary VR)."""
     from consilium.archive import dicomjson as dj
+    from consilium.archive import metadata as md
 
     def slow(path: Path) -> dict[str, Any]:
-        header = dj.read_stored_header(path)
+        header = md.read_stored_header(path)
         out = dj.dataset_json(header.dataset, "", dj.marker_bulk)
         if header.pixel is not None:
             key = f"{header.pixel.tag:08X}"
@@ -620,7 +621,7 @@ def test_metadata_fast_path_agrees_with_pydicom() -> None:
     compared = 0
     for path, data, _sop in _corpus():
         try:
-            fast = dj._fast_metadata(memoryview(data))
+            fast = md._fast_metadata(memoryview(data))
             expected = slow(path) if fast is not None else None
         except Exception:
             continue  # files pydicom cannot read are the corpus' broken ones

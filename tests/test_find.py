@@ -17,16 +17,16 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import (
     ComputedRadiographyImageStorage,
     CTImageStorage,
-    ExplicitVRLittleEndian,
     MRImageStorage,
     generate_uid,
 )
 
+from consilium import synthetic
 from tests.conftest import ConsiliumServer, dcmtk, pydicom_data_dir, storescu_statuses
 
 pytestmark = pytest.mark.usefixtures("dcmtk_available")
@@ -76,38 +76,15 @@ def write_study(study: Study, folder: Path) -> tuple[Study, list[tuple[str, str,
         series_uid = generate_uid()
         sops = []
         for _ in range(count):
-            ds = Dataset()
-            ds.SpecificCharacterSet = study.charset
-            ds.SOPClassUID = SOP_CLASSES[modality]
-            ds.SOPInstanceUID = generate_uid()
-            ds.StudyInstanceUID = study_uid
-            ds.SeriesInstanceUID = series_uid
-            ds.PatientName = study.patient_name
-            ds.PatientID = study.patient_id
-            ds.PatientBirthDate = "19700101"
-            ds.PatientSex = "M"
-            ds.StudyDate = study.date
-            ds.StudyTime = "101500"
-            ds.AccessionNumber = f"ACC-{study.key}"
-            ds.StudyID = "1"
-            ds.StudyDescription = f"study {study.key}"
-            ds.ReferringPhysicianName = ""
-            ds.Modality = modality
-            ds.SeriesNumber = series_number
-            ds.InstanceNumber = next(number)
-            ds.Rows = ds.Columns = 4
-            ds.SamplesPerPixel = 1
-            ds.PhotometricInterpretation = "MONOCHROME2"
-            ds.BitsAllocated = ds.BitsStored = 16
-            ds.HighBit = 15
-            ds.PixelRepresentation = 0
-            ds.PixelData = bytes(32)
-            ds.file_meta = FileMetaDataset()
-            ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            folder.mkdir(parents=True, exist_ok=True)
-            ds.save_as(folder / f"{ds.SOPInstanceUID}.dcm", enforce_file_format=True)
+            ds = synthetic.image(
+                SOP_CLASSES[modality], modality=modality, SpecificCharacterSet=study.charset,
+                StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid,
+                PatientName=study.patient_name, PatientID=study.patient_id,
+                PatientBirthDate="19700101", PatientSex="M", StudyDate=study.date,
+                StudyTime="101500", AccessionNumber=f"ACC-{study.key}", StudyID="1",
+                StudyDescription=f"study {study.key}", ReferringPhysicianName="",
+                SeriesNumber=series_number, InstanceNumber=next(number))
+            synthetic.write(ds, folder / f"{ds.SOPInstanceUID}.dcm")
             sops.append(str(ds.SOPInstanceUID))
         series_out.append((modality, str(series_uid), sops))
     return Study(**{**study.__dict__, "uid": str(study_uid)}), series_out

@@ -20,7 +20,7 @@ DATA = pydicom_data_dir()
 
 
 def _pydicom_bytes(ds: Dataset, implicit: bool) -> bytes:
-    """What pynetdicom (and so the DIMSE path before this encoder) sends for ``ds``."""
+    """What pynetdicom's own encoder sends for ``ds``."""
     from pynetdicom.dsutils import encode
 
     data = encode(ds, implicit, True)

@@ -6,17 +6,17 @@ DIMSE and STOW-RS ways in are in :mod:`tests.test_ingest_ownership_e2e`."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from sqlalchemy import func, select
 
+from consilium import synthetic
 from consilium.archive import storage
-from consilium.archive.dicomfile import build_file_meta, check_structure, split_part10
+from consilium.archive.dicomfile import build_file_meta, check_structure
 from consilium.archive.ingest import (
     ArchiveStore,
     IngestSource,
@@ -46,35 +46,13 @@ def store(tmp_path: Path) -> ArchiveStore:
 
 def ct(study: str, series: str, patient: str = "P-1", issuer: str = "", name: str = "Ivanov^Ivan",
        sop: str | None = None, value: int = 0) -> Dataset:
-    ds = Dataset()
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = sop or generate_uid()
-    ds.StudyInstanceUID = study
-    ds.SeriesInstanceUID = series
-    ds.PatientID = patient
-    if issuer:
-        ds.IssuerOfPatientID = issuer
-    ds.PatientName = name
-    ds.Modality = "CT"
-    ds.Rows = ds.Columns = 4
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.PixelData = bytes([value]) * 32
-    return ds
+    return synthetic.image(StudyInstanceUID=study, SeriesInstanceUID=series, PatientID=patient,
+                           IssuerOfPatientID=issuer or None, PatientName=name,
+                           SOPInstanceUID=sop or generate_uid(), pixels=bytes([value]) * 32)
 
 
 def dataset_bytes(ds: Dataset) -> bytes:
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    data = buffer.getvalue()
-    return data[split_part10(data).dataset_offset:]
+    return synthetic.dataset_bytes(ds)
 
 
 def send(store: ArchiveStore, ds: Dataset, source: IngestSource) -> tuple[Outcome, Refusal | None,

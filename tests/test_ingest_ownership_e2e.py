@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
+from consilium import synthetic
 from tests.conftest import CONFIG, CONSILIUM, dcmtk, storescu_statuses
-from tests.test_dicomweb import Api, encoded, read
+from tests.test_dicomweb import Api, read
 from tests.webserver import WebServer
 
 pytestmark = pytest.mark.usefixtures("dcmtk_available")
@@ -34,29 +35,12 @@ FOREIGN = 0xC213
 
 def image(study: str, series: str, patient: str, name: str) -> Dataset:
     """A small CT image as a modality keeps it (PS3.10, explicit VR little endian)."""
-    ds = Dataset()
-    ds.preamble = b"\x00" * 128
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-    ds.PatientID, ds.PatientName, ds.Modality = patient, name, "CT"
-    ds.Rows = ds.Columns = 4
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.PixelData = bytes(32)
-    return ds
+    return synthetic.image(StudyInstanceUID=study, SeriesInstanceUID=series, PatientID=patient,
+                           PatientName=name)
 
 
 def write(folder: Path, name: str, ds: Dataset) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.dcm"
-    path.write_bytes(encoded(ds))
-    return path
+    return synthetic.write(ds, folder / f"{name}.dcm")
 
 
 def store(web: WebServer, calling_ae: str, *files: Path) -> list[int | None]:

@@ -28,7 +28,7 @@ from consilium.archive.ingest import (
 from consilium.archive.pixel_guard import PixelLimits, codestream_size
 from consilium.db import make_engine, migrate
 from consilium.render.protocol import Failure, InfoSpec, Job, SeriesSource
-from consilium.render.workers import Worker
+from consilium.render.worker_process import Worker
 from consilium_rendering import BuildOptions, SeriesError, SeriesProblem, build_volume
 from tests.fuzzing import peak_rss_mb
 from tests.test_bad_input import RLE_LOSSLESS, _encapsulated, encode, rle_bomb, small_ct

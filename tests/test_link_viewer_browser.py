@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.browser import chromium_context
 from tests.conftest import CONFIG, CONSILIUM, ROOT
 from tests.test_viewer_browser import Viewer

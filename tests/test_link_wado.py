@@ -33,7 +33,7 @@ from starlette.testclient import TestClient
 
 from consilium.archive.ingest import IngestSource, ingest_part10
 from consilium.archive.transcode import FrameCache
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, generate_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, generate_ct_series
 from tests.conftest import pydicom_data_dir
 from tests.inprocess import InProcess, in_process
 

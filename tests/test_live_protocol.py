@@ -22,9 +22,9 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
 from consilium.live.sequencer import replay
 from consilium.live.state import State, clone
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.conftest import CONFIG, CONSILIUM, dcmtk
 from tests.live_client import Participant
 from tests.test_consult_documents import pdf_text

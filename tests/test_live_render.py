@@ -16,7 +16,7 @@ import pytest
 import socketio
 from pydicom import dcmread
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.conftest import CONFIG, CONSILIUM
 from tests.live_client import Participant
 from tests.webserver import WebServer, csrf_of

@@ -24,8 +24,8 @@ import httpx
 import pytest
 from pydicom import dcmread
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
 from consilium.live.sequencer import replay
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.conftest import CONFIG, CONSILIUM
 from tests.live_client import Participant
 from tests.webserver import WebServer, csrf_of

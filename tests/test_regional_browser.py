@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydicom import dcmread
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.conftest import dcmtk, free_port, institutions_env
 from tests.orthanc import Orthanc
 from tests.test_consult_browser import User, chromium

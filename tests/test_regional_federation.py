@@ -20,7 +20,7 @@ import pytest
 from pydicom import dcmread
 
 from consilium.archive.dicomfile import split_part10
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.conftest import dcmtk, free_port, institutions_env, pydicom_data_dir
 from tests.orthanc import DICOMWEB_PLUGIN, Orthanc
 from tests.webserver import WebServer, csrf_of

@@ -16,7 +16,7 @@ import pytest
 from pydicom import dcmread
 
 from consilium.archive.ingest import IngestSource, ingest_part10
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.conftest import DCMTK, free_port, wait_for_port
 from tests.inprocess import InProcess, in_process
 

@@ -23,7 +23,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from consilium.archive import deidentify as di
 from consilium.archive.ingest import IngestSource, ingest_part10
 from consilium.archive.media import iso_listing
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.conftest import DCMTK
 from tests.inprocess import CITY_STUDY, DATA, REGIONAL_STUDY, InProcess, in_process
 

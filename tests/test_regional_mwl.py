@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.conftest import dcmtk
 from tests.webserver import WebServer, csrf_of
 

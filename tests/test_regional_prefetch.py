@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydicom import dcmread
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.conftest import dcmtk, free_port, institutions_env, pydicom_data_dir
 from tests.orthanc import Orthanc
 from tests.webserver import WebServer, csrf_of

@@ -20,8 +20,8 @@ import pytest
 from joserfc import jwt
 from pydicom import dcmread
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
 from consilium.identity.devidp import load_signing_key
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.orthanc import DICOMWEB_PLUGIN, Orthanc
 from tests.webserver import WebServer, csrf_of
 

@@ -18,8 +18,8 @@ from pydicom import dcmread
 
 from consilium.archive.dicomfile import split_part10
 from consilium.archive.remote import StudyFilters, study_identifier
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
 from consilium.errors import InvalidInput
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.conftest import dcmtk, free_port, institutions_env, pydicom_data_dir
 from tests.orthanc import Orthanc
 from tests.webserver import WebServer, csrf_of

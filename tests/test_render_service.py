@@ -1,4 +1,4 @@
-"""Server-side MPR and 3-D over HTTP and Socket.IO (issue 6, part 4), end to end: a real
+"""Server-side MPR and 3-D over HTTP and Socket.IO, end to end: a real
 ``consilium serve`` with its render worker process, data imported with ``consilium import``.
 
 Covers the four routes for the owner, the policy (another institution's user gets the same 404
@@ -33,7 +33,6 @@ from joserfc import jwt
 from PIL import Image
 from pydicom import dcmread
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, generate_ct_series, write_ct_series
 from consilium.render.protocol import (
     BadParameter,
     InfoResult,
@@ -44,7 +43,9 @@ from consilium.render.protocol import (
     parse_mpr,
     parse_volume,
 )
-from consilium.render.workers import VolumeCache, Worker, rendezvous
+from consilium.render.worker_process import VolumeCache, Worker
+from consilium.render.workers import rendezvous
+from consilium.synthetic import PatientSpec, StudySpec, generate_ct_series, write_ct_series
 from consilium_rendering import (
     ClipBox,
     ExplicitCamera,

@@ -426,7 +426,7 @@ def test_volume_from_array_checks_its_input() -> None:
 
 
 def test_demo_chest_ct_end_to_end(tmp_path: Path) -> None:
-    from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+    from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 
     study = StudySpec(PatientSpec("P-RENDER", "Иванов^Иван"), "20240102")
     paths = write_ct_series(study, tmp_path, slices=64, rows=128, columns=128,

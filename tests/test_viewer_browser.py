@@ -28,10 +28,10 @@ import numpy as np
 import pytest
 from PIL import Image
 from playwright.sync_api import Page
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, generate_uid
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium import synthetic
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.browser import chromium_context
 from tests.conftest import CONFIG, CONSILIUM, ROOT, pydicom_data_dir
 from tests.webserver import WebServer
@@ -62,35 +62,22 @@ def shown_number(value: float) -> str:
     return f"{value:.{decimals}f}"
 
 
-def synthetic(modality: str, path: Path, **extra: Any) -> Path:
+def other_modality(modality: str, path: Path, **extra: Any) -> Path:
     """A small single-frame image of another modality (DX MONOCHROME1, PT with rescale)."""
     rows = cols = 256
     yy, xx = np.mgrid[0:rows, 0:cols]
     blob = np.exp(-(((xx - 128) ** 2 + (yy - 110) ** 2) / (2 * 40.0**2)))
     pixels = (200 + 3000 * blob + 40 * np.sin(xx / 9)).astype(np.uint16)
-    meta = FileMetaDataset()
     sop_class = UID({"DX": "1.2.840.10008.5.1.4.1.1.1.1",  # Digital X-Ray, for presentation
                      "PT": "1.2.840.10008.5.1.4.1.1.128"}[modality])
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.FrameOfReferenceUID = generate_uid()
-    ds.Modality = modality
-    ds.PatientName, ds.PatientID = f"Synthetic^{modality}", f"SYN-{modality}"
-    ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20230110", "090000", "1", ""
-    ds.SeriesNumber, ds.InstanceNumber = 1, 1
-    ds.SamplesPerPixel, ds.Rows, ds.Columns = 1, rows, cols
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    for key, value in extra.items():
-        setattr(ds, key, value)
-    ds.PixelData = np.clip(pixels, 0, 4095).astype(np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    ds = synthetic.image(
+        sop_class, modality=modality, rows=rows, columns=cols,
+        pixels=np.clip(pixels, 0, 4095).astype(np.uint16).tobytes(),
+        FrameOfReferenceUID=generate_uid(), PatientName=f"Synthetic^{modality}",
+        PatientID=f"SYN-{modality}", StudyDate="20230110", StudyTime="090000", StudyID="1",
+        AccessionNumber="", SeriesNumber=1, InstanceNumber=1, BitsStored=12, HighBit=11,
+        **extra)
+    return synthetic.write(ds, path)
 
 
 @pytest.fixture(scope="module")
@@ -105,11 +92,11 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
     others.mkdir()
     for name in (US_COLOUR, JPEG_LS, JPEG_2000, RLE_COLOUR):
         shutil.copy(TEST_FILES / name, others / name)
-    synthetic("DX", others / "dx.dcm", PhotometricInterpretation="MONOCHROME1",
-              ImagerPixelSpacing=[0.15, 0.15], PixelSpacing=[0.15, 0.15])
-    synthetic("PT", others / "pt.dcm", RescaleSlope=0.5, RescaleIntercept=0, Units="BQML",
-              PixelSpacing=[4.0, 4.0], ImagePositionPatient=[0, 0, 0],
-              ImageOrientationPatient=[1, 0, 0, 0, 1, 0])
+    other_modality("DX", others / "dx.dcm", PhotometricInterpretation="MONOCHROME1",
+                   ImagerPixelSpacing=[0.15, 0.15], PixelSpacing=[0.15, 0.15])
+    other_modality("PT", others / "pt.dcm", RescaleSlope=0.5, RescaleIntercept=0,
+                   Units="BQML", PixelSpacing=[4.0, 4.0], ImagePositionPatient=[0, 0, 0],
+                   ImageOrientationPatient=[1, 0, 0, 0, 1, 0])
     data_dir = base / "var"
     subprocess.run([str(CONSILIUM), "import", "--config", str(CONFIG), "--data-dir",
                     str(data_dir), "--institution", "city-hospital", "--quiet",

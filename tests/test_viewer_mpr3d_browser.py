@@ -1,5 +1,5 @@
 """The MPR / 3D layout of the web viewer in real Chromium against a real ``consilium serve``
-with its render worker (issue 6, part 5): a CT phantom switched to axial, coronal, sagittal and
+with its render worker: a CT phantom switched to axial, coronal, sagittal and
 3D panes streamed over Socket.IO; the crosshair checked against the frames' patient geometry
 (click, wheel, rotation to oblique planes, reset), slab MIP, windowing, the 3D pane's orbit
 (interactive frames then a sharp one), preset and clip box, the bone STL download, the URL
@@ -27,7 +27,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from pydicom import dcmread
 
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
+from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.browser import chromium_context
 from tests.conftest import CONFIG, CONSILIUM, ROOT
 from tests.test_viewer_browser import DIST, Viewer

@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from consilium.archive.dicomjson import METADATA_FORMAT, metadata_cache_dir
+from consilium.archive.metadata import METADATA_FORMAT, metadata_cache_dir
 from tests.conftest import ConsiliumServer, dcmtk, pydicom_data_dir
 
 

@@ -42,10 +42,11 @@ from consilium.live.notify import CaseNotifier
 from consilium.live.protocol_close import retry_protocol_archiving
 from consilium.live.protocol_routes import protocol_routes
 from consilium.live.routes import live_routes
-from consilium.live.socket import create_socket_app, live_hub
+from consilium.live.socket import create_socket_app, live_context, live_hub
 from consilium.openapi import openapi_document
 from consilium.render.routes import BASE_PATH as RENDER_PATH
 from consilium.render.routes import render_routes
+from consilium.render.service import render_service
 from consilium.service import Runtime
 from consilium.status import status_routes
 from consilium.web_static import viewer_routes
@@ -71,7 +72,10 @@ def create_app(runtime: Runtime) -> Any:
     def case_access(principal: Any, case_id: int) -> CaseAccess:
         view = case_view(consult_ctx, principal, case_id)  # NotFound for a case not visible
         return CaseAccess(view.case.target_institution, "edit" in view.allowed_actions)
-    live = live_hub(runtime, notifier)
+    render = render_service(settings, runtime.access)  # one bridge to the render workers
+    live = live_hub(settings, live_context(settings, runtime.engine, runtime.audit,
+                                           runtime.access), render, notifier)
+    archive = runtime.archive
 
     async def openapi(_request: Request) -> JSONResponse:
         return JSONResponse(openapi_document())
@@ -80,14 +84,14 @@ def create_app(runtime: Runtime) -> Any:
         Route("/openapi.json", openapi),
         *archive_routes(runtime.engine, runtime.access),
         *history_routes(runtime.engine, runtime.audit, settings.ui_time_zone),
-        Mount(BASE_PATH, routes=dicomweb_routes(runtime)),
-        Mount(RENDER_PATH, routes=render_routes(runtime)),
-        *remote_routes(runtime),
+        Mount(BASE_PATH, routes=dicomweb_routes(archive)),
+        Mount(RENDER_PATH, routes=render_routes(render)),
+        *remote_routes(archive),
         *live_routes(live.ctx, live),  # before the consult routes' /api/cases/{id}/{action}
         *protocol_routes(live.ctx, live, consult_ctx),
-        *modality_worklist_routes(runtime),
-        *federation_routes(runtime, retrievals, case_access),
-        *media_routes(runtime),
+        *modality_worklist_routes(archive),
+        *federation_routes(archive, retrievals, case_access),
+        *media_routes(archive),
         *service_token_routes(runtime.engine, runtime.audit),
         *identity_routes(settings, runtime.engine, directory, runtime.audit, anonymous_audit),
         *consult_routes(consult_ctx),
@@ -125,6 +129,6 @@ def create_app(runtime: Runtime) -> Any:
     app.state.json_max_bytes = settings.http_max_json_kb * 1024  # http_api.read_json
     app.state.directory = directory
     app.state.retrievals = retrievals
-    combined = create_socket_app(app, directory, runtime, notifier, live)
+    combined = create_socket_app(app, directory, settings, render, notifier, live)
     return AuthenticationMiddleware(combined, settings, runtime.engine, directory, runtime.audit,
                                     anonymous_audit)

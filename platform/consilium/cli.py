@@ -74,7 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.demo_data:
         from consilium.demo.seed import seed_demo
 
-        seed_demo(runtime, log=lambda msg: print(msg, flush=True))
+        seed_demo(runtime.settings, runtime.store, log=lambda msg: print(msg, flush=True))
     dicom = DicomService(runtime)
     dicom.start()
     dicom_started = time.monotonic()
@@ -235,7 +235,8 @@ def cmd_seed_demo(args: argparse.Namespace) -> int:
 
     settings = _settings_from(args)
     configure_logging(settings)
-    seed_demo(open_runtime(settings), log=print, force=True, verbose=True)
+    runtime = open_runtime(settings)
+    seed_demo(settings, runtime.store, log=print, force=True, verbose=True)
     return 0
 
 

@@ -23,8 +23,6 @@ from consilium.identity.web import signed_in_principal
 
 JSON_MAX_BYTES = 1024 * 1024  # the default of http.max_json_kb
 
-JSON_MAX_BYTES = 1024 * 1024  # the default of http.max_json_kb
-
 Endpoint = Callable[[Request], Awaitable[Response]]
 M = TypeVar("M", bound=BaseModel)
 

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from consilium.archive.access import ArchiveAccess
 from consilium.archive.catalog import institution_of_study, patient_of_study
+from consilium.archive.context import ArchiveContext
 from consilium.archive.ingest import ArchiveStore
 from consilium.archive.pixel_guard import PixelLimits
 from consilium.archive.recovery import resolve_pending_writes
@@ -48,6 +49,12 @@ class Runtime:
     store: ArchiveStore
     audit: AuditTrail
     access: ArchiveAccess  # the one gate of every read of patient data on the web side
+
+    @property
+    def archive(self) -> ArchiveContext:
+        """What the archive's web adapters work with (the domains get their own small
+        contexts from the app, never the runtime itself)."""
+        return ArchiveContext(self.settings, self.engine, self.store, self.audit, self.access)
 
     def close(self) -> None:
         """Write what the audit writer still holds, then stop it (on shut-down and SIGTERM;

@@ -66,7 +66,7 @@ from sqlalchemy import Engine
 from starlette.requests import HTTPConnection
 
 from consilium.archive import catalog
-from consilium.archive import query as q
+from consilium.archive.stored import StoredInstance, stored_instances, study_owner
 from consilium.audit import Actor, AuditAction, AuditOutcome, AuditTrail, Purpose
 from consilium.errors import Forbidden, NotFound
 from consilium.identity.grants import granted_study_uids
@@ -165,9 +165,9 @@ class ArchiveAccess:
 
     def require_instances(self, reader: Reader, study_uid: str, series_uid: str | None = None,
                           sop_uid: str | None = None, *, purpose: Purpose,
-                          detail: dict[str, Any] | None = None) -> list[q.StoredInstance]:
+                          detail: dict[str, Any] | None = None) -> list[StoredInstance]:
         """The stored instances of a study, of one of its series, or one instance."""
-        found = q.stored_instances(self.engine, study_uid, series_uid, sop_uid)
+        found = stored_instances(self.engine, study_uid, series_uid, sop_uid)
         if not found or not self._may_read(reader, found[0].institution_id, study_uid):
             what = "instance" if sop_uid is not None else (
                 "series" if series_uid is not None else "study")
@@ -217,7 +217,7 @@ class ArchiveAccess:
                       detail: dict[str, Any] | None = None) -> StudyRef:
         """The study (and series) a search is confined to; records a refusal only (the search
         records its own ``query`` event with :meth:`searched`)."""
-        owner = q.study_owner(self.engine, study_uid, series_uid)
+        owner = study_owner(self.engine, study_uid, series_uid)
         if owner is None or not self._may_read(reader, owner, study_uid):
             self._refuse(reader, "series" if series_uid is not None else "study", "query",
                          detail, study_uid=study_uid, series_uid=series_uid)
@@ -260,7 +260,7 @@ class ArchiveAccess:
     def check_store_target(self, reader: Reader, study_uid: str) -> StudyRef | None:
         """STOW-RS to ``/studies/{study}``: None for a new study, the study if the reader may
         read it, :class:`Unreadable` (recorded) for another institution's."""
-        owner = q.study_owner(self.engine, study_uid)
+        owner = study_owner(self.engine, study_uid)
         if owner is None:
             return None
         if not self._may_read(reader, owner, study_uid):

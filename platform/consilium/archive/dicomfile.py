@@ -5,8 +5,10 @@ Three jobs, all on bytes as received:
 * :func:`check_structure` walks every element of an encoded dataset and proves that each value
   fits in the buffer. pydicom is lenient on purpose (a truncated file reads "fine" with a warning
   or simply misses its pixel data); an archive must refuse such a file instead of storing it.
-* :func:`build_part10` wraps a dataset received over the network into a PS3.10 file without
-  touching the dataset bytes (stored as received, no re-encoding).
+* :func:`build_file_meta` wraps a dataset received over the network into a PS3.10 file
+  without touching the dataset bytes (stored as received, no re-encoding);
+  :func:`encode_part10` writes a dataset made in memory (a conclusion, a synthetic image) with
+  the same File Meta Information.
 * :func:`read_header` decodes the attributes the index needs, with names decoded through their
   Specific Character Set (ISO_IR 144, ISO_IR 192, ...).
 
@@ -37,6 +39,7 @@ from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
 
@@ -344,6 +347,27 @@ def build_file_meta(
     )
     group_length = struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body))
     return b"\x00" * 128 + b"DICM" + group_length + body
+
+
+def file_meta(sop_class_uid: str, sop_instance_uid: str,
+              transfer_syntax: str = ExplicitVRLittleEndian) -> FileMetaDataset:
+    """The File Meta Information of an instance made here (PS3.10 7.1)."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    return meta
+
+
+def encode_part10(ds: Dataset, transfer_syntax: str = ExplicitVRLittleEndian) -> bytes:
+    """``ds`` as a PS3.10 file in ``transfer_syntax``, its file meta from its SOP Class and
+    Instance UIDs (set on ``ds`` too)."""
+    ds.file_meta = file_meta(ds.SOPClassUID, ds.SOPInstanceUID, transfer_syntax)
+    out = BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
 
 
 @dataclass(frozen=True)

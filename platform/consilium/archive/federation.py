@@ -29,6 +29,7 @@ from sqlalchemy import Engine
 from consilium.archive import query as q
 from consilium.archive import remote, remote_web
 from consilium.archive.access import ArchiveAccess, Reader
+from consilium.archive.search import Search, search
 from consilium.audit import AuditAction, AuditOutcome, AuditTrail
 from consilium.identity.policy import may_query_pacs
 from consilium.settings import DicomNode, DicomWebPacs, NodeKind, Settings
@@ -140,7 +141,7 @@ def _archive_search(engine: Engine, access: ArchiveAccess, reader: Reader,
     if filters.modalities:
         keys["ModalitiesInStudy"] = "\\".join(filters.modalities)
     reach = access.reach(reader)
-    rows, _more = q.search(engine, q.Search(q.Level.STUDY, keys, ARCHIVE_KEYS, limit=limit),
+    rows, _more = search(engine, Search(q.Level.STUDY, keys, ARCHIVE_KEYS, limit=limit),
                            reach.institutions, reach.granted)
     found = _Found()
     for row in rows:

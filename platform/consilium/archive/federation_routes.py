@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from consilium.archive import federation, prefetch, remote
 from consilium.archive.access import Reader
+from consilium.archive.context import ArchiveContext
 from consilium.archive.federation import (
     FederatedAnswer,
     FederatedSearch,
@@ -40,7 +41,6 @@ from consilium.audit import AuditAction, AuditOutcome
 from consilium.errors import Conflict, Forbidden, InvalidInput, NotFound
 from consilium.http_api import json_endpoint, read_model
 from consilium.identity.policy import Principal, may_query_pacs
-from consilium.service import Runtime
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,10 @@ class RetrieveRequest(BaseModel):
     expected: int | None = Field(default=None, ge=0, description="instances the search showed")
 
 
-def federation_routes(runtime: Runtime, retrievals: Retrievals,
+def federation_routes(ctx: ArchiveContext, retrievals: Retrievals,
                       case_access: CaseAccessCheck) -> list[Route]:
-    settings = runtime.settings
-    searcher = FederatedSearch(settings, runtime.engine, runtime.access, runtime.audit)
+    settings = ctx.settings
+    searcher = FederatedSearch(settings, ctx.engine, ctx.access, ctx.audit)
 
     def usable_source(request: Request, principal: Principal, source_id: str,
                       study_uid: str) -> federation.Source:
@@ -89,8 +89,8 @@ def federation_routes(runtime: Runtime, retrievals: Retrievals,
             raise NotFound(f"no PACS source {source_id!r} is configured")
         if not may_query_pacs(principal, source.institution):
             detail: dict[str, Any] = {"what": "retrieve", "source": source.id}
-            runtime.audit.submit(Reader.of_connection(request).actor, AuditAction.DENIED,
-                                 AuditOutcome.DENIED, study_uid=study_uid, detail=detail)
+            ctx.audit.submit(Reader.of_connection(request).actor, AuditAction.DENIED,
+                             AuditOutcome.DENIED, study_uid=study_uid, detail=detail)
             raise Forbidden("that PACS belongs to another institution; its studies are "
                             "shared through consult requests")
         return source
@@ -124,7 +124,7 @@ def federation_routes(runtime: Runtime, retrievals: Retrievals,
         if not access.may_add:
             raise Conflict("studies are added to a draft request by its author")
         source = usable_source(request, principal, body.source, body.study_uid)
-        return await run_in_threadpool(prefetch.add_remote_study, runtime.engine,
+        return await run_in_threadpool(prefetch.add_remote_study, ctx.engine,
                                        body.case_id, source, body.study_uid, body.expected,
                                        Reader.of_connection(request).actor)
 
@@ -134,7 +134,7 @@ def federation_routes(runtime: Runtime, retrievals: Retrievals,
         if not raw.isdigit() or len(raw) > 12:
             raise InvalidInput("case_id must be a case number")
         await run_in_threadpool(case_access, principal, int(raw))
-        return await run_in_threadpool(prefetch.remote_studies, runtime.engine, int(raw))
+        return await run_in_threadpool(prefetch.remote_studies, ctx.engine, int(raw))
 
     async def progress(request: Request, principal: Principal) -> RetrieveJobPublic:
         job = retrievals.job(str(request.path_params["job_id"])[:32])

@@ -30,12 +30,12 @@ from starlette.routing import Route
 
 from consilium.archive import deidentify, film, media
 from consilium.archive.access import Purpose, Reader
+from consilium.archive.context import ArchiveContext
 from consilium.archive.remote import check_study_uid
 from consilium.audit import AuditAction
 from consilium.errors import Forbidden, InvalidInput, NotFound
 from consilium.http_api import json_endpoint, read_model, signed_in
 from consilium.identity.policy import Principal, may_export_media
-from consilium.service import Runtime
 from consilium.settings import FilmPrinter
 
 MAX_STUDIES = 50
@@ -89,9 +89,9 @@ def _exporter(principal: Principal) -> None:
         raise Forbidden("media, film and de-identified copies are made by clinicians")
 
 
-def media_routes(runtime: Runtime) -> list[Route]:
-    settings = runtime.settings
-    access = runtime.access
+def media_routes(ctx: ArchiveContext) -> list[Route]:
+    settings = ctx.settings
+    access = ctx.access
 
     def printers_of(principal: Principal) -> list[FilmPrinter]:
         return [p for p in settings.media_film_printers
@@ -119,7 +119,7 @@ def media_routes(runtime: Runtime) -> list[Route]:
             for uid in uids:
                 found = access.require_instances(reader, uid, purpose=Purpose.EXPORT,
                                                  detail=detail)
-                files += [runtime.store.path_of(i.path) for i in found]
+                files += [ctx.store.path_of(i.path) for i in found]
                 owners[uid] = found[0].institution_id
             transform = None
             if pseudonyms is not None:
@@ -146,7 +146,7 @@ def media_routes(runtime: Runtime) -> list[Route]:
 
         work, target, summary, names = await run_in_threadpool(build)
         if body.deidentify:  # what the specialist received: pseudonyms, flags
-            runtime.audit.submit(reader.actor, AuditAction.EXPORT, detail={
+            ctx.audit.submit(reader.actor, AuditAction.EXPORT, detail={
                 "what": "de-identified copy delivered", "studies": uids,
                 "pseudonyms": names, "instances": summary.instances,
                 "retain_dates": body.retain_dates, "burned_in_flagged": summary.flagged[:20],
@@ -184,7 +184,7 @@ def media_routes(runtime: Runtime) -> list[Route]:
                                                      "layout": job.display_format,
                                                      "film_size": job.film_size,
                                                      "copies": job.copies})
-            by_uid = {i.sop_uid: runtime.store.path_of(i.path) for i in found}
+            by_uid = {i.sop_uid: ctx.store.path_of(i.path) for i in found}
             missing = [u for u in body.sop_uids if u not in by_uid]
             if missing:
                 raise InvalidInput(f"{missing[0]} is not an image of study {study_uid}")

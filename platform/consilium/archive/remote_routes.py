@@ -23,11 +23,11 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from consilium.archive import remote
+from consilium.archive.context import ArchiveContext
 from consilium.audit import AuditAction, AuditOutcome
 from consilium.errors import Forbidden, InvalidInput, NotFound
 from consilium.http_api import json_endpoint, web_actor
 from consilium.identity.policy import Principal, may_query_pacs
-from consilium.service import Runtime
 from consilium.settings import DicomNode, Institution, NodeKind
 
 
@@ -66,22 +66,22 @@ class RetrieveOutcome(BaseModel):
     in_archive: bool
 
 
-def pacs_nodes(runtime: Runtime) -> list[tuple[Institution, DicomNode]]:
+def pacs_nodes(ctx: ArchiveContext) -> list[tuple[Institution, DicomNode]]:
     """Every configured PACS the archive can open an association to."""
-    return [(inst, node) for inst in runtime.settings.institutions for node in inst.nodes
+    return [(inst, node) for inst in ctx.settings.institutions for node in inst.nodes
             if node.kind is NodeKind.PACS and node.reachable]
 
 
-def remote_routes(runtime: Runtime) -> list[Route]:
-    settings = runtime.settings
-    audit = runtime.audit
+def remote_routes(ctx: ArchiveContext) -> list[Route]:
+    settings = ctx.settings
+    audit = ctx.audit
 
     def allowed_node(request: Request, principal: Principal, what: str,
                      study_uid: str = "") -> DicomNode:
         """The PACS named in the path, if the caller may use it; a refusal is audited (written
         before the answer: call it in a worker thread)."""
         ae_title = request.path_params["ae_title"]
-        found = next(((i, n) for i, n in pacs_nodes(runtime) if n.ae_title == ae_title), None)
+        found = next(((i, n) for i, n in pacs_nodes(ctx) if n.ae_title == ae_title), None)
         if found is None:
             raise NotFound(f"no PACS {ae_title!r} is configured")
         institution, node = found
@@ -99,7 +99,7 @@ def remote_routes(runtime: Runtime) -> list[Route]:
     async def listing(request: Request, principal: Principal) -> list[PacsNode]:
         return [PacsNode(ae_title=node.ae_title, institution=inst.id,
                          institution_name=inst.name, description=node.description)
-                for inst, node in pacs_nodes(runtime) if may_query_pacs(principal, inst.id)]
+                for inst, node in pacs_nodes(ctx) if may_query_pacs(principal, inst.id)]
 
     async def find(request: Request, principal: Principal) -> list[RemoteStudyPublic]:
         node = await run_in_threadpool(allowed_node, request, principal, "remote query")
@@ -113,7 +113,7 @@ def remote_routes(runtime: Runtime) -> list[Route]:
 
         def run() -> list[remote.RemoteStudy]:
             return remote.mark_in_archive(
-                runtime.engine, remote.find_remote_studies(settings, node, filters))
+                ctx.engine, remote.find_remote_studies(settings, node, filters))
 
         try:
             found = await run_in_threadpool(run)
@@ -134,7 +134,7 @@ def remote_routes(runtime: Runtime) -> list[Route]:
 
         def run() -> remote.RetrieveResult:
             result = remote.retrieve_remote_study(settings, node, study_uid)
-            indexed = remote.indexed_study_uids(runtime.engine, [study_uid])
+            indexed = remote.indexed_study_uids(ctx.engine, [study_uid])
             return remote.RetrieveResult(result.study_uid, result.completed, result.failed,
                                          result.warning, result.status, study_uid in indexed)
 

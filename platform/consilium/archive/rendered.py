@@ -37,7 +37,7 @@ from pydicom.uid import (
 )
 
 from consilium.archive import pixel_guard as guard
-from consilium.archive.dicomjson import StoredHeader, read_stored_header
+from consilium.archive.metadata import StoredHeader, read_stored_header
 from consilium.archive.pixel_guard import PixelLimits
 
 UNCOMPRESSED = frozenset(
@@ -102,7 +102,7 @@ def read_stored(path: Path) -> Dataset:
 
 
 def stored_header(path: Path) -> StoredHeader:
-    """:func:`~consilium.archive.dicomjson.read_stored_header`, failing as :func:`read_stored`
+    """:func:`~consilium.archive.metadata.read_stored_header`, failing as :func:`read_stored`
     does."""
     try:
         return read_stored_header(path)

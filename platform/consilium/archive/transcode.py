@@ -50,7 +50,7 @@ from pydicom.uid import (
 )
 
 from consilium.archive import rendered as px
-from consilium.archive.dicomjson import StoredHeader
+from consilium.archive.metadata import StoredHeader
 from consilium.archive.pixel_guard import PixelLimits
 
 HTJ2K_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",

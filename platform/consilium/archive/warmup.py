@@ -11,8 +11,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from consilium.archive.dicomjson import MetadataCache, metadata_cache_dir
 from consilium.archive.ingest import ArchiveStore
+from consilium.archive.metadata import MetadataCache, metadata_cache_dir
 from consilium.archive.models import instances, series_table, studies
 
 log = logging.getLogger(__name__)

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from consilium.archive import mpps, worklist
+from consilium.archive.context import ArchiveContext
 from consilium.archive.worklist_models import (
     MatchState,
     PerformedStepPublic,
@@ -36,7 +37,6 @@ from consilium.audit import AuditAction
 from consilium.errors import Forbidden, InvalidInput
 from consilium.http_api import json_endpoint, read_model, web_actor
 from consilium.identity.policy import Principal, may_schedule
-from consilium.service import Runtime
 
 _DATE = re.compile(r"^\d{8}$")
 
@@ -55,9 +55,9 @@ def _id(request: Request) -> int:
     return int(raw)
 
 
-def worklist_routes(runtime: Runtime) -> list[Route]:
-    engine = runtime.engine
-    audit = runtime.audit
+def worklist_routes(ctx: ArchiveContext) -> list[Route]:
+    engine = ctx.engine
+    audit = ctx.audit
 
     def record(request: Request, principal: Principal, item: ScheduledProcedure,
                what: str) -> None:

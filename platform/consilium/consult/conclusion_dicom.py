@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import warnings
 from datetime import UTC
-from io import BytesIO
 
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
+from consilium.archive.dicomfile import encode_part10
 from consilium.consult.cases import aware
 from consilium.consult.models import ArchivedDocument, Conclusion
 
@@ -79,14 +79,8 @@ def _base(source: Dataset, sop_class: str, sop_uid: str, series_uid: str, modali
 
 
 def part10(ds: Dataset) -> bytes:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta = meta
-    out = BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    """The instance as the PS3.10 file that goes into the archive."""
+    return encode_part10(ds)
 
 
 def encapsulated_pdf(source: Dataset, pdf: bytes, conclusion: Conclusion, sop_uid: str,

@@ -1,1 +1,3 @@
-"""Demo data: synthetic DICOM studies for demos, tests and benchmarks."""
+"""Demo data of the embedded default: seeds the archive with synthetic CT studies of two
+hospitals (:mod:`consilium.synthetic`) and pydicom's test files, and registers the dev IdP's
+clinicians."""

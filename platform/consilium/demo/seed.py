@@ -12,7 +12,6 @@ nothing alarming that is expected; ``consilium seed-demo`` lists each refusal.
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,15 +19,18 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from pydicom import dcmwrite
-
 from consilium.archive.importer import import_files
-from consilium.archive.ingest import IngestSource, Outcome, count_instances, ingest_part10
-from consilium.demo.clinicians import DEMO_CLINICIANS
-from consilium.demo.ct_phantom import PatientSpec, StudySpec, generate_ct_series
+from consilium.archive.ingest import (
+    ArchiveStore,
+    IngestSource,
+    Outcome,
+    count_instances,
+    ingest_part10,
+)
+from consilium.identity.dev_clinicians import DEMO_CLINICIANS
 from consilium.identity.roster import register_user
-from consilium.service import Runtime
-from consilium.settings import DEV_IDP_PROVIDER_ID
+from consilium.settings import DEV_IDP_PROVIDER_ID, Settings
+from consilium.synthetic import PatientSpec, StudySpec, encoded, generate_ct_series
 
 
 @dataclass(frozen=True)
@@ -76,13 +78,6 @@ def pydicom_files(folder: str) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".py"))
 
 
-def _encoded(datasets: Iterator[object]) -> Iterator[bytes]:
-    for ds in datasets:
-        buffer = io.BytesIO()
-        dcmwrite(buffer, ds, enforce_file_format=True)  # type: ignore[arg-type]
-        yield buffer.getvalue()
-
-
 class _HeldBack(logging.Filter):
     """Keeps the warnings of a logger from the output, counting them."""
 
@@ -110,25 +105,24 @@ def _expected_warnings(loggers: tuple[str, ...] = ("consilium.archive.ingest", "
             logging.getLogger(name).removeFilter(held)
 
 
-def seed_demo(runtime: Runtime, log: Callable[[str], None], force: bool = False,
-              verbose: bool = False) -> None:
+def seed_demo(settings: Settings, store: ArchiveStore, log: Callable[[str], None],
+              force: bool = False, verbose: bool = False) -> None:
     """Store the demo studies unless the archive already holds instances."""
-    if runtime.settings.identity_dev_idp:
+    if settings.identity_dev_idp:
         registered = sum(register_user(
-            runtime.engine, DEV_IDP_PROVIDER_ID, c.username, name=c.name,
+            store.engine, DEV_IDP_PROVIDER_ID, c.username, name=c.name,
             institution_id=c.institution, roles=list(c.roles), specialty=c.specialty)
             for c in DEMO_CLINICIANS)
         if registered:
             log(f"demo: {registered} demo clinicians registered (consult directory)")
-    store = runtime.store
     if not force and count_instances(store) > 0:
         return
-    slices = runtime.settings.demo_ct_slices
+    slices = settings.demo_ct_slices
     for number, demo in enumerate(DEMO_STUDIES, start=1):
         source = IngestSource(demo.institution_id, demo.study.station_name, "import")
         stored = 0
         series = generate_ct_series(demo.study, slices=slices, uid_seed=f"consilium-demo-{number}")
-        for data in _encoded(series):
+        for data in map(encoded, series):
             if ingest_part10(store, data, source).outcome is Outcome.STORED:
                 stored += 1
         log(f"demo: {demo.study.patient.name} ({demo.institution_id}): {stored} CT slices stored")

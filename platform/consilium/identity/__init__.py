@@ -1,1 +1,2 @@
-"""identity domain (see ../shared/DESIGN.md); filled in by its issue."""
+"""Who is calling and what they may do: OpenID Connect login, bearer and service tokens, users
+and their roles, grants of studies, the access policy, and the dev IdP of the embedded default."""

@@ -30,7 +30,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from consilium.demo.clinicians import DEMO_CLINICIANS, DEMO_PASSWORD, DemoClinician, find_clinician
+from consilium.identity.dev_clinicians import (
+    DEMO_CLINICIANS,
+    DEMO_PASSWORD,
+    DemoClinician,
+    find_clinician,
+)
 from consilium.identity.keyfiles import read_private_file, write_private_file
 from consilium.identity.page_text import PAGE_STYLE, page_language, page_text
 from consilium.settings import DEV_IDP_PROVIDER_ID

@@ -1,7 +1,8 @@
-"""The access policy: which institutions' studies a caller may see.
+"""The access policy: which institutions' studies a caller may see, and what a caller may do.
 
-Today it answers for DICOM application entities; the identity issue extends the same functions
-to users (roles, case grants). Deny by default: an unknown caller sees nothing.
+The same functions answer for DICOM application entities and for users (roles, case grants).
+Pure: principals, parties and grants in, decisions out. Deny by default: an unknown caller sees
+nothing.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""How a web request becomes a :class:`Principal` (filled in by the identity issue's middleware)."""
+"""How a web request becomes a :class:`Principal` (put there by :mod:`.middleware`)."""
 
 from __future__ import annotations
 

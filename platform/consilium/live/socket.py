@@ -14,8 +14,11 @@ from typing import Any
 
 import anyio
 import socketio
+from sqlalchemy import Engine
 from sqlmodel import Session
 
+from consilium.archive.access import ArchiveAccess
+from consilium.audit import AuditTrail
 from consilium.consult.models import ConsultCase
 from consilium.identity.policy import Principal
 from consilium.identity.tokens import ProviderDirectory, TokenError
@@ -27,8 +30,8 @@ from consilium.live.notify import CaseNotifier, rooms_of
 from consilium.live.render_share import prepare_session
 from consilium.live.sessions import LiveContext
 from consilium.render.events import register_render_events
-from consilium.render.service import render_service
-from consilium.service import Runtime
+from consilium.render.service import RenderService
+from consilium.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -45,24 +48,28 @@ def client_manager(redis_url: str) -> Any:
     return socketio.AsyncRedisManager(redis_url, channel="consilium-socketio")
 
 
-def live_hub(runtime: Runtime, notifier: CaseNotifier | None = None) -> LiveHub:
-    """The live sessions of this process (the Socket.IO server is attached later)."""
-    settings = runtime.settings
-    ctx = LiveContext(
-        runtime.engine, runtime.audit, runtime.access, settings.effective_public_url,
+def live_context(settings: Settings, engine: Engine, audit: AuditTrail,
+                 access: ArchiveAccess) -> LiveContext:
+    """The live domain's context in this process, from its settings."""
+    return LiveContext(
+        engine, audit, access, settings.effective_public_url,
         max_session=timedelta(hours=settings.live_session_max_hours),
         retention=timedelta(minutes=settings.live_invitation_retention_minutes),
         process_id=uuid.uuid4().hex[:16])
 
+
+def live_hub(settings: Settings, ctx: LiveContext, render: RenderService,
+             notifier: CaseNotifier | None = None) -> LiveHub:
+    """The live sessions of this process (the Socket.IO server is attached later)."""
+
     async def prewarm(_session_id: str, study_uids: list[str]) -> None:
-        await prepare_session(render_service(runtime), study_uids,
-                              settings.live_prewarm_series)
+        await prepare_session(render, study_uids, settings.live_prewarm_series)
 
     async def notify_case(case_id: int, what: str) -> None:
         if notifier is None:
             return
         def load() -> ConsultCase | None:
-            with Session(runtime.engine) as db:
+            with Session(ctx.engine) as db:
                 return db.get(ConsultCase, case_id)
         case = await anyio.to_thread.run_sync(load)
         if case is not None:
@@ -74,11 +81,12 @@ def live_hub(runtime: Runtime, notifier: CaseNotifier | None = None) -> LiveHub:
                    notify_case=notify_case)
 
 
-def create_socket_app(other_app: Any, directory: ProviderDirectory, runtime: Runtime,
-                      notifier: CaseNotifier | None = None, live: LiveHub | None = None) -> Any:
+def create_socket_app(other_app: Any, directory: ProviderDirectory, settings: Settings,
+                      render: RenderService, notifier: CaseNotifier | None = None,
+                      live: LiveHub | None = None) -> Any:
     sio = socketio.AsyncServer(
-        async_mode="asgi", cors_allowed_origins=[runtime.settings.effective_public_url],
-        client_manager=client_manager(runtime.settings.live_redis_url))
+        async_mode="asgi", cors_allowed_origins=[settings.effective_public_url],
+        client_manager=client_manager(settings.live_redis_url))
     if notifier is not None:
         notifier.attach(sio)
 
@@ -91,8 +99,7 @@ def create_socket_app(other_app: Any, directory: ProviderDirectory, runtime: Run
         if isinstance(token, str) and token:
             try:
                 provider, claims = await directory.validate_bearer(token)
-                return principal_of_claims(provider, map_claims(runtime.settings, provider,
-                                                                claims))
+                return principal_of_claims(provider, map_claims(settings, provider, claims))
             except (TokenError, LoginRefused) as exc:
                 log.warning("socket token refused: %s", exc)
         return None
@@ -114,10 +121,10 @@ def create_socket_app(other_app: Any, directory: ProviderDirectory, runtime: Run
         return {"subject": principal.subject, "institution": principal.institution_id,
                 "roles": sorted(principal.roles)}
 
-    render_events = register_render_events(sio, runtime)
+    render_events = register_render_events(sio, render)
     if live is not None:
         live.sio = sio
-        ConsiliumNamespace(sio, live, principal_for, lambda: render_service(runtime)).register()
+        ConsiliumNamespace(sio, live, principal_for, lambda: render).register()
 
     @sio.event  # type: ignore[untyped-decorator]
     async def disconnect(sid: str, _reason: Any = None) -> None:

@@ -1,12 +1,14 @@
-"""Server-side MPR and 3-D rendering as a service (issue 6, part 4): the rendering library run in
+"""Server-side MPR and 3-D rendering as a service: the rendering library run in
 worker processes, over HTTP and Socket.IO, under the images' access policy.
 
 Modules:
 
 - :mod:`.protocol` -- picklable job specs and results, and the parsers of request parameters
   shared by HTTP and Socket.IO (no VTK in the web process).
-- :mod:`.workers` -- the worker processes: sticky routing by series, the volume cache with a
-  memory bound and LRU eviction, crash detection and restart.
+- :mod:`.workers` -- the pool of worker processes: sticky routing by series, crash detection
+  and restart.
+- :mod:`.worker_process` -- inside a worker: the volume cache with a memory bound and LRU
+  eviction, and the jobs rendered from it.
 - :mod:`.bridge` -- the async API over the workers; the event loop never blocks on rendering.
 - :mod:`.access` -- series -> study -> policy (404 when not readable), stored files, audit.
 - :mod:`.routes` -- the HTTP API under ``/api/render`` (documented there).

@@ -37,8 +37,8 @@ from consilium.render.protocol import (
     SurfaceResult,
     VolumeSpec,
 )
+from consilium.render.worker_process import DEFAULT_MAX_FRAME_PIXELS
 from consilium.render.workers import (
-    DEFAULT_MAX_FRAME_PIXELS,
     PoolBusy,
     PoolClosed,
     RenderPool,

@@ -74,8 +74,7 @@ from consilium.render.protocol import (
     parse_mpr,
     parse_volume,
 )
-from consilium.render.service import RenderService, render_service
-from consilium.service import Runtime
+from consilium.render.service import RenderService
 
 log = logging.getLogger(__name__)
 
@@ -399,9 +398,9 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg"))
 
 
-def register_render_events(sio: Any, runtime: Runtime) -> RenderEvents:
+def register_render_events(sio: Any, service: RenderService) -> RenderEvents:
     """Register the render stream events on ``sio``; call :meth:`RenderEvents.disconnect` from
     the server's disconnect handler."""
-    events = RenderEvents(sio, render_service(runtime))
+    events = RenderEvents(sio, service)
     events.register()
     return events

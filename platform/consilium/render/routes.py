@@ -81,8 +81,7 @@ from consilium.render.protocol import (
     parse_mpr,
     parse_volume,
 )
-from consilium.render.service import RenderService, render_service
-from consilium.service import Runtime
+from consilium.render.service import RenderService
 
 BASE_PATH = "/api/render"
 NO_STORE = {"Cache-Control": "no-store"}
@@ -278,6 +277,6 @@ class RenderRoutes:
         return Response(surface.data, media_type="model/stl", headers=headers)
 
 
-def render_routes(runtime: Runtime) -> list[BaseRoute]:
+def render_routes(service: RenderService) -> list[BaseRoute]:
     """The routes to mount under :data:`BASE_PATH`."""
-    return RenderRoutes(render_service(runtime)).routes()
+    return RenderRoutes(service).routes()

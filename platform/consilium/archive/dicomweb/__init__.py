@@ -2,10 +2,11 @@
 metadata, frames, bulk data, rendered images, thumbnails) and STOW-RS store.
 
 Thin adapters: matching lives in :mod:`consilium.archive.query`, the JSON model in
-:mod:`consilium.archive.dicomjson`, multipart framing in :mod:`consilium.archive.multipart`,
-pixels in :mod:`consilium.archive.rendered`, and storing in the one ingest function. Every read
-goes through the archive's gate (:mod:`consilium.archive.access`): the policy, a study the
-reader may not read answered exactly like one that does not exist (404), and one audit event.
+:mod:`consilium.archive.dicomjson`, instance metadata in :mod:`consilium.archive.metadata`,
+multipart framing in :mod:`consilium.archive.multipart`, pixels in
+:mod:`consilium.archive.rendered`, and storing in the one ingest function. Every read goes
+through the archive's gate (:mod:`consilium.archive.access`): the policy, a study the reader
+may not read answered exactly like one that does not exist (404), and one audit event.
 
 Errors are the domain's (:mod:`consilium.errors`: 400, 401 with ``WWW-Authenticate: Bearer``,
 404, 406, 413, 415, ...), answered by the application's one edge (:mod:`consilium.edge`) as
@@ -16,17 +17,17 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
+from consilium.archive.context import ArchiveContext
 from consilium.archive.dicomweb.base import BASE_PATH
 from consilium.archive.dicomweb.qido import Qido
 from consilium.archive.dicomweb.stow import Stow
 from consilium.archive.dicomweb.wado import Wado
-from consilium.service import Runtime
 
 __all__ = ["BASE_PATH", "DicomWeb", "dicomweb_routes"]
 
 
 class DicomWeb(Qido, Wado, Stow):
-    """The DICOMweb routes over one runtime."""
+    """The DICOMweb routes over one archive context."""
 
     def routes(self) -> list[BaseRoute]:
         study = "/studies/{study}"
@@ -59,6 +60,6 @@ class DicomWeb(Qido, Wado, Stow):
         ]
 
 
-def dicomweb_routes(runtime: Runtime) -> list[BaseRoute]:
+def dicomweb_routes(ctx: ArchiveContext) -> list[BaseRoute]:
     """The routes to mount under :data:`BASE_PATH`."""
-    return DicomWeb(runtime).routes()
+    return DicomWeb(ctx).routes()

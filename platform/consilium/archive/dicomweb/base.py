@@ -17,14 +17,14 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
-from consilium.archive import dicomjson as dj
+from consilium.archive import metadata as md
 from consilium.archive import multipart as mp
-from consilium.archive import query as q
 from consilium.archive.access import Purpose, Reader
+from consilium.archive.context import ArchiveContext
+from consilium.archive.stored import StoredInstance
 from consilium.archive.transcode import FrameCache
 from consilium.errors import InvalidInput, NotAcceptable, NotAuthenticated
 from consilium.processes import end_with_parent
-from consilium.service import Runtime
 from consilium.web_static import accepts_gzip
 
 BASE_PATH = "/dicom-web"
@@ -74,15 +74,15 @@ def compressed(request: Request, body: bytes, media_type: str, *, status: int = 
 
 
 class DicomWebBase:
-    """State and plumbing of the DICOMweb routes over one runtime."""
+    """State and plumbing of the DICOMweb routes over one archive context."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.engine = runtime.engine
-        self.store = runtime.store
-        self.access = runtime.access
-        self.metadata_dir = dj.metadata_cache_dir(runtime.settings.data_dir)
-        self.metadata = dj.MetadataCache(self.metadata_dir)
+    def __init__(self, ctx: ArchiveContext) -> None:
+        self.ctx = ctx
+        self.engine = ctx.engine
+        self.store = ctx.store
+        self.access = ctx.access
+        self.metadata_dir = md.metadata_cache_dir(ctx.settings.data_dir)
+        self.metadata = md.MetadataCache(self.metadata_dir)
         # Metadata not cached yet is computed on every core: pydicom's parsing holds the GIL,
         # and the first look at a 300-slice series would otherwise take one core ~0.6 ms per
         # slice. The worker processes start with the first DICOMweb request (a viewer
@@ -92,10 +92,10 @@ class DicomWebBase:
         self._workers: ProcessPoolExecutor | None = None
         self._thumbnails: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
         # frames encoded on the way out (JPEG-LS for the viewer): see archive/transcode.py
-        self.transcoded = FrameCache(runtime.settings.transcode_cache_mb * 2**20)
+        self.transcoded = FrameCache(ctx.settings.transcode_cache_mb * 2**20)
 
     def base_url(self, request: Request) -> str:
-        public = self.runtime.settings.public_url
+        public = self.ctx.settings.public_url
         if public:
             return public.rstrip("/") + BASE_PATH
         return f"{request.url.scheme}://{request.url.netloc}{BASE_PATH}"
@@ -106,7 +106,7 @@ class DicomWebBase:
                 max_workers=self._worker_count, mp_context=multiprocessing.get_context("spawn"),
                 initializer=end_with_parent, initargs=(os.getpid(),))
             for _ in range(self._worker_count):  # start them all now, not one per request
-                self._workers.submit(dj.compute_metadata, [], None)
+                self._workers.submit(md.compute_metadata, [], None)
         return self._workers
 
     def reader(self, request: Request) -> Reader:
@@ -118,17 +118,17 @@ class DicomWebBase:
         return reader
 
     def _instances(self, request: Request, reader: Reader, purpose: Purpose,
-                   detail: dict[str, Any]) -> list[q.StoredInstance]:
+                   detail: dict[str, Any]) -> list[StoredInstance]:
         """The instances the path names, through the gate (404 when the reader may not read
         them or there are none; the access or the refusal is recorded there)."""
         p = request.path_params
         return self.access.require_instances(reader, p["study"], p.get("series"),
                                              p.get("instance"), purpose=purpose, detail=detail)
 
-    def _path(self, item: q.StoredInstance) -> Path:
+    def _path(self, item: StoredInstance) -> Path:
         return self.store.path_of(item.path)
 
-    def instance_url(self, base: str, item: q.StoredInstance) -> str:
+    def instance_url(self, base: str, item: StoredInstance) -> str:
         return (f"{base}/studies/{item.study_uid}/series/{item.series_uid}"
                 f"/instances/{item.sop_uid}")
 

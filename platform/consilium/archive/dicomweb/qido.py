@@ -19,6 +19,8 @@ from consilium.archive.dicomweb.base import (
     dicom_json,
     require_json,
 )
+from consilium.archive.search import Search, search
+from consilium.archive.stored import first_files
 from consilium.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -113,8 +115,8 @@ class Qido(DicomWebBase):
         fuzzy = request.query_params.get("fuzzymatching", "false").lower() == "true"
         reach = self.access.reach(reader)
         try:
-            rows, more = q.search(
-                self.engine, q.Search(level, keys, tuple(returned), fuzzy, limit, offset),
+            rows, more = search(
+                self.engine, Search(level, keys, tuple(returned), fuzzy, limit, offset),
                 reach.institutions, reach.granted,
             )
         except q.QueryError as exc:
@@ -201,7 +203,7 @@ class Qido(DicomWebBase):
         key = {q.Level.STUDY: "0020000D", q.Level.SERIES: "0020000E",
                q.Level.IMAGE: "00080018"}[level]
         uids = [r[key]["Value"][0] for r in results if "Value" in r.get(key, {})]
-        files = q.first_files(self.engine, level, uids)
+        files = first_files(self.engine, level, uids)
         tags = [dj.resolve_attribute(k) for k in extras]
         for result in results:
             uid = result.get(key, {}).get("Value", [""])[0]

@@ -28,7 +28,6 @@ from starlette.responses import Response
 
 from consilium.archive import dicomjson as dj
 from consilium.archive import multipart as mp
-from consilium.archive import query as q
 from consilium.archive.access import Reader
 from consilium.archive.dicomweb.base import (
     DicomWebBase,
@@ -36,6 +35,7 @@ from consilium.archive.dicomweb.base import (
     require_json,
 )
 from consilium.archive.ingest import IngestResult, IngestSource, Refusal, ingest_part10
+from consilium.archive.stored import instance_locations
 from consilium.audit import AuditAction, AuditOutcome
 from consilium.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from consilium.identity.policy import (
@@ -111,15 +111,15 @@ class Stow(DicomWebBase):
 
     async def _spool(self, request: Request) -> IO[bytes]:
         """The request body in an unlinked temporary file, or 413 past the limit."""
-        limit = self.runtime.settings.dicomweb_stow_max_mb * MIB
+        limit = self.ctx.settings.dicomweb_stow_max_mb * MIB
         too_large = PayloadTooLarge(
             f"the request body is over the STOW-RS limit of "
-            f"{self.runtime.settings.dicomweb_stow_max_mb} MiB (dicomweb.stow_max_mb); send "
+            f"{self.ctx.settings.dicomweb_stow_max_mb} MiB (dicomweb.stow_max_mb); send "
             "the instances in several requests")
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise too_large
-        folder = self.runtime.settings.data_dir / "tmp"
+        folder = self.ctx.settings.data_dir / "tmp"
         folder.mkdir(parents=True, exist_ok=True)
         spool = tempfile.TemporaryFile(dir=folder, prefix="stow-")  # noqa: SIM115 (returned)
         try:
@@ -190,14 +190,14 @@ class Stow(DicomWebBase):
         """Queued for the audit writer: the answer does not wait on an audit commit."""
         failed = sum(1 for o in outcomes if not o.ok)
         for study_uid in stored:
-            self.runtime.audit.submit(reader.actor, AuditAction.STORE, study_uid=study_uid,
-                                      detail={"what": "STOW-RS", "instances": sum(
-                                          1 for o in outcomes
-                                          if o.ok and o.result and o.result.study_uid
-                                          == study_uid)})
+            self.ctx.audit.submit(reader.actor, AuditAction.STORE, study_uid=study_uid,
+                                  detail={"what": "STOW-RS", "instances": sum(
+                                      1 for o in outcomes
+                                      if o.ok and o.result and o.result.study_uid
+                                      == study_uid)})
         if failed:
-            self.runtime.audit.submit(reader.actor, AuditAction.STORE, AuditOutcome.FAILURE,
-                                      detail={"what": "STOW-RS", "refused": failed})
+            self.ctx.audit.submit(reader.actor, AuditAction.STORE, AuditOutcome.FAILURE,
+                                  detail={"what": "STOW-RS", "refused": failed})
 
     def _store_response(self, request: Request, outcomes: list[PartOutcome],
                         study: str | None) -> Response:
@@ -206,7 +206,7 @@ class Stow(DicomWebBase):
         failed: list[dict[str, Any]] = []
         warnings_: list[str] = []
         studies: set[str] = set()
-        where = q.instance_locations(self.engine, [o.sop_instance for o in outcomes if o.ok])
+        where = instance_locations(self.engine, [o.sop_instance for o in outcomes if o.ok])
         for outcome in outcomes:
             refs = {
                 "00081150": dj.index_value_json("UI", outcome.sop_class),

@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from consilium.archive import dicomjson as dj
+from consilium.archive import metadata as md
 from consilium.archive import multipart as mp
-from consilium.archive import query as q
 from consilium.archive import rendered as px
 from consilium.archive import transcode as tc
 from consilium.archive.access import Purpose
@@ -31,6 +31,7 @@ from consilium.archive.dicomweb.base import (
     require_json,
 )
 from consilium.archive.pixel_guard import PixelLimits
+from consilium.archive.stored import StoredInstance
 from consilium.errors import InvalidInput, NotAcceptable, NotFound
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class Wado(DicomWebBase):
         return out
 
     @staticmethod
-    def _conversions(items: list[q.StoredInstance], syntax: str) -> list[str | None] | None:
+    def _conversions(items: list[StoredInstance], syntax: str) -> list[str | None] | None:
         """Per instance: the transfer syntax to convert it to, None to send it as stored.
         None for the whole list if ``syntax`` cannot be served for every instance."""
         convert: list[str | None] = []
@@ -112,7 +113,7 @@ class Wado(DicomWebBase):
             total = sum(len(h) for h in heads) + sum(i.size_bytes for i in items) + len(tail)
             headers["Content-Length"] = str(total)
         paths = [self._path(i) for i in items]
-        near = self.runtime.settings.transcode_preview_near
+        near = self.ctx.settings.transcode_preview_near
         if any(convert):  # refused now, not as a broken stream once the answer has begun
             limits = self.store.pixel_limits
 
@@ -175,24 +176,24 @@ class Wado(DicomWebBase):
             return await anyio.to_thread.run_sync(lambda: compressed(request, body, DICOM_JSON))
         return compressed(request, body, DICOM_JSON)
 
-    async def _compute(self, items: list[q.StoredInstance], missing: list[int]) -> list[bytes]:
+    async def _compute(self, items: list[StoredInstance], missing: list[int]) -> list[bytes]:
         work = [(items[n].sha256, str(self._path(items[n]))) for n in missing]
         if len(work) < 8:
-            return await anyio.to_thread.run_sync(dj.compute_metadata, work,
+            return await anyio.to_thread.run_sync(md.compute_metadata, work,
                                                   str(self.metadata_dir))
         loop = asyncio.get_running_loop()
         workers = self.workers()
         parts = self._worker_count
         chunks = [work[i::parts] for i in range(parts)]
         done = await asyncio.gather(*(
-            loop.run_in_executor(workers, dj.compute_metadata, chunk, str(self.metadata_dir))
+            loop.run_in_executor(workers, md.compute_metadata, chunk, str(self.metadata_dir))
             for chunk in chunks if chunk
         ))
         by_sha: dict[str, bytes] = {}
         for chunk, results in zip([c for c in chunks if c], done, strict=True):
             for (sha, _path), data in zip(chunk, results, strict=True):
                 by_sha[sha] = data
-                dj.remember(self.metadata, sha, data)
+                md.remember(self.metadata, sha, data)
         return [by_sha[sha] for sha, _path in work]
 
     # -- WADO-RS: frames and bulk data ---------------------------------------------------
@@ -267,7 +268,7 @@ class Wado(DicomWebBase):
         native = target in px.UNCOMPRESSED or (target == "*" and stored in px.UNCOMPRESSED)
         path = self._path(item)
         limits = self.store.pixel_limits
-        near = self.runtime.settings.transcode_preview_near
+        near = self.ctx.settings.transcode_preview_near
 
         def load() -> list[bytes]:
             if target in tc.ENCODED:  # encoded before: not even the header is read

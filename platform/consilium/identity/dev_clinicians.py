@@ -1,4 +1,5 @@
-"""The demo clinicians of the built-in demo identity provider (embedded default only)."""
+"""The clinicians of the built-in development identity provider (embedded default only):
+who can sign in there, and the users the demo data seeds for them."""
 
 from __future__ import annotations
 
