@@ -205,7 +205,18 @@ export async function consiliumSession(root: HTMLElement, me: Me, hooks: Consili
   });
   marks.onDrawn = () => toolbox?.refresh();
   marks.onDrawing = (mark) => client.send("mark:drawing", { mark }); // the stroke in progress
-  marks.onChange = () => (hooks.consult.caseMarks = marks.summary());
+  marks.onChange = () => {
+    hooks.consult.caseMarks = marks.summary();
+    mpr.redrawMarks();
+  };
+  // the MPR panes' world marks: kept and shown through the same marks, strokes sent the same way
+  mpr.marks.sink = {
+    me: me.subject,
+    marks: () => [...marks.marks.values()],
+    inProgress: () => marks.othersWorld,
+    put: (m) => marks.putWorld(m),
+    drawing: (m) => client.send("mark:drawing", { mark: m }),
+  };
   toolbox.onMeasurements((all, changed) => {
     hooks.measurements = all;
     if (changed) hooks.lastMeasurement = changed;

@@ -153,6 +153,8 @@ export class CaseMarks {
   private drawingTimer = 0;
   private drawingLast = 0;
   private readonly othersDrawing = new Map<string, string>(); // id -> the stroke's JSON as drawn
+  /** the others' strokes in progress in world coordinates (MPR panes draw them) */
+  othersWorld: Mark[] = [];
 
   constructor(
     private readonly me: string,
@@ -298,6 +300,15 @@ export class CaseMarks {
     }
   }
 
+  /** keep a mark drawn outside the stack viewport (a world mark of an MPR pane) with the case */
+  async putWorld(mark: Mark): Promise<void> {
+    this.sent.set(mark.id, JSON.stringify(mark));
+    const kept = await this.transport.put(mark);
+    if (!kept) return; // a session: the state brings it back
+    this.marks.set(kept.id, kept);
+    this.onChange();
+  }
+
   private queueDrawing(mark: Mark): void {
     if (!this.onDrawing) return;
     this.drawingId = mark.id;
@@ -329,6 +340,9 @@ export class CaseMarks {
   showDrawing(drawing: Record<string, Mark | null | undefined>): void {
     const viewport = this.viewport();
     const now = new Map<string, Mark>();
+    this.othersWorld = Object.entries(drawing).flatMap(([subject, mark]) =>
+      subject !== this.me && mark?.id && !mark.image && (mark.points3d?.length ?? 0) > 0 ? [mark] : [],
+    );
     for (const [subject, mark] of Object.entries(drawing)) {
       if (subject !== this.me && mark?.id && mark.image && TOOL_OF_KIND[mark.kind]) now.set(mark.id, mark);
     }
