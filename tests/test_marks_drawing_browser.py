@@ -1,7 +1,9 @@
 """The stroke in progress in a live consilium, in two real Chromium contexts against a real
 ``consilium serve``: while the chair drags a length (the button still down) the other participant's
 session state holds the stroke (``drawing``) and their viewer draws it with the points it has now;
-the points follow the drag; on release the kept mark replaces the stroke. Values are read from
+the points follow the drag; on release the kept mark replaces the stroke. The same for a length
+drawn in the MPR panes (a world mark): the other's shared axial pane draws the stroke, then the
+kept mark, whose ``points3d`` lie in that pane's plane. Values are read from
 ``window.__consilium`` (never pixels, never a sleep); the built front end is required."""
 
 from __future__ import annotations
@@ -96,3 +98,60 @@ def test_the_stroke_in_progress_appears_for_the_other_and_the_kept_mark_replaces
         assert [(m["id"], m["author_subject"]) for m in kept] == [(mark_id, CHAIR)]
         assert kept[0]["measured"]["length_mm"] == pytest.approx(final["length"], rel=1e-5)
         assert other.evaluate("__consilium.consult.caseMarks.errors") == []
+
+
+def test_a_length_drawn_in_the_mpr_panes_grows_and_is_kept_for_the_other(world: World) -> None:
+    case_id = world.open_case("Консилиум: MPR")
+    session = world.post("kuznetsova", f"/api/cases/{case_id}/consilia", {"title": "MPR"})
+    url = f"{world.web.url}/viewer/consilia/{session['id']}"
+    ready = ("__consilium.session && __consilium.session.status === 'open' && __consilium.view"
+             " && __consilium.view.viewableCount > 0 && __consilium.consult.caseMarks")
+    axial_final = ("__consilium.session.layout === 'mpr' && __consilium.mpr"
+                   " && __consilium.mpr.active"
+                   " && (p => p.quality === 'final' && p.geometry && !p.error)"
+                   "(__consilium.mpr.panes.axial)")
+    with chromium() as browser, logged_in(browser, world, "kuznetsova", "en-US") as k_context, \
+            logged_in(browser, world, "ivanova", "en-US") as i_context:
+        chair, other = open_page(k_context, url), open_page(i_context, url)
+        for page in (chair, other):
+            wait(page, ready, 60_000)
+        chair.click("[data-testid=toolbar] button[data-id=mpr3d]")
+        for page in (chair, other):
+            wait(page, axial_final, 90_000)
+        chair.keyboard.press("l")
+        wait(chair, "__consilium.mpr.marks.tool === 'length'")
+        left, top, width, height = chair.evaluate("__consilium.mpr.panes.axial.rect")
+        x, y = left + width * 0.3, top + height * 0.4
+        chair.mouse.move(x, y)
+        chair.mouse.down()
+        chair.mouse.move(x + 40, y + 10, steps=5)
+        seen = wait(other, f"""(() => {{
+            const s = (__consilium.session.state.drawing || {{}})['{CHAIR}'];
+            return s && s.points3d && s.points3d.length === 2
+                && __consilium.mpr.marks.drawnOn.axial.includes(s.id) ? s : null;
+        }})()""")
+        assert seen["kind"] == "length" and seen["image"] is None
+        chair.mouse.move(x + 120, y + 30, steps=5)
+        grown = wait(other, f"""(() => {{
+            const s = (__consilium.session.state.drawing || {{}})['{CHAIR}'];
+            return s && s.id === '{seen['id']}'
+                && s.measured.length_mm > {seen['measured']['length_mm']} + 1
+                && __consilium.mpr.marks.drawnOn.axial.includes(s.id) ? s : null;
+        }})()""")
+        chair.mouse.up()
+        wait(other, f"__consilium.session.state.annotations.some((m) => m.id === '{seen['id']}')"
+                    f" && !(__consilium.session.state.drawing || {{}})['{CHAIR}']"
+                    f" && __consilium.mpr.marks.drawnOn.axial.includes('{seen['id']}')")
+        kept = world.get("ivanova", f"/api/cases/{case_id}/marks")["marks"]
+        assert [(m["id"], m["author_subject"]) for m in kept] == [(seen["id"], CHAIR)]
+        mark = kept[0]
+        assert mark["measured"]["length_mm"] >= grown["measured"]["length_mm"]
+        g = other.evaluate("__consilium.mpr.panes.axial.geometry")
+        for point in mark["points3d"]:  # in the plane of the axial frame the other sees
+            depth = sum((p - o) * n
+                        for p, o, n in zip(point, g["origin"], g["normal"], strict=True))
+            assert abs(depth) < 1e-3
+        a, b = mark["points3d"]
+        assert mark["measured"]["length_mm"] == pytest.approx(
+            sum((u - v) ** 2 for u, v in zip(a, b, strict=True)) ** 0.5, rel=1e-6)
+        assert other.evaluate("__consilium.mpr.marks.errors") == []
