@@ -204,7 +204,19 @@ export async function consiliumSession(root: HTMLElement, me: Me, hooks: Consili
     },
   });
   marks.onDrawn = () => toolbox?.refresh();
-  marks.onChange = () => (hooks.consult.caseMarks = marks.summary());
+  marks.onDrawing = (mark) => client.send("mark:drawing", { mark }); // the stroke in progress
+  marks.onChange = () => {
+    hooks.consult.caseMarks = marks.summary();
+    mpr.redrawMarks();
+  };
+  // the MPR panes' world marks: kept and shown through the same marks, strokes sent the same way
+  mpr.marks.sink = {
+    me: me.subject,
+    marks: () => [...marks.marks.values()],
+    inProgress: () => marks.othersWorld,
+    put: (m) => marks.putWorld(m),
+    drawing: (m) => client.send("mark:drawing", { mark: m }),
+  };
   toolbox.onMeasurements((all, changed) => {
     hooks.measurements = all;
     if (changed) hooks.lastMeasurement = changed;
@@ -214,10 +226,17 @@ export async function consiliumSession(root: HTMLElement, me: Me, hooks: Consili
   function showMarks(): void {
     const list = client.state.annotations as unknown as Mark[];
     const body = JSON.stringify(list);
-    if (body === marksShown) return;
-    marksShown = body;
-    marks.replace(list);
+    if (body !== marksShown) {
+      marksShown = body;
+      marks.replace(list);
+    }
+    // the others' strokes in progress, after the kept marks (a mark.put replaces its stroke)
+    const drawing = JSON.stringify(client.state.drawing ?? {});
+    if (drawing === drawingShown) return;
+    drawingShown = drawing;
+    marks.showDrawing((client.state.drawing ?? {}) as unknown as Record<string, Mark>);
   }
+  let drawingShown = "";
 
   chat.onSend = (text) => act("chat:send", { text });
   protocol.onTyped = (version, text) => client.send("protocol:draft", { version, text });
@@ -393,6 +412,8 @@ export async function consiliumSession(root: HTMLElement, me: Me, hooks: Consili
     await viewer.open({ study, series: chosen, frames }, index);
     status.textContent = "";
     marks.draw();
+    drawingShown = ""; // the strokes in progress on the images now shown
+    showMarks();
   }
   let seriesPanelStudy = "";
 

@@ -166,8 +166,12 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
   if (caseId) {
     const transport = httpMarks(caseId);
     const marks = (caseMarks = new CaseMarks(me.subject, () => (viewer.current ? viewer.viewport : null), transport));
-    marks.onChange = () => (hooks.consult.caseMarks = marks.summary());
+    marks.onChange = () => {
+      hooks.consult.caseMarks = marks.summary();
+      mpr.redrawMarks();
+    };
     marks.onDrawn = () => toolbox?.refresh();
+    mpr.marks.sink = { me: me.subject, marks: () => [...marks.marks.values()], inProgress: () => [], put: (m) => marks.putWorld(m) };
     const reload = () =>
       void transport
         .list()

@@ -11,6 +11,10 @@
  * zooms, middle / ctrl-drag pans, a clip box, reset. While the pointer moves the server sends
  * interactive frames; a sharp one follows on release. Errors of the server show in the panes.
  *
+ * Marks (mprMarks.ts): with the length or ROI tool on (bar buttons, keys L / E), a left drag
+ * draws a world mark of the case instead of moving the point; the case's world marks of the
+ * series are drawn on every pane whose plane holds them.
+ *
  * URL: `?series=<uid>&layout=mpr`. State for the browser tests: window.__consilium.mpr.
  */
 
@@ -38,6 +42,7 @@ import {
   type PlaneGeometry,
   type Vec3,
 } from "./geometry";
+import { MprMarks, type MprTool } from "./mprMarks";
 import { Pane, type PaneState } from "./pane";
 import { RenderRefused, RenderSession, type FrameMessage, type FrameSource, type Params, type VolumeInfo } from "./stream";
 
@@ -79,6 +84,8 @@ export interface MprState {
   panes: Record<string, PaneState>;
   info: VolumeInfo | null;
   error: string | null;
+  /** the marks tool and which marks each pane draws (mprMarks.ts) */
+  marks: ReturnType<MprMarks["summary"]>;
   /** increases on every change of the state above (a frame drawn, an update sent) */
   version: number;
 }
@@ -94,6 +101,7 @@ const defaultCamera = (preset = ""): Camera3D => ({
 
 type Drag =
   | { kind: "point"; pane: MprView }
+  | { kind: "mark"; pane: MprView }
   | { kind: "rotate"; pane: MprView; angle: number }
   | { kind: "window"; x: number; y: number; start: [number, number] }
   | { kind: "orbit" | "zoom" | "pan"; x: number; y: number; camera: Camera3D };
@@ -136,6 +144,9 @@ export class Mpr3dLayout {
   private readonly clipInputs: HTMLInputElement[];
   private readonly stlLink = h("a", { class: "button", "data-testid": "mpr-stl", download: "", title: t("mpr.stl_title", { level: STL_LEVEL }) }, `⬇ ${t("mpr.stl")}`);
   private readonly banner = h("div", { class: "mpr-banner", role: "status", "data-testid": "mpr-banner" });
+  /** the case's marks in the panes (set its sink to draw and keep them) */
+  readonly marks = new MprMarks();
+  private readonly toolButtons: Record<MprTool, HTMLButtonElement>;
 
   constructor(private readonly hooks: ConsiliumHooks) {
     this.panes = {
@@ -182,9 +193,17 @@ export class Mpr3dLayout {
       this.setCamera({ preset: this.presetSelect.value }, true);
       this.refocus();
     });
+    this.toolButtons = {
+      length: h("button", { type: "button", "data-id": "mpr-tool-length", title: `${t("tools.l")} (L)`, onclick: () => this.setTool("length") }, t("tools.l")),
+      ellipse: h("button", { type: "button", "data-id": "mpr-tool-ellipse", title: `${t("tools.e")} (E)`, onclick: () => this.setTool("ellipse") }, t("tools.e")),
+    };
+    this.marks.onChange = () => this.drawCrosshairs();
     this.bar = h(
       "div",
       { class: "mpr-bar", "data-testid": "mpr-bar" },
+      this.toolButtons.length,
+      this.toolButtons.ellipse,
+      h("span", { class: "mpr-sep" }),
       h("label", {}, `${t("mpr.slab")} `, this.slabInput, " mm"),
       this.modeSelect,
       h("label", {}, "W/L ", this.windowSelect),
@@ -213,6 +232,7 @@ export class Mpr3dLayout {
       panes: Object.fromEntries(Object.entries(this.panes).map(([k, p]) => [k, p.state])),
       info: null,
       error: null,
+      marks: this.marks.summary(),
       version: 0,
     };
     hooks.mpr = this.state;
@@ -344,6 +364,7 @@ export class Mpr3dLayout {
   }
 
   private teardown(): void {
+    this.marks.cancel();
     this.session?.close();
     this.session = null;
     this.drag = null;
@@ -352,6 +373,8 @@ export class Mpr3dLayout {
   private start(info: VolumeInfo): void {
     this.info = info;
     this.state.info = info;
+    this.marks.seriesUID = info.series_uid;
+    this.marks.frameOfReference = info.frame_of_reference_uid ?? "";
     this.point = [...info.center] as Vec3;
     this.planes = structuredClone(STANDARD);
     this.window = [...info.default_window] as [number, number];
@@ -591,6 +614,20 @@ export class Mpr3dLayout {
         );
       }
     }
+    this.marks.drawOn(view, svg, g, f, this.info ? stepAlong(this.info.affine, g.normal) : 0);
+  }
+
+  /** the case's marks changed: the panes draw them again */
+  redrawMarks(): void {
+    if (this.state.active) this.drawCrosshairs();
+  }
+
+  /** the left button's tool in the MPR panes: a mark tool, or (the same again, null) the point */
+  setTool(tool: MprTool | null): void {
+    this.marks.cancel();
+    this.marks.tool = tool === this.marks.tool ? null : tool;
+    for (const [name, button] of Object.entries(this.toolButtons)) button.classList.toggle("active", name === this.marks.tool);
+    this.publish();
   }
 
   // -- pointer and keyboard --------------------------------------------------------------------
@@ -632,6 +669,10 @@ export class Mpr3dLayout {
         this.drag = { kind: "window", x: e.clientX, y: e.clientY, start: [...this.window] };
       } else if (e.button === 0 && (e.shiftKey || (e.target as Element).classList.contains("mpr-handle"))) {
         this.drag = { kind: "rotate", pane: view, angle: this.screenAngle(view, e) };
+      } else if (e.button === 0 && this.marks.tool) {
+        const p = this.patientAt(view, e);
+        const g = this.geometryOf(view);
+        if (p && g && this.marks.begin(view, g, p)) this.drag = { kind: "mark", pane: view };
       } else if (e.button === 0) {
         this.drag = { kind: "point", pane: view };
         const p = this.patientAt(view, e);
@@ -644,6 +685,9 @@ export class Mpr3dLayout {
       if (d.kind === "point" && d.pane === view) {
         const p = this.patientAt(view, e);
         if (p) this.setPoint(p, false);
+      } else if (d.kind === "mark" && d.pane === view) {
+        const p = this.patientAt(view, e);
+        if (p) this.marks.move(p);
       } else if (d.kind === "rotate" && d.pane === view) {
         const angle = this.screenAngle(view, e);
         const delta = angle - d.angle;
@@ -660,6 +704,11 @@ export class Mpr3dLayout {
       if (!d || d.kind === "orbit" || d.kind === "zoom" || d.kind === "pan") return;
       this.drag = null;
       if (el.hasPointerCapture(e.pointerId)) el.releasePointerCapture(e.pointerId);
+      if (d.kind === "mark") {
+        if (e.type === "pointercancel") this.marks.cancel();
+        else this.marks.end();
+        return;
+      }
       if (d.kind === "rotate") this.sendMpr(MPR_VIEWS.filter((v) => v !== view), true);
       else this.sendMpr(MPR_VIEWS, true);
     };
@@ -742,8 +791,19 @@ export class Mpr3dLayout {
     const preset = CT_PRESETS.find((p) => p.key === event.key);
     switch (event.key) {
       case "Escape":
+        if (this.marks.active) this.marks.cancel();
+        else this.close();
+        return true;
       case "m":
         this.close();
+        return true;
+      case "l":
+      case "L":
+        this.setTool("length");
+        return true;
+      case "e":
+      case "E":
+        this.setTool("ellipse");
         return true;
       case "ArrowUp":
       case "ArrowLeft":
@@ -876,6 +936,7 @@ export class Mpr3dLayout {
     s.slab = { ...this.slab };
     s.camera = structuredClone(this.camera);
     s.panes = Object.fromEntries(Object.entries(this.panes).map(([k, p]) => [k, p.state]));
+    s.marks = this.marks.summary();
     s.version++;
     this.hooks.mpr = s;
   }

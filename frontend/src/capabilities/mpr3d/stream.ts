@@ -38,6 +38,8 @@ export interface RenderError {
 
 export interface VolumeInfo {
   series_uid: string;
+  /** the frame of reference of the volume's patient coordinates (world marks name it) */
+  frame_of_reference_uid?: string;
   modality: string;
   dimensions: [number, number, number];
   spacing: [number, number, number];

@@ -7,6 +7,11 @@
  *
  * Who sends: an HTTP transport outside a consilium; in a session, the session's socket
  * (mark:put / mark:delete), whose state's `annotations` are drawn the same way (replace()).
+ *
+ * The stroke in progress: in a session one's own mark is also sent while the button is down
+ * (onDrawing, at most every DRAWING_MS: mark:drawing), and the others' strokes of the state's
+ * `drawing` are drawn as they grow (showDrawing()), replaced by the kept mark when its mark.put
+ * arrives and removed when the stroke is abandoned.
  */
 
 import { utilities as csUtils, type Types } from "@cornerstonejs/core";
@@ -17,6 +22,7 @@ import {
   LengthTool,
   RectangleROITool,
   annotation as annotationApi,
+  utilities as toolsUtils,
   type Types as ToolTypes,
 } from "@cornerstonejs/tools";
 
@@ -73,6 +79,10 @@ const KIND_OF_TOOL: Record<string, Mark["kind"]> = {
   [ArrowAnnotateTool.toolName]: "arrow",
 };
 const TOOL_OF_KIND = Object.fromEntries(Object.entries(KIND_OF_TOOL).map(([tool, kind]) => [kind, tool]));
+/** how often the stroke in progress goes out (the server coalesces what comes faster) */
+export const DRAWING_MS = 80;
+/** `drawn` of an annotation that shows another's stroke in progress */
+const IN_PROGRESS = "in-progress";
 
 /** the HTTP transport of a case (outside a live session) */
 export function httpMarks(caseId: number): MarkTransport & { list(): Promise<Mark[]> } {
@@ -136,6 +146,15 @@ export class CaseMarks {
   onChange: () => void = () => {};
   /** annotations were added or removed by code (the tools report them again) */
   onDrawn: () => void = () => {};
+  /** one's own stroke in progress (null: it ended without a kept change); unset: not sent */
+  onDrawing: ((mark: Mark | null) => void) | null = null;
+  private drawingId: string | null = null; // one's own stroke whose points went out
+  private drawingPending: Mark | null = null;
+  private drawingTimer = 0;
+  private drawingLast = 0;
+  private readonly othersDrawing = new Map<string, string>(); // id -> the stroke's JSON as drawn
+  /** the others' strokes in progress in world coordinates (MPR panes draw them) */
+  othersWorld: Mark[] = [];
 
   constructor(
     private readonly me: string,
@@ -242,11 +261,24 @@ export class CaseMarks {
       }
     }
     this.mine = ownNow;
+    if (this.drawingId && !ownNow.has(this.drawingId)) this.endDrawing(true); // removed or cancelled
+    if (changed && !changed.settled && ownNow.has(changed.uid)) {
+      const mark = markOf(changed);
+      if (mark && this.sent.get(mark.id) !== JSON.stringify(mark)) this.queueDrawing(mark);
+      return;
+    }
     if (changed?.settled && ownNow.has(changed.uid)) {
       const mark = markOf(changed);
-      if (!mark) return;
+      if (!mark) {
+        if (this.drawingId === changed.uid) this.endDrawing(true);
+        return;
+      }
       const body = JSON.stringify(mark);
-      if (this.sent.get(mark.id) === body) return;
+      if (this.sent.get(mark.id) === body) {
+        if (this.drawingId === mark.id) this.endDrawing(true); // moved and put back
+        return;
+      }
+      if (this.drawingId === mark.id) this.endDrawing(false); // the put ends it
       this.sent.set(mark.id, body);
       void this.transport
         .put(mark)
@@ -268,11 +300,108 @@ export class CaseMarks {
     }
   }
 
-  /** what the tests read: the case's marks and which are drawn here */
-  summary(): { marks: Mark[]; drawn: string[]; errors: string[] } {
+  /** keep a mark drawn outside the stack viewport (a world mark of an MPR pane) with the case */
+  async putWorld(mark: Mark): Promise<void> {
+    this.sent.set(mark.id, JSON.stringify(mark));
+    const kept = await this.transport.put(mark);
+    if (!kept) return; // a session: the state brings it back
+    this.marks.set(kept.id, kept);
+    this.onChange();
+  }
+
+  private queueDrawing(mark: Mark): void {
+    if (!this.onDrawing) return;
+    this.drawingId = mark.id;
+    this.drawingPending = mark;
+    if (this.drawingTimer) return;
+    const wait = Math.max(0, DRAWING_MS - (performance.now() - this.drawingLast));
+    this.drawingTimer = window.setTimeout(() => {
+      this.drawingTimer = 0;
+      const pending = this.drawingPending;
+      this.drawingPending = null;
+      if (!pending || this.drawingId !== pending.id) return;
+      this.drawingLast = performance.now();
+      this.onDrawing?.(pending);
+    }, wait);
+  }
+
+  /** one's own stroke ended: abandoned (tell the others) or about to be put (its change ends it) */
+  private endDrawing(abandoned: boolean): void {
+    window.clearTimeout(this.drawingTimer);
+    this.drawingTimer = 0;
+    this.drawingPending = null;
+    const was = this.drawingId;
+    this.drawingId = null;
+    if (abandoned && was && this.drawingLast) this.onDrawing?.(null);
+  }
+
+  /** the others' strokes in progress (the session state's `drawing`, by author): drawn as they
+   * are now; one that ended is replaced by its kept mark (already in `marks`) or removed */
+  showDrawing(drawing: Record<string, Mark | null | undefined>): void {
+    const viewport = this.viewport();
+    const now = new Map<string, Mark>();
+    this.othersWorld = Object.entries(drawing).flatMap(([subject, mark]) =>
+      subject !== this.me && mark?.id && !mark.image && (mark.points3d?.length ?? 0) > 0 ? [mark] : [],
+    );
+    for (const [subject, mark] of Object.entries(drawing)) {
+      if (subject !== this.me && mark?.id && mark.image && TOOL_OF_KIND[mark.kind]) now.set(mark.id, mark);
+    }
+    let redraw = false;
+    for (const id of [...this.othersDrawing.keys()]) {
+      if (now.has(id)) continue;
+      this.othersDrawing.delete(id);
+      if (this.drawn.get(id) !== IN_PROGRESS) continue; // the kept mark is drawn already
+      this.drawn.delete(id);
+      if (this.marks.has(id)) redraw = true;
+      else this.undraw(id);
+    }
+    if (viewport) {
+      const imageIds = viewport.getImageIds();
+      for (const mark of now.values()) {
+        const body = JSON.stringify(mark);
+        if (this.othersDrawing.get(mark.id) === body) continue;
+        this.othersDrawing.set(mark.id, body);
+        const imageId = mark.image ? imageIdOf(mark.image, imageIds) : undefined;
+        const existing = annotationApi.state.getAnnotation(mark.id);
+        if (existing && (!imageId || existing.metadata?.referencedImageId !== imageId)) annotationApi.state.removeAnnotation(mark.id);
+        if (!imageId) continue;
+        try {
+          if (existing && existing.metadata?.referencedImageId === imageId) {
+            // the same stroke grown: its points moved in place (no remove / add per update)
+            existing.data.handles!.points = mark.points.map((p) => csUtils.imageToWorldCoords(imageId, p) as Types.Point3);
+            existing.invalidated = true;
+          } else {
+            this.add(viewport, mark, imageId);
+          }
+          this.drawn.set(mark.id, IN_PROGRESS);
+        } catch (err) {
+          this.errors.push(`${mark.id}: ${(err as Error).message}`);
+        }
+      }
+      toolsUtils.triggerAnnotationRenderForViewportIds([viewport.id]);
+    }
+    if (redraw) this.draw();
+    this.onDrawn();
+    this.onChange();
+  }
+
+  /** what the tests read: the case's marks, which are drawn here, and the others' strokes in
+   * progress drawn here (their points as the viewer holds them, in image pixels) */
+  summary(): { marks: Mark[]; drawn: string[]; drawing: { id: string; author: string; points: [number, number][] }[]; errors: string[] } {
+    const drawing = [...this.othersDrawing.keys()].flatMap((id) => {
+      const a = annotationApi.state.getAnnotation(id);
+      if (!a || this.drawn.get(id) !== IN_PROGRESS) return [];
+      const imageId = a.metadata?.referencedImageId ?? "";
+      const points = (a.data.handles?.points ?? []).map((p) => {
+        const xy = csUtils.worldToImageCoords(imageId, p as Types.Point3);
+        return [xy?.[0] ?? NaN, xy?.[1] ?? NaN] as [number, number];
+      });
+      return [{ id, author: String((a.data as MarkData).authorSubject ?? ""), points }];
+    });
     return {
       marks: [...this.marks.values()],
       drawn: [...this.marks.keys()].filter((id) => !!annotationApi.state.getAnnotation(id)),
+      drawing,
       errors: [...this.errors],
     };
   }

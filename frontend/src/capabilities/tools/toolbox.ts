@@ -20,6 +20,7 @@ import {
   ZoomTool,
   addTool,
   annotation as annotationApi,
+  state as toolsState,
   utilities as toolsUtils,
   type Types as ToolTypes,
 } from "@cornerstonejs/tools";
@@ -119,8 +120,20 @@ export class Toolbox {
     // throttle) and does not redraw when the trailing pass lands: after a quick drag the numbers
     // and the text on screen are those of a point on the way. So every change is reported at
     // once (settled: false) and again, redrawn, once the throttle has run (settled: true).
+    // A stroke is settled only once the button is up: a slow drag that pauses is still drawing
+    // (its points go out as the stroke in progress, not as the kept mark).
     let lastChanged: Annotation | null = null;
     let settleTimer = 0;
+    let heldSettle = false;
+    const settle = () => {
+      if (toolsState.isInteractingWithTool) {
+        heldSettle = true;
+        return;
+      }
+      heldSettle = false;
+      toolsUtils.triggerAnnotationRenderForViewportIds([viewportId]);
+      requestAnimationFrame(() => publish(true));
+    };
     const publish = (settled: boolean) => {
       const changed = lastChanged && !this.isRemoved(lastChanged) ? { ...this.summarize(lastChanged), settled } : null;
       const all = this.measurements();
@@ -131,18 +144,19 @@ export class Toolbox {
       if (annotation && !removed) lastChanged = annotation;
       requestAnimationFrame(() => publish(false)); // stats are computed while it renders
       window.clearTimeout(settleTimer);
-      settleTimer = window.setTimeout(() => {
-        toolsUtils.triggerAnnotationRenderForViewportIds([viewportId]);
-        requestAnimationFrame(() => publish(true));
-      }, SETTLE_MS);
+      settleTimer = window.setTimeout(settle, SETTLE_MS);
     };
     this.refresh = () => {
       window.clearTimeout(settleTimer);
-      settleTimer = window.setTimeout(() => {
-        toolsUtils.triggerAnnotationRenderForViewportIds([viewportId]);
-        requestAnimationFrame(() => publish(true));
-      }, SETTLE_MS);
+      settleTimer = window.setTimeout(settle, SETTLE_MS);
     };
+    // the button is up: a settle held back while it was down runs now (the tool ends its
+    // interaction in its own mouse-up handler, before the timer fires)
+    window.addEventListener("pointerup", () => {
+      if (!heldSettle) return;
+      window.clearTimeout(settleTimer);
+      settleTimer = window.setTimeout(settle, SETTLE_MS);
+    }, true);
     eventTarget.addEventListener(Events.ANNOTATION_COMPLETED, (e: Event) => report(e));
     eventTarget.addEventListener(Events.ANNOTATION_MODIFIED, (e: Event) => {
       const change = (e as CustomEvent<{ changeType?: string }>).detail?.changeType;
