@@ -39,6 +39,7 @@ from tests.webserver import WebServer, csrf_of
 DIST = ROOT / "frontend" / "dist" / "index.html"
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
+KEY_OBJECT_SELECTION = "1.2.840.10008.5.1.4.1.1.88.59"
 PATIENT_ID = "CONS-1"
 QUESTION = "Очаг в правом лёгком: метастаз или гранулёма?"
 # a small, valid PDF (one empty page)
@@ -326,7 +327,10 @@ def test_consult_request_two_browsers_live(web: WebServer) -> None:
         documents = {cls: (sop, series) for cls, sop, series in found
                      if cls in (ENCAPSULATED_PDF, BASIC_TEXT_SR)}
         assert set(documents) == {ENCAPSULATED_PDF, BASIC_TEXT_SR}, found
-        assert sum(1 for cls, _, _ in found if cls not in documents) == 12
+        # the case's key image went with the conclusion as a Key Object Selection document
+        assert [cls for cls, _, _ in found].count(KEY_OBJECT_SELECTION) == 1, found
+        assert sum(1 for cls, _, _ in found
+                   if cls not in documents and cls != KEY_OBJECT_SELECTION) == 12
         with tempfile.TemporaryDirectory() as out:
             for sop, series in documents.values():
                 run = dcmtk("getscu", "-S", "-aet", "GETSCU", "-aec", "CONSILIUM", "-od", out,
