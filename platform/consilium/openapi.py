@@ -71,7 +71,7 @@ from consilium.live.protocol_models import (
 )
 from consilium.live.protocol_routes import PenBody, SaveBody, SignBody, VersionBody
 from consilium.live.routes import InviteBody, ScheduleBody, UninviteBody
-from consilium.render.routes import VolumeInfo
+from consilium.render.routes import RoiStats, VolumeInfo
 from consilium.status import SystemStatus
 from consilium.web_static import UiConfig
 
@@ -390,6 +390,11 @@ def _paths() -> dict[str, Any]:
             params=[series] + [_query(n, n) for n in (
                 "preset", "azimuth", "elevation", "roll", "zoom", "pan", "size", "quality",
                 "clip", "clipplane")])},
+        "/api/render/series/{series_uid}/roi-stats": {"get": _op(
+            "Mean, stdev, min, max (HU for CT) and pixel count inside an elliptical ROI of an "
+            "MPR plane, from the volume", "statistics", 400, 401, 404, 422, 503,
+            answer=answer(RoiStats), params=[series] + [_query(n, n) for n in (
+                "points", "slab", "mode")])},
         "/api/render/series/{series_uid}/isosurface.stl": {"get": _op(
             "An isosurface as binary STL (patient coordinates)", "STL", 400, 401, 404, 422,
             503, params=[series, _query("level", "HU"), _query("step", "voxels")])},

@@ -32,8 +32,10 @@ from consilium.render.protocol import (
     Job,
     MprSpec,
     Result,
+    RoiStatsSpec,
     SeriesSource,
     Spec,
+    StatsResult,
     SurfaceResult,
     VolumeSpec,
 )
@@ -46,7 +48,7 @@ from consilium.render.workers import (
     WorkerStats,
 )
 
-R = TypeVar("R", InfoResult, FrameResult, SurfaceResult)
+R = TypeVar("R", InfoResult, FrameResult, SurfaceResult, StatsResult)
 
 
 class RenderFailure(DomainError):
@@ -128,3 +130,6 @@ class RenderBridge:
 
     async def isosurface(self, source: SeriesSource, spec: IsosurfaceSpec) -> SurfaceResult:
         return await self._expect(source, spec, SurfaceResult)
+
+    async def roi_stats(self, source: SeriesSource, spec: RoiStatsSpec) -> StatsResult:
+        return await self._expect(source, spec, StatsResult)

@@ -132,7 +132,17 @@ class IsosurfaceSpec:
     step: int = 2
 
 
-Spec = InfoSpec | MprSpec | VolumeSpec | IsosurfaceSpec
+@dataclass(frozen=True)
+class RoiStatsSpec:
+    """Values inside an elliptical ROI of an MPR plane (:mod:`.roi_stats`): the ends of its
+    major then minor axis (patient LPS mm), across a slab of ``slab_mm`` when not 0."""
+
+    points: tuple[Vec3, Vec3, Vec3, Vec3]
+    slab_mm: float = 0.0
+    slab_mode: str = "max"
+
+
+Spec = InfoSpec | MprSpec | VolumeSpec | IsosurfaceSpec | RoiStatsSpec
 
 
 @dataclass(frozen=True)
@@ -179,6 +189,13 @@ class SurfaceResult:
 
 
 @dataclass(frozen=True)
+class StatsResult:
+    payload: dict[str, Any]
+    """mean, stdev, min, max, pixels, area_mm2, unit, spacing_mm, slab_samples"""
+    timing: Timing
+
+
+@dataclass(frozen=True)
 class Failure:
     """A job the library refused (``status`` 422, with its message) or a bug (500)."""
 
@@ -187,7 +204,7 @@ class Failure:
     reason: str = ""
 
 
-Result = InfoResult | FrameResult | SurfaceResult | Failure
+Result = InfoResult | FrameResult | SurfaceResult | StatsResult | Failure
 
 
 # --------------------------------------------------------------------------- parsing

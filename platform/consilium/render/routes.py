@@ -43,6 +43,11 @@ Vectors are comma-separated patient coordinates (DICOM LPS, mm): ``point=12.5,-3
     keeps the side the normal points to; ``shift=<value>`` moves the preset's transfer
     functions; ``format``, ``jpeg_quality`` as for MPR.
 
+``GET /api/render/series/{series_uid}/roi-stats``
+    Mean, standard deviation, minimum and maximum (HU for CT) and the pixel count inside an
+    elliptical ROI of an MPR pane: ``points`` (12 numbers, its axes' ends), ``slab``, ``mode``;
+    documented in :mod:`.roi_stats`.
+
 ``GET /api/render/series/{series_uid}/isosurface.stl``
     Binary STL of the surface at ``level`` (default 300, HU for CT), from every ``step``-th
     voxel (default 2; 1 to 16), in patient coordinates (mm). Audited as an export.
@@ -81,6 +86,7 @@ from consilium.render.protocol import (
     parse_mpr,
     parse_volume,
 )
+from consilium.render.roi_stats import parse_roi_stats
 from consilium.render.service import RenderService
 
 BASE_PATH = "/api/render"
@@ -198,6 +204,23 @@ class VolumeInfo(BaseModel):
     build_ms: float | None
 
 
+class RoiStats(BaseModel):
+    """``GET /api/render/series/{series_uid}/roi-stats`` (see :mod:`.roi_stats`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    series_uid: str
+    mean: float
+    stdev: float = Field(description="population standard deviation")
+    min: float
+    max: float
+    unit: str = Field(description="HU for CT")
+    pixels: int = Field(description="samples inside the ellipse and the volume")
+    area_mm2: float
+    spacing_mm: list[float] = Field(description="grid step along the major and minor axis")
+    slab_samples: int
+
+
 class RenderRoutes:
     def __init__(self, service: RenderService) -> None:
         self.service = service
@@ -212,6 +235,7 @@ class RenderRoutes:
             Route(series + "/mpr", g(self.mpr), methods=["GET"]),
             Route(series + "/volume", g(self.volume), methods=["GET"]),
             Route(series + "/isosurface.stl", g(self.isosurface), methods=["GET"]),
+            Route(series + "/roi-stats", g(self.roi_stats), methods=["GET"]),
         ]
 
     @staticmethod
@@ -275,6 +299,20 @@ class RenderRoutes:
             "Server-Timing": _timing(surface.timing),
         }
         return Response(surface.data, media_type="model/stl", headers=headers)
+
+
+    async def roi_stats(self, request: Request) -> Response:
+        """Statistics of an MPR ellipse (:mod:`.roi_stats`): the gate before the parameters,
+        so a foreign series is refused as a missing one whatever was asked."""
+        reader = self.reader(request)
+        series_uid = request.path_params["series_uid"]
+        opened = await self.access.series(reader, series_uid, Purpose.FRAME,
+                                          {"what": "ROI statistics"})
+        spec = parse_roi_stats(request.query_params)
+        result = await self.bridge.roi_stats(opened.source, spec)
+        stats = RoiStats.model_validate({"series_uid": series_uid, **result.payload})
+        return JSONResponse(stats.model_dump(mode="json"),
+                            headers={**NO_STORE, "Server-Timing": _timing(result.timing)})
 
 
 def render_routes(service: RenderService) -> list[BaseRoute]:

@@ -55,6 +55,7 @@ from consilium.render.protocol import (
     Job,
     MprSpec,
     Result,
+    RoiStatsSpec,
     SeriesSource,
     SurfaceResult,
     Timing,
@@ -303,6 +304,10 @@ class Worker:
                 return self._volume(entry, spec, build_ms, started)
             if isinstance(spec, IsosurfaceSpec):
                 return self._isosurface(entry, spec, build_ms, started)
+            if isinstance(spec, RoiStatsSpec):
+                from consilium.render.roi_stats import roi_statistics
+
+                return roi_statistics(entry.volume, entry.reslicer(), spec, build_ms, started)
             return Failure(500, f"unknown job {type(spec).__name__}")
         except SeriesError as exc:
             failure = Failure(422, exc.message, exc.reason.value)
