@@ -11,7 +11,7 @@
  * mark:drawing), the finished mark to `sink.put` (HTTP PUT outside a session, mark:put in one).
  */
 
-import type { Mark } from "../tools/caseMarks";
+import type { Mark, Measured } from "../tools/caseMarks";
 import { add, dot, norm, patientToPixel, pixelToScreen, scale, sub, type Fit, type PlaneGeometry, type Vec3 } from "./geometry";
 
 export type MprTool = "length" | "ellipse";
@@ -69,6 +69,8 @@ export class MprMarks {
   errors: string[] = [];
   /** the ids drawn on each pane at its last drawing (for the tests) */
   readonly drawnOn: Record<string, string[]> = {};
+  /** the label each mark drew with last (for the tests) */
+  readonly labels: Record<string, string> = {};
   private stroke: Stroke | null = null;
   private timer = 0;
   private lastSent = 0;
@@ -121,16 +123,39 @@ export class MprMarks {
     const mark = this.markOf(s);
     this.lastSent = 0;
     this.pending.set(mark.id, mark); // drawn until the case holds it
-    this.sink.put(mark).then(
-      () => this.pending.delete(mark.id),
-      (err: unknown) => {
-        this.pending.delete(mark.id);
-        this.errors.push(String(err instanceof Error ? err.message : err));
+    const sink = this.sink;
+    const failed = (err: unknown): void => {
+      this.errors.push(String(err instanceof Error ? err.message : err));
+      this.onChange();
+    };
+    void (async () => {
+      if (mark.kind === "ellipse") {
+        // kept with its area alone when the statistics cannot be had
+        await this.withStats(mark, s.plane).catch(failed);
         this.onChange();
-      },
-    );
+      }
+      await sink.put(mark).catch(failed);
+      this.pending.delete(mark.id);
+    })();
     this.onChange();
     return mark;
+  }
+
+  /** an ROI's values from the volume (the server's), put into its `measured` */
+  async withStats(mark: Mark, plane: PlaneGeometry): Promise<void> {
+    const points = (mark.points3d ?? []).flat();
+    const params = new URLSearchParams({ points: points.map((v) => String(v)).join(",") });
+    if (plane.slab && plane.slab.thickness_mm > 0) {
+      params.set("slab", String(plane.slab.thickness_mm));
+      params.set("mode", plane.slab.mode);
+    }
+    const response = await fetch(`/api/render/series/${encodeURIComponent(mark.series_uid ?? "")}/roi-stats?${params}`, {
+      headers: { Accept: "application/json" },
+    });
+    const body = (await response.json().catch(() => ({}))) as { error?: string; mean?: number; stdev?: number; min?: number; max?: number; unit?: string };
+    if (!response.ok) throw new Error(`ROI statistics: ${body.error ?? response.status}`);
+    const stats: Measured = { mean: body.mean, stdev: body.stdev, min: body.min, max: body.max, unit: body.unit || null };
+    mark.measured = { ...mark.measured, ...stats };
   }
 
   cancel(): void {
@@ -188,7 +213,7 @@ export class MprMarks {
         const ry = Math.hypot(s[3][0] - s[2][0], s[3][1] - s[2][1]) / 2;
         const angle = (Math.atan2(s[1][1] - s[0][1], s[1][0] - s[0][0]) * 180) / Math.PI;
         g.append(svgEl("ellipse", { cx, cy, rx, ry, transform: `rotate(${angle} ${cx} ${cy})`, fill: "none", stroke: color, "stroke-width": 2 }));
-        label = mark.measured?.area_mm2 != null ? `${mark.measured.area_mm2.toFixed(1)} mm²` : "";
+        label = roiLabel(mark.measured);
         at = [cx + rx, cy];
       } else {
         continue;
@@ -196,6 +221,7 @@ export class MprMarks {
       const author = mark.author_subject && mark.author_subject !== this.sink?.me ? mark.author_name ?? "" : "";
       const text = svgEl("text", { x: at[0] + 6, y: at[1] - 4, fill: color, class: "mpr-mark-label" });
       text.textContent = author ? `${label} · ${author}` : label;
+      this.labels[mark.id] = text.textContent;
       g.append(text);
       svg.append(g);
       drawn.push(mark.id);
@@ -204,9 +230,17 @@ export class MprMarks {
   }
 
   /** what the tests read */
-  summary(): { tool: MprTool | null; drawing: boolean; drawnOn: Record<string, string[]>; errors: string[] } {
-    return { tool: this.tool, drawing: this.active, drawnOn: { ...this.drawnOn }, errors: [...this.errors] };
+  summary(): { tool: MprTool | null; drawing: boolean; drawnOn: Record<string, string[]>; labels: Record<string, string>; errors: string[] } {
+    return { tool: this.tool, drawing: this.active, drawnOn: { ...this.drawnOn }, labels: { ...this.labels }, errors: [...this.errors] };
   }
+}
+
+/** an ROI's label: its area, and its values when it has them ("mean ± stdev HU") */
+export function roiLabel(m: Measured | undefined): string {
+  const parts: string[] = [];
+  if (m?.area_mm2 != null) parts.push(`${m.area_mm2.toFixed(1)} mm²`);
+  if (m?.mean != null) parts.push(`${m.mean.toFixed(1)}${m.stdev != null ? ` ± ${m.stdev.toFixed(1)}` : ""}${m.unit ? ` ${m.unit}` : ""}`);
+  return parts.join(" · ");
 }
 
 function svgEl(tag: string, attrs: Record<string, string | number>): SVGElement {
