@@ -10,8 +10,11 @@ within :data:`CHECKPOINT_BYTES` per session (beyond it every other checkpoint is
 state then costs at most a checkpoint's parse and that many changes' fold.
 
 The timeline lists what a reader steps through, in order, with who did it: every change but
-the pointer and the text being typed; a run of view changes of one kind by one presenter
-(a scroll, a window drag) is one entry from its first seq ``seq`` to its last ``until``.
+the pointer, the text being typed and the stroke being drawn (``mark.drawing``: its end is the
+``mark.put`` that keeps it); a run of view changes of one kind by one presenter (a scroll, a
+window drag) is one entry from its first seq ``seq`` to its last ``until``. A mark's entry names
+the mark (``id``, ``kind``, what it measured); the marks present at any position are the
+state's ``annotations``.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ PAGE = 2000
 TIMELINE_MAX = 20_000
 """Entries of a timeline (beyond, the answer says ``truncated``)."""
 
-_SKIPPED = {ChangeKind.POINTER.value, ChangeKind.PROTOCOL_DRAFT.value}
+_SKIPPED = {ChangeKind.POINTER.value, ChangeKind.PROTOCOL_DRAFT.value,
+            ChangeKind.MARK_DRAWING.value}
+_MARKS = {ChangeKind.MARK_PUT.value, ChangeKind.MARK_DELETED.value}
 _VIEWS = {k.value for k in VIEW_KINDS}
 
 
@@ -106,6 +111,20 @@ def names_of(engine: Engine, session_id: str) -> dict[str, str]:
     return {subject: str(m.get("name", "")) for subject, m in state["members"].items()}
 
 
+def _mark_summary(kind: str, payload: dict[str, Any], kinds: dict[str, str]) -> dict[str, Any]:
+    """Which mark a mark change is, and what it measured (``kinds``: the kind of every mark put
+    so far, by id, for a deletion that names only the id)."""
+    if kind == ChangeKind.MARK_DELETED.value:
+        mark_id = str(payload.get("id", ""))
+        return {"mark_id": mark_id, "mark_kind": kinds.get(mark_id, "")}
+    mark = payload.get("mark") or {}
+    mark_id, mark_kind = str(mark.get("id", "")), str(mark.get("kind", ""))
+    kinds[mark_id] = mark_kind
+    measured = {k: v for k, v in (mark.get("measured") or {}).items() if v is not None}
+    return {"mark_id": mark_id, "mark_kind": mark_kind, "measured": measured,
+            "series_uid": mark.get("series_uid") or (mark.get("image") or {}).get("series_uid")}
+
+
 def _summary(kind: str, payload: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     """What a timeline entry shows of its change (the rest is in the state at its seq)."""
     if kind == ChangeKind.CHAT_MESSAGE.value:
@@ -133,6 +152,7 @@ def timeline(engine: Engine, session_id: str) -> tuple[list[dict[str, Any]], boo
     whether it was cut at :data:`TIMELINE_MAX` entries."""
     names = names_of(engine, session_id)
     entries: list[dict[str, Any]] = []
+    kinds: dict[str, str] = {}  # mark id -> kind, for the deletions
     after = 0
     while True:
         page = load_changes(engine, session_id, after, limit=PAGE)
@@ -140,6 +160,9 @@ def timeline(engine: Engine, session_id: str) -> tuple[list[dict[str, Any]], boo
             return entries, False
         for change in page:
             kind, actor = change["kind"], change["actor"]
+            if kind == ChangeKind.SESSION_OPENED.value:
+                kinds.update((str(m.get("id")), str(m.get("kind")))
+                             for m in change["payload"].get("marks") or [])
             if kind in _SKIPPED:
                 continue
             last = entries[-1] if entries else None
@@ -152,6 +175,7 @@ def timeline(engine: Engine, session_id: str) -> tuple[list[dict[str, Any]], boo
                 return entries, True
             entries.append({"seq": change["seq"], "until": change["seq"], "at": change["at"],
                             "actor": actor, "name": names.get(actor, ""), "kind": kind,
-                            "what": _summary(kind, change["payload"], names)})
+                            "what": _mark_summary(kind, change["payload"], kinds)
+                            if kind in _MARKS else _summary(kind, change["payload"], names)})
         after = int(page[-1]["seq"])
 
