@@ -3,7 +3,9 @@
  * handed over and signed, with who did it, to scrub (any change) and step (entry by entry). At
  * each position the page shows the session's state as the participants had it then (the server
  * folds the record up to that seq: GET /api/consilia/{id}/replay/state), the presenter's image
- * in the stack viewer as a follower saw it, the chat so far and the protocol as it stood.
+ * in the stack viewer as a follower saw it with the marks present then drawn on it (the state's
+ * `annotations`, read only), the chat so far and the protocol as it stood. The timeline's mark
+ * entries say who drew or removed which mark and what it measured.
  *
  * URL: /viewer/consilia/{id}/replay. The server side: platform/consilium/live/replay.py.
  */
@@ -17,6 +19,8 @@ import { ChatPanel } from "../capabilities/consilium/chat";
 import type { ReplayHook } from "../capabilities/consilium/hook";
 import type { State } from "../capabilities/consilium/state";
 import { applyStackViewport } from "../capabilities/consilium/viewSync";
+import { CaseMarks, type Mark, type Measured } from "../capabilities/tools/caseMarks";
+import { Toolbox } from "../capabilities/tools/toolbox";
 import { StackViewer } from "../capabilities/viewport/stackViewer";
 import { findStudy, framesOf, searchSeries, seriesMetadata, type Series, type Study } from "../core/dicomweb";
 import { h, replaceChildren } from "../core/dom";
@@ -85,6 +89,16 @@ export async function consiliumReplay(root: HTMLElement, me: Me, hooks: Consiliu
   viewer.on("change", (view) => {
     hook.imageIndex = view.imageIndex;
   });
+  // the marks present at the position, drawn as everyone's but one's own: locked, nothing sent
+  const toolbox = new Toolbox("consilium-replay", viewer.viewportId, viewer.engineId);
+  const marks = new CaseMarks("", () => (viewer.current ? viewer.viewport : null), {
+    put: async () => null,
+    remove: async () => {},
+  });
+  marks.onDrawn = () => toolbox.refresh();
+  marks.onChange = () => {
+    hook.marks = marks.summary();
+  };
 
   replaceChildren(
     list,
@@ -148,9 +162,11 @@ export async function consiliumReplay(root: HTMLElement, me: Me, hooks: Consiliu
     const pr = s.protocol;
     protocolNow.textContent = pr ? `${t(`consilium.protocol.status.${pr.status}`)} · v${pr.version}\n${pr.draft?.text ?? pr.text}` : "—";
     Object.assign(hook, { seq: s.seq, state: s, step: index, shown: vp ? { series_uid: vp.series_uid, image_index: vp.image_index, voi: vp.voi } : null });
+    marks.replace((s.annotations ?? []) as unknown as Mark[]);
     if (vp) {
       await openSeries(vp.study_uid, vp.series_uid, vp.image_index);
       await applyStackViewport(viewer, vp);
+      marks.draw(); // the series may have opened only now
       hook.appliedSeq = s.seq;
     }
   }
@@ -201,5 +217,23 @@ function describe(step: TimelineStep): string {
     return w.dissent ? `${w.name}: ${String(w.dissent)}` : w.name;
   }
   if (typeof w.version === "number") return `v${w.version}`;
+  if (typeof w.mark_kind === "string" && w.mark_kind) {
+    const tool = TOOL_KEYS[w.mark_kind];
+    const kind = tool ? t(`tools.${tool}`) : w.mark_kind;
+    const values = measuredText((w.measured ?? {}) as Measured);
+    return values ? `${kind}: ${values}` : kind;
+  }
   return "";
+}
+
+const TOOL_KEYS: Record<string, string> = { length: "l", angle: "a", ellipse: "e", rectangle: "r", arrow: "t" };
+
+/** what a mark measured, as its label says it */
+function measuredText(m: Measured): string {
+  const parts: string[] = [];
+  if (m.length_mm != null) parts.push(`${m.length_mm.toFixed(1)} mm`);
+  if (m.angle_deg != null) parts.push(`${m.angle_deg.toFixed(1)}°`);
+  if (m.area_mm2 != null) parts.push(`${m.area_mm2.toFixed(1)} mm²`);
+  if (m.mean != null) parts.push(`${m.mean.toFixed(1)}${m.stdev != null ? ` ± ${m.stdev.toFixed(1)}` : ""}${m.unit ? ` ${m.unit}` : ""}`);
+  return parts.join(" · ");
 }

@@ -68,4 +68,6 @@ export interface ReplayHook {
   imageIndex: number;
   loads: number;
   error: string | null;
+  /** the marks of the state shown (`marks`) and which of them the viewer draws (`drawn`) */
+  marks?: { marks: { id: string }[]; drawn: string[] };
 }
