@@ -30,6 +30,7 @@ const { ImageQualityStatus, RequestType } = Enums;
 export const JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80";
 export const JPEG_LS_NEAR_LOSSLESS = "1.2.840.10008.1.2.4.81";
 const CONCURRENT = 6;
+const RETRY_MS = 1000; // after a failed slice load
 const NEIGHBOURS = 2; // slices either side that come lossless before the far previews
 const FAST_LINK = 8000; // bytes per ms (64 Mbit/s): above it, no previews and frames as stored
 
@@ -119,7 +120,7 @@ export class ProgressiveLoader {
           const cached = cache.getImage(imageId, ImageQualityStatus.LOSSY);
           if (cached) listener.successCallback(imageId, cached);
           if (quality(imageId) === "lossless") return;
-          const image = await this.fetch(imageId, "lossless", true);
+          const image = await this.fetch(imageId, "lossless", true).catch(() => null);
           if (image) listener.successCallback(imageId, image);
           else if (!cached) listener.errorCallback(imageId, true, "cannot load");
         }),
@@ -221,9 +222,13 @@ export class ProgressiveLoader {
       if (!next) return;
       this.active++;
       const generation = this.generation;
-      void this.fetch(next[0], next[1], false).finally(() => {
+      // a failed load (the server restarting, the link down) leaves the slice to a later
+      // pass, a second later: never an unhandled rejection, never a loop of failing requests
+      void this.fetch(next[0], next[1], false).then(() => true, () => false).then((ok) => {
         this.active--;
-        if (generation === this.generation) this.pump();
+        if (generation !== this.generation) return;
+        if (ok) this.pump();
+        else setTimeout(() => generation === this.generation && this.pump(), RETRY_MS);
       });
     }
   }
