@@ -29,6 +29,10 @@ Events (all on the default namespace of the authenticated connection, see
     ``{"view", "seq", "quality": "interactive" | "final", "media_type": "image/jpeg",
     "width", "height", "geometry": {...}, "render_ms", "build_ms", "image": <binary>}``;
     ``geometry`` is the plane (MPR) or camera (3-D) of the frame, as in the HTTP headers.
+    ``"preview": true`` marks the first 3-D frame of a large volume when it was rendered from
+    a coarse copy (quality ``interactive``): the full volume's ray caster needs seconds for
+    its first frame (its gradients); the frame of the full volume, with the same ``seq``,
+    follows without being asked for.
     Flow control: at most :data:`WINDOW` frames of a view are unacknowledged; a slow line
     thus gets fewer frames, always of the latest view, instead of a growing backlog. A client
     that never acknowledges is assumed to have received a frame after :data:`ACK_TIMEOUT`.
@@ -53,6 +57,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -132,6 +137,7 @@ class FramePayload(BaseModel):
     render_ms: float
     build_ms: float | None
     image: bytes
+    preview: bool = False
 
 
 class ErrorPayload(BaseModel):
@@ -174,6 +180,8 @@ class Stream:
         self.wake = asyncio.Event()
         self.superseded = 0
         self.frames: dict[str, int] = {"interactive": 0, "final": 0}
+        self.preview_first = kind == "volume"
+        """The first 3-D frame may come from a coarse copy (see the module docstring)."""
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -269,6 +277,9 @@ class Stream:
             if isinstance(spec, MprSpec):
                 frame = await bridge.mpr(self.source, spec)
             else:
+                if self.preview_first:
+                    self.preview_first = False
+                    spec = replace(spec, preview=True)
                 frame = await bridge.volume(self.source, spec)
         except (BadParameter, RenderFailure) as exc:
             status, message, reason = (
@@ -277,14 +288,19 @@ class Stream:
             await self.events.error(self.sid, ErrorPayload(
                 view=self.view, seq=seq, status=status, error=message, reason=reason))
             return
-        if quality == "interactive":
+        if frame.preview:
+            quality = "interactive"  # coarse pixels are never a final frame
+            if self.pending is None:  # nothing newer asked for: the full frame of this view
+                self.pending = (seq, params, True)
+        elif quality == "interactive":
             self.final_due = (seq, params)
         elif self.final_due is not None and self.final_due[0] <= seq:
             self.final_due = None
         payload = FramePayload(
             view=self.view, seq=seq, quality=quality, media_type=frame.media_type,
             width=frame.width, height=frame.height, geometry=frame.geometry,
-            render_ms=frame.timing.render_ms, build_ms=frame.timing.build_ms, image=frame.data)
+            render_ms=frame.timing.render_ms, build_ms=frame.timing.build_ms, image=frame.data,
+            preview=frame.preview)
         self.sent.append(time.monotonic())
         self.frames[quality] += 1
         # to this process's own client: with the Redis manager, not through Redis to the others

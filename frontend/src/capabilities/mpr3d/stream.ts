@@ -26,6 +26,9 @@ export interface FrameMessage {
   render_ms: number;
   build_ms: number | null;
   image: ArrayBuffer;
+  /** rendered from a coarse copy of the volume while the full one's first frame is computed;
+   * the full frame (same seq) follows unasked */
+  preview?: boolean;
 }
 
 export interface RenderError {
