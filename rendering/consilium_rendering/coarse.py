@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import cast
 
 import numpy as np
 
-from consilium_rendering.volume import Volume
+from consilium_rendering.volume import Volume, Voxels
 
 __all__ = ["COARSE_VOXELS", "coarse_steps", "coarse_volume"]
 
@@ -52,7 +53,7 @@ def coarse_volume(volume: Volume, max_voxels: int = COARSE_VOXELS) -> Volume:
     """Every n-th voxel of ``volume`` (see :func:`coarse_steps`) as a volume of its own, with
     the full volume's value range (presets resolve their transfer functions from it)."""
     si, sj, sk = coarse_steps(volume, max_voxels)
-    voxels = np.ascontiguousarray(volume.voxels[::sk, ::sj, ::si])
+    voxels = cast(Voxels, np.ascontiguousarray(volume.voxels[::sk, ::sj, ::si]))
     voxels.setflags(write=False)
     affine = volume.affine.copy()
     affine[:3, 0] *= si
