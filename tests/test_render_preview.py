@@ -8,6 +8,7 @@ that never made a preview. End to end with a real ``consilium serve`` and Socket
 
 from __future__ import annotations
 
+import asyncio
 import io
 import subprocess
 import threading
@@ -23,8 +24,17 @@ from PIL import Image
 from pydicom import dcmread
 
 from consilium.demo.ct_phantom import PatientSpec, StudySpec, write_ct_series
-from consilium.render.protocol import FrameResult, Job, Output, SeriesSource, VolumeSpec
-from consilium.render.workers import PREVIEW_MIN_VOXELS, Worker
+from consilium.render.protocol import (
+    FrameResult,
+    InfoSpec,
+    IsosurfaceSpec,
+    Job,
+    MprSpec,
+    Output,
+    SeriesSource,
+    VolumeSpec,
+)
+from consilium.render.workers import PREVIEW_MIN_VOXELS, JobQueue, Pending, Worker
 from consilium_rendering import COARSE_VOXELS, coarse_volume, volume_from_array
 from consilium_rendering.coarse import coarse_steps
 from tests.conftest import CONFIG, CONSILIUM
@@ -70,6 +80,33 @@ def test_coarse_copy_keeps_every_nth_voxel_in_place() -> None:
         assert coarse.voxels[k, j, i] == volume.voxels[3 * k, 4 * j, 4 * i]
     small = volume_from_array(voxels[:40, :64, :64], affine)
     assert coarse_steps(small) == (1, 1, 1)
+
+
+def test_quick_jobs_go_before_slow_ones_queued_earlier() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        series = SeriesSource("1.2.3", "1.2", (), "x")
+        jobs = JobQueue()
+        names: dict[int, str] = {}
+
+        def put(name: str, spec: Any) -> None:
+            pending = Pending(Job(series, spec), loop, loop.create_future())
+            names[id(pending)] = name
+            jobs.put(pending)
+
+        put("3d full", VolumeSpec())
+        put("stl", IsosurfaceSpec())
+        put("axial", MprSpec())
+        put("3d preview", VolumeSpec(preview=True))
+        put("info", InfoSpec())
+        put("3d drag", VolumeSpec(quality="interactive"))
+        jobs.put(None)  # closing
+        order = [jobs.get_nowait() for _ in range(jobs.qsize())]
+        assert order[0] is None
+        assert [names[id(p)] for p in order[1:]] == [
+            "axial", "3d preview", "info", "3d drag", "3d full", "stl"]
+    finally:
+        loop.close()
 
 
 def test_worker_answers_a_preview_then_the_full_volumes_frame(large: list[Path]) -> None:

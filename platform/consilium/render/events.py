@@ -32,7 +32,8 @@ Events (all on the default namespace of the authenticated connection, see
     ``"preview": true`` marks the first 3-D frame of a large volume when it was rendered from
     a coarse copy (quality ``interactive``): the full volume's ray caster needs seconds for
     its first frame (its gradients); the frame of the full volume, with the same ``seq``,
-    follows without being asked for.
+    follows without being asked for (after :data:`DEBOUNCE_SECONDS`, as after a drag; the
+    render workers take the other panes' first frames before it).
     Flow control: at most :data:`WINDOW` frames of a view are unacknowledged; a slow line
     thus gets fewer frames, always of the latest view, instead of a growing backlog. A client
     that never acknowledges is assumed to have received a frame after :data:`ACK_TIMEOUT`.
@@ -290,8 +291,7 @@ class Stream:
             return
         if frame.preview:
             quality = "interactive"  # coarse pixels are never a final frame
-            if self.pending is None:  # nothing newer asked for: the full frame of this view
-                self.pending = (seq, params, True)
+            self.final_due = (seq, params)  # the full frame of this view, as after a drag
         elif quality == "interactive":
             self.final_due = (seq, params)
         elif self.final_due is not None and self.final_due[0] <= seq:
