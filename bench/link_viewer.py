@@ -148,7 +148,17 @@ def run_mpr(data_dir: Path, priority: bool, code: Path | None = None) -> tuple[f
                 page.wait_for_function("window.__consilium && __consilium.ready")
             throttle(context, page)
             click_study(page)
-            page.evaluate("window.__mprClick = performance.now()")
+            page.evaluate("""() => {  // each pane's first frame, for the report
+                window.__mprClick = performance.now(); window.__paneFirst = {};
+                setInterval(() => {
+                    const m = window.__consilium.mpr;
+                    for (const v of ['axial', 'coronal', 'sagittal', '3d']) {
+                        const p = m && m.panes && m.panes[v];
+                        if (p && p.frames > 0 && !(v in __paneFirst))
+                            __paneFirst[v] = Math.round(performance.now() - __mprClick);
+                    }
+                }, 5);
+            }""")
             page.click("[data-testid=toolbar] button[data-id=mpr3d]")
             panes = " && ".join(f"__consilium.mpr.panes['{v}'].frames > 0" for v in PANES)
             page.wait_for_function(f"__consilium.mpr && __consilium.mpr.panes && {panes}",
@@ -159,6 +169,8 @@ def run_mpr(data_dir: Path, priority: bool, code: Path | None = None) -> tuple[f
             page.wait_for_function("__consilium.mpr.panes['3d'].finalFrames > 0", polling=1,
                                    timeout=120_000)
             full = float(page.evaluate("performance.now() - window.__mprClick"))
+            print(f"    first frame per pane (ms): {page.evaluate('window.__paneFirst')}",
+                  flush=True)
             return ms, full
     finally:
         web.stop()
