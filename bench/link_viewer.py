@@ -12,12 +12,17 @@ Measured in the page (``window.__consilium``), from the click on the study's row
 * MPR/3D: the MPR layout opened right after the first image, while the slices still load:
   the time until each of the four panes drew its first frame, with the bulk loads stepping back
   while a pane waits (``linkPriority``) and without (``?no-link-priority``), interleaved;
+  (``--mpr``: only this, and the time until the 3-D pane shows the full volume's frame after
+  its coarse preview; ``--peer CHECKOUT`` runs another checkout's server and front end in
+  turn with this one, run by run, for a before/after in the same run);
 * direct open: /viewer/studies/{uid} typed in (the application's own start included), with the
   browser's cache of the viewer's files warm and with it off (the scripts fetched before the
   first image and their bytes on the wire);
 * loopback: the same first image without emulation.
 
     python bench/link_viewer.py [--slices 300] [--runs 3]
+    python bench/link_viewer.py --mpr [--peer /work/main] [--runs 5]
+    python bench/link_viewer.py --loopback [--peer /work/main] [--runs 5]
 """
 
 from __future__ import annotations
@@ -103,10 +108,15 @@ def stages(page: Any, slices: int) -> dict[str, float]:
     return out
 
 
-def fresh_server(data_dir: Path, keep_metadata: bool = False) -> WebServer:
+def fresh_server(data_dir: Path, keep_metadata: bool = False, code: Path | None = None
+                 ) -> WebServer:
+    """A new ``consilium serve``; ``code``: another checkout's server and front end (its
+    ``platform`` and ``rendering`` first on the server's PYTHONPATH)."""
     if not keep_metadata:
         shutil.rmtree(metadata_cache_dir(data_dir), ignore_errors=True)
-    return WebServer(data_dir).start()
+    env = {} if code is None else {
+        "PYTHONPATH": f"{code / 'platform'}:{code / 'rendering'}"}
+    return WebServer(data_dir, extra_env=env).start()
 
 
 def run_link(data_dir: Path, slices: int) -> dict[str, float]:
@@ -124,9 +134,10 @@ def run_link(data_dir: Path, slices: int) -> dict[str, float]:
         web.stop()
 
 
-def run_mpr(data_dir: Path, priority: bool) -> float:
-    """ms from opening the MPR layout (right after the first slice) to all four panes drawn."""
-    web = fresh_server(data_dir)
+def run_mpr(data_dir: Path, priority: bool, code: Path | None = None) -> tuple[float, float]:
+    """ms from opening the MPR layout (right after the first slice) to all four panes drawn
+    (a coarse 3-D preview counts), and to the 3-D pane's first full-volume frame."""
+    web = fresh_server(data_dir, code=code)
     try:
         with chromium_context() as context:
             page = context.new_page()
@@ -137,7 +148,17 @@ def run_mpr(data_dir: Path, priority: bool) -> float:
                 page.wait_for_function("window.__consilium && __consilium.ready")
             throttle(context, page)
             click_study(page)
-            page.evaluate("window.__mprClick = performance.now()")
+            page.evaluate("""() => {  // each pane's first frame, for the report
+                window.__mprClick = performance.now(); window.__paneFirst = {};
+                setInterval(() => {
+                    const m = window.__consilium.mpr;
+                    for (const v of ['axial', 'coronal', 'sagittal', '3d']) {
+                        const p = m && m.panes && m.panes[v];
+                        if (p && p.frames > 0 && !(v in __paneFirst))
+                            __paneFirst[v] = Math.round(performance.now() - __mprClick);
+                    }
+                }, 5);
+            }""")
             page.click("[data-testid=toolbar] button[data-id=mpr3d]")
             panes = " && ".join(f"__consilium.mpr.panes['{v}'].frames > 0" for v in PANES)
             page.wait_for_function(f"__consilium.mpr && __consilium.mpr.panes && {panes}",
@@ -145,7 +166,12 @@ def run_mpr(data_dir: Path, priority: bool) -> float:
             ms = float(page.evaluate("performance.now() - window.__mprClick"))
             loading = page.evaluate("__consilium.loading")
             assert loading["lossless"] < loading["total"], "slices had finished: no contention"
-            return ms
+            page.wait_for_function("__consilium.mpr.panes['3d'].finalFrames > 0", polling=1,
+                                   timeout=120_000)
+            full = float(page.evaluate("performance.now() - window.__mprClick"))
+            print(f"    first frame per pane (ms): {page.evaluate('window.__paneFirst')}",
+                  flush=True)
+            return ms, full
     finally:
         web.stop()
 
@@ -214,10 +240,11 @@ def run_codec(data_dir: Path, form: str, slices: int, emulate: bool) -> dict[str
         web.stop()
 
 
-def run_loopback(data_dir: Path, keep_metadata: bool = False) -> float:
+def run_loopback(data_dir: Path, keep_metadata: bool = False, code: Path | None = None
+                 ) -> float:
     """First image on loopback; ``keep_metadata``: the series' metadata computed before (as
     after a C-STORE, archive/warmup.py), the frame cache still cold (a fresh process)."""
-    web = fresh_server(data_dir, keep_metadata)
+    web = fresh_server(data_dir, keep_metadata, code)
     try:
         with chromium_context() as context:
             page = context.new_page()
@@ -229,6 +256,34 @@ def run_loopback(data_dir: Path, keep_metadata: bool = False) -> float:
         web.stop()
 
 
+def load() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+def compare(data_dir: Path, args: argparse.Namespace) -> None:
+    """``--mpr`` / ``--loopback`` with ``--peer``: this checkout and the peer in turn, run by
+    run (each on a fresh server), the load average beside every figure."""
+    sides: list[tuple[str, Path | None]] = [("this", None)]
+    if args.peer is not None:
+        sides.insert(0, (f"peer {args.peer}", args.peer.resolve()))
+    results: dict[str, list[tuple[float, ...]]] = {name: [] for name, _ in sides}
+    for run in range(args.runs):
+        for name, code in sides:
+            before = load()
+            if args.mpr:
+                figures: tuple[float, ...] = run_mpr(data_dir, True, code)
+                text = (f"four panes {figures[0]:6.0f} ms, 3-D full volume {figures[1]:6.0f} ms")
+            else:
+                figures = (run_loopback(data_dir, False, code),)
+                text = f"loopback first image {figures[0]:5.0f} ms (metadata cache deleted)"
+            results[name].append(figures)
+            print(f"run {run + 1} {name:>24}: {text}  (load {before}-{load()})", flush=True)
+    for name, rows in results.items():
+        medians = [median([r[i] for r in rows]) for i in range(len(rows[0]))]
+        label = ("four panes / 3-D full volume" if args.mpr else "loopback first image")
+        print(f"median {name:>24}: {label} " + " / ".join(f"{m:.0f}" for m in medians) + " ms")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300)
@@ -236,6 +291,11 @@ def main() -> int:
     parser.add_argument("--codecs", action="store_true",
                         help="only compare the lossless forms in the browser")
     parser.add_argument("--loopback", action="store_true", help="only the loopback first image")
+    parser.add_argument("--mpr", action="store_true",
+                        help="only the MPR/3D panes while slices load (with link priority)")
+    parser.add_argument("--peer", type=Path, default=None,
+                        help="with --mpr or --loopback: another checkout (its server and built "
+                             "front end) measured in turn with this one")
     args = parser.parse_args()
     if not (ROOT / "frontend" / "dist" / "index.html").is_file():
         print("the front end is not built: run `make frontend`", file=sys.stderr)
@@ -263,6 +323,9 @@ def main() -> int:
                 print(f"| {label} | {loop['decode']:.1f} | {link['mb']:.1f} | "
                       f"{loop['lossless']:.2f} | {link['lossless']:.2f} |", flush=True)
             return 0
+        if args.mpr or (args.loopback and args.peer):
+            compare(data_dir, args)
+            return 0
         if args.loopback:
             for keep in (False, True):
                 values = [run_loopback(data_dir, keep) for _ in range(args.runs)]
@@ -280,8 +343,8 @@ def main() -> int:
                   flush=True)
         mpr_on, mpr_off = [], []
         for run in range(args.runs):  # interleaved
-            mpr_on.append(run_mpr(data_dir, True))
-            mpr_off.append(run_mpr(data_dir, False))
+            mpr_on.append(run_mpr(data_dir, True)[0])
+            mpr_off.append(run_mpr(data_dir, False)[0])
             print(f"MPR run {run + 1}: all four panes {mpr_on[-1]:6.0f} ms with link priority, "
                   f"{mpr_off[-1]:6.0f} ms without", flush=True)
         direct = [run_direct(data_dir, study_uid, False) for _ in range(args.runs)]

@@ -14,12 +14,14 @@ Modules, by concern:
 - :mod:`.presets`, :mod:`.camera`, :mod:`.volume_render` -- offscreen ray casting with presets,
   camera, clipping and adaptive quality.
 - :mod:`.encode` -- JPEG/PNG/WebP frames, window/level to grey.
+- :mod:`.coarse` -- a decimated copy of a volume for a quick first 3-D frame.
 - :mod:`.isosurface` -- surfaces in patient coordinates as binary STL.
 - :mod:`.phantom` -- synthetic series with shapes at known positions (tests, benchmarks).
 - :mod:`.errors` -- every error the library raises on purpose.
 """
 
 from consilium_rendering.camera import CameraSpec, ExplicitCamera, OrbitCamera, StartView
+from consilium_rendering.coarse import COARSE_VOXELS, coarse_volume
 from consilium_rendering.encode import ImageFormat, apply_window, encode_frame
 from consilium_rendering.errors import (
     EncodeError,
@@ -56,6 +58,7 @@ from consilium_rendering.volume_render import (
 )
 
 __all__ = [
+    "COARSE_VOXELS",
     "PRESETS",
     "Blend",
     "BuildOptions",
@@ -94,6 +97,7 @@ __all__ = [
     "WindowKind",
     "apply_window",
     "build_volume",
+    "coarse_volume",
     "encode_frame",
     "extract_isosurface",
     "get_preset",

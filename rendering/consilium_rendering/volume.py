@@ -216,7 +216,8 @@ class _Filler:
         self._cache: dict[int, npt.NDArray[Any]] = {}
 
     def rescaled(self, k: int, *, exact: bool) -> npt.NDArray[Any]:
-        """Frame ``k`` in rescaled units: int64 when ``exact`` (integer rescale), else float64."""
+        """Frame ``k`` in rescaled units: int32/int64 when ``exact`` (integer rescale), else
+        float64."""
         cached = self._cache.get(k)
         if cached is not None:
             return cached
@@ -224,7 +225,15 @@ class _Filler:
         raw = decode_frame(frame)
         values: npt.NDArray[Any]
         if exact:
-            values = raw.astype(np.int64) * round(frame.slope) + round(frame.intercept)
+            slope, intercept = round(frame.slope), round(frame.intercept)
+            # int32 when no stored value can leave it (half the memory traffic of int64)
+            small = raw.dtype.itemsize <= 2 and abs(slope) * 65536 + abs(intercept) < 2**31
+            wide = np.int32 if small else np.int64
+            values = raw.astype(wide)
+            if slope != 1:
+                values *= slope
+            if intercept:
+                values += intercept
         else:
             values = raw.astype(np.float64) * frame.slope + frame.intercept
         if len(self._cache) >= 2:

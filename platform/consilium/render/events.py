@@ -29,6 +29,11 @@ Events (all on the default namespace of the authenticated connection, see
     ``{"view", "seq", "quality": "interactive" | "final", "media_type": "image/jpeg",
     "width", "height", "geometry": {...}, "render_ms", "build_ms", "image": <binary>}``;
     ``geometry`` is the plane (MPR) or camera (3-D) of the frame, as in the HTTP headers.
+    ``"preview": true`` marks the first 3-D frame of a large volume when it was rendered from
+    a coarse copy (quality ``interactive``): the full volume's ray caster needs seconds for
+    its first frame (its gradients); the frame of the full volume, with the same ``seq``,
+    follows without being asked for (:data:`FULL_AFTER_PREVIEW_SECONDS` later: the other
+    panes' first frames go before it).
     Flow control: at most :data:`WINDOW` frames of a view are unacknowledged; a slow line
     thus gets fewer frames, always of the latest view, instead of a growing backlog. A client
     that never acknowledges is assumed to have received a frame after :data:`ACK_TIMEOUT`.
@@ -53,6 +58,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -86,6 +92,12 @@ EVT_ERROR = "render:error"
 
 DEBOUNCE_SECONDS = 0.2
 """Quiet time after the last update before the full-quality frame."""
+FULL_AFTER_PREVIEW_SECONDS = 1.0
+"""Time between a coarse 3-D preview and asking for the full frame, whose first render holds
+the series' worker for seconds (the gradients): the other panes of the layout, subscribed
+right after the first, get their first frames queued before it. Without it one pane in four
+runs waited 20 s behind the gradients on a loaded machine (their access checks were slower
+than the preview)."""
 WINDOW = 2
 """Frames of one view sent and not yet acknowledged."""
 ACK_TIMEOUT = 5.0
@@ -131,6 +143,7 @@ class FramePayload(BaseModel):
     render_ms: float
     build_ms: float | None
     image: bytes
+    preview: bool = False
 
 
 class ErrorPayload(BaseModel):
@@ -173,6 +186,10 @@ class Stream:
         self.wake = asyncio.Event()
         self.superseded = 0
         self.frames: dict[str, int] = {"interactive": 0, "final": 0}
+        self.preview_first = kind == "volume"
+        """The first 3-D frame may come from a coarse copy (see the module docstring)."""
+        self.preview_at: float | None = None
+        """When a preview was sent whose full frame is still due."""
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -218,12 +235,15 @@ class Stream:
             self.pending = None
             return (seq, params, "final" if final else "interactive"), None
         if self.final_due is not None:
-            quiet = time.monotonic() - self.last_update
-            if quiet >= DEBOUNCE_SECONDS:
+            now = time.monotonic()
+            wait = DEBOUNCE_SECONDS - (now - self.last_update)
+            if self.preview_at is not None:
+                wait = max(wait, self.preview_at + FULL_AFTER_PREVIEW_SECONDS - now)
+            if wait <= 0:
                 seq, params = self.final_due
-                self.final_due = None
+                self.final_due = self.preview_at = None
                 return (seq, params, "final"), None
-            return None, DEBOUNCE_SECONDS - quiet
+            return None, wait
         return None, None
 
     async def _run(self) -> None:
@@ -268,6 +288,9 @@ class Stream:
             if isinstance(spec, MprSpec):
                 frame = await bridge.mpr(self.source, spec)
             else:
+                if self.preview_first:
+                    self.preview_first = False
+                    spec = replace(spec, preview=True)
                 frame = await bridge.volume(self.source, spec)
         except (BadParameter, RenderFailure) as exc:
             status, message, reason = (
@@ -276,14 +299,19 @@ class Stream:
             await self.events.error(self.sid, ErrorPayload(
                 view=self.view, seq=seq, status=status, error=message, reason=reason))
             return
-        if quality == "interactive":
+        if frame.preview:
+            quality = "interactive"  # coarse pixels are never a final frame
+            self.final_due = (seq, params)  # the full frame of this view, as after a drag
+            self.preview_at = time.monotonic()
+        elif quality == "interactive":
             self.final_due = (seq, params)
         elif self.final_due is not None and self.final_due[0] <= seq:
             self.final_due = None
         payload = FramePayload(
             view=self.view, seq=seq, quality=quality, media_type=frame.media_type,
             width=frame.width, height=frame.height, geometry=frame.geometry,
-            render_ms=frame.timing.render_ms, build_ms=frame.timing.build_ms, image=frame.data)
+            render_ms=frame.timing.render_ms, build_ms=frame.timing.build_ms, image=frame.data,
+            preview=frame.preview)
         self.sent.append(time.monotonic())
         self.frames[quality] += 1
         # to this process's own client: with the Redis manager, not through Redis to the others

@@ -124,6 +124,10 @@ class VolumeSpec:
     clip_planes: tuple[ClipPlaneSpec, ...] = ()
     shift: float = 0.0
     output: Output = field(default_factory=Output)
+    preview: bool = False
+    """While the full volume's ray caster is cold, answer at once from a coarse copy of the
+    volume (a frame marked ``preview``) instead of waiting seconds for its gradients. Set by a
+    render stream for its first frame, never read from a request."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,9 @@ class FrameResult:
     geometry: dict[str, Any]
     """Plane (MPR: origin, axes, spacing, size) or camera (3-D) of the frame, patient LPS mm."""
     timing: Timing
+    preview: bool = False
+    """Rendered from a coarse copy of the volume (see :attr:`VolumeSpec.preview`): not the
+    final pixels of this view."""
 
 
 @dataclass(frozen=True)

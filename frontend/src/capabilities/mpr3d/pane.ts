@@ -22,6 +22,9 @@ export interface PaneState {
   frames: number;
   interactiveFrames: number;
   finalFrames: number;
+  /** the pane shows a coarse preview (FrameMessage.preview), and how many were drawn */
+  preview: boolean;
+  previewFrames: number;
   renderMs: number;
   geometry: Record<string, unknown> | null;
   /** the painted pixels: fraction not black, mean grey, a coarse signature to tell images apart */
@@ -42,6 +45,8 @@ export function emptyPaneState(): PaneState {
     frames: 0,
     interactiveFrames: 0,
     finalFrames: 0,
+    preview: false,
+    previewFrames: 0,
     renderMs: 0,
     geometry: null,
     nonBlack: 0,
@@ -137,14 +142,20 @@ export class Pane {
       frames: s.frames + 1,
       interactiveFrames: s.interactiveFrames + (frame.quality === "interactive" ? 1 : 0),
       finalFrames: s.finalFrames + (frame.quality === "final" ? 1 : 0),
+      preview: !!frame.preview,
+      previewFrames: s.previewFrames + (frame.preview ? 1 : 0),
       renderMs: frame.render_ms,
       geometry: frame.geometry,
       ...stats,
     });
     this.showError(null);
     const fps = this.frameTimes.length;
-    this.indicator.textContent = `${frame.quality === "final" ? "◆" : "◇"} ${frame.width}×${frame.height} · ${Math.round(frame.render_ms)} ms${fps > 1 ? ` · ${fps} fps` : ""}`;
+    const detail = `${frame.width}×${frame.height} · ${Math.round(frame.render_ms)} ms${fps > 1 ? ` · ${fps} fps` : ""}`;
+    this.indicator.textContent = frame.preview ? `◌ ${t("mpr.preview")} · ${detail}` : `${frame.quality === "final" ? "◆" : "◇"} ${detail}`;
+    this.indicator.title = frame.preview ? t("mpr.preview_title") : "";
     this.indicator.classList.toggle("interactive", frame.quality !== "final");
+    this.indicator.classList.toggle("preview", !!frame.preview);
+    this.element.classList.toggle("preview", !!frame.preview);
     this.onDrawn();
   }
 

@@ -26,6 +26,9 @@ export interface FrameMessage {
   render_ms: number;
   build_ms: number | null;
   image: ArrayBuffer;
+  /** rendered from a coarse copy of the volume while the full one's first frame is computed;
+   * the full frame (same seq) follows unasked */
+  preview?: boolean;
 }
 
 export interface RenderError {
@@ -103,7 +106,10 @@ export class RenderSession implements FrameSource {
       ack?.();
       return;
     }
-    release(this.holdName(view));
+    // a coarse preview is not what the view waits for: the bulk loads stay back until the full
+    // frame (measured: released at the preview, the full 3-D frame came 24 s after the click
+    // instead of 16, its gradients competing with the slices' encoding)
+    if (!frame.preview) release(this.holdName(view));
     void Promise.resolve(this.onFrame({ ...frame, view })).finally(() => ack?.());
   };
   private readonly errorHandler = (error: RenderError): void => {
