@@ -184,6 +184,7 @@ class RoundResult:
     invalid_statuses: dict[str, int | None] = field(default_factory=dict)
     invalid_output: str = ""
     rows_after_invalid: int = -1
+    move_output: str = ""  # movescu's own account and the archive's log of the C-MOVE
 
 
 @dataclass
@@ -287,10 +288,15 @@ def _run_round(index: int, files: list[CorpusFile], next_round: list[CorpusFile]
                     part10.transfer_syntax
         folder = work / "move"
         folder.mkdir()
-        dcmtk_in(folder, "movescu", "-S", "+B", "+xa", "--port", str(move_port),
-                 "-od", str(folder), *server.address(),
-                 *image_keys([f.sop_instance_uid for f in files]))
+        run = dcmtk_in(folder, "movescu", "-S", "+B", "+xa", "--port", str(move_port),
+                       "-od", str(folder), *server.address(),
+                       *image_keys([f.sop_instance_uid for f in files]))
         result.moved = datasets_in(folder)
+        if len(result.moved) != len(files):  # kept to say why when the test fails
+            log = "".join(p.read_text(errors="replace") for p in work.glob("var*.log"))
+            result.move_output = (run.stdout + run.stderr)[-4000:] + "\n--- archive log:\n" + \
+                "\n".join(line for line in log.splitlines()
+                          if "MOVE" in line or "sub-operation" in line or "ERROR" in line)[-6000:]
     finally:
         server.stop()
     return result
@@ -351,7 +357,7 @@ def test_archive_keeps_exactly_what_was_sent(rounds: list[RoundResult]) -> None:
 
 def test_movescu_retrieves_every_instance_byte_identical(rounds: list[RoundResult]) -> None:
     for files, result in zip(corpus().rounds, rounds, strict=True):
-        assert set(result.moved) == {f.sop_instance_uid for f in files}
+        assert set(result.moved) == {f.sop_instance_uid for f in files}, result.move_output
         for f in files:
             assert result.moved[f.sop_instance_uid] == result.stored[f.sop_instance_uid], f.name
 
@@ -415,6 +421,7 @@ def test_other_content_under_a_stored_uid_is_refused_and_the_first_version_stays
             duplicates += same
             # the index and the retrieved instance are still the first version
             assert result.stored[uid] == result.sent.wire[uid]
+            assert uid in result.moved, result.move_output
             assert result.moved[uid] == result.sent.wire[uid]
         assert len(result.rows) == len(c.rounds[index])
     assert refused + duplicates == len(c.valid) - len(c.rounds[0])
