@@ -11,7 +11,9 @@ session's ``3d`` stream. Measured:
 * **orbiting**: the presenter sends ``view.volume`` changes at ``--hz`` (3 degrees each) for
   ``--seconds``; per follower: interactive frames per second received, and the latency from the
   presenter sending the change to the follower receiving its frame (p50/p95); the bytes per
-  follower per second. Targets: >= 25 frames/s to each of 10 followers, p95 <= 100 ms;
+  follower per second. Targets: >= 25 frames/s to each of 10 followers, p95 <= 100 ms; then
+  the full-quality frame the stream renders once the presenter stops (its size, and when it
+  reached the last follower after the last change);
 * for comparison, in the same run: **one viewer alone** orbiting through its own
   ``render:subscribe`` stream;
 * an oblique 10 mm slab MIP at 512 px through the shared stream: the worker's time for the
@@ -171,6 +173,20 @@ async def session_bench(web: WebServer, cookies: dict[str, str], session_id: str
           f"wide (adaptive); {step} changes sent, "
           f"{len(seq_sent)} after coalescing; machine busy {busy:.2f} of "
           f"{len(os.sched_getaffinity(0))} cores")
+    last_sent = max(send_time.values())
+
+    def finals(viewer: Viewer) -> list[tuple[float, dict[str, Any]]]:
+        return [(t, f) for t, f in viewer.frames if f["quality"] == "final" and t > last_sent]
+
+    if await wait_for(lambda: all(finals(f) for f in followers), 60):
+        arrived = max(finals(f)[0][0] for f in followers)
+        final = finals(followers[0])[0][1]
+        print(f"full-quality frame once the presenter stopped: {final['width']}x"
+              f"{final['height']} at all {len(followers)} followers "
+              f"{(arrived - last_sent) * 1000:.0f} ms after the last change (worker "
+              f"{final['render_ms']:.0f} ms)")
+    else:
+        print("no full-quality frame reached every follower within 60 s of the last change")
 
     print("\n## oblique 10 mm slab MIP, 512 px, through the shared stream")
     for viewer in followers:
