@@ -165,12 +165,15 @@ async def session_bench(web: WebServer, cookies: dict[str, str], session_id: str
             if when is not None:
                 latencies.append((t - when) * 1000)
         sizes.append(sum(len(f["image"]) for _, f in viewer.frames) / (stopped - started))
-    widths = sorted({f["width"] for _, f in followers[0].frames if f["quality"] == "interactive"})
+    all_widths = [f["width"] for t, f in followers[0].frames
+                  if f["quality"] == "interactive" and t <= stopped + 0.1]
+    widths = sorted(set(all_widths))
     print(f"frames/s reaching each follower: min {min(rates):.1f}  median "
           f"{statistics.median(rates):.1f}  max {max(rates):.1f}; presenter change -> follower "
           f"frame {ms(latencies)}; {statistics.median(sizes) / 1024:.0f} KiB/s per follower; "
           f"interactive frames {widths[0] if widths else 0}-{widths[-1] if widths else 0} px "
-          f"wide (adaptive); {step} changes sent, "
+          f"wide (adaptive, median {statistics.median(all_widths or [0]):.0f}); {step} changes "
+          f"sent, "
           f"{len(seq_sent)} after coalescing; machine busy {busy:.2f} of "
           f"{len(os.sched_getaffinity(0))} cores")
     last_sent = max(send_time.values())
