@@ -168,6 +168,8 @@ async def session_bench(web: WebServer, cookies: dict[str, str], session_id: str
     all_widths = [f["width"] for t, f in followers[0].frames
                   if f["quality"] == "interactive" and t <= stopped + 0.1]
     widths = sorted(set(all_widths))
+    worker = [f["render_ms"] for t, f in followers[0].frames
+              if f["quality"] == "interactive" and t <= stopped + 0.1]
     print(f"frames/s reaching each follower: min {min(rates):.1f}  median "
           f"{statistics.median(rates):.1f}  max {max(rates):.1f}; presenter change -> follower "
           f"frame {ms(latencies)}; {statistics.median(sizes) / 1024:.0f} KiB/s per follower; "
@@ -175,7 +177,8 @@ async def session_bench(web: WebServer, cookies: dict[str, str], session_id: str
           f"wide (adaptive, median {statistics.median(all_widths or [0]):.0f}); {step} changes "
           f"sent, "
           f"{len(seq_sent)} after coalescing; machine busy {busy:.2f} of "
-          f"{len(os.sched_getaffinity(0))} cores")
+          f"{len(os.sched_getaffinity(0))} cores; worker time per interactive frame median "
+          f"{statistics.median(worker or [0.0]):.1f} ms")
     last_sent = max(send_time.values())
 
     def finals(viewer: Viewer) -> list[tuple[float, dict[str, Any]]]:
