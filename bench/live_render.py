@@ -11,7 +11,9 @@ session's ``3d`` stream. Measured:
 * **orbiting**: the presenter sends ``view.volume`` changes at ``--hz`` (3 degrees each) for
   ``--seconds``; per follower: interactive frames per second received, and the latency from the
   presenter sending the change to the follower receiving its frame (p50/p95); the bytes per
-  follower per second. Targets: >= 25 frames/s to each of 10 followers, p95 <= 100 ms;
+  follower per second. Targets: >= 25 frames/s to each of 10 followers, p95 <= 100 ms; then
+  the full-quality frame the stream renders once the presenter stops (its size, and when it
+  reached the last follower after the last change);
 * for comparison, in the same run: **one viewer alone** orbiting through its own
   ``render:subscribe`` stream;
 * an oblique 10 mm slab MIP at 512 px through the shared stream: the worker's time for the
@@ -163,14 +165,34 @@ async def session_bench(web: WebServer, cookies: dict[str, str], session_id: str
             if when is not None:
                 latencies.append((t - when) * 1000)
         sizes.append(sum(len(f["image"]) for _, f in viewer.frames) / (stopped - started))
-    widths = sorted({f["width"] for _, f in followers[0].frames if f["quality"] == "interactive"})
+    all_widths = [f["width"] for t, f in followers[0].frames
+                  if f["quality"] == "interactive" and t <= stopped + 0.1]
+    widths = sorted(set(all_widths))
+    worker = [f["render_ms"] for t, f in followers[0].frames
+              if f["quality"] == "interactive" and t <= stopped + 0.1]
     print(f"frames/s reaching each follower: min {min(rates):.1f}  median "
           f"{statistics.median(rates):.1f}  max {max(rates):.1f}; presenter change -> follower "
           f"frame {ms(latencies)}; {statistics.median(sizes) / 1024:.0f} KiB/s per follower; "
           f"interactive frames {widths[0] if widths else 0}-{widths[-1] if widths else 0} px "
-          f"wide (adaptive); {step} changes sent, "
+          f"wide (adaptive, median {statistics.median(all_widths or [0]):.0f}); {step} changes "
+          f"sent, "
           f"{len(seq_sent)} after coalescing; machine busy {busy:.2f} of "
-          f"{len(os.sched_getaffinity(0))} cores")
+          f"{len(os.sched_getaffinity(0))} cores; worker time per interactive frame median "
+          f"{statistics.median(worker or [0.0]):.1f} ms")
+    last_sent = max(send_time.values())
+
+    def finals(viewer: Viewer) -> list[tuple[float, dict[str, Any]]]:
+        return [(t, f) for t, f in viewer.frames if f["quality"] == "final" and t > last_sent]
+
+    if await wait_for(lambda: all(finals(f) for f in followers), 60):
+        arrived = max(finals(f)[0][0] for f in followers)
+        final = finals(followers[0])[0][1]
+        print(f"full-quality frame once the presenter stopped: {final['width']}x"
+              f"{final['height']} at all {len(followers)} followers "
+              f"{(arrived - last_sent) * 1000:.0f} ms after the last change (worker "
+              f"{final['render_ms']:.0f} ms)")
+    else:
+        print("no full-quality frame reached every follower within 60 s of the last change")
 
     print("\n## oblique 10 mm slab MIP, 512 px, through the shared stream")
     for viewer in followers:

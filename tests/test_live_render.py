@@ -194,3 +194,37 @@ def test_a_slow_follower_gets_fewer_newer_frames_and_never_a_backlog(world: Worl
     finally:
         for p in people:
             p.disconnect()
+
+
+def test_followers_get_the_sharp_frame_once_the_presenter_stops(world: World) -> None:
+    """An orbit without ``final``: interactive frames while it moves, then the full-quality
+    frame of the last change reaches every follower (it has the same seq as the last
+    interactive frame they were sent)."""
+    sid = world.session_id
+    presenter = Participant(world.web.url, world.users["ivanova"], "ivanova")
+    followers = [Participant(world.web.url, world.users[n], n) for n in ("petrov", "morozov")]
+    people = [presenter, *followers]
+    try:
+        for p in people:
+            assert p.join(sid)["ok"]
+        for p in followers:
+            assert p.call("session:render_follow", {"session_id": sid, "views": ["3d"]})["ok"]
+        started = time.monotonic()
+        for step in range(20):
+            presenter.send("view:change", {"session_id": sid, "kind": "view.volume",
+                                           "state": _volume(world, azimuth=100.0 + step * 5)})
+            time.sleep(0.05)
+        presenter.wait(lambda p: p.state is not None
+                       and p.state["view"]["volume"]["azimuth"] == 195.0)
+        seq = presenter.current()["seq"]
+        for p in followers:
+            p.wait(lambda q: bool(_frames(q, "3d", seq)), timeout=30)
+            moving = [f for f in p.frames if f["received"] >= started
+                      and f["quality"] == "interactive"]
+            assert moving  # it saw the orbit
+            sharp = _frames(p, "3d", seq)[0]
+            assert (sharp["width"], sharp["height"]) == (256, 256)
+            assert sharp["received"] > max(f["received"] for f in moving)
+    finally:
+        for p in people:
+            p.disconnect()

@@ -60,12 +60,18 @@ DEBOUNCE_SECONDS = 0.2
 RECHECK_SECONDS = 30.0
 
 
+def frame_order(payload: dict[str, Any]) -> tuple[int, int]:
+    """Newer changes after older ones, and of one change the full-quality frame after the
+    interactive one (the sharp frame once the presenter stops has the last change's seq)."""
+    return int(payload["seq"]), 1 if payload["quality"] == "final" else 0
+
+
 @dataclass(eq=False)
 class Follower:
     sid: str
     reader: Reader
     sent: deque[float] = field(default_factory=deque)
-    last: tuple[int, str] = (0, "")  # (seq, quality) of the newest frame it was sent
+    last: tuple[int, int] = (0, -1)  # frame_order() of the newest frame it was sent
     checked_at: float = field(default_factory=time.monotonic)
     frames: int = 0
 
@@ -126,7 +132,7 @@ class SharedStream:
         if follower.sent:
             follower.sent.popleft()
         newest = self.last_frame
-        if newest is not None and (follower.last < (int(newest["seq"]), newest["quality"])):
+        if newest is not None and follower.last < frame_order(newest):
             self._deliver(newest, [follower])
         self.wake.set()
 
@@ -206,7 +212,7 @@ class SharedStream:
         before the emit). Measured with 10 followers of a 300-slice CT on 2 cores: sending
         before asking for the next frame gave each follower 0.83-0.93 of the frame rate one
         viewer alone got in the same run; sending beside it, 1.2-1.3."""
-        key = (int(payload["seq"]), str(payload["quality"]))
+        key = frame_order(payload)
         targets = [f for f in followers
                    if self.followers.get(f.sid) is f and f.last < key and self._allowed(f)]
         if not targets:

@@ -23,10 +23,10 @@ Adaptive interactive quality
     Interactive 3-D frames use the library's coarse ray step and a reduced size. The size is
     steered per volume and preset: after each interactive frame the scale moves towards the
     one that would take :data:`INTERACTIVE_TARGET_MS` to ray-cast, within
-    :data:`INTERACTIVE_SCALE` of the requested size (so CT bone on 2 cores stays at half size,
-    a MIP, which samples every ray to the end, gets smaller frames, and a busy machine gets
-    smaller frames rather than fewer). Final frames never adapt: the same request gives the
-    same image.
+    :data:`INTERACTIVE_SCALE` of the requested size (a MIP, which samples every ray to the end,
+    gets smaller frames than CT bone, and a busy machine gets smaller frames rather than fewer:
+    CT bone on 2 cores at load 3-5 settled at a quarter of 512 px, 34-43 ms per frame). Final
+    frames never adapt: the same request gives the same image.
 
 Previews
     The full volume's first shaded 3-D frame computes the gradients of every voxel (seconds
@@ -82,8 +82,12 @@ RENDERER_BYTES_PER_VOXEL = 4
 MAX_TRIANGLES = 5_000_000
 """Largest isosurface returned (about 250 MB of STL); a larger one asks for a larger step."""
 REFUSED_REMEMBERED = 64
-INTERACTIVE_TARGET_MS = 60.0
-"""Ray-casting time aimed at for one interactive 3-D frame (about 15 frames/s with transport)."""
+INTERACTIVE_TARGET_MS = 30.0
+"""Ray-casting time aimed at for one interactive 3-D frame: with the read-back, the JPEG and the
+hop to the web process, a frame every 35-40 ms, the 25 frames/s a session's followers should see
+while the presenter orbits (aiming at 60 ms, 8.6-16 frames/s reached them on 2 shared cores at
+load 3-10, and 7.1-25.3 with 30 ms in the same runs: bench/README.md). A busy machine gets
+smaller frames, not fewer; the final frame when the camera stops is full size."""
 INTERACTIVE_SCALE = (0.25, 0.5)
 """Smallest and largest interactive frame size, as a fraction of the requested size."""
 PREVIEW_MIN_VOXELS = 8_000_000
