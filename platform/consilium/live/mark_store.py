@@ -11,7 +11,8 @@ them: a session's marks are the case's marks (:mod:`consilium.consult.annotation
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, select
 from sqlmodel import col
@@ -20,8 +21,29 @@ from consilium.consult.annotations import live_mark_allowed, marks_at_opening, s
 from consilium.live.events import ChangeKind
 from consilium.live.models import ConsiliumSession
 
-if TYPE_CHECKING:
-    from consilium.live.sequencer import Change, Draft
+
+class Draft(Protocol):
+    """What is read of the sequencer's change before its seq (:class:`.sequencer.Draft`)."""
+
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def kind(self) -> ChangeKind: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+    @property
+    def at(self) -> datetime: ...
+
+
+class Change(Protocol):
+    """What is read of the numbered change (:class:`.sequencer.Change`)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
 
 MARK_WRITES = frozenset({ChangeKind.MARK_PUT, ChangeKind.MARK_DELETED})
 
