@@ -51,7 +51,7 @@ def test_every_query_and_association_refusal_has_an_answer() -> None:
 
 
 def test_the_pynetdicom_seams_are_where_they_were() -> None:
-    """pynetdicom_server relies on pynetdicom 3.0's internals at four points; if an upgrade
+    """pynetdicom_server relies on pynetdicom 3.0's internals at five points; if an upgrade
     moves one, this fails before the byte-identical retrieval tests do:
 
     - the C-GET service sends each sub-operation with ``self.assoc.send_c_store`` (the
@@ -60,7 +60,9 @@ def test_the_pynetdicom_seams_are_where_they_were() -> None:
       on it with ``store_assoc.send_c_store``;
     - a handler's exception before its first yield is answered with 0xC411/0xC511;
     - the DUL reads each PDU as recv(6), then recv(length) (CheckedSocket's length check);
-    - ``send_c_store`` with a path sends the file's bytes when STORE_SEND_CHUNKED_DATASET."""
+    - ``send_c_store`` with a path sends the file's bytes when STORE_SEND_CHUNKED_DATASET;
+    - the reactor hands what it takes off the DIMSE queue to ``_serve_request``, which drops
+      what is not a request (keep_responses_for_the_sender)."""
     assert pynetdicom.__version__.startswith("3.0."), pynetdicom.__version__
     get = inspect.getsource(QueryRetrieveServiceClass._get_scp)
     move = inspect.getsource(QueryRetrieveServiceClass._move_scp)
@@ -73,3 +75,7 @@ def test_the_pynetdicom_seams_are_where_they_were() -> None:
     assert "self.socket.recv(6)" in read and "self.socket.recv(pdu_length)" in read
     store = inspect.getsource(pynetdicom.association.Association.send_c_store)
     assert "STORE_SEND_CHUNKED_DATASET" in store and "_dataset_path" in store
+    reactor = inspect.getsource(pynetdicom.association.Association._run_reactor)
+    assert "self.dimse.get_msg(block=False)" in reactor and "self._serve_request(msg" in reactor
+    serve = inspect.getsource(pynetdicom.association.Association._serve_request)
+    assert "if not msg.is_valid_request:" in serve
