@@ -27,6 +27,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.association import Association
 
+from consilium.archive.dimse.reactor import keep_responses_for_the_sender
 from consilium.errors import BadGateway, InvalidInput
 from consilium.settings import FilmPrinter
 
@@ -142,6 +143,7 @@ def _associate(printer: FilmPrinter, calling_ae: str, timeout: float) -> Associa
         raise FilmError(f"{where} cannot be reached: {exc}") from exc
     if not assoc.is_established:
         raise FilmError(f"{where} refused or did not answer the association")
+    keep_responses_for_the_sender(assoc)
     return assoc
 
 

@@ -21,6 +21,7 @@ from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from sqlalchemy import Engine, select
 
+from consilium.archive.dimse.reactor import keep_responses_for_the_sender
 from consilium.archive.models import studies
 from consilium.errors import BadGateway, InvalidInput
 from consilium.settings import DicomNode, Settings
@@ -171,6 +172,7 @@ def _associate(settings: Settings, node: DicomNode, abstract_syntax: str,
     except OSError as exc:  # e.g. an unresolvable host name
         raise RemotePacsError(f"{where} cannot be reached: {exc}") from exc
     if assoc.is_established:
+        keep_responses_for_the_sender(assoc)
         return assoc
     if not connected.is_set():
         raise RemotePacsError(f"{where} cannot be reached (connection refused or timed out)")

@@ -37,6 +37,7 @@ from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.transport import AddressInformation, AssociationSocket
 
 from consilium.archive.dicomfile import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from consilium.archive.dimse.reactor import keep_responses_for_the_sender
 from consilium.archive.pixel_guard import PixelLimits
 from consilium.archive.rendered import can_decode
 from consilium.archive.sop import (
@@ -137,30 +138,6 @@ class ArchiveAssociation(Association):
             return send_stored(super().send_c_store, self.accepted_contexts, self.dul.socket,
                                dataset, getattr(self.ae, "pixel_limits", None), **kwargs)
         return super().send_c_store(dataset, **kwargs)
-
-
-def keep_responses_for_the_sender(assoc: Association) -> None:
-    """Responses on ``assoc`` stay queued for the thread that sent the request.
-
-    pynetdicom's reactor thread serves the requests that arrive on an association, and pauses
-    while another thread sends (``send_c_store`` clears its checkpoint and waits for
-    ``_is_paused``). The reactor sets ``_is_paused`` before it waits and clears it only after
-    waking, so a sender can see a stale "paused" from the reactor's previous turn, send, and
-    the reactor, now running, takes the C-STORE response off the queue, logs "Received
-    unexpected C-STORE service message" and drops it: the sub-operation then waits out the
-    DIMSE timeout and the C-MOVE's remaining sub-operations fail (seen under load, about one
-    C-MOVE in three with a busy machine). A C-MOVE destination association only sends, so
-    whatever reaches its reactor that is not a request goes back on the queue, where the
-    sender's blocking read takes it. Pinned in tests/test_dimse_status.py."""
-    serve = assoc._serve_request
-
-    def _serve_request(msg: Any, context_id: int) -> None:
-        if msg.is_valid_request:
-            serve(msg, context_id)
-        else:
-            assoc.dimse.msg_queue.put((context_id, msg))
-
-    assoc._serve_request = _serve_request  # type: ignore[method-assign]
 
 
 class _MoveDestination:
