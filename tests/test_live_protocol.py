@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -305,15 +305,23 @@ def test_replay_gives_the_state_every_participant_had_at_each_step(
         chair.wait(lambda p: p.state is not None and sum(
             m["online"] for m in p.state["members"].values()) == 3)
 
-        def settle() -> None:
+        def settle(shows: Callable[[State], bool] = lambda _state: True) -> None:
+            """Everyone has every durable change and what the last coalesced one shows (a
+            view change or a draft gets its seq when it is broadcast, which on a loaded
+            machine can come after a durable change made later)."""
             seq = world.users["ivanova"].get(f"/api/consilia/{sid}").json()["last_seq"]
             for p in people:
-                p.wait_seq(seq)
+                p.wait(lambda p: p.state is not None and p.state["seq"] >= seq
+                       and shows(p.state))
+
+        def image(index: int) -> Callable[[State], bool]:
+            return lambda state: state["view"]["stack"] is not None and \
+                state["view"]["stack"]["viewports"][0]["image_index"] == index
 
         for i in range(6):  # what was shown: a scroll, then a window
             assert chair.call("view:change", {"session_id": sid, "kind": "view.stack",
                                               "state": _stack(world, i)})["ok"]
-            settle()
+            settle(image(i))
         assert chair.call("view:change", {"session_id": sid, "kind": "view.stack",
                                           "state": _stack(world, 5, 300.0), "final": True})["ok"]
         petrov.send("pointer:move", {"session_id": sid, "series_uid": world.series_uid,
@@ -325,10 +333,11 @@ def test_replay_gives_the_state_every_participant_had_at_each_step(
         for i in (7, 8):
             assert petrov.call("view:change", {"session_id": sid, "kind": "view.stack",
                                                "state": _stack(world, i)})["ok"]
-            settle()
+            settle(image(i))
         assert chair.call("protocol:draft", {"session_id": sid, "version": 0,
                                              "text": "Биопсия"})["ok"]
-        settle()
+        settle(lambda state: ((state.get("protocol") or {}).get("draft") or {}).get("text")
+               == "Биопсия")
         base = f"/api/consilia/{sid}/protocol"
         assert world.put("ivanova", base, {"text": "Биопсия.", "version": 0}).status_code == 200
         assert chair.call("control:take", {"session_id": sid})["ok"]
