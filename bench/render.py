@@ -62,7 +62,7 @@ from consilium_rendering import (
     oblique_plane,
     stl_bytes,
 )
-from consilium_rendering.reslice import slab_sampling
+from consilium_rendering.reslice import reslice_axes, slab_sampling
 from consilium_rendering.reslice_reference import reslice_reference
 
 MB = 1024 * 1024
@@ -177,8 +177,10 @@ def bench_mpr(volume: Volume, repeats: int, reference_repeats: int) -> None:
 
 
 def bench_slab_breakdown(volume: Volume, repeats: int) -> None:
-    """The oblique 10 mm MIP slab at 512x512, the frame the live consilium sends: its stages,
-    the reslice's own threads, and what fewer samples along the normal would buy and cost.
+    """The oblique 10 mm MIP slab at 512x512, the frame the live consilium sends: integrated by
+    VTK (samples evenly from face to face) or from sheets (a new plane, and paged one voxel
+    step along the normal as the viewer pages it), its stages, the reslice's own threads, and
+    what fewer samples along the normal would buy and cost.
     Wall and CPU time (this process, all threads) in interleaved repeats: CPU time says what a
     frame costs, whatever else the machine is doing."""
     print("\n## oblique 10 mm MIP slab, 512x512 viewport: where the time goes")
@@ -191,11 +193,42 @@ def bench_slab_breakdown(volume: Volume, repeats: int) -> None:
     layer_step = 1.0 / float(np.abs(index_normal).max())  # one sample per voxel layer crossed
     coarse = Slab(10.0, SlabMode.MAX, step_mm=layer_step)
     reslicers = {threads: Reslicer(volume, threads=threads) for threads in (1, 2)}
+    axes = reslice_axes(volume, viewport, step)
+    background = volume.value_range[0]
+
+    def evenly(threads: int) -> object:
+        """The slab integrated by vtkImageReslice, samples evenly from face to face."""
+        return reslicers[threads]._run(axes, viewport.size, count, background, SlabMode.MAX)
+
+    coarse_count, coarse_step = slab_sampling(volume, viewport, coarse)
+
+    def evenly_coarse() -> object:
+        return reslicers[2]._run(reslice_axes(volume, viewport, coarse_step), viewport.size,
+                                 coarse_count, background, SlabMode.MAX)
+
+    def new_plane() -> object:
+        """Sheets and faces, nothing kept (a plane just turned)."""
+        reslicers[2]._sheets.clear()
+        return reslicers[2].reslice(viewport, slab)
+
+    pager = Reslicer(volume, threads=2)
+    pages = iter(range(1_000_000))
+    normal_step = np.asarray(viewport.normal) * step
+
+    def paged() -> object:
+        """One voxel step further along the normal than the call before (the viewer paging
+        the slab): the two faces and the sheet that enters."""
+        shifted = Plane(tuple(np.asarray(viewport.origin) + normal_step * next(pages)),
+                        viewport.x_axis, viewport.y_axis, viewport.spacing, viewport.size)
+        return pager.reslice(shifted, slab)
+
     cases: dict[str, Callable[[], object]] = {
-        "reslice, 2 threads": partial(reslicers[2].reslice, viewport, slab),
-        "reslice, 1 thread": partial(reslicers[1].reslice, viewport, slab),
-        f"reslice, 2 threads, {slab_sampling(volume, viewport, coarse)[0]} samples "
-        f"({layer_step:.2f} mm)": partial(reslicers[2].reslice, viewport, coarse),
+        "evenly spaced (VTK's slab), 2 threads": partial(evenly, 2),
+        "evenly spaced (VTK's slab), 1 thread": partial(evenly, 1),
+        "sheets, a new plane, 2 threads": new_plane,
+        "sheets, paged one step, 2 threads": paged,
+        f"evenly, 2 threads, {slab_sampling(volume, viewport, coarse)[0]} samples "
+        f"({layer_step:.2f} mm)": partial(evenly_coarse),
     }
     image = reslicers[2].reslice(viewport, slab)
     grey = apply_window(image, 300.0, 1500.0)
@@ -215,8 +248,10 @@ def bench_slab_breakdown(volume: Volume, repeats: int) -> None:
               f"CPU median {statistics.median(cpu[name]) * 1000:6.1f} ms")
     truth = reslicers[2].reslice(viewport, Slab(10.0, SlabMode.MAX, step_mm=0.1))
     inside = truth > volume.value_range[0]
-    for name, candidate in (("voxel step", slab), (f"{layer_step:.2f} mm", coarse)):
-        error = (truth - reslicers[2].reslice(viewport, candidate))[inside]
+    candidates = (("voxel step, evenly", evenly(2)), ("voxel step, sheets", new_plane()),
+                  (f"{layer_step:.2f} mm, evenly", evenly_coarse()))
+    for name, image in candidates:
+        error = (truth - np.asarray(image))[inside]
         print(f"  MIP at a {name} vs a 0.1 mm step: under by {float(error.mean()):.1f} HU on "
               f"average, p99 {percentile(list(error), 99):.0f} HU, max {float(error.max()):.0f} HU")
 
@@ -228,6 +263,8 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=60, help="frames per rotation run")
     parser.add_argument("--mpr-repeats", type=int, default=20)
     parser.add_argument("--reference-repeats", type=int, default=3)
+    parser.add_argument("--slab-only", action="store_true",
+                        help="only the oblique slab's breakdown (volume built in memory)")
     args = parser.parse_args()
 
     print_machine("rendering: volume build, volume rendering, MPR")
@@ -255,6 +292,9 @@ def main() -> int:
           f"during the build {(max(peak_rss(), before) - max(peak_before, before)) / MB:.1f} MiB")
     del series
     gc.collect()
+    if args.slab_only:
+        bench_slab_breakdown(volume, args.mpr_repeats)
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="bench-render-") as folder:
         paths = write_ct_series(study, Path(folder), slices=args.slices, rows=args.size,

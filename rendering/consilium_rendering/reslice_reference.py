@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from consilium_rendering.geometry import Plane
-from consilium_rendering.reslice import Slab, SlabMode, reslice_axes, slab_sampling
+from consilium_rendering.reslice import Slab, SlabMode, reslice_axes, slab_offsets
 from consilium_rendering.volume import Volume
 
 __all__ = ["reslice_reference"]
@@ -27,8 +27,7 @@ def reslice_reference(
 ) -> _F32:
     """The image of ``plane`` computed with scipy: (height, width) float32."""
     ndimage: Any = importlib.import_module("scipy.ndimage")
-    count, step = slab_sampling(volume, plane, slab)
-    axes = reslice_axes(volume, plane, step)
+    axes = reslice_axes(volume, plane)
     width, height = plane.size
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
     background = volume.value_range[0] if fill is None else float(fill)
@@ -37,8 +36,7 @@ def reslice_reference(
     start = {SlabMode.MAX: -np.inf, SlabMode.MIN: np.inf, SlabMode.MEAN: 0.0}[mode]
     result = np.full((height, width), start, dtype=np.float64)
     inside_count = np.zeros((height, width), dtype=np.int64)
-    for s in range(count):
-        offset = s - (count - 1) / 2.0
+    for offset in slab_offsets(volume, plane, slab):
         ijk = (
             axes[:3, 0, None, None] * xs
             + axes[:3, 1, None, None] * ys
