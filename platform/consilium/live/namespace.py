@@ -29,8 +29,8 @@ from pydantic import BaseModel, ValidationError
 
 from consilium.archive.access import Unreadable
 from consilium.errors import DomainError, NotFound
-from consilium.identity.middleware import client_address
 from consilium.identity.policy import Principal
+from consilium.identity.web import client_address
 from consilium.live import events as ev
 from consilium.live import sessions
 from consilium.live.connection import Connection, Refusal
