@@ -21,9 +21,10 @@ from consilium.audit import AuditTrail
 from consilium.consult.models import ConsultCase
 from consilium.db import make_engine, migrate
 from consilium.identity.policy import Principal
-from consilium.live import hub as hub_module
+from consilium.live import feed as feed_module
 from consilium.live.events import ChangeKind as K
-from consilium.live.hub import LiveHub, Participant
+from consilium.live.feed import Participant
+from consilium.live.hub import LiveHub
 from consilium.live.models import ConsiliumSession
 from consilium.live.sequencer import (
     SNAPSHOT_EVERY,
@@ -138,7 +139,7 @@ def test_snapshots_are_the_fold_of_the_record(engine: Engine) -> None:
 def test_a_feed_takes_changes_in_seq_order_and_fills_gaps_from_the_database(
         engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     opened(engine)
-    monkeypatch.setattr(hub_module, "GAP_WAIT", 0.05)
+    monkeypatch.setattr(feed_module, "GAP_WAIT", 0.05)
 
     async def scenario() -> None:
         ctx = LiveContext(engine, AuditTrail(engine), access=None,  # type: ignore[arg-type]

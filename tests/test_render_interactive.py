@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from consilium.render.worker_process import INTERACTIVE_SCALE, CachedVolume
+from consilium.render.volume_cache import INTERACTIVE_SCALE, CachedVolume
 from consilium_rendering import volume_from_array
 
 FOLLOWER_FPS = 25.0

@@ -33,7 +33,8 @@ from consilium.render.protocol import (
     SeriesSource,
     VolumeSpec,
 )
-from consilium.render.worker_process import PREVIEW_MIN_VOXELS, Worker
+from consilium.render.volume_cache import PREVIEW_MIN_VOXELS
+from consilium.render.worker_process import Worker
 from consilium.render.workers import JobQueue, Pending
 from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from consilium_rendering import COARSE_VOXELS, coarse_volume, volume_from_array

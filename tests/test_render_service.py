@@ -43,7 +43,8 @@ from consilium.render.protocol import (
     parse_mpr,
     parse_volume,
 )
-from consilium.render.worker_process import VolumeCache, Worker
+from consilium.render.volume_cache import VolumeCache
+from consilium.render.worker_process import Worker
 from consilium.render.workers import rendezvous
 from consilium.synthetic import PatientSpec, StudySpec, generate_ct_series, write_ct_series
 from consilium_rendering import (

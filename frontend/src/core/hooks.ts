@@ -5,7 +5,7 @@
  */
 
 import type { ReplayHook, SessionHook } from "../capabilities/consilium/hook";
-import type { MprState } from "../capabilities/mpr3d/mpr3d";
+import type { MprState } from "../capabilities/mpr3d/mprState";
 import type { RenderingInfo } from "./cornerstone";
 
 export interface MeasurementSummary {

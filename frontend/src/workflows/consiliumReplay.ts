@@ -17,7 +17,7 @@ import { appHeader, pageTitle } from "../capabilities/shell/shell";
 import { getReplay, getReplayState, sessionUrl, type TimelineStep } from "../capabilities/consilium/api";
 import { ChatPanel } from "../capabilities/consilium/chat";
 import type { ReplayHook } from "../capabilities/consilium/hook";
-import type { State } from "../capabilities/consilium/state";
+import type { State } from "../capabilities/consilium/stateTypes";
 import { applyStackViewport } from "../capabilities/consilium/viewSync";
 import { CaseMarks, type Mark, type Measured } from "../capabilities/tools/caseMarks";
 import { Toolbox } from "../capabilities/tools/toolbox";

@@ -30,7 +30,7 @@ import { ParticipantsPanel } from "../capabilities/consilium/participants";
 import { ProtocolPanel } from "../capabilities/consilium/protocolPanel";
 import { LaserPointer, mprPointAt, mprPointerAt, stackPointAt, stackPointerAt } from "../capabilities/consilium/pointer";
 import { statusLabel } from "../capabilities/consilium/sessionList";
-import type { Change, StackView } from "../capabilities/consilium/state";
+import type { Change, StackView } from "../capabilities/consilium/stateTypes";
 import { applyStackViewport, sharedViews, showShared, stackViewportOf } from "../capabilities/consilium/viewSync";
 import { Mpr3dLayout } from "../capabilities/mpr3d/mpr3d";
 import { RenderSession } from "../capabilities/mpr3d/stream";

@@ -8,7 +8,7 @@
  * [&case={id}] (the case's panel, key images and marks: capabilities/consult, tools/caseMarks).
  */
 
-import type { CaseKeyImage } from "../capabilities/consult/keyImages";
+import type { CaseKeyImage } from "../capabilities/consult/api";
 import { onCaseUpdated } from "../capabilities/consult/ui";
 import { installConsultExtras, viewerCaseId } from "../capabilities/consult/viewerExtras";
 import { CaseMarks, httpMarks, imageIdOf } from "../capabilities/tools/caseMarks";

@@ -32,7 +32,7 @@ from consilium.identity.users import (
     principal_of_claims,
     session_of,
 )
-from consilium.identity.web import PRINCIPAL_SCOPE_KEY
+from consilium.identity.web import PRINCIPAL_SCOPE_KEY, client_address
 from consilium.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,6 @@ CSRF_HEADER = "x-csrf-token"
 SESSION_SCOPE_KEY = "consilium.session"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CSRF_EXEMPT_PREFIXES = ("/auth/callback/", "/dev-idp/")
-
-
-def client_address(scope: Scope) -> str:
-    client = scope.get("client")
-    return str(client[0]) if client else ""
 
 
 class AuthenticationMiddleware:

@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from consilium.audit import Actor, AuditAction, AuditOutcome, AuditTrail
-from consilium.identity.middleware import SESSION_COOKIE, SESSION_SCOPE_KEY, client_address
+from consilium.identity.middleware import SESSION_COOKIE, SESSION_SCOPE_KEY
 from consilium.identity.models import MePublic
 from consilium.identity.page_text import PAGE_STYLE, page_language, page_text
 from consilium.identity.ratelimit import UnauthenticatedAudit, clip, make_rate_limiter
@@ -32,7 +32,7 @@ from consilium.identity.users import (
     start_login,
     upsert_user,
 )
-from consilium.identity.web import current_principal, signed_in_principal
+from consilium.identity.web import client_address, current_principal, signed_in_principal
 from consilium.settings import DEV_IDP_PROVIDER_ID, OidcProvider, Settings
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from consilium.audit import AuditTrail
 from consilium.errors import Forbidden, InvalidInput
-from consilium.http_api import json_endpoint, read_model, web_actor
+from consilium.http_json import read_model
 from consilium.identity.policy import Principal, may_manage_service_tokens
 from consilium.identity.services import (
     ServiceTokenCreate,
@@ -28,6 +28,7 @@ from consilium.identity.services import (
     revoke_token,
     tokens_of,
 )
+from consilium.identity.web import json_endpoint, web_actor
 
 
 def _admin_institution(principal: Principal) -> str:

@@ -13,7 +13,7 @@ that its marks changed (``case:updated``, what ``marks``), for viewers outside t
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 from pydantic import ValidationError
@@ -23,12 +23,34 @@ from consilium.audit import AuditAction
 from consilium.consult.annotations import author_color, checked_mark, mark_author
 from consilium.errors import Conflict, Forbidden, InvalidInput
 from consilium.live import events as ev
+from consilium.live.connection import Connection
 from consilium.live.events import ChangeKind
+from consilium.live.feed import Participant
+from consilium.live.hub import LiveHub
 from consilium.live.sequencer import Draft
+from consilium.live.sessions import LiveContext
 
-if TYPE_CHECKING:
-    from consilium.live.hub import Participant
-    from consilium.live.namespace import Connection, ConsiliumNamespace
+
+class Namespace(Protocol):
+    """What mark events use of the namespace they are events of
+    (:class:`.namespace.ConsiliumNamespace`): its hub and context, and what every event
+    handler does with a session."""
+
+    @property
+    def hub(self) -> LiveHub: ...
+    @property
+    def ctx(self) -> LiveContext: ...
+
+    async def state(self, participant: Participant) -> dict[str, Any]:
+        """The session's state as this process's feed has it."""
+
+    async def of_case(self, participant: Participant, series_uid: str,
+                      study_uid: str | None = None) -> None:
+        """Refused (400 ``not-in-case``) unless the series is one of the case's."""
+
+    async def durable(self, conn: Connection, participant: Participant, kind: ChangeKind,
+                      payload: dict[str, Any], refused: str) -> dict[str, Any]:
+        """A durable change, under the connection's rate; its acknowledgement."""
 
 
 def _mark(data: dict[str, Any]) -> Mark:
@@ -46,11 +68,11 @@ def _mark(data: dict[str, Any]) -> Mark:
 
 
 class MarkEvents:
-    def __init__(self, namespace: ConsiliumNamespace) -> None:
+    def __init__(self, namespace: Namespace) -> None:
         self.ns = namespace
 
     async def _open(self, participant: Participant) -> dict[str, Any]:
-        state = await self.ns._state(participant)
+        state = await self.ns.state(participant)
         if state["status"] != "open":
             raise Conflict("the session is not open", reason="state")
         return state
@@ -61,7 +83,7 @@ class MarkEvents:
         if series is None:
             raise InvalidInput("a mark names its image or its series", reason="parameter")
         study = mark.image.study_uid if mark.image is not None else None
-        await self.ns._of_case(participant, series, study)
+        await self.ns.of_case(participant, series, study)
         feed = await self.ns.hub.feed(participant.session_id)
         return await feed.series_study(series) or ""
 
@@ -94,7 +116,7 @@ class MarkEvents:
             checked_mark, self.ns.ctx.engine, list(feed.study_uids), mark, participant.subject,
             participant.name, participant.institution)
         await self._own(case_id, mark.id, participant, deleting=False)
-        answer = await self.ns._durable(conn, participant, ChangeKind.MARK_PUT,
+        answer = await self.ns.durable(conn, participant, ChangeKind.MARK_PUT,
                                         {"mark": kept.model_dump(mode="json")},
                                         "the mark cannot be changed now")
         self._audit(conn, study, case_id, mark.id, "put")
@@ -107,7 +129,7 @@ class MarkEvents:
         case_id = int(state["case_id"])
         await self._own(case_id, m.id, participant, deleting=True)
         found = next((a for a in state["annotations"] if a.get("id") == m.id), None)
-        answer = await self.ns._durable(conn, participant, ChangeKind.MARK_DELETED,
+        answer = await self.ns.durable(conn, participant, ChangeKind.MARK_DELETED,
                                         {"id": m.id}, "the mark cannot be deleted now")
         image = (found or {}).get("image") or {}
         self._audit(conn, str(image.get("study_uid", "")), case_id, m.id, "delete")

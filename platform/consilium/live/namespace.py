@@ -21,21 +21,22 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import anyio
 import socketio
 from pydantic import BaseModel, ValidationError
 
-from consilium.archive.access import Reader, Unreadable
+from consilium.archive.access import Unreadable
 from consilium.errors import DomainError, NotFound
-from consilium.identity.middleware import client_address
 from consilium.identity.policy import Principal
+from consilium.identity.web import client_address
 from consilium.live import events as ev
 from consilium.live import sessions
+from consilium.live.connection import Connection, Refusal
 from consilium.live.events import NAMESPACE, ChangeKind
-from consilium.live.hub import RESUME_MAX, Feed, LiveHub, Participant, room_of
+from consilium.live.feed import RESUME_MAX, Feed, Participant, room_of
+from consilium.live.hub import LiveHub
 from consilium.live.mark_events import MarkEvents
 from consilium.live.models import SessionStatus
 from consilium.live.render_share import SessionRender
@@ -44,45 +45,7 @@ from consilium.render.service import RenderService
 
 log = logging.getLogger(__name__)
 
-BURST = 20
-"""Durable changes (chat, hand, control) a connection may send at once..."""
-PER_SECOND = 5.0
-"""...and then per second: each is a database write and a message to everyone."""
-
 M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(eq=False)
-class Connection:
-    sid: str
-    principal: Principal
-    source: str
-    joined: dict[str, Participant] = field(default_factory=dict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    tokens: float = BURST
-    refilled: float = field(default_factory=time.monotonic)
-
-    def reader(self) -> Reader:
-        """A fresh reader (its grants read now, not at connect)."""
-        return Reader.of(self.principal, self.source, "socket")
-
-    def allow(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(BURST, self.tokens + (now - self.refilled) * PER_SECOND)
-        self.refilled = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-
-class Refusal(Exception):
-    def __init__(self, status: int, error: str, reason: str = "") -> None:
-        super().__init__(error)
-        self.status, self.error, self.reason = status, error, reason
-
-    def ack(self) -> dict[str, Any]:
-        return {"ok": False, "status": self.status, "error": self.error, "reason": self.reason}
 
 
 Handler = Callable[[Connection, Participant, Any], Awaitable[dict[str, Any]]]
@@ -283,13 +246,17 @@ class ConsiliumNamespace:
 
     # -- changes ---------------------------------------------------------------------------------
 
-    async def _state(self, participant: Participant) -> dict[str, Any]:
+    # state, durable and of_case are what the handlers of every event (also those of
+    # :mod:`.mark_events`) do with a session: read its state, make a durable change under the
+    # connection's rate, check that a series is one of the case's
+
+    async def state(self, participant: Participant) -> dict[str, Any]:
         feed = await self.hub.feed(participant.session_id)
         assert feed.state is not None
         return feed.state
 
-    async def _durable(self, conn: Connection, participant: Participant, kind: ChangeKind,
-                       payload: dict[str, Any], refused: str) -> dict[str, Any]:
+    async def durable(self, conn: Connection, participant: Participant, kind: ChangeKind,
+                      payload: dict[str, Any], refused: str) -> dict[str, Any]:
         if not conn.allow():
             raise Refusal(429, "too many changes; slow down", "rate")
         change = await self.hub.record(Draft(participant.session_id, kind,
@@ -300,7 +267,7 @@ class ConsiliumNamespace:
 
     async def view(self, conn: Connection, participant: Participant, m: ev.ViewChange
                    ) -> dict[str, Any]:
-        state = await self._state(participant)
+        state = await self.state(participant)
         if state["status"] != "open":
             raise Refusal(409, "the session is not open", "state")
         if state["presenter"] != participant.subject:
@@ -315,13 +282,13 @@ class ConsiliumNamespace:
                  [(view.study_uid, view.series_uid)]  # type: ignore[attr-defined]
                  )
         for study_uid, series_uid in pairs:
-            await self._of_case(participant, series_uid, study_uid)
+            await self.of_case(participant, series_uid, study_uid)
         self.hub.offer(Draft(participant.session_id, kind, participant.subject,
                              {"state": view.model_dump(mode="json"), "final": m.final}))
         return {"ok": True}
 
-    async def _of_case(self, participant: Participant, series_uid: str,
-                       study_uid: str | None = None) -> None:
+    async def of_case(self, participant: Participant, series_uid: str,
+                      study_uid: str | None = None) -> None:
         feed = await self.hub.feed(participant.session_id)
         found = await feed.series_study(series_uid)
         if found is None or (study_uid is not None and found != study_uid):
@@ -329,13 +296,13 @@ class ConsiliumNamespace:
 
     async def pointer(self, conn: Connection, participant: Participant, m: ev.PointerMove
                       ) -> dict[str, Any]:
-        state = await self._state(participant)
+        state = await self.state(participant)
         if state["status"] != "open":
             raise Refusal(409, "the session is not open", "state")
         if m.visible:
             if m.series_uid is None:
                 raise Refusal(400, "a visible pointer names its series_uid", "parameter")
-            await self._of_case(participant, m.series_uid)
+            await self.of_case(participant, m.series_uid)
         self.hub.offer(Draft(participant.session_id, ChangeKind.POINTER, participant.subject,
                              m.model_dump(mode="json", exclude={"session_id"})))
         return {"ok": True}
@@ -345,7 +312,7 @@ class ConsiliumNamespace:
         text = m.text.strip()
         if not text:
             raise Refusal(400, "the message is empty", "parameter")
-        return await self._durable(conn, participant, ChangeKind.CHAT_MESSAGE,
+        return await self.durable(conn, participant, ChangeKind.CHAT_MESSAGE,
                                    {"text": text, "name": participant.name},
                                    "the session is not open")
 
@@ -353,53 +320,53 @@ class ConsiliumNamespace:
                          ) -> dict[str, Any]:
         if m.subject not in (None, participant.subject):
             raise Refusal(403, "one raises one's own hand", "not-yours")
-        return await self._durable(conn, participant, ChangeKind.HAND_RAISED,
+        return await self.durable(conn, participant, ChangeKind.HAND_RAISED,
                                    {"subject": participant.subject}, "the session is not open")
 
     async def hand_lower(self, conn: Connection, participant: Participant, m: ev.HandChange
                          ) -> dict[str, Any]:
         subject = m.subject or participant.subject
         if subject != participant.subject:
-            state = await self._state(participant)
+            state = await self.state(participant)
             if participant.subject not in (state["presenter"], state["chair"]):
                 raise Refusal(403, "only the presenter or the chair lowers another's hand",
                               "not-presenter")
-        return await self._durable(conn, participant, ChangeKind.HAND_LOWERED,
+        return await self.durable(conn, participant, ChangeKind.HAND_LOWERED,
                                    {"subject": subject}, "the session is not open")
 
     async def control_request(self, conn: Connection, participant: Participant,
                               _m: ev.ControlRequest) -> dict[str, Any]:
-        state = await self._state(participant)
+        state = await self.state(participant)
         if state["presenter"] == participant.subject:
             raise Refusal(409, "you are presenting", "presenter")
-        return await self._durable(conn, participant, ChangeKind.CONTROL_REQUESTED,
+        return await self.durable(conn, participant, ChangeKind.CONTROL_REQUESTED,
                                    {"subject": participant.subject}, "the session is not open")
 
     async def control_withdraw(self, conn: Connection, participant: Participant,
                                _m: ev.ControlRequest) -> dict[str, Any]:
-        return await self._durable(conn, participant, ChangeKind.CONTROL_WITHDRAWN,
+        return await self.durable(conn, participant, ChangeKind.CONTROL_WITHDRAWN,
                                    {"subject": participant.subject}, "the session is not open")
 
     async def control_grant(self, conn: Connection, participant: Participant,
                             m: ev.ControlGrant) -> dict[str, Any]:
-        state = await self._state(participant)
+        state = await self.state(participant)
         if participant.subject not in (state["presenter"], state["chair"]):
             raise Refusal(403, "only the presenter or the chair hands over control",
                           "not-presenter")
         member = state["members"].get(m.subject)
         if member is None or not member["online"]:
             raise Refusal(400, f"{m.subject!r} is not in the session now", "not-member")
-        return await self._durable(conn, participant, ChangeKind.CONTROL_GRANTED,
+        return await self.durable(conn, participant, ChangeKind.CONTROL_GRANTED,
                                    {"subject": m.subject, "name": member["name"],
                                     "by": participant.subject},
                                    "control cannot be handed over now")
 
     async def control_take(self, conn: Connection, participant: Participant,
                            _m: ev.ControlRequest) -> dict[str, Any]:
-        state = await self._state(participant)
+        state = await self.state(participant)
         if participant.subject != state["chair"]:
             raise Refusal(403, "only the chair takes control", "not-chair")
-        return await self._durable(conn, participant, ChangeKind.CONTROL_GRANTED,
+        return await self.durable(conn, participant, ChangeKind.CONTROL_GRANTED,
                                    {"subject": participant.subject, "name": participant.name,
                                     "by": participant.subject, "taken": True},
                                    "control cannot be taken now")
@@ -432,7 +399,7 @@ class ConsiliumNamespace:
                              m: ev.ProtocolDraft) -> dict[str, Any]:
         """The protocol's text as its editor types it: coalesced like a view change (the
         fold takes it only from the editor, on the newest version: :mod:`.protocol_fold`)."""
-        state = await self._state(participant)
+        state = await self.state(participant)
         protocol = state.get("protocol") or {"status": "draft", "editor": state["chair"],
                                              "version": 0}
         if protocol["status"] != "draft" or state["status"] == "scheduled":

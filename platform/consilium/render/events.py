@@ -64,8 +64,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from consilium.archive.access import Purpose, Reader
-from consilium.identity.middleware import client_address
 from consilium.identity.policy import Principal
+from consilium.identity.web import client_address
 from consilium.render.access import OpenSeries
 from consilium.render.bridge import RenderFailure
 from consilium.render.protocol import (

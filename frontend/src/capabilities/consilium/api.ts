@@ -124,4 +124,4 @@ export const replayUrl = (id: string): string => `/viewer/consilia/${encodeURICo
 export const getReplay = (id: string) =>
   api<{ session: SessionInfo; last_seq: number; timeline: TimelineStep[]; truncated: boolean }>("GET", `/api/consilia/${encodeURIComponent(id)}/replay`);
 export const getReplayState = (id: string, seq: number) =>
-  api<{ seq: number; state: import("./state").State }>("GET", `/api/consilia/${encodeURIComponent(id)}/replay/state?seq=${seq}`);
+  api<{ seq: number; state: import("./stateTypes").State }>("GET", `/api/consilia/${encodeURIComponent(id)}/replay/state?seq=${seq}`);

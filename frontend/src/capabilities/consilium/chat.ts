@@ -4,7 +4,7 @@ import { h, replaceChildren } from "../../core/dom";
 import { timeElement } from "../../core/format";
 import { t } from "../../core/i18n";
 import { colorOf } from "./participants";
-import type { ChatLine } from "./state";
+import type { ChatLine } from "./stateTypes";
 
 export class ChatPanel {
   readonly element: HTMLElement;

@@ -12,7 +12,8 @@
 
 import { io, type Socket } from "socket.io-client";
 
-import { type Change, OrderedState, type State } from "./state";
+import { OrderedState } from "./state";
+import type { Change, State } from "./stateTypes";
 
 export const NAMESPACE = "/consilium";
 const KEEP_MS = 250; // the kept state is written at most this often (and when the page goes)

@@ -6,7 +6,7 @@
 
 import { h } from "../../core/dom";
 import { t } from "../../core/i18n";
-import type { State } from "./state";
+import type { State } from "./stateTypes";
 
 export type ControlId = "follow" | "detach" | "request" | "withdraw" | "hand" | "lower" | "pointer" | "start" | "take" | "end";
 

@@ -1,7 +1,14 @@
 /** What the session page publishes on `window.__consilium.session` (the browser tests read it). */
 
-import type { DrawnPointer } from "./pointer";
-import type { ChatLine, Member, Pointer, State } from "./state";
+import type { ChatLine, Member, Pointer, State } from "./stateTypes";
+
+/** a participant's pointer as this page draws it (pointer.ts) */
+export interface DrawnPointer {
+  subject: string;
+  image_id: string | null;
+  /** page position (client px) it is drawn at, null when its image is not shown here */
+  at: [number, number] | null;
+}
 
 export interface FrameSeen {
   view: string;

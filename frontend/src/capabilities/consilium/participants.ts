@@ -6,7 +6,7 @@
 
 import { h, replaceChildren } from "../../core/dom";
 import { t } from "../../core/i18n";
-import type { State } from "./state";
+import type { State } from "./stateTypes";
 
 export interface ParticipantActions {
   grant: (subject: string) => void;

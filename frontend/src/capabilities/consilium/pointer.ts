@@ -11,21 +11,15 @@ import { h, replaceChildren } from "../../core/dom";
 import type { Mpr3dLayout } from "../mpr3d/mpr3d";
 import type { StackViewer } from "../viewport/stackViewer";
 import { paneOfStream, STREAMS } from "./frames";
+import type { DrawnPointer } from "./hook";
 import { colorOf } from "./participants";
-import type { Pointer } from "./state";
+import type { Pointer } from "./stateTypes";
 
 export interface PointAt {
   series_uid: string;
   image_id: string;
   x: number;
   y: number;
-}
-
-export interface DrawnPointer {
-  subject: string;
-  image_id: string | null;
-  /** page position (client px) it is drawn at, null when its image is not shown here */
-  at: [number, number] | null;
 }
 
 const SEND_MS = 33; // about as often as the server passes them on

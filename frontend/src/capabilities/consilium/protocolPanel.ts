@@ -11,7 +11,7 @@ import { timeElement } from "../../core/format";
 import { t } from "../../core/i18n";
 import { closeProtocol, givePen, protocolPdfUrl, reopenProtocol, saveProtocol, signProtocol, submitProtocol } from "./api";
 import { protocolOf } from "./protocolState";
-import type { State } from "./state";
+import type { State } from "./stateTypes";
 
 const TYPING_MS = 120; // what the editor types goes out at most about 8 times a second
 

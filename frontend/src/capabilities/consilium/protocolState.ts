@@ -5,32 +5,7 @@
  * the protocol is a draft.
  */
 
-import type { Change, State } from "./state";
-
-export interface ProtocolSignatureState {
-  name: string;
-  institution: string;
-  agree: boolean;
-  dissent: string;
-  version: number;
-  at: string;
-  seq: number;
-}
-
-export interface ProtocolState {
-  status: "draft" | "signing" | "closed";
-  editor: string;
-  editor_name: string;
-  version: number;
-  text: string;
-  draft: { version: number; text: string; seq: number } | null;
-  versions: { version: number; at: string; subject: string; name: string }[];
-  signatures: Record<string, ProtocolSignatureState>;
-  closed_at: string | null;
-  closed_by: string;
-  content_sha256: string;
-  attachment_id: number | null;
-}
+import type { Change, ProtocolState, State } from "./stateTypes";
 
 export const VERSIONS_KEPT = 200;
 

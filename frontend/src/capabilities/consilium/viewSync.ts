@@ -10,10 +10,11 @@
 
 import { utilities as csUtils } from "@cornerstonejs/core";
 
-import { MPR_VIEWS, type Mpr3dLayout, type MprView as Pane } from "../mpr3d/mpr3d";
+import type { Mpr3dLayout } from "../mpr3d/mpr3d";
+import { MPR_VIEWS, type MprView as Pane } from "../mpr3d/mprState";
 import type { Params } from "../mpr3d/stream";
 import type { StackViewer } from "../viewport/stackViewer";
-import type { MprView, StackViewport, Vec3, VolumeView } from "./state";
+import type { MprView, StackViewport, Vec3, VolumeView } from "./stateTypes";
 
 const round = (v: number, k = 1000): number => Math.round(v * k) / k;
 

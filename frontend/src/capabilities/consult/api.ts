@@ -4,7 +4,6 @@
  */
 
 import { loginUrl, type Me } from "../../core/session";
-import type { CaseKeyImage } from "./keyImages";
 
 export class ApiError extends Error {
   constructor(
@@ -137,6 +136,16 @@ export interface Attachment {
   uploaded_by: string;
   uploaded_by_name: string;
   at: string;
+}
+
+/** a key image as the case keeps it (platform/consilium/archive/marks.py KeyImage); keyImages.ts reads and marks them */
+export interface CaseKeyImage {
+  image: { study_uid: string; series_uid: string; sop_instance_uid: string; sop_class_uid?: string | null; frame?: number | null };
+  caption: string;
+  series_description: string;
+  instance_number: number | null;
+  author_subject: string;
+  author_name: string;
 }
 
 export interface CaseDetail {

@@ -7,7 +7,7 @@
 import { DICOMWEB } from "../../core/dicomweb";
 import { h } from "../../core/dom";
 import { t } from "../../core/i18n";
-import { api } from "./api";
+import { api, type CaseKeyImage } from "./api";
 
 export interface KeyImage {
   studyUID: string;
@@ -87,16 +87,6 @@ export async function locate(studyUID: string, sopUIDs: string[]): Promise<KeyIm
 }
 
 // -- a case's key images (GET/PUT/DELETE /api/cases/{id}/key-images) ------------------------------
-
-/** a key image as the case keeps it (platform/consilium/archive/marks.py KeyImage) */
-export interface CaseKeyImage {
-  image: { study_uid: string; series_uid: string; sop_instance_uid: string; sop_class_uid?: string | null; frame?: number | null };
-  caption: string;
-  series_description: string;
-  instance_number: number | null;
-  author_subject: string;
-  author_name: string;
-}
 
 function keyApi<T>(method: string, url: string, body?: unknown): Promise<T> {
   return api<T>(method, url, body);

@@ -10,7 +10,7 @@ import { personName, timeElement } from "../../core/format";
 import type { ConsiliumHooks } from "../../core/hooks";
 import { t } from "../../core/i18n";
 import type { Me } from "../../core/session";
-import { ApiError, caseUrl, getCase, useSession } from "./api";
+import { ApiError, type CaseKeyImage, caseUrl, getCase, useSession } from "./api";
 import { ConclusionEditor, signedConclusion } from "./conclusionEditor";
 import {
   basket,
@@ -21,7 +21,6 @@ import {
   markCaseKeyImage,
   toggleKey,
   unmarkCaseKeyImage,
-  type CaseKeyImage,
   type KeyImage,
 } from "./keyImages";
 import { mayAct } from "./permissions";

@@ -13,8 +13,7 @@
 
 import type { Mark, Measured } from "../tools/caseMarks";
 import { add, dot, norm, patientToPixel, pixelToScreen, scale, sub, type Fit, type PlaneGeometry, type Vec3 } from "./geometry";
-
-export type MprTool = "length" | "ellipse";
+import type { MprMarksSummary, MprTool } from "./mprState";
 
 /** where the marks come from and go to (the case's, through the viewer's CaseMarks) */
 export interface MprMarkSink {
@@ -230,7 +229,7 @@ export class MprMarks {
   }
 
   /** what the tests read */
-  summary(): { tool: MprTool | null; drawing: boolean; drawnOn: Record<string, string[]>; labels: Record<string, string>; errors: string[] } {
+  summary(): MprMarksSummary {
     return { tool: this.tool, drawing: this.active, drawnOn: { ...this.drawnOn }, labels: { ...this.labels }, errors: [...this.errors] };
   }
 }

@@ -1,6 +1,7 @@
 /**
  * One pane of the MPR / 3D layout: the streamed image drawn into a canvas fitted to the pane, an
- * SVG overlay (crosshair, handles), a label, a quality / fps indicator and an error message.
+ * SVG overlay (crosshair, handles), a label, a quality / fps indicator and an error message (a
+ * refusal of the render service as a sentence: refusalText).
  */
 
 import { t } from "../../core/i18n";
@@ -211,4 +212,25 @@ function pixelStats(bitmap: ImageBitmap): { nonBlack: number; mean: number; sign
     mean: total / (size * size),
     signature: cells.map((c) => Math.round(c / per)),
   };
+}
+
+/** A server refusal as a sentence for the pane. */
+export function refusalText(status: number, error: string, reason: string): string {
+  switch (reason) {
+    case "single-slice":
+      return `${t("mpr.err.single_slice")} (${error})`;
+    case "not-image":
+      return `${t("mpr.err.not_image")} (${error})`;
+    case "mixed-size":
+    case "mixed-orientation":
+      return `${t("mpr.err.mixed")} (${error})`;
+    case "too-large":
+      return `${t("mpr.err.too_large")} (${error})`;
+    case "no-view":
+      return t("mpr.err.no_view");
+    default:
+      if (status === 404) return t("mpr.err.not_found");
+      if (status === 503) return `${t("mpr.err.busy")} (${error})`;
+      return t("mpr.err.other", { reason: error });
+  }
 }
