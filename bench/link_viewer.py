@@ -9,8 +9,10 @@ Measured in the page (``window.__consilium``), from the click on the study's row
 * first image: the first slice painted (lossless: JPEG-LS, never a preview);
 * every slice viewable: a preview (JPEG-LS near-lossless) or better of all slices;
 * every slice lossless;
-* MPR/3D: the MPR layout opened right after the first image, while the slices still load:
-  the time until each of the four panes drew its first frame, with the bulk loads stepping back
+* MPR/3D: the MPR layout opened right after the first image (``--mpr-after S``: S seconds
+  after it, a reader looking at the slices first; the viewer prepares the volume meanwhile),
+  while the slices still load: the time from the click (the button's click event in the page)
+  until each of the four panes drew its first frame, with the bulk loads stepping back
   while a pane waits (``linkPriority``) and without (``?no-link-priority``), interleaved;
   (``--mpr``: only this, and the time until the 3-D pane shows the full volume's frame after
   its coarse preview; ``--peer CHECKOUT`` runs another checkout's server and front end in
@@ -18,10 +20,14 @@ Measured in the page (``window.__consilium``), from the click on the study's row
 * direct open: /viewer/studies/{uid} typed in (the application's own start included), with the
   browser's cache of the viewer's files warm and with it off (the scripts fetched before the
   first image and their bytes on the wire);
-* loopback: the same first image without emulation.
+* loopback: the same first image without emulation; with ``--peer``, three cold servers per
+  run and side: the series' metadata cache deleted; the metadata computed as at store
+  (``archive/warmup.py``, what follows a C-STORE or STOW-RS); and that with the OS page cache
+  dropped right before the click (``sync; echo 3 > /proc/sys/vm/drop_caches``, as root: the
+  files, the metadata cache and the database read from disk).
 
     python bench/link_viewer.py [--slices 300] [--runs 3]
-    python bench/link_viewer.py --mpr [--peer /work/main] [--runs 5]
+    python bench/link_viewer.py --mpr [--mpr-after 3] [--peer /work/main] [--runs 5]
     python bench/link_viewer.py --loopback [--peer /work/main] [--runs 5]
 """
 
@@ -43,6 +49,9 @@ from tests.browser import chromium_context
 from tests.webserver import WebServer
 
 from consilium.archive.metadata import metadata_cache_dir
+from consilium.archive.warmup import MetadataWarmer
+from consilium.service import open_runtime
+from consilium.settings import load_settings
 from consilium.synthetic import PatientSpec, StudySpec, make_study_uid, write_ct_series
 
 PATIENT_ID = "LINK300"
@@ -134,9 +143,11 @@ def run_link(data_dir: Path, slices: int) -> dict[str, float]:
         web.stop()
 
 
-def run_mpr(data_dir: Path, priority: bool, code: Path | None = None) -> tuple[float, float]:
-    """ms from opening the MPR layout (right after the first slice) to all four panes drawn
-    (a coarse 3-D preview counts), and to the 3-D pane's first full-volume frame."""
+def run_mpr(data_dir: Path, priority: bool, code: Path | None = None, after: float = 0.0
+            ) -> tuple[float, float]:
+    """ms from the click that opens the MPR layout (``after`` seconds after the first slice)
+    to all four panes drawn (a coarse 3-D preview counts), and to the 3-D pane's first
+    full-volume frame."""
     web = fresh_server(data_dir, code=code)
     try:
         with chromium_context() as context:
@@ -148,13 +159,18 @@ def run_mpr(data_dir: Path, priority: bool, code: Path | None = None) -> tuple[f
                 page.wait_for_function("window.__consilium && __consilium.ready")
             throttle(context, page)
             click_study(page)
-            page.evaluate("""() => {  // each pane's first frame, for the report
-                window.__mprClick = performance.now(); window.__paneFirst = {};
+            if after:
+                page.wait_for_timeout(after * 1000)
+            page.evaluate("""() => {  // the click's own time, and each pane's first frame
+                window.__mprClick = null; window.__paneFirst = {};
+                document.querySelector('[data-testid=toolbar] button[data-id=mpr3d]')
+                    .addEventListener('click', (e) => { window.__mprClick = e.timeStamp; },
+                                      {capture: true, once: true});
                 setInterval(() => {
                     const m = window.__consilium.mpr;
                     for (const v of ['axial', 'coronal', 'sagittal', '3d']) {
                         const p = m && m.panes && m.panes[v];
-                        if (p && p.frames > 0 && !(v in __paneFirst))
+                        if (window.__mprClick !== null && p && p.frames > 0 && !(v in __paneFirst))
                             __paneFirst[v] = Math.round(performance.now() - __mprClick);
                     }
                 }, 5);
@@ -169,7 +185,8 @@ def run_mpr(data_dir: Path, priority: bool, code: Path | None = None) -> tuple[f
             page.wait_for_function("__consilium.mpr.panes['3d'].finalFrames > 0", polling=1,
                                    timeout=120_000)
             full = float(page.evaluate("performance.now() - window.__mprClick"))
-            print(f"    first frame per pane (ms): {page.evaluate('window.__paneFirst')}",
+            print(f"    first frame per pane (ms): {page.evaluate('window.__paneFirst')}; "
+                  f"slices lossless at the four panes: {loading['lossless']}/{loading['total']}",
                   flush=True)
             return ms, full
     finally:
@@ -240,16 +257,44 @@ def run_codec(data_dir: Path, form: str, slices: int, emulate: bool) -> dict[str
         web.stop()
 
 
-def run_loopback(data_dir: Path, keep_metadata: bool = False, code: Path | None = None
-                 ) -> float:
+def metadata_at_store(data_dir: Path) -> None:
+    """The series' metadata in the file cache as after a C-STORE or STOW-RS: computed by the
+    archive's own warmer (``archive/warmup.py``), before the server starts."""
+    runtime = open_runtime(load_settings(CONFIG, {"data_dir": data_dir}, environ={}),
+                           run_migrations=False)
+    try:
+        with runtime.engine.connect() as conn:
+            study = conn.exec_driver_sql(
+                "SELECT s.study_uid FROM study s JOIN patient p ON p.id = s.patient_pk "
+                "WHERE p.patient_id = ?", (PATIENT_ID,)).scalar_one()
+        MetadataWarmer(runtime.store, data_dir).warm(str(study))
+    finally:
+        runtime.engine.dispose()
+
+
+def drop_page_cache() -> bool:
+    """Empty the OS page cache (root only): the next reads come from the disk."""
+    try:
+        subprocess.run(["sync"], check=True)
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        return False
+    return True
+
+
+def run_loopback(data_dir: Path, keep_metadata: bool = False, code: Path | None = None,
+                 drop: bool = False) -> float:
     """First image on loopback; ``keep_metadata``: the series' metadata computed before (as
-    after a C-STORE, archive/warmup.py), the frame cache still cold (a fresh process)."""
+    after a C-STORE, archive/warmup.py), the frame cache still cold (a fresh process);
+    ``drop``: the OS page cache emptied right before the click."""
     web = fresh_server(data_dir, keep_metadata, code)
     try:
         with chromium_context() as context:
             page = context.new_page()
             log_in(page, web)
             warm_up(page, web)
+            if drop and not drop_page_cache():
+                raise SystemExit("dropping the page cache needs root")
             click_study(page)
             return float(page.evaluate("__consilium.firstImageMs"))
     finally:
@@ -258,6 +303,11 @@ def run_loopback(data_dir: Path, keep_metadata: bool = False, code: Path | None 
 
 def load() -> str:
     return Path("/proc/loadavg").read_text().split()[0]
+
+
+LOOPBACK_CASES = (("metadata cache deleted", False, False),
+                  ("metadata computed at store", True, False),
+                  ("at store, page cache dropped", True, True))
 
 
 def compare(data_dir: Path, args: argparse.Namespace) -> None:
@@ -271,16 +321,24 @@ def compare(data_dir: Path, args: argparse.Namespace) -> None:
         for name, code in sides:
             before = load()
             if args.mpr:
-                figures: tuple[float, ...] = run_mpr(data_dir, True, code)
+                figures: tuple[float, ...] = run_mpr(data_dir, True, code, args.mpr_after)
                 text = (f"four panes {figures[0]:6.0f} ms, 3-D full volume {figures[1]:6.0f} ms")
             else:
-                figures = (run_loopback(data_dir, False, code),)
-                text = f"loopback first image {figures[0]:5.0f} ms (metadata cache deleted)"
+                values = []
+                for _label, keep, drop in LOOPBACK_CASES:
+                    if keep:
+                        metadata_at_store(data_dir)
+                    values.append(run_loopback(data_dir, keep, code, drop))
+                figures = tuple(values)
+                text = "loopback first image " + ", ".join(
+                    f"{label} {v:5.0f} ms" for (label, _, _), v in zip(LOOPBACK_CASES, values,
+                                                                        strict=True))
             results[name].append(figures)
             print(f"run {run + 1} {name:>24}: {text}  (load {before}-{load()})", flush=True)
     for name, rows in results.items():
         medians = [median([r[i] for r in rows]) for i in range(len(rows[0]))]
-        label = ("four panes / 3-D full volume" if args.mpr else "loopback first image")
+        label = ("four panes / 3-D full volume" if args.mpr else
+                 "loopback first image " + " / ".join(c[0] for c in LOOPBACK_CASES))
         print(f"median {name:>24}: {label} " + " / ".join(f"{m:.0f}" for m in medians) + " ms")
 
 
@@ -293,6 +351,8 @@ def main() -> int:
     parser.add_argument("--loopback", action="store_true", help="only the loopback first image")
     parser.add_argument("--mpr", action="store_true",
                         help="only the MPR/3D panes while slices load (with link priority)")
+    parser.add_argument("--mpr-after", type=float, default=0.0,
+                        help="with --mpr: seconds between the first image and the click")
     parser.add_argument("--peer", type=Path, default=None,
                         help="with --mpr or --loopback: another checkout (its server and built "
                              "front end) measured in turn with this one")

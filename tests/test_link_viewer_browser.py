@@ -29,6 +29,7 @@ NEAR = 32  # transcode.preview_near's default
 # browser is starved of CPU by a loaded machine
 LINK = {"offline": False, "latency": 40, "downloadThroughput": 6e6 / 8,
         "uploadThroughput": 10e6 / 8}
+SLOW = 0.5e6 / 8  # a lossless slice (~190 KB) takes 3 s
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,11 @@ def test_preview_then_lossless_over_a_regional_link(series: tuple[WebServer, Pat
         assert not lossy and np.array_equal(values, stored[uid])
         viewer.wait(f"__consilium.loading && __consilium.loading.previews === {SLICES}",
                     timeout=60_000)
-        # the far end: its preview at once, marked lossy, then the lossless slice replaces it
+        # the far end: its preview at once, marked lossy, then the lossless slice replaces it.
+        # The link slows down first, so that the lossless slice takes seconds, not the few
+        # hundred ms a round trip to this process can take on a loaded machine (seen: the
+        # lossy preview missed at load 8-9 while the render worker prepared the volume)
+        cdp.send("Network.emulateNetworkConditions", {**LINK, "downloadThroughput": SLOW})
         viewer.press("End")
         viewer.wait_index(SLICES - 1)
         # (read in the same animation frame as it is seen: the lossless slice follows soon)
@@ -103,6 +108,7 @@ def test_preview_then_lossless_over_a_regional_link(series: tuple[WebServer, Pat
         assert lossy
         error = np.abs(values - stored[uid]).max()
         assert 0 < error <= NEAR, error
+        cdp.send("Network.emulateNetworkConditions", LINK)
         viewer.wait("__consilium.view.lossy === false", timeout=30_000)
         assert viewer.page.locator("[data-testid=lossy-label]").count() == 0
         uid, lossy, values = held(viewer)

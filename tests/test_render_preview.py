@@ -84,20 +84,22 @@ def test_coarse_copy_keeps_every_nth_voxel_in_place() -> None:
     assert coarse_steps(small) == (1, 1, 1)
 
 
-def test_quick_jobs_go_before_slow_ones_queued_earlier() -> None:
+def test_quick_jobs_go_before_previews_slow_ones_and_background_work_queued_earlier() -> None:
     loop = asyncio.new_event_loop()
     try:
         series = SeriesSource("1.2.3", "1.2", (), "x")
         jobs = JobQueue()
         names: dict[int, str] = {}
 
-        def put(name: str, spec: Any) -> None:
-            pending = Pending(Job(series, spec), loop, loop.create_future())
+        def put(name: str, spec: Any, background: bool = False) -> None:
+            pending = Pending(Job(series, spec, background), loop, loop.create_future())
             names[id(pending)] = name
             jobs.put(pending)
 
+        put("prepare info", InfoSpec(), background=True)
         put("3d full", VolumeSpec())
         put("stl", IsosurfaceSpec())
+        put("prepare 3d", VolumeSpec(preview=True), background=True)
         put("axial", MprSpec())
         put("3d preview", VolumeSpec(preview=True))
         put("info", InfoSpec())
@@ -106,7 +108,8 @@ def test_quick_jobs_go_before_slow_ones_queued_earlier() -> None:
         order = [jobs.get_nowait() for _ in range(jobs.qsize())]
         assert order[0] is None
         assert [names[id(p)] for p in order[1:]] == [
-            "axial", "3d preview", "info", "3d drag", "3d full", "stl"]
+            "axial", "info", "3d drag", "3d preview", "3d full", "stl", "prepare info",
+            "prepare 3d"]
     finally:
         loop.close()
 

@@ -71,7 +71,7 @@ from consilium.live.protocol_models import (
 )
 from consilium.live.protocol_routes import PenBody, SaveBody, SignBody, VersionBody
 from consilium.live.routes import InviteBody, ScheduleBody, UninviteBody
-from consilium.render.routes import RoiStats, VolumeInfo
+from consilium.render.routes import PrepareAnswer, RoiStats, VolumeInfo
 from consilium.status import SystemStatus
 from consilium.web_static import UiConfig
 
@@ -144,6 +144,17 @@ def _path_param(name: str, kind: str = "string") -> dict[str, Any]:
 def _query(name: str, description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "description": description,
             "schema": {"type": "string"}}
+
+
+def _prepare(series: dict[str, Any]) -> dict[str, Any]:
+    op = _op("Build the series' volume, reslicer and coarse 3-D state in the render worker "
+             "now, in the background (the viewer asks after a volume's first image); 202 "
+             "queued/running/skipped; wait=1 answers 200 when ready", "ready (wait=1)",
+             400, 401, 404, 422, 503, answer=answer(PrepareAnswer),
+             params=[series, _query("wait", "1: answer when the volume is ready")])
+    op["responses"]["202"] = {"description": "queued, running or skipped", "content": {
+        "application/json": {"schema": answer(PrepareAnswer)}}}
+    return op
 
 
 def _attachment_upload(case: dict[str, Any]) -> dict[str, Any]:
@@ -395,6 +406,7 @@ def _paths() -> dict[str, Any]:
             "MPR plane, from the volume", "statistics", 400, 401, 404, 422, 503,
             answer=answer(RoiStats), params=[series] + [_query(n, n) for n in (
                 "points", "slab", "mode")])},
+        "/api/render/series/{series_uid}/prepare": {"post": _prepare(series)},
         "/api/render/series/{series_uid}/isosurface.stl": {"get": _op(
             "An isosurface as binary STL (patient coordinates)", "STL", 400, 401, 404, 422,
             503, params=[series, _query("level", "HU"), _query("step", "voxels")])},

@@ -21,6 +21,7 @@ import { PRIMARY_TOOLS, Toolbox } from "../capabilities/tools/toolbox";
 import { Toolbar, type ToolbarButton } from "../capabilities/toolbar/toolbar";
 import { CompareLayout, LAYOUTS, type Layout } from "../capabilities/viewport/compare";
 import { CT_PRESETS } from "../capabilities/viewport/presets";
+import { prepareVolume, volumeCapable } from "../capabilities/viewport/prepareVolume";
 import { progressive } from "../capabilities/viewport/progressive";
 import { RENDERING_ENGINE_ID, StackViewer, VIEWPORT_ID } from "../capabilities/viewport/stackViewer";
 import { openExportDialog, useCsrf } from "../capabilities/regional/exportDialog";
@@ -200,6 +201,12 @@ export async function readStudy(root: HTMLElement, me: Me, hooks: ConsiliumHooks
     requestAnimationFrame(() => {
       hooks.firstImageAt = performance.now();
       hooks.firstImageMs = hooks.openClickedAt === null ? null : hooks.firstImageAt - hooks.openClickedAt;
+      // the volume for the MPR / 3D layout, built on the server while the reader looks at the
+      // slices (capabilities/viewport/prepareVolume.ts); the layout itself builds it when open
+      const shown = viewer.current;
+      if (shown && !mpr.active && shown.series.seriesUID === view.seriesUID && volumeCapable(shown.series.modality, shown.frames.length)) {
+        hooks.page.prepare = prepareVolume(view.seriesUID, me.csrf_token);
+      }
     });
   });
   toolbox.onMeasurements((all, changed) => {

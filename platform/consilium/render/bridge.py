@@ -97,9 +97,9 @@ class RenderBridge:
         if self._pool is not None:
             self._pool.close()
 
-    async def run(self, source: SeriesSource, spec: Spec) -> Result:
+    async def run(self, source: SeriesSource, spec: Spec, background: bool = False) -> Result:
         try:
-            result = await self.pool.run(Job(source, spec))
+            result = await self.pool.run(Job(source, spec, background))
         except WorkerCrashed as exc:
             raise RenderFailure(503, f"the render worker stopped during this request ({exc}); "
                                 "it is being restarted, try again", "worker-restarted") from exc
@@ -112,21 +112,24 @@ class RenderBridge:
             raise RenderFailure(result.status, result.message, result.reason)
         return result
 
-    async def _expect(self, source: SeriesSource, spec: Spec, kind: type[R]) -> R:
-        result = await self.run(source, spec)
+    async def _expect(self, source: SeriesSource, spec: Spec, kind: type[R],
+                      background: bool = False) -> R:
+        result = await self.run(source, spec, background)
         if not isinstance(result, kind):
             raise RenderFailure(500, f"the worker answered {type(result).__name__} to "
                                 f"{type(spec).__name__}")
         return result
 
-    async def info(self, source: SeriesSource) -> InfoResult:
-        return await self._expect(source, InfoSpec(), InfoResult)
+    async def info(self, source: SeriesSource, background: bool = False) -> InfoResult:
+        return await self._expect(source, InfoSpec(), InfoResult, background)
 
-    async def mpr(self, source: SeriesSource, spec: MprSpec) -> FrameResult:
-        return await self._expect(source, spec, FrameResult)
+    async def mpr(self, source: SeriesSource, spec: MprSpec, background: bool = False
+                  ) -> FrameResult:
+        return await self._expect(source, spec, FrameResult, background)
 
-    async def volume(self, source: SeriesSource, spec: VolumeSpec) -> FrameResult:
-        return await self._expect(source, spec, FrameResult)
+    async def volume(self, source: SeriesSource, spec: VolumeSpec, background: bool = False
+                     ) -> FrameResult:
+        return await self._expect(source, spec, FrameResult, background)
 
     async def isosurface(self, source: SeriesSource, spec: IsosurfaceSpec) -> SurfaceResult:
         return await self._expect(source, spec, SurfaceResult)

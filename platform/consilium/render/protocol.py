@@ -153,6 +153,9 @@ Spec = InfoSpec | MprSpec | VolumeSpec | IsosurfaceSpec | RoiStatsSpec
 class Job:
     source: SeriesSource
     spec: Spec
+    background: bool = False
+    """Work nobody waits for (preparing a volume before it is asked for): the worker takes it
+    after every other job queued (:class:`consilium.render.workers.JobQueue`)."""
 
 
 # --------------------------------------------------------------------------- results

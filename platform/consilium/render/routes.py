@@ -48,6 +48,19 @@ Vectors are comma-separated patient coordinates (DICOM LPS, mm): ``point=12.5,-3
     elliptical ROI of an MPR pane: ``points`` (12 numbers, its axes' ends), ``slab``, ``mode``;
     documented in :mod:`.roi_stats`.
 
+``POST /api/render/series/{series_uid}/prepare``
+    Build the series' volume, its reslicer and its coarse 3-D preview's state in the render
+    worker now, as background work, so that the MPR / 3-D layout opened later finds them
+    (:mod:`.prepare`). The viewer asks once a volume-capable series' first image is painted.
+    **202** ``{"series_uid", "state"}``: ``queued`` (started), ``running`` (one was running
+    already: joined), ``skipped`` (the caller has :data:`.prepare.MAX_PER_USER` running, or the
+    process :data:`.prepare.MAX_RUNNING`; nothing is lost, the layout builds what it needs).
+    ``wait=1`` (scripts, tests): answer when it is done, **200** with ``state`` ``ready``,
+    ``seconds``, ``build_ms`` (the build it did, null when the volume was built already),
+    ``preview`` (the 3-D state made is a coarse copy's), or the failure as for the other
+    routes (422 the library refused the series; 503 busy when skipped). Read and audited as a
+    view of the study, like a frame.
+
 ``GET /api/render/series/{series_uid}/isosurface.stl``
     Binary STL of the surface at ``level`` (default 300, HU for CT), from every ``step``-th
     voxel (default 2; 1 to 16), in patient coordinates (mm). Audited as an export.
@@ -68,9 +81,10 @@ then max).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
@@ -79,7 +93,9 @@ from starlette.routing import BaseRoute, Route
 
 from consilium.archive.access import Purpose, Reader
 from consilium.errors import NotAuthenticated
+from consilium.render.bridge import RenderFailure
 from consilium.render.protocol import (
+    BadParameter,
     FrameResult,
     Timing,
     parse_isosurface,
@@ -221,6 +237,26 @@ class RoiStats(BaseModel):
     slab_samples: int
 
 
+class PrepareAnswer(BaseModel):
+    """``POST /api/render/series/{series_uid}/prepare`` (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    series_uid: str
+    state: Literal["queued", "running", "skipped", "ready"]
+    seconds: float | None = Field(default=None, description="with wait=1: time it took")
+    build_ms: float | None = Field(default=None, description="with wait=1: the build it did")
+    preview: bool | None = Field(default=None, description="with wait=1: coarse 3-D state")
+
+
+def _flag(text: str | None, name: str) -> bool:
+    if text is None or text.lower() in ("", "0", "false", "no"):
+        return False
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    raise BadParameter(f"{name} must be 1 or 0, not {text!r}")
+
+
 class RenderRoutes:
     def __init__(self, service: RenderService) -> None:
         self.service = service
@@ -236,6 +272,7 @@ class RenderRoutes:
             Route(series + "/volume", g(self.volume), methods=["GET"]),
             Route(series + "/isosurface.stl", g(self.isosurface), methods=["GET"]),
             Route(series + "/roi-stats", g(self.roi_stats), methods=["GET"]),
+            Route(series + "/prepare", g(self.prepare), methods=["POST"]),
         ]
 
     @staticmethod
@@ -300,7 +337,6 @@ class RenderRoutes:
         }
         return Response(surface.data, media_type="model/stl", headers=headers)
 
-
     async def roi_stats(self, request: Request) -> Response:
         """Statistics of an MPR ellipse (:mod:`.roi_stats`): the gate before the parameters,
         so a foreign series is refused as a missing one whatever was asked."""
@@ -313,6 +349,30 @@ class RenderRoutes:
         stats = RoiStats.model_validate({"series_uid": series_uid, **result.payload})
         return JSONResponse(stats.model_dump(mode="json"),
                             headers={**NO_STORE, "Server-Timing": _timing(result.timing)})
+
+
+    async def prepare(self, request: Request) -> Response:
+        """Prepare the series for MPR / 3-D (:mod:`.prepare`): the gate first, as for a frame."""
+        reader = self.reader(request)
+        series_uid = request.path_params["series_uid"]
+        opened = await self.access.series(reader, series_uid, Purpose.FRAME,
+                                          {"what": "prepare MPR/3D"})
+        wait = _flag(request.query_params.get("wait"), "wait")
+        state, task = self.service.preparations.start(reader.actor.subject, opened.source)
+        if not wait:
+            answer = PrepareAnswer(series_uid=series_uid, state=state)
+            return JSONResponse(answer.model_dump(mode="json"), status_code=202,
+                                headers=NO_STORE)
+        if task is None:
+            raise RenderFailure(503, "the render service is preparing other series; try again "
+                                "shortly", "busy")
+        warmed = await asyncio.shield(task)  # a caller that goes away stops nothing
+        if not warmed.ok:
+            raise RenderFailure(warmed.status, warmed.reason, warmed.code)
+        answer = PrepareAnswer(series_uid=series_uid, state="ready",
+                               seconds=round(warmed.seconds, 3), build_ms=warmed.build_ms,
+                               preview=warmed.preview)
+        return JSONResponse(answer.model_dump(mode="json"), headers=NO_STORE)
 
 
 def render_routes(service: RenderService) -> list[BaseRoute]:

@@ -254,7 +254,9 @@ export class ProgressiveLoader {
     };
     let image: Types.IImage;
     try {
+      if (urgent) performance.mark("consilium:slice-request", { detail: imageId });
       image = await imageLoader.loadImage(imageId, options as never);
+      if (urgent) performance.mark("consilium:slice-loaded", { detail: imageId });
     } catch (err) {
       if (stage === "preview") {
         this.noPreview.add(imageId); // not convertible: the lossless stage brings it
