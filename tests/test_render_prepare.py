@@ -27,7 +27,7 @@ from pydicom import dcmread
 from consilium.render.bridge import RenderBridge
 from consilium.render.prepare import MAX_PER_USER, Preparations
 from consilium.render.protocol import SeriesSource
-from consilium.render.worker_process import PREVIEW_MIN_VOXELS
+from consilium.render.volume_cache import PREVIEW_MIN_VOXELS
 from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.conftest import CONFIG, CONSILIUM
 from tests.test_render_service import api

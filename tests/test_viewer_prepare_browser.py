@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from pydicom import dcmread
 
-from consilium.render.worker_process import PREVIEW_MIN_VOXELS
+from consilium.render.volume_cache import PREVIEW_MIN_VOXELS
 from consilium.synthetic import PatientSpec, StudySpec, write_ct_series
 from tests.browser import chromium_context
 from tests.conftest import CONFIG, CONSILIUM

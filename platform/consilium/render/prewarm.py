@@ -18,13 +18,22 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
+from consilium.render.access import RenderAccess
 from consilium.render.bridge import RenderBridge, RenderFailure
 from consilium.render.protocol import MprSpec, SeriesSource, VolumeSpec
 
-if TYPE_CHECKING:  # the service holds the preparations (.prepare), which use this module
-    from consilium.render.service import RenderService
+
+class RenderService(Protocol):
+    """What warming needs of the render service (:class:`.service.RenderService`, which holds
+    the viewers' preparations that use this module, so it is not imported here)."""
+
+    @property
+    def bridge(self) -> RenderBridge: ...
+
+    @property
+    def access(self) -> RenderAccess: ...
 
 log = logging.getLogger(__name__)
 
